@@ -1,0 +1,85 @@
+"""The rxdata error hierarchy.
+
+Every error rxdata raises on bad input derives from :class:`RxDataError` and also from the
+built-in exception a caller would catch without knowing rxdata (``ValueError``,
+``FileNotFoundError``, ...). Messages name the offending file, row or value and say what
+was expected, so that a failure on the 753,060th PNG of a conversion is actionable.
+
+Example:
+    >>> import rxdata
+    >>> try:
+    ...     rxdata.parse_id_code("not-an-id")
+    ... except ValueError as err:  # also an rxdata.RxDataError
+    ...     isinstance(err, rxdata.RxDataError)
+    True
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConvertError",
+    "ImageDecodeError",
+    "ImageNotFoundError",
+    "MetadataError",
+    "OptionsError",
+    "OutputExistsError",
+    "ParseError",
+    "RecordError",
+    "RxDataError",
+    "SplitError",
+    "StatsError",
+    "SubmissionError",
+    "VerifyError",
+]
+
+
+class RxDataError(Exception):
+    """Base class of every error rxdata raises on purpose."""
+
+
+class OptionsError(RxDataError, ValueError):
+    """An options value is out of range or of the wrong kind (names the field and the value)."""
+
+
+class ParseError(RxDataError, ValueError):
+    """A path, ``id_code`` or ``site_id`` does not follow the RxRx1 naming scheme."""
+
+
+class MetadataError(RxDataError, ValueError):
+    """A metadata table or CSV is malformed: missing columns, duplicate ids, bad values."""
+
+
+class ImageNotFoundError(RxDataError, FileNotFoundError):
+    """A channel image that should exist is missing (names the path)."""
+
+
+class ImageDecodeError(RxDataError, ValueError):
+    """A channel image is corrupt, not 8-bit grayscale, or of the wrong size (names the file)."""
+
+
+class StatsError(RxDataError, ValueError):
+    """Normalization statistics are missing for a group, or have the wrong shape."""
+
+
+class RecordError(RxDataError, ValueError):
+    """A TFRecord shard is truncated or corrupt, or an example does not match the schema."""
+
+
+class ConvertError(RxDataError, RuntimeError):
+    """A conversion could not complete (the message says which site and why)."""
+
+
+class OutputExistsError(RxDataError, FileExistsError):
+    """An output directory holds a conversion made with different options."""
+
+
+class VerifyError(RxDataError, ValueError):
+    """Verification of converted shards found a mismatch against the manifest or metadata."""
+
+
+class SplitError(RxDataError, ValueError):
+    """A split cannot be made as asked (too many folds, unknown experiment, overlap)."""
+
+
+class SubmissionError(RxDataError, ValueError):
+    """Predictions cannot become a valid submission (missing, duplicate or bad wells)."""
