@@ -1,0 +1,484 @@
+"""Reading RxRx1 channel PNGs and assembling them into sites.
+
+Contract:
+
+* A channel image is an 8-bit grayscale PNG. :func:`inspect_png` validates one from its
+  bytes *without decoding pixels* (signature, every chunk's CRC, ``IHDR`` first, ``IEND``
+  last, 8-bit grayscale, optional expected size); :func:`read_png` decodes one to a
+  ``(H, W) uint8`` array.
+* A site is the stack of its channel images: :func:`load_site` returns ``(H, W, C) uint8``
+  with the channels in the order asked; the size is read from the files (every channel
+  must agree) and never assumed to be 512.
+* Errors name the file: a missing channel raises :class:`~rxdata.errors.ImageNotFoundError`,
+  a corrupt, non-8-bit-grayscale or wrongly sized one :class:`~rxdata.errors.ImageDecodeError`.
+* Paths may be local or remote (``gs://...``, through ``tf.io.gfile``, imported only then).
+
+Decoding uses OpenCV when it is installed (measured fastest on the real RxRx1 PNGs, see
+``docs/performance.md``) and Pillow otherwise; both give identical arrays.
+
+Data root: ``base_path`` defaults to the environment variable ``RXDATA_ROOT``, else the
+current directory. Two layouts are understood (see :data:`LAYOUTS`): the Kaggle one,
+``{root}/{dataset}/{experiment}/Plate{plate}/{well}_s{site}_w{channel}.png``, and the full
+RxRx1 release, ``{root}/images/{experiment}/Plate{plate}/{well}_s{site}_w{channel}.png``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from rxdata import _io
+from rxdata.color import DEFAULT_CHANNELS, RGB_MAP, RgbMap, convert_tensor_to_rgb
+from rxdata.errors import ImageDecodeError, ImageNotFoundError, OptionsError
+
+__all__ = [
+    "LAYOUTS",
+    "ROOT_ENV",
+    "PngInfo",
+    "channel_path",
+    "default_root",
+    "inspect_png",
+    "load_site",
+    "load_site_as_rgb",
+    "read_png",
+    "resolve_layout",
+]
+
+ROOT_ENV = "RXDATA_ROOT"
+"""Environment variable read for the default data root (else the current directory)."""
+
+LAYOUTS = ("kaggle", "full")
+"""``kaggle``: ``{dataset}/{experiment}/...``; ``full``: ``images/{experiment}/...``."""
+
+Layout = Literal["kaggle", "full"]
+ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview
+
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_COLOR_TYPES = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale+alpha", 6: "RGBA"}
+
+
+@dataclass(frozen=True)
+class PngInfo:
+    """What a PNG header says about its image.
+
+    Attributes:
+        width: Image width in pixels.
+        height: Image height in pixels.
+        bit_depth: Bits per sample (RxRx1 images: 8).
+        color_type: PNG colour type (0 = grayscale, the only one RxRx1 uses).
+    """
+
+    width: int
+    height: int
+    bit_depth: int
+    color_type: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The ``(height, width)`` of the decoded array."""
+        return (self.height, self.width)
+
+
+def _fail(source: str, what: str) -> ImageDecodeError:
+    return ImageDecodeError(f"{source}: {what}")
+
+
+def _parse_ihdr(data: bytes, source: str) -> PngInfo:
+    """Check the signature and the ``IHDR`` chunk (the first 33 bytes) of a PNG."""
+    if len(data) < 8 or data[:8] != _SIGNATURE:
+        raise _fail(
+            source, f"not a PNG file (first bytes {bytes(data[:8])!r}, expected the PNG signature)"
+        )
+    if len(data) < 33:
+        raise _fail(source, f"truncated PNG: {len(data)} bytes, a PNG needs at least 33")
+    length, ctype = struct.unpack(">I4s", data[8:16])
+    if ctype != b"IHDR" or length != 13:
+        raise _fail(
+            source, f"first chunk is {ctype!r} of length {length}, expected IHDR of length 13"
+        )
+    width, height, bit_depth, color_type, _comp, _filt, _interlace = struct.unpack(
+        ">IIBBBBB", data[16:29]
+    )
+    if width == 0 or height == 0:
+        raise _fail(source, f"image size {width}x{height} is empty")
+    return PngInfo(width=width, height=height, bit_depth=bit_depth, color_type=color_type)
+
+
+def _check_format(info: PngInfo, source: str, expected_shape: tuple[int, int] | None) -> None:
+    if info.bit_depth != 8 or info.color_type != 0:
+        kind = _COLOR_TYPES.get(info.color_type, f"colour type {info.color_type}")
+        raise _fail(source, f"{info.bit_depth}-bit {kind} image, expected 8-bit grayscale")
+    if expected_shape is not None and info.shape != tuple(expected_shape):
+        raise _fail(
+            source,
+            f"image is {info.height}x{info.width} (HxW), expected "
+            f"{expected_shape[0]}x{expected_shape[1]}",
+        )
+
+
+def inspect_png(
+    data: bytes, source: str = "<bytes>", *, expected_shape: tuple[int, int] | None = None
+) -> PngInfo:
+    """Validate an 8-bit grayscale PNG without decoding its pixels.
+
+    Checks the signature, that ``IHDR`` comes first, every chunk's length and CRC-32, that
+    there is at least one ``IDAT`` chunk, that ``IEND`` closes the file with nothing after
+    it, that the image is 8-bit grayscale and, if given, its ``(height, width)``. Costs one
+    CRC pass over the file (much cheaper than decoding).
+
+    Args:
+        data: The whole file's bytes.
+        source: Name of the file, used in error messages.
+        expected_shape: ``(height, width)`` the image must have, or ``None``.
+
+    Returns:
+        The header fields.
+
+    Raises:
+        ImageDecodeError: Naming ``source`` and what was wrong.
+
+    Example:
+        >>> import io, numpy as np
+        >>> from PIL import Image
+        >>> buf = io.BytesIO()
+        >>> Image.fromarray(np.zeros((4, 6), np.uint8)).save(buf, format="PNG")
+        >>> inspect_png(buf.getvalue(), "demo.png")
+        PngInfo(width=6, height=4, bit_depth=8, color_type=0)
+    """
+    view = memoryview(data)
+    info = _parse_ihdr(bytes(view[:33]), source)
+    pos, n_idat, size = 8, 0, len(view)
+    while True:
+        if pos + 12 > size:
+            raise _fail(
+                source,
+                f"truncated PNG: chunk header at byte {pos} runs past the end "
+                f"of the file ({size} bytes); no IEND chunk",
+            )
+        length, ctype = struct.unpack(">I4s", view[pos : pos + 8])
+        end = pos + 12 + length
+        if end > size:
+            raise _fail(
+                source,
+                f"truncated PNG: chunk {ctype!r} at byte {pos} needs {length} "
+                f"data bytes, the file ends at {size}",
+            )
+        stored = struct.unpack(">I", view[end - 4 : end])[0]
+        actual = zlib.crc32(view[pos + 4 : end - 4])
+        if stored != actual:
+            raise _fail(
+                source,
+                f"CRC mismatch in chunk {ctype!r} at byte {pos} "
+                f"(stored {stored:#010x}, computed {actual:#010x}): corrupt file",
+            )
+        if ctype == b"IDAT":
+            n_idat += 1
+        pos = end
+        if ctype == b"IEND":
+            break
+    if n_idat == 0:
+        raise _fail(source, "no IDAT chunk: the PNG has no image data")
+    if pos != size:
+        raise _fail(source, f"{size - pos} unexpected bytes after the IEND chunk")
+    _check_format(info, source, expected_shape)
+    return info
+
+
+# --- decoders: bytes -> (H, W) uint8, or raise any exception on corrupt input ------------
+
+
+def _decode_pillow(data: bytes) -> npt.NDArray[np.uint8]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        if im.mode != "L":
+            raise ValueError(f"decoded to Pillow mode {im.mode!r}, expected 'L'")
+        return np.asarray(im)
+
+
+def _decode_opencv(data: bytes) -> npt.NDArray[np.uint8]:
+    import cv2
+
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:  # OpenCV reports corrupt input only as None: ask Pillow why
+        _decode_pillow(data)
+        raise ValueError("OpenCV could not decode the PNG data")
+    return np.asarray(arr, dtype=np.uint8)
+
+
+def _available_decoders() -> dict[str, Callable[[bytes], npt.NDArray[np.uint8]]]:
+    decoders: dict[str, Callable[[bytes], npt.NDArray[np.uint8]]] = {}
+    try:
+        import cv2  # noqa: F401
+
+        decoders["opencv"] = _decode_opencv
+    except ImportError:  # optional extra: fall back to Pillow
+        pass
+    decoders["pillow"] = _decode_pillow
+    return decoders
+
+
+_DECODERS = _available_decoders()
+DECODER: str = next(iter(_DECODERS))
+"""Name of the decoder :func:`read_png` uses by default (``opencv`` if installed)."""
+
+
+def _source_name(source: ImageSource, path: str | os.PathLike[str] | None) -> str:
+    if path is not None:
+        return os.fspath(path)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>"
+    return os.fspath(source)
+
+
+def read_png(
+    source: ImageSource,
+    *,
+    expected_shape: tuple[int, int] | None = None,
+    path: str | os.PathLike[str] | None = None,
+    decoder: str | None = None,
+) -> npt.NDArray[np.uint8]:
+    """Decode one 8-bit grayscale channel PNG.
+
+    Args:
+        source: A local path, a remote URL (``gs://...``) or the file's bytes.
+        expected_shape: ``(height, width)`` the image must have, or ``None`` to accept any.
+        path: Name used in error messages when ``source`` is bytes.
+        decoder: ``"opencv"`` or ``"pillow"``; ``None`` uses :data:`DECODER`.
+
+    Returns:
+        A ``(H, W) uint8`` array.
+
+    Raises:
+        ImageNotFoundError: ``source`` is a path that does not exist.
+        ImageDecodeError: Corrupt, not 8-bit grayscale, or not of ``expected_shape``.
+
+    Example:
+        >>> import io, numpy as np
+        >>> from PIL import Image
+        >>> buf = io.BytesIO()
+        >>> Image.fromarray(np.arange(12, dtype=np.uint8).reshape(3, 4)).save(buf, "PNG")
+        >>> read_png(buf.getvalue())[2].tolist()
+        [8, 9, 10, 11]
+    """
+    name = _source_name(source, path)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    else:
+        try:
+            data = _io.read_bytes(source)
+        except FileNotFoundError:
+            raise ImageNotFoundError(f"channel image not found: {name}") from None
+        except IsADirectoryError:
+            raise ImageNotFoundError(f"channel image path is a directory: {name}") from None
+    info = _parse_ihdr(data[:33], name)
+    _check_format(info, name, expected_shape)
+    name_of_decoder = DECODER if decoder is None else decoder
+    try:
+        decode = _DECODERS[name_of_decoder]
+    except KeyError:
+        raise OptionsError(
+            f"decoder={name_of_decoder!r} is not available; installed: {sorted(_DECODERS)}"
+        ) from None
+    try:
+        arr = decode(data)
+    except Exception as err:  # decoders raise assorted types; report them uniformly
+        raise _fail(name, f"corrupt PNG data ({type(err).__name__}: {err})") from err
+    if arr.shape != info.shape or arr.dtype != np.uint8:
+        raise _fail(name, f"decoded to {arr.dtype} {arr.shape}, header says uint8 {info.shape}")
+    return arr
+
+
+# --- sites ---------------------------------------------------------------------------------
+
+
+def default_root() -> str:
+    """The data root used when ``base_path`` is not given: ``$RXDATA_ROOT`` or ``"."``.
+
+    Example:
+        >>> isinstance(default_root(), str)
+        True
+    """
+    return os.environ.get(ROOT_ENV) or "."
+
+
+def resolve_layout(
+    base_path: str | os.PathLike[str], dataset: str | None, layout: str | None = None
+) -> Layout:
+    """Decide which file layout a data root uses.
+
+    An explicit ``layout`` wins. Otherwise ``dataset=None`` means the full release; else the
+    Kaggle layout when ``{base_path}/{dataset}`` is a folder, the full release when
+    ``{base_path}/images`` is one, and the Kaggle layout (the rxrx1-utils default) when
+    neither exists, so that the error names the path a Kaggle user expects.
+
+    Example:
+        >>> resolve_layout("/nonexistent", None)
+        'full'
+        >>> resolve_layout("/nonexistent", "train")
+        'kaggle'
+    """
+    if layout is not None:
+        if layout not in LAYOUTS:
+            raise OptionsError(f"layout={layout!r} is not one of {LAYOUTS}")
+        return "kaggle" if layout == "kaggle" else "full"
+    if dataset is None:
+        return "full"
+    if _io.isdir(_io.join(base_path, dataset)):
+        return "kaggle"
+    if _io.isdir(_io.join(base_path, "images")):
+        return "full"
+    return "kaggle"
+
+
+def channel_path(
+    base_path: str | os.PathLike[str],
+    dataset: str | None,
+    experiment: str,
+    plate: int,
+    well: str,
+    site: int,
+    channel: int,
+    layout: Layout = "kaggle",
+) -> str:
+    """Path of one channel image under a data root (see :data:`LAYOUTS`).
+
+    Example:
+        >>> channel_path("/data", "train", "RPE-05", 3, "D19", 2, 1)
+        '/data/train/RPE-05/Plate3/D19_s2_w1.png'
+        >>> channel_path("gs://b/rxrx1", None, "RPE-05", 3, "D19", 2, 1, layout="full")
+        'gs://b/rxrx1/images/RPE-05/Plate3/D19_s2_w1.png'
+    """
+    if layout == "kaggle":
+        if not dataset:
+            raise OptionsError(
+                f"the Kaggle layout needs dataset='train' or 'test', got {dataset!r}"
+            )
+        top = dataset
+    else:
+        top = "images"
+    return _io.join(
+        base_path,
+        top,
+        str(experiment),
+        f"Plate{int(plate)}",
+        f"{well}_s{int(site)}_w{int(channel)}.png",
+    )
+
+
+def _check_channels(channels: Sequence[int]) -> tuple[int, ...]:
+    chans = tuple(channels)
+    if not chans:
+        raise OptionsError("channels is empty; give at least one channel number (1..6)")
+    for c in chans:
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 1:
+            raise OptionsError(f"channel {c!r} in channels={chans!r} is not a channel number >= 1")
+    return tuple(int(c) for c in chans)
+
+
+def load_site(
+    dataset: str | None,
+    experiment: str,
+    plate: int,
+    well: str,
+    site: int,
+    channels: Sequence[int] = DEFAULT_CHANNELS,
+    base_path: str | os.PathLike[str] | None = None,
+    *,
+    layout: str | None = None,
+    expected_shape: tuple[int, int] | None = None,
+) -> npt.NDArray[np.uint8]:
+    """Load a site's channel images as one ``(H, W, len(channels)) uint8`` array.
+
+    Arguments follow rxrx1-utils' ``rxrx.io.load_site``, so
+    ``rxdata.load_site('train', 'RPE-05', 3, 'D19', 2)`` works as before (with the data
+    root in ``$RXDATA_ROOT``, the current directory, or ``base_path``).
+
+    Args:
+        dataset: ``"train"`` or ``"test"`` (Kaggle layout); ``None`` for the full release.
+        experiment: Experiment name, e.g. ``"RPE-05"``.
+        plate: Plate number 1..4.
+        well: Well address, e.g. ``"D19"``.
+        site: Site number 1 or 2.
+        channels: Channel numbers to stack, in this order.
+        base_path: Data root (local folder or ``gs://`` URL); default :func:`default_root`.
+        layout: ``"kaggle"``, ``"full"`` or ``None`` to detect (:func:`resolve_layout`).
+        expected_shape: ``(height, width)`` every channel must have; ``None`` takes the
+            first channel's size and requires the others to agree.
+
+    Returns:
+        The site, channels last.
+
+    Raises:
+        ImageNotFoundError: A channel file is missing (names the path).
+        ImageDecodeError: A channel is corrupt, not 8-bit grayscale or of another size.
+
+    Example:
+        >>> import os, tempfile, numpy as np
+        >>> from PIL import Image
+        >>> root = tempfile.mkdtemp()
+        >>> os.makedirs(f"{root}/train/RPE-05/Plate3")
+        >>> for c in (1, 2):
+        ...     Image.fromarray(np.full((2, 3), c, np.uint8)).save(
+        ...         f"{root}/train/RPE-05/Plate3/D19_s2_w{c}.png")
+        >>> x = load_site("train", "RPE-05", 3, "D19", 2, channels=(2, 1), base_path=root)
+        >>> x.shape, x[0, 0].tolist()
+        ((2, 3, 2), [2, 1])
+    """
+    chans = _check_channels(channels)
+    root = default_root() if base_path is None else base_path
+    lay = resolve_layout(root, dataset, layout)
+    out: npt.NDArray[np.uint8] | None = None
+    shape = None if expected_shape is None else (int(expected_shape[0]), int(expected_shape[1]))
+    for i, c in enumerate(chans):
+        p = channel_path(root, dataset, experiment, plate, well, site, c, lay)
+        img = read_png(p, expected_shape=shape)
+        if out is None:
+            shape = (img.shape[0], img.shape[1])
+            out = np.empty((*shape, len(chans)), dtype=np.uint8)
+        out[:, :, i] = img
+    assert out is not None  # chans is non-empty
+    return out
+
+
+def load_site_as_rgb(
+    dataset: str | None,
+    experiment: str,
+    plate: int,
+    well: str,
+    site: int,
+    channels: Sequence[int] = DEFAULT_CHANNELS,
+    base_path: str | os.PathLike[str] | None = None,
+    *,
+    layout: str | None = None,
+    vmax: float = 255,
+    rgb_map: RgbMap = RGB_MAP,
+) -> npt.NDArray[np.uint8]:
+    """Load a site and colour it with :func:`~rxdata.color.convert_tensor_to_rgb`.
+
+    Same arguments as :func:`load_site`, plus ``vmax`` and ``rgb_map`` for the colouring.
+
+    Returns:
+        An ``(H, W, 3) uint8`` RGB image.
+
+    Example:
+        >>> import os, tempfile, numpy as np
+        >>> from PIL import Image
+        >>> root = tempfile.mkdtemp()
+        >>> os.makedirs(f"{root}/images/U2OS-01/Plate1")
+        >>> Image.fromarray(np.full((2, 2), 51, np.uint8)).save(
+        ...     f"{root}/images/U2OS-01/Plate1/B02_s1_w1.png")
+        >>> load_site_as_rgb(None, "U2OS-01", 1, "B02", 1, channels=(1,), base_path=root)[0, 0]
+        array([ 19,   0, 249], dtype=uint8)
+    """
+    x = load_site(dataset, experiment, plate, well, site, channels, base_path, layout=layout)
+    return convert_tensor_to_rgb(x, channels, vmax=vmax, rgb_map=rgb_map)

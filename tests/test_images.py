@@ -1,0 +1,251 @@
+"""Tests for rxdata.images: PNG validation, decoding and site loading."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from PIL import Image
+
+import rxdata
+from rxdata import images
+from rxdata.errors import ImageDecodeError, ImageNotFoundError, OptionsError
+
+
+def png_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_site(root: Path, top: str, shape=(5, 7), channels=(1, 2, 3, 4, 5, 6), seed=0):
+    rng = np.random.default_rng(seed)
+    folder = root / top / "RPE-05" / "Plate3"
+    folder.mkdir(parents=True, exist_ok=True)
+    planes = {}
+    for c in channels:
+        planes[c] = rng.integers(0, 256, shape, dtype=np.uint8)
+        (folder / f"D19_s2_w{c}.png").write_bytes(png_bytes(planes[c]))
+    return planes
+
+
+def chunk(ctype: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + ctype + data + struct.pack(">I", zlib.crc32(ctype + data))
+
+
+# --- inspect_png ---------------------------------------------------------------------------
+
+
+@settings(max_examples=30, deadline=None)
+@given(arrays(np.uint8, st.tuples(st.integers(1, 40), st.integers(1, 40))))
+def test_inspect_png_reads_header_of_any_valid_image(arr):
+    info = images.inspect_png(png_bytes(arr), "x.png")
+    assert (info.height, info.width, info.bit_depth, info.color_type) == (*arr.shape, 8, 0)
+    assert info.shape == arr.shape
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_inspect_png_rejects_any_single_byte_corruption(data):
+    good = png_bytes(np.arange(64, dtype=np.uint8).reshape(8, 8))
+    pos = data.draw(st.integers(0, len(good) - 1))
+    flip = data.draw(st.integers(1, 255))
+    bad = bytearray(good)
+    bad[pos] ^= flip
+    with pytest.raises(ImageDecodeError, match=r"bad.png"):
+        images.inspect_png(bytes(bad), "bad.png")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        pytest.param(lambda b: b"GIF89a" + b[6:], "not a PNG", id="signature"),
+        pytest.param(lambda b: b[:20], "truncated", id="truncated-header"),
+        pytest.param(lambda b: b[:-12], "no IEND", id="no-iend"),
+        pytest.param(lambda b: b[:-30], "truncated", id="truncated-idat"),
+        pytest.param(lambda b: b + b"junk", "after the IEND", id="trailing"),
+    ],
+)
+def test_inspect_png_structural_errors(mutate, message):
+    good = png_bytes(np.zeros((16, 16), np.uint8))
+    with pytest.raises(ImageDecodeError, match=message) as err:
+        images.inspect_png(mutate(good), "site/B02_s1_w1.png")
+    assert "site/B02_s1_w1.png" in str(err.value)
+
+
+def test_inspect_png_requires_idat():
+    good = png_bytes(np.zeros((4, 4), np.uint8))
+    no_idat = good[:33] + chunk(b"IEND", b"")
+    with pytest.raises(ImageDecodeError, match=r"no IDAT"):
+        images.inspect_png(no_idat, "x.png")
+
+
+@pytest.mark.parametrize(
+    ("arr", "what"),
+    [
+        pytest.param(np.zeros((4, 4, 3), np.uint8), "8-bit RGB", id="rgb"),
+        pytest.param(np.zeros((4, 4), np.uint16), "16-bit grayscale", id="16bit"),
+        pytest.param(np.zeros((4, 4), bool), "1-bit grayscale", id="1bit"),
+    ],
+)
+def test_non_8bit_grayscale_rejected(arr, what):
+    data = png_bytes(arr)
+    for call in (lambda: images.inspect_png(data, "x.png"), lambda: images.read_png(data)):
+        with pytest.raises(ImageDecodeError, match=f"{what} image, expected 8-bit grayscale"):
+            call()
+
+
+def test_expected_shape_checked():
+    data = png_bytes(np.zeros((4, 6), np.uint8))
+    assert images.inspect_png(data, expected_shape=(4, 6)).width == 6
+    with pytest.raises(ImageDecodeError, match=r"4x6 \(HxW\), expected 512x512"):
+        images.inspect_png(data, "a.png", expected_shape=(512, 512))
+    with pytest.raises(ImageDecodeError, match=r"a.png: image is 4x6"):
+        images.read_png(data, path="a.png", expected_shape=(512, 512))
+
+
+# --- read_png ------------------------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(arrays(np.uint8, st.tuples(st.integers(1, 30), st.integers(1, 30))))
+def test_read_png_round_trip_every_decoder(arr):
+    data = png_bytes(arr)
+    for name in images._DECODERS:
+        np.testing.assert_array_equal(images.read_png(data, decoder=name), arr)
+
+
+def test_read_png_from_path_and_errors(tmp_path):
+    arr = np.arange(20, dtype=np.uint8).reshape(4, 5)
+    p = tmp_path / "a.png"
+    p.write_bytes(png_bytes(arr))
+    np.testing.assert_array_equal(images.read_png(p), arr)
+    np.testing.assert_array_equal(images.read_png(str(p)), arr)
+    with pytest.raises(ImageNotFoundError, match=r"missing.png"):
+        images.read_png(tmp_path / "missing.png")
+    with pytest.raises(FileNotFoundError):  # also the built-in
+        images.read_png(tmp_path / "missing.png")
+    with pytest.raises(OptionsError, match=r"decoder='nope'"):
+        images.read_png(p, decoder="nope")
+
+
+@pytest.mark.parametrize("decoder", sorted(images._DECODERS))
+def test_read_png_corrupt_pixel_data_names_file(decoder):
+    rng = np.random.default_rng(1)
+    good = png_bytes(rng.integers(0, 256, (64, 64), dtype=np.uint8))
+    # Corrupt the compressed stream but fix the CRC, so only decoding can notice.
+    start = good.index(b"IDAT") + 4
+    length = struct.unpack(">I", good[start - 8 : start - 4])[0]
+    payload = bytearray(good[start : start + length])
+    payload[10:40] = bytes(30)
+    bad = good[: start - 8] + chunk(b"IDAT", bytes(payload)) + good[start + length + 4 :]
+    with pytest.raises(ImageDecodeError, match=r"w3.png: corrupt PNG data"):
+        images.read_png(bad, path="w3.png", decoder=decoder)
+
+
+@pytest.mark.real
+def test_decoders_agree_on_real_images(real_root):
+    files = sorted((real_root / "images").rglob("*.png"))[:24]
+    assert files
+    for f in files:
+        data = f.read_bytes()
+        info = images.inspect_png(data, str(f))
+        ref = np.asarray(Image.open(f))
+        for name in images._DECODERS:
+            out = images.read_png(data, decoder=name)
+            assert out.shape == info.shape
+            np.testing.assert_array_equal(out, ref)
+
+
+# --- load_site -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["kaggle", "full"])
+def test_load_site_both_layouts_and_channel_order(tmp_path, layout):
+    top = "train" if layout == "kaggle" else "images"
+    planes = write_site(tmp_path, top)
+    dataset = "train" if layout == "kaggle" else None
+    x = rxdata.load_site(dataset, "RPE-05", 3, "D19", 2, base_path=tmp_path)
+    assert x.shape == (5, 7, 6) and x.dtype == np.uint8
+    for i in range(6):
+        np.testing.assert_array_equal(x[..., i], planes[i + 1])
+    y = rxdata.load_site(dataset, "RPE-05", 3, "D19", 2, channels=[5, 1], base_path=tmp_path)
+    np.testing.assert_array_equal(y, np.stack([planes[5], planes[1]], axis=-1))
+    # explicit layout and detection agree
+    z = rxdata.load_site("train", "RPE-05", 3, "D19", 2, base_path=tmp_path, layout=layout)
+    np.testing.assert_array_equal(z, x)
+
+
+def test_load_site_default_root_from_env(tmp_path, monkeypatch):
+    planes = write_site(tmp_path, "train", channels=(1, 2))
+    monkeypatch.setenv("RXDATA_ROOT", str(tmp_path))
+    x = rxdata.load_site("train", "RPE-05", 3, "D19", 2, (1, 2))
+    np.testing.assert_array_equal(x[..., 1], planes[2])
+    monkeypatch.delenv("RXDATA_ROOT")
+    monkeypatch.chdir(tmp_path)
+    assert rxdata.load_site("train", "RPE-05", 3, "D19", 2, (2,)).shape == (5, 7, 1)
+
+
+def test_load_site_missing_channel_names_path(tmp_path):
+    write_site(tmp_path, "train", channels=(1, 2, 3))
+    with pytest.raises(ImageNotFoundError) as err:
+        rxdata.load_site("train", "RPE-05", 3, "D19", 2, base_path=tmp_path)
+    assert str(tmp_path / "train/RPE-05/Plate3/D19_s2_w4.png") in str(err.value)
+
+
+def test_load_site_size_mismatch_between_channels(tmp_path):
+    write_site(tmp_path, "train", channels=(1, 2))
+    folder = tmp_path / "train/RPE-05/Plate3"
+    (folder / "D19_s2_w2.png").write_bytes(png_bytes(np.zeros((5, 8), np.uint8)))
+    with pytest.raises(ImageDecodeError, match=r"D19_s2_w2.png: image is 5x8 .*expected 5x7"):
+        rxdata.load_site("train", "RPE-05", 3, "D19", 2, (1, 2), base_path=tmp_path)
+    with pytest.raises(ImageDecodeError, match=r"D19_s2_w1.png: image is 5x7"):
+        rxdata.load_site(
+            "train", "RPE-05", 3, "D19", 2, (1, 2), base_path=tmp_path, expected_shape=(5, 8)
+        )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        pytest.param({"channels": ()}, "channels is empty", id="empty"),
+        pytest.param({"channels": (0,)}, "channel 0", id="zero"),
+        pytest.param({"channels": ("1",)}, "channel '1'", id="str"),
+        pytest.param({"layout": "zip"}, "layout='zip'", id="layout"),
+    ],
+)
+def test_load_site_bad_arguments(tmp_path, kwargs, message):
+    with pytest.raises(OptionsError, match=message):
+        rxdata.load_site("train", "RPE-05", 3, "D19", 2, base_path=tmp_path, **kwargs)
+
+
+def test_load_site_as_rgb_matches_convert(tmp_path):
+    write_site(tmp_path, "images")
+    x = rxdata.load_site(None, "RPE-05", 3, "D19", 2, base_path=tmp_path)
+    rgb = rxdata.load_site_as_rgb(None, "RPE-05", 3, "D19", 2, base_path=tmp_path)
+    np.testing.assert_array_equal(rgb, rxdata.convert_tensor_to_rgb(x))
+    assert rgb.shape == (5, 7, 3) and rgb.dtype == np.uint8
+
+
+@pytest.mark.real
+def test_load_real_site_rxrx1_utils_call(real_root):
+    import rxdata as rio
+
+    x = rio.load_site("train", "RPE-01", 1, "B02", 1, base_path=real_root / "images")
+    assert x.shape == (512, 512, 6) and x.dtype == np.uint8
+    ref = np.asarray(Image.open(real_root / "images/train/RPE-01/Plate1/B02_s1_w4.png"))
+    np.testing.assert_array_equal(x[..., 3], ref)
+    # site 2 of the real data has only channels 1-4: a real incomplete site
+    assert (
+        rio.load_site("test", "HEPG2-08", 2, "B02", 2, (1, 2, 3, 4), real_root / "images").shape[-1]
+        == 4
+    )
+    with pytest.raises(ImageNotFoundError, match=r"B02_s2_w5.png"):
+        rio.load_site("test", "HEPG2-08", 2, "B02", 2, base_path=real_root / "images")
