@@ -42,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     # metadata
     "ImageKey": "metadata",
     "SiteKey": "metadata",
+    "WellKey": "metadata",
     "parse_image_path": "metadata",
     "parse_id_code": "metadata",
     "parse_site_id": "metadata",
