@@ -1,0 +1,126 @@
+"""Models for the RxRx1 reference training scripts (Keras 3, any backend-neutral layers).
+
+* ``seed_cnn``: the seed project's CNN, layer for layer (at 512 px: 25.2 M parameters).
+* ``resnet50``: ``keras.applications.ResNet50`` with random initialisation and a stem that
+  takes the 6 fluorescence channels directly (ImageNet weights cannot be downloaded and
+  expect 3 channels anyway).
+
+Both end in a float32 softmax, so that they stay numerically safe under the
+``mixed_float16`` / ``mixed_bfloat16`` policies set by ``strategy.make_strategy``. Both
+are compiled with the seed's optimiser and loss (Adam 1e-3, sparse categorical
+cross-entropy) and report ``accuracy`` (the Kaggle metric is multiclass accuracy).
+
+Hyper-parameters live here, in the examples, not in the library.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+MODELS = ("seed-cnn", "resnet50")
+NUM_TREATMENT_CLASSES = 1108  # siRNA classes 0..1107, the Kaggle task
+NUM_ALL_CLASSES = 1139  # plus 30 positive controls and the negative control
+
+
+def seed_cnn(
+    num_classes: int = NUM_TREATMENT_CLASSES,
+    *,
+    image_size: int = 512,
+    channels: int = 6,
+    hidden_units: int = 1108,
+    preprocessing: keras.layers.Layer | None = None,
+) -> keras.Model:
+    """The seed CNN: 3 conv/pool blocks, a 1108-unit dense layer, dropout 0.25, softmax.
+
+    Args:
+        num_classes: Output classes (1108 treatments, or 1139 with controls).
+        image_size: Side of the square input (512 for full-size RxRx1 sites).
+        channels: Input channels (6 for RxRx1).
+        hidden_units: Width of the dense layer; the seed used 1108.
+        preprocessing: Optional layer applied to the input first (for example
+            on-accelerator normalization).
+
+    Example:
+        >>> m = seed_cnn(10, image_size=64)
+        >>> m.output_shape, m.count_params() > 0
+        ((None, 10), True)
+    """
+    layers: list[Any] = [keras.Input((image_size, image_size, channels), name="image")]
+    if preprocessing is not None:
+        layers.append(preprocessing)
+    layers += [
+        keras.layers.Conv2D(64, 5, strides=2, activation="relu"),
+        keras.layers.MaxPooling2D(4),
+        keras.layers.Conv2D(64, 2, activation="relu"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Conv2D(96, 2, activation="relu"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Flatten(),
+        keras.layers.Dense(hidden_units, activation="relu"),
+        keras.layers.Dropout(0.25),
+        keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs"),
+    ]
+    return keras.Sequential(layers, name="seed_cnn")
+
+
+def resnet50(
+    num_classes: int = NUM_TREATMENT_CLASSES,
+    *,
+    image_size: int = 512,
+    channels: int = 6,
+    preprocessing: keras.layers.Layer | None = None,
+) -> keras.Model:
+    """ResNet50 (random init) on 6-channel input, global average pooling, softmax head.
+
+    Example:
+        >>> resnet50(10, image_size=32).output_shape
+        (None, 10)
+    """
+    inputs = keras.Input((image_size, image_size, channels), name="image")
+    x = preprocessing(inputs) if preprocessing is not None else inputs
+    backbone = keras.applications.ResNet50(
+        weights=None,
+        include_top=False,
+        input_shape=(image_size, image_size, channels),
+        pooling="avg",
+    )
+    x = backbone(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(
+        x
+    )
+    return keras.Model(inputs, outputs, name="resnet50_6ch")
+
+
+def build_model(
+    name: str,
+    num_classes: int,
+    *,
+    image_size: int = 512,
+    channels: int = 6,
+    learning_rate: float = 1e-3,
+    preprocessing: keras.layers.Layer | None = None,
+    steps_per_execution: int = 1,
+) -> keras.Model:
+    """Build and compile a model by name (Adam, sparse categorical cross-entropy).
+
+    Call inside ``strategy.scope()`` so that variables are placed on the replicas.
+    """
+    if name == "seed-cnn":
+        model = seed_cnn(
+            num_classes, image_size=image_size, channels=channels, preprocessing=preprocessing
+        )
+    elif name == "resnet50":
+        model = resnet50(
+            num_classes, image_size=image_size, channels=channels, preprocessing=preprocessing
+        )
+    else:
+        raise ValueError(f"model must be one of {', '.join(MODELS)}; got {name!r}")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        steps_per_execution=steps_per_execution,
+    )
+    return model
