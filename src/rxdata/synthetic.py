@@ -1,0 +1,574 @@
+"""Synthetic RxRx1: data sets with the real layout, a learnable class signal and batch effects.
+
+Contract: :func:`generate` writes a folder that every rxdata reader treats exactly like
+real RxRx1 data, in either layout:
+
+* ``layout="kaggle"``: ``train/`` and ``test/`` image trees plus ``train.csv``,
+  ``test.csv``, ``train_controls.csv``, ``test_controls.csv`` and ``sample_submission.csv``
+  with the real files' columns and formats (integer labels, or with
+  ``label_style="string"`` the re-release's ``sirna_N`` / ``UNTREATED``);
+* ``layout="full"``: ``images/`` plus the full release's ``metadata.csv``.
+
+The plate structure is the real one (derived from the real ``train_controls.csv``): 308
+wells (rows B-O x columns 2-23), the untreated negative control in ``B02``, the 30
+positive controls shuffled over the fixed wells ``C/F/H/J/M x 03, 07, 11, 15, 19, 22``,
+and the 1108 siRNAs split into 4 groups of 277, each plate of an experiment holding one
+whole group, in an order that varies by experiment.
+
+Pixels: dark background, bright Gaussian cells with per-channel mean intensities near the
+published RxRx1 means (6.7, 14.7, 10.5, 10.5, 5.5, 9.8 at ``batch_effect=0``), sensor
+noise so PNG sizes and decode cost resemble the real images. Each siRNA class has its own
+per-channel cell-intensity profile and cell size (strength ``signal``); each experiment
+multiplies every channel by a gain and adds an offset, and each plate adds an
+illumination gain and gradient (strength ``batch_effect``). Control wells sit on every
+plate, so per-plate control statistics undo the gain and offset.
+
+Everything is a deterministic function of ``seed`` and names: a site's pixels depend only
+on the seed, its experiment, plate, well and site, never on worker scheduling.
+
+Example:
+    >>> import tempfile
+    >>> from rxdata.metadata import read_metadata
+    >>> root = generate(tempfile.mkdtemp(), SyntheticOptions.tiny(image_size=16))
+    >>> md = read_metadata(root)
+    >>> md.groupby("dataset", observed=True).experiment.nunique().to_dict()
+    {'train': 4, 'test': 2}
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import scipy.fft
+from PIL import Image
+
+from rxdata import _io
+from rxdata.errors import OptionsError
+from rxdata.metadata import (
+    CELL_TYPES,
+    CHANNELS,
+    COLUMNS,
+    NEGATIVE_CONTROL_ID,
+    NEGATIVE_CONTROL_WELL,
+    NUM_TREATMENTS,
+    POSITIVE_CONTROL_IDS,
+    POSITIVE_CONTROL_WELLS,
+    ROWS,
+    image_path,
+)
+
+__all__ = [
+    "REAL_EXPERIMENTS",
+    "TARGET_CHANNEL_MEANS",
+    "TREATMENT_WELLS",
+    "SyntheticOptions",
+    "generate",
+    "plate_layout",
+    "sirna_groups",
+]
+
+#: The real RxRx1 experiment counts per cell type: (cell type, train, test).
+REAL_EXPERIMENTS: tuple[tuple[str, int, int], ...] = (
+    ("HEPG2", 7, 4),
+    ("HUVEC", 16, 8),
+    ("RPE", 7, 4),
+    ("U2OS", 3, 2),
+)
+#: Published RxRx1 per-channel pixel means (rxrx1-utils), the synthetic targets.
+TARGET_CHANNEL_MEANS: tuple[float, ...] = (6.74, 14.74, 10.47, 10.52, 5.48, 9.80)
+#: The 277 treatment wells of a plate (every used well but the 31 control wells).
+TREATMENT_WELLS: tuple[str, ...] = tuple(
+    w
+    for w in (f"{r}{c:02d}" for r in ROWS for c in COLUMNS)
+    if w != NEGATIVE_CONTROL_WELL and w not in POSITIVE_CONTROL_WELLS
+)
+_GROUP_SIZE = NUM_TREATMENTS // 4  # 277 siRNAs per plate group
+
+# Rendering constants at 512 px (the field of view is fixed; smaller images are scaled).
+_CELLS = {"HEPG2": 420, "HUVEC": 260, "RPE": 300, "U2OS": 180}  # cells per site
+_SIGMA = (3.2, 7.0, 8.0, 4.5, 6.0, 7.5)  # blob radius per channel: nucleus .. membrane
+_BACKGROUND = (1.6, 3.0, 2.5, 2.5, 1.5, 2.2)  # dark background level per channel
+_NOISE = 1.1  # additive sensor noise (grey levels)
+_SHOT = 0.09  # multiplicative (shot-like) noise inside cells
+_PLATE_NOISE = 0.03  # per-well biological variation (log scale)
+
+Layout = Literal["kaggle", "full"]
+
+
+def _cell_type_profiles() -> dict[str, np.ndarray]:
+    """Fixed per-cell-type channel profiles (cell types look different, as in RxRx1)."""
+    rng = np.random.default_rng(20190701)
+    return {ct: np.exp(0.15 * rng.standard_normal(len(CHANNELS))) for ct in (*CELL_TYPES, "OTHER")}
+
+
+@dataclass(frozen=True)
+class SyntheticOptions:
+    """What :func:`generate` writes. Defaults mirror the real RxRx1 data set.
+
+    Example:
+        >>> SyntheticOptions(image_size=64, sirnas_per_plate=5).image_size
+        64
+        >>> SyntheticOptions(plates=5)
+        Traceback (most recent call last):
+        ...
+        rxdata.errors.OptionsError: plates=5: expected an int in 1..4
+    """
+
+    #: (cell type, train experiments, test experiments); real counts: 33 train, 18 test.
+    experiments: tuple[tuple[str, int, int], ...] = REAL_EXPERIMENTS
+    #: plates per experiment (1..4); real experiments have 4, one per siRNA group.
+    plates: int = 4
+    #: treatment wells per plate (1..277); 277 is a whole siRNA group as in the real plates.
+    sirnas_per_plate: int = _GROUP_SIZE
+    #: positive-control wells per plate (0..30); the real plates carry all 30.
+    positive_controls: int = len(POSITIVE_CONTROL_WELLS)
+    #: sites per well (1..2); RxRx1 images two sites per well.
+    sites: int = 2
+    #: image side in pixels; 512 is the real size, 32-64 keeps tests and demos fast.
+    image_size: int = 512
+    #: output layout: the Kaggle competition folders or the full release.
+    layout: Layout = "kaggle"
+    #: Kaggle label style: competition integers or the re-release's ``sirna_N``/``UNTREATED``.
+    label_style: Literal["integer", "string"] = "integer"
+    #: strength of the per-siRNA signal (0 = no signal, 1 = default, learnable at 64 px).
+    signal: float = 1.0
+    #: strength of experiment and plate batch effects (0 = none).
+    batch_effect: float = 1.0
+    #: fraction of sites whose channels 5 and 6 are missing (like the real site-2 sample).
+    incomplete_fraction: float = 0.0
+    #: seed of everything random; equal seeds give byte-identical data sets.
+    seed: int = 0
+    #: worker processes; None uses every CPU (PNG encoding dominates and parallelises).
+    workers: int | None = None
+    #: progress bar; None shows it only on a terminal.
+    progress: bool | None = None
+
+    def __post_init__(self) -> None:
+        exp = self.experiments
+        if isinstance(exp, Mapping):
+            exp = tuple((str(k), *v) for k, v in exp.items())
+        try:
+            exp = tuple((str(ct), int(tr), int(te)) for ct, tr, te in exp)
+        except (TypeError, ValueError):
+            raise OptionsError(
+                f"experiments={self.experiments!r}: expected (cell_type, n_train, n_test) "
+                "triples or a {cell_type: (n_train, n_test)} mapping"
+            ) from None
+        object.__setattr__(self, "experiments", exp)
+        for ct, tr, te in exp:
+            if not (ct.isalnum() and ct.isupper()) or tr < 0 or te < 0:
+                raise OptionsError(
+                    f"experiments entry {(ct, tr, te)!r}: expected an upper-case cell type "
+                    "and non-negative counts"
+                )
+        if sum(tr + te for _, tr, te in exp) == 0:
+            raise OptionsError(f"experiments={exp!r}: expected at least one experiment")
+        if len({ct for ct, _, _ in exp}) != len(exp):
+            raise OptionsError(f"experiments={exp!r}: a cell type is listed twice")
+        self._int("plates", 1, 4)
+        self._int("sirnas_per_plate", 1, _GROUP_SIZE)
+        self._int("positive_controls", 0, len(POSITIVE_CONTROL_WELLS))
+        self._int("sites", 1, 2)
+        self._int("image_size", 8, 4096)
+        self._int("seed", 0, 2**63 - 1)
+        if self.workers is not None:
+            self._int("workers", 1, 1024)
+        if self.layout not in ("kaggle", "full"):
+            raise OptionsError(f"layout={self.layout!r}: expected 'kaggle' or 'full'")
+        if self.label_style not in ("integer", "string"):
+            raise OptionsError(f"label_style={self.label_style!r}: expected 'integer' or 'string'")
+        for name, hi in (("signal", 10.0), ("batch_effect", 10.0), ("incomplete_fraction", 1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise OptionsError(f"{name}={value!r}: expected a number in 0..{hi}")
+            if not 0.0 <= float(value) <= hi:
+                raise OptionsError(f"{name}={value!r}: expected a number in 0..{hi}")
+        if self.progress is not None and not isinstance(self.progress, bool):
+            raise OptionsError(f"progress={self.progress!r}: expected True, False or None")
+
+    def _int(self, name: str, lo: int, hi: int) -> None:
+        value = getattr(self, name)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | np.integer)
+            or not lo <= value <= hi
+        ):
+            raise OptionsError(f"{name}={value!r}: expected an int in {lo}..{hi}")
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> SyntheticOptions:
+        """A small data set for tests and demos: 4 cell types, 6 experiments, 32 px.
+
+        4 train experiments (one per cell type) and 2 test ones, 4 plates, 4 siRNAs and 2
+        positive controls per plate, 2 sites: 6 x 4 x 7 x 2 = 336 sites.
+
+        Example:
+            >>> SyntheticOptions.tiny().image_size
+            32
+        """
+        base: dict[str, Any] = {
+            "experiments": (("HEPG2", 1, 1), ("HUVEC", 1, 1), ("RPE", 1, 0), ("U2OS", 1, 0)),
+            "sirnas_per_plate": 4,
+            "positive_controls": 2,
+            "image_size": 32,
+            "workers": 1,
+            "progress": False,
+        }
+        base.update(overrides)
+        return cls(**base)
+
+    @property
+    def experiment_names(self) -> tuple[tuple[str, str], ...]:
+        """``(dataset, experiment)`` pairs in the order written (real naming ``HEPG2-01``)."""
+        out = []
+        for dataset in ("train", "test"):
+            for ct, n_train, n_test in self.experiments:
+                first, count = (1, n_train) if dataset == "train" else (n_train + 1, n_test)
+                out += [(dataset, f"{ct}-{b:02d}") for b in range(first, first + count)]
+        return tuple(out)
+
+
+# ----------------------------------------------------------------------------- layout
+def _rng(seed: int, *names: str | int) -> np.random.Generator:
+    """A generator keyed by the seed and names (stable across runs and processes)."""
+    key = [zlib.crc32(str(n).encode()) for n in names]
+    return np.random.default_rng([seed, *key])
+
+
+def sirna_groups(seed: int = 0) -> np.ndarray:
+    """The 4 plate groups of 277 siRNA ids each (shape ``(4, 277)``), fixed by ``seed``.
+
+    Example:
+        >>> g = sirna_groups(0)
+        >>> g.shape, sorted(g.ravel().tolist()) == list(range(1108))
+        ((4, 277), True)
+    """
+    return _rng(seed, "groups").permutation(NUM_TREATMENTS).reshape(4, _GROUP_SIZE)
+
+
+def plate_layout(options: SyntheticOptions, experiment: str, plate: int) -> pd.DataFrame:
+    """The wells of one synthetic plate: ``well, sirna_id, well_type`` sorted by well.
+
+    Plate ``p`` of an experiment holds siRNA group ``order[p - 1]`` where ``order`` is a
+    permutation of the 4 groups drawn per experiment; with ``sirnas_per_plate < 277``
+    the first siRNAs of the group are used (the same ones in every experiment, so classes
+    recur across experiments) in a random subset of the treatment wells.
+
+    Example:
+        >>> opts = SyntheticOptions(sirnas_per_plate=3, positive_controls=1)
+        >>> plate_layout(opts, "HEPG2-01", 1).well_type.tolist().count("treatment")
+        3
+    """
+    groups = sirna_groups(options.seed)[:, : options.sirnas_per_plate]
+    order = _rng(options.seed, "order", experiment).permutation(4)
+    rng = _rng(options.seed, "plate", experiment, plate)
+    sirnas = rng.permutation(groups[order[plate - 1]])
+    wells = rng.choice(len(TREATMENT_WELLS), size=len(sirnas), replace=False)
+    controls = np.array(POSITIVE_CONTROL_IDS)[: options.positive_controls]
+    pos_wells = np.array(POSITIVE_CONTROL_WELLS)[
+        np.sort(rng.choice(len(POSITIVE_CONTROL_WELLS), options.positive_controls, False))
+    ]
+    table = pd.DataFrame(
+        {
+            "well": [
+                NEGATIVE_CONTROL_WELL,
+                *pos_wells.tolist(),
+                *(TREATMENT_WELLS[i] for i in wells),
+            ],
+            "sirna_id": [
+                NEGATIVE_CONTROL_ID,
+                *rng.permutation(controls).tolist(),
+                *sirnas.tolist(),
+            ],
+            "well_type": ["negative_control"]
+            + ["positive_control"] * len(pos_wells)
+            + ["treatment"] * len(sirnas),
+        }
+    )
+    result: pd.DataFrame = table.sort_values("well").reset_index(drop=True)
+    return result
+
+
+def _site_table(options: SyntheticOptions) -> pd.DataFrame:
+    rows = []
+    for dataset, experiment in options.experiment_names:
+        for plate in range(1, options.plates + 1):
+            layout = plate_layout(options, experiment, plate)
+            layout.insert(0, "plate", plate)
+            layout.insert(0, "experiment", experiment)
+            layout.insert(0, "dataset", dataset)
+            rows.append(layout)
+    wells = pd.concat(rows, ignore_index=True)
+    wells["id_code"] = wells["experiment"] + "_" + wells["plate"].astype(str) + "_" + wells["well"]
+    return wells
+
+
+# ----------------------------------------------------------------------------- pixels
+@dataclass(frozen=True)
+class _SiteTask:
+    path_prefix: str  # folder + well name: files are f"{prefix}_s{site}_w{c}.png"
+    site: int
+    cell_type: str
+    sirna_id: int
+    gain: tuple[float, ...]  # experiment x plate channel gain
+    offset: tuple[float, ...]
+    gradient: tuple[float, float]
+    channels: tuple[int, ...]
+    seed_key: tuple[int, int, str, int]  # experiment hash, plate, well, site
+
+
+def _class_profile(seed: int, sirna_id: int, signal: float) -> tuple[np.ndarray, float]:
+    """Per-channel intensity multipliers and a cell-size factor for one siRNA class."""
+    if sirna_id == NEGATIVE_CONTROL_ID:
+        return np.ones(len(CHANNELS)), 1.0
+    strength = 0.6 if sirna_id in POSITIVE_CONTROL_IDS else 0.35
+    z = _rng(seed, "class", sirna_id).standard_normal(len(CHANNELS) + 1)
+    return np.exp(signal * strength * z[:-1]), float(np.exp(signal * 0.1 * z[-1]))
+
+
+def _render(task: _SiteTask, size: int, seed: int, signal: float) -> np.ndarray:
+    """Render one site as a ``(len(channels), size, size)`` uint8 stack."""
+    rng = _rng(seed, "site", *task.seed_key)
+    profiles = _cell_type_profiles()
+    base = profiles.get(task.cell_type, profiles["OTHER"])
+    class_gain, size_factor = _class_profile(seed, task.sirna_id, signal)
+    well_noise = np.exp(_PLATE_NOISE * _rng(seed, "well", *task.seed_key[:3]).standard_normal(6))
+    scale = size / 512
+    n_cells = rng.poisson(_CELLS.get(task.cell_type, 250))
+    # impulses at cell centres (periodic field of view), weighted by per-cell brightness
+    pos = rng.integers(0, size, size=(n_cells, 2))
+    weight = rng.lognormal(0.0, 0.35, n_cells)
+    impulses = np.bincount(pos[:, 0] * size + pos[:, 1], weights=weight, minlength=size * size)
+    spectrum = scipy.fft.rfft2(impulses.reshape(size, size))
+    fy = scipy.fft.fftfreq(size)[:, None] ** 2
+    fx = scipy.fft.rfftfreq(size)[None, :] ** 2
+    yy = np.linspace(-1.0, 1.0, size)[:, None]
+    xx = np.linspace(-1.0, 1.0, size)[None, :]
+    illumination = 1.0 + task.gradient[0] * yy + task.gradient[1] * xx
+    # The blur keeps the sum of the impulses, so a level of (target - background) * pixels
+    # / (expected cells x mean weight) makes the expected channel mean the published one.
+    expected = _CELLS.get(task.cell_type, 250) * _CELLS_MEAN_WEIGHT
+    out = np.empty((len(task.channels), size, size), dtype=np.uint8)
+    for i, channel in enumerate(task.channels):
+        c = channel - 1
+        sigma = max(0.6, _SIGMA[c] * scale * size_factor)
+        blur = np.exp(-2.0 * np.pi**2 * sigma**2 * (fy + fx))
+        cells = scipy.fft.irfft2(spectrum * blur, s=(size, size))
+        level = (TARGET_CHANNEL_MEANS[c] - _BACKGROUND[c]) * size * size / expected
+        cells *= level * base[c] * class_gain[c] * well_noise[c]
+        cells *= 1.0 + _SHOT * rng.standard_normal((size, size))
+        img = (cells + _BACKGROUND[c]) * illumination * task.gain[c] + task.offset[c]
+        img += _NOISE * rng.standard_normal((size, size))
+        np.clip(np.rint(img), 0, 255, out=img)
+        out[i] = img.astype(np.uint8)
+    return out
+
+
+_CELLS_MEAN_WEIGHT = float(np.exp(0.35**2 / 2))  # mean of lognormal(0, 0.35) cell weights
+
+
+def _encode_png(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image, mode="L").save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def _write_sites(tasks: Sequence[_SiteTask], size: int, seed: int, signal: float) -> int:
+    """Render and write a chunk of sites (runs in worker processes)."""
+    for task in tasks:
+        stack = _render(task, size, seed, signal)
+        for image, channel in zip(stack, task.channels, strict=True):
+            path = f"{task.path_prefix}_s{task.site}_w{channel}.png"
+            data = _encode_png(image)
+            if _io.is_remote(path):
+                _io.write_bytes_atomic(path, data)
+            else:
+                with open(path, "wb") as f:
+                    f.write(data)
+    return len(tasks)
+
+
+def _batch_params(
+    options: SyntheticOptions, experiment: str, plate: int
+) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, float]]:
+    be = float(options.batch_effect)
+    erng = _rng(options.seed, "experiment", experiment)
+    exp_gain = np.exp(be * 0.3 * erng.standard_normal(len(CHANNELS)))
+    offset = be * erng.uniform(-1.0, 4.0, len(CHANNELS))
+    prng = _rng(options.seed, "illumination", experiment, plate)
+    plate_gain = np.exp(be * 0.1 * prng.standard_normal())
+    gradient = be * 0.15 * prng.uniform(-1.0, 1.0, 2)
+    gain = tuple(float(g) for g in exp_gain * plate_gain)
+    return gain, tuple(float(o) for o in offset), (float(gradient[0]), float(gradient[1]))
+
+
+def _tasks(options: SyntheticOptions, root: str, wells: pd.DataFrame) -> list[_SiteTask]:
+    tasks: list[_SiteTask] = []
+    incomplete = _rng(options.seed, "incomplete")
+    params: dict[tuple[str, int], Any] = {}
+    records: list[tuple[str, str, int, str, int]] = list(
+        zip(
+            wells["dataset"].tolist(),
+            wells["experiment"].tolist(),
+            wells["plate"].astype(int).tolist(),
+            wells["well"].tolist(),
+            wells["sirna_id"].astype(int).tolist(),
+            strict=True,
+        )
+    )
+    for dataset, experiment, plate, well, sirna_id in records:
+        key = (experiment, plate)
+        if key not in params:
+            params[key] = _batch_params(options, experiment, plate)
+        gain, offset, gradient = params[key]
+        folder = os.path.dirname(image_path(dataset, experiment, plate, well, 1, 1, options.layout))
+        for site in range(1, options.sites + 1):
+            drop = incomplete.random() < options.incomplete_fraction
+            tasks.append(
+                _SiteTask(
+                    path_prefix=_io.join(root, folder, well),
+                    site=site,
+                    cell_type=experiment.split("-")[0],
+                    sirna_id=sirna_id,
+                    gain=gain,
+                    offset=offset,
+                    gradient=gradient,
+                    channels=CHANNELS[:4] if drop else CHANNELS,
+                    seed_key=(zlib.crc32(experiment.encode()), plate, well, site),
+                )
+            )
+    return tasks
+
+
+def _chunks(items: Sequence[_SiteTask], n: int) -> Iterator[Sequence[_SiteTask]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+# ----------------------------------------------------------------------------- CSVs
+def _label(ids: pd.Series, style: str) -> pd.Series:
+    if style == "integer":
+        return ids.astype(str)
+    return ids.map(lambda i: "UNTREATED" if i == NEGATIVE_CONTROL_ID else f"sirna_{i}")
+
+
+def _write_csv(root: str, name: str, frame: pd.DataFrame) -> None:
+    _io.write_bytes_atomic(_io.join(root, name), frame.to_csv(index=False).encode())
+
+
+def _write_kaggle_csvs(root: str, wells: pd.DataFrame, style: str) -> None:
+    cols = ["id_code", "experiment", "plate", "well"]
+    for dataset in ("train", "test"):
+        part = wells[wells["dataset"] == dataset]
+        treat = part[part["well_type"] == "treatment"]
+        ctrl = part[part["well_type"] != "treatment"]
+        main = treat[cols].copy()
+        if dataset == "train":
+            main["sirna"] = _label(treat["sirna_id"], style)
+        _write_csv(root, f"{dataset}.csv", main)
+        controls = ctrl[cols].copy()
+        controls["sirna"] = _label(ctrl["sirna_id"], style)
+        controls["well_type"] = ctrl["well_type"]
+        _write_csv(root, f"{dataset}_controls.csv", controls)
+        if dataset == "test":
+            # the real sample submission predicts class 911 for every test well
+            sub = pd.DataFrame({"id_code": treat["id_code"], "sirna": 911})
+            _write_csv(root, "sample_submission.csv", sub)
+
+
+def _write_full_csv(root: str, wells: pd.DataFrame, sites: int) -> None:
+    frame = wells.loc[wells.index.repeat(sites)].reset_index(drop=True)
+    frame["site"] = np.tile(np.arange(1, sites + 1), len(wells))
+    supplier = frame["sirna_id"].map(
+        lambda i: "EMPTY" if i == NEGATIVE_CONTROL_ID else f"s{10001 + 37 * int(i)}"
+    )
+    out = pd.DataFrame(
+        {
+            "site_id": frame["id_code"] + "_" + frame["site"].astype(str),
+            "well_id": frame["id_code"],
+            "cell_type": frame["experiment"].str.split("-").str[0],
+            "dataset": frame["dataset"],
+            "experiment": frame["experiment"],
+            "plate": frame["plate"],
+            "well": frame["well"],
+            "site": frame["site"],
+            "well_type": frame["well_type"],
+            "sirna": supplier,
+            "sirna_id": frame["sirna_id"],
+        }
+    )
+    _write_csv(root, "metadata.csv", out)
+
+
+# ----------------------------------------------------------------------------- generate
+def generate(
+    root: str | os.PathLike[str], options: SyntheticOptions | None = None, **overrides: Any
+) -> Path:
+    """Write a synthetic RxRx1 data set under ``root`` and return its path.
+
+    Args:
+        root: output folder (created; existing files of the same names are replaced).
+        options: what to write; default :class:`SyntheticOptions` (the full real shape).
+        **overrides: fields of :class:`SyntheticOptions` replacing those of ``options``.
+
+    Returns:
+        ``Path(root)``; read it with :func:`rxdata.read_metadata` and
+        :func:`rxdata.scan_images`.
+
+    Raises:
+        OptionsError: an option is out of range.
+
+    Example:
+        >>> import tempfile
+        >>> from rxdata.metadata import scan_images
+        >>> root = generate(tempfile.mkdtemp(), SyntheticOptions.tiny(image_size=8),
+        ...                 layout="full", sites=1)
+        >>> len(scan_images(root).sites)
+        168
+    """
+    opts = options or SyntheticOptions()
+    if overrides:
+        unknown = set(overrides) - {f.name for f in fields(SyntheticOptions)}
+        if unknown:
+            raise OptionsError(f"unknown option(s) {sorted(unknown)}")
+        opts = replace(opts, **overrides)
+    root_s = os.fspath(root)
+    wells = _site_table(opts)
+    for dataset, experiment in opts.experiment_names:
+        for plate in range(1, opts.plates + 1):
+            folder = image_path(dataset, experiment, plate, "A01", 1, 1, opts.layout)
+            _io.makedirs(_io.join(root_s, os.path.dirname(folder)))
+    tasks = _tasks(opts, root_s, wells)
+    workers = opts.workers or os.cpu_count() or 1
+    progress = sys.stderr.isatty() if opts.progress is None else opts.progress
+    from tqdm.auto import tqdm
+
+    size, seed, signal = opts.image_size, opts.seed, float(opts.signal)
+    with tqdm(total=len(tasks), unit="site", desc="synth", disable=not progress) as bar:
+        if workers == 1 or len(tasks) < 64:
+            for chunk in _chunks(tasks, 16):
+                bar.update(_write_sites(chunk, size, seed, signal))
+        else:
+            chunk_size = max(1, min(64, len(tasks) // (workers * 4)))
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futures = [
+                    pool.submit(_write_sites, chunk, size, seed, signal)
+                    for chunk in _chunks(tasks, chunk_size)
+                ]
+                for future in futures:
+                    bar.update(future.result())
+    if opts.layout == "kaggle":
+        _write_kaggle_csvs(root_s, wells, opts.label_style)
+    else:
+        _write_full_csv(root_s, wells, opts.sites)
+    return Path(root_s)
