@@ -78,6 +78,7 @@ _EXPORTS: dict[str, str] = {
     "verify": "convert",
     # splits, plates and submissions
     "Split": "splits",
+    "SplitReport": "splits",
     "holdout_experiments": "splits",
     "experiment_folds": "splits",
     "group_split": "splits",
@@ -86,6 +87,10 @@ _EXPORTS: dict[str, str] = {
     "write_split": "splits",
     "plate_groups": "plates",
     "assign_plate": "plates",
+    "PlateGroups": "plates",
+    "infer_plate_group": "plates",
+    "assign_plates": "plates",
+    "training_sites": "plates",
     "average_sites": "submission",
     "write_submission": "submission",
 }

@@ -52,7 +52,8 @@ import numpy as np
 import pandas as pd
 
 from rxdata import _io
-from rxdata.errors import SplitError
+from rxdata.errors import ParseError, SplitError
+from rxdata.metadata import normalize_experiment
 
 __all__ = [
     "WILDS_TEST_EXPERIMENTS",
@@ -720,7 +721,8 @@ def wilds_split(metadata: pd.DataFrame, *, on_missing: OnMissing = "raise") -> S
     report lists them as shared).
 
     Args:
-        metadata: table with ``experiment`` and ``site``.
+        metadata: table with ``experiment`` and ``site``. Experiments match on their
+            canonical spelling (``HUVEC-1`` is ``HUVEC-01``); the split uses the table's.
         on_missing: when some of the 51 experiments are not in ``metadata``: ``"raise"``
             a ``SplitError`` naming them, ``"warn"``, or ``"allow"`` (the split still
             lists them; :meth:`Split.report` shows them as absent).
@@ -738,20 +740,31 @@ def wilds_split(metadata: pd.DataFrame, *, on_missing: OnMissing = "raise") -> S
     if on_missing not in ("allow", "warn", "raise"):
         raise SplitError(f"on_missing must be 'allow', 'warn' or 'raise', got {on_missing!r}")
     _require_columns(metadata, ("experiment", "site"), "wilds_split")
-    present = set(metadata["experiment"].astype("string"))
+    # Match experiments on their canonical spelling (HUVEC-1 is HUVEC-01) and key the split
+    # on the spelling the metadata uses, so it resolves against this table.
+    spelling: dict[str, str] = {}
+    for written in metadata["experiment"].astype("string").dropna().unique():
+        try:
+            spelling.setdefault(normalize_experiment(str(written)), str(written))
+        except ParseError:
+            continue  # not an RxRx1 experiment name: it cannot be one of WILDS'
     wanted = WILDS_TRAIN_EXPERIMENTS + WILDS_VAL_EXPERIMENTS + WILDS_TEST_EXPERIMENTS
-    missing = [e for e in wanted if e not in present]
+    missing = [e for e in wanted if e not in spelling]
     if missing:
         _handle_missing(
             f"wilds_split: {len(missing)} of its 51 experiments are not in the metadata: "
             f"{_preview(missing)}",
             on_missing,
         )
+
+    def name(exp: str) -> str:
+        return spelling.get(exp, exp)
+
     parts = {
-        "train": {(e, "1") for e in WILDS_TRAIN_EXPERIMENTS},
-        "id_test": {(e, "2") for e in WILDS_TRAIN_EXPERIMENTS},
-        "val": {(e, s) for e in WILDS_VAL_EXPERIMENTS for s in ("1", "2")},
-        "test": {(e, s) for e in WILDS_TEST_EXPERIMENTS for s in ("1", "2")},
+        "train": {(name(e), "1") for e in WILDS_TRAIN_EXPERIMENTS},
+        "id_test": {(name(e), "2") for e in WILDS_TRAIN_EXPERIMENTS},
+        "val": {(name(e), s) for e in WILDS_VAL_EXPERIMENTS for s in ("1", "2")},
+        "test": {(name(e), s) for e in WILDS_TEST_EXPERIMENTS for s in ("1", "2")},
     }
     return Split(parts, by=("experiment", "site"), scheme="wilds")
 
