@@ -50,8 +50,44 @@ def _add_stats(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def _add_verify(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("verify", help="re-read converted shards and check them")
-    p.set_defaults(func=_not_yet)
+    p = sub.add_parser(
+        "verify",
+        help="re-read converted shards and check them",
+        description="Re-read every shard of an rxdata-convert output and check sizes, sha256 "
+        "checksums, example counts and site ids against its manifest.json (and the metadata, "
+        "with --metadata). Exit code 3 and a report when anything mismatches.",
+    )
+    p.add_argument("output_dir", metavar="OUTPUT_DIR", help="folder written by rxdata-convert")
+    _add_verify_options(p)
+    p.set_defaults(func=_verify_handler)
+
+
+def _add_verify_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--decode",
+        action="store_true",
+        help="also decode every image and check its size (slow; default: off)",
+    )
+    p.add_argument(
+        "--metadata",
+        metavar="PATH",
+        default=None,
+        help="metadata folder or metadata.csv: check that every selected site is written or "
+        "reported skipped (default: no metadata check when verifying alone; with a "
+        "conversion, the conversion's metadata)",
+    )
+
+
+def _verify_handler(args: argparse.Namespace) -> int:
+    from rxdata.convert import verify
+
+    try:
+        report = verify(args.output_dir, decode=args.decode, metadata=args.metadata)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    print(report.summary())
+    return EXIT_OK if report.ok else EXIT_VERIFY_FAILED
 
 
 def _not_yet(args: argparse.Namespace) -> int:
@@ -72,12 +108,193 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_convert_parser() -> argparse.ArgumentParser:
     """Build the ``rxdata-convert`` argument parser."""
+    from rxdata.convert import COMPRESSIONS, ENCODINGS, STRATEGIES, ConvertOptions
+
+    d = ConvertOptions()
     parser = argparse.ArgumentParser(
         prog="rxdata-convert",
-        description="Convert RxRx1 PNGs to TFRecord shards.",
+        usage="%(prog)s IMAGES_ROOT OUTPUT_DIR [options]\n       %(prog)s --verify OUTPUT_DIR "
+        "[--decode] [--metadata PATH]",
+        description="Convert RxRx1 PNGs to TFRecord shards. Re-running the same command "
+        "after an interruption resumes it: complete shards are checked against their "
+        "sha256 and kept, the rest are rewritten. Exit codes: 0 done, 1 bad input (the "
+        "message names the file), 2 bad command line, 3 verification failed, 4 done but "
+        "sites were skipped (OUTPUT_DIR/skipped.csv), 130 interrupted.",
     )
-    parser.set_defaults(func=_not_yet, command="convert")
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        metavar="IMAGES_ROOT OUTPUT_DIR",
+        help="IMAGES_ROOT: folder with the Kaggle layout (train/, test/) or the full release "
+        "(images/), local or gs://; OUTPUT_DIR: where shards, manifest.json and skipped.csv "
+        "go. With --verify alone: just OUTPUT_DIR.",
+    )
+    parser.add_argument(
+        "--metadata",
+        metavar="PATH",
+        default=None,
+        help="metadata folder (Kaggle CSVs) or metadata.csv (default: found inside or beside "
+        "IMAGES_ROOT, also in a metadata/ folder there)",
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default=d.strategy,
+        help="random: shuffled shards of --sites-per-shard sites per data set; "
+        "by_exp_plate_site: one shard per experiment, plate and site; by_experiment: one "
+        "shard per experiment (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--sites-per-shard",
+        type=int,
+        default=d.sites_per_shard,
+        metavar="N",
+        help="sites per shard for --strategy random (default: %(default)s, ~200 MB of PNGs)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=d.seed, metavar="N", help="shuffle seed (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--encoding",
+        choices=ENCODINGS,
+        default=d.encoding,
+        help="png: the source PNG bytes, validated without decoding (small, fast to write); "
+        "raw: decoded uint8 pixels (fast to read, ~3x larger) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--compression",
+        choices=COMPRESSIONS,
+        default=d.compression,
+        help="TFRecord compression (default: %(default)s; PNGs are already compressed)",
+    )
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        choices=("train", "test"),
+        default=list(d.datasets),
+        help="data sets to convert (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-controls",
+        action="store_true",
+        help="leave out positive and negative control wells (default: controls included)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes (default: every core)",
+    )
+    parser.add_argument(
+        "--on-error",
+        choices=("raise", "skip"),
+        default=d.on_error,
+        help="raise: stop at the first bad site, naming the file; skip: convert the rest and "
+        "list skipped sites in OUTPUT_DIR/skipped.csv, exit code 4 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--runner",
+        choices=("local", "beam"),
+        default=d.runner,
+        help="local: a process pool on this machine; beam: an Apache Beam pipeline "
+        "(pip install 'rxdata[beam]'; DirectRunner unless --beam-option runner=...) "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--beam-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Beam pipeline option, repeatable, e.g. --beam-option runner=DataflowRunner "
+        "--beam-option project=my-project (default: none)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an output written with other options or metadata (default: refuse)",
+    )
+    parser.add_argument(
+        "--no-scan",
+        action="store_true",
+        help="do not list IMAGES_ROOT to report images without metadata (default: scan)",
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="verify OUTPUT_DIR after converting (exit code 3 on a mismatch); with only "
+        "OUTPUT_DIR given, verify without converting",
+    )
+    parser.add_argument(
+        "--decode",
+        action="store_true",
+        help="with --verify: also decode every image; when converting with --encoding png: "
+        "fully decode every PNG instead of only validating it (default: off)",
+    )
+    parser.set_defaults(func=_convert_handler, command="convert", parser=parser)
     return parser
+
+
+def _setup_logging() -> None:
+    import logging
+
+    logger = logging.getLogger("rxdata")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def _convert_handler(args: argparse.Namespace) -> int:
+    from rxdata.convert import convert
+
+    parser: argparse.ArgumentParser = args.parser
+    if args.verify and len(args.paths) == 1:
+        args.output_dir = args.paths[0]
+        return _verify_handler(args)
+    if len(args.paths) != 2:
+        parser.error("give IMAGES_ROOT and OUTPUT_DIR (or --verify OUTPUT_DIR)")
+    images_root, output_dir = args.paths
+    _setup_logging()
+    result = convert(
+        images_root,
+        output_dir,
+        metadata=args.metadata,
+        strategy=args.strategy,
+        sites_per_shard=args.sites_per_shard,
+        seed=args.seed,
+        encoding=args.encoding,
+        compression=args.compression,
+        datasets=tuple(args.datasets),
+        include_controls=not args.no_controls,
+        workers=args.workers,
+        on_error=args.on_error,
+        runner=args.runner,
+        beam_options=tuple(args.beam_option),
+        overwrite=args.overwrite,
+        decode=args.decode and not args.verify,
+        scan=not args.no_scan,
+    )
+    print(
+        f"wrote {result.n_sites} sites in {len(result.shards)} shards to {result.output_dir} "
+        f"({result.n_reused} kept from a previous run) in {result.elapsed_s:.1f} s"
+    )
+    if result.skipped:
+        print(
+            f"skipped {len(result.skipped)} sites or images; see {result.report_path}",
+            file=sys.stderr,
+        )
+    if args.verify:
+        from rxdata.convert import find_metadata
+
+        args.output_dir = output_dir
+        if args.metadata is None:
+            args.metadata = find_metadata(images_root)
+        code = _verify_handler(args)
+        if code != EXIT_OK:
+            return code
+    return EXIT_SKIPPED if result.skipped else EXIT_OK
 
 
 def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:

@@ -1,0 +1,555 @@
+"""Tests for rxdata.convert: plan, end-to-end conversion, resume, bad input, verify."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from rxdata.convert import (
+    MANIFEST_NAME,
+    REPORT_NAME,
+    ConvertOptions,
+    convert,
+    plan_shards,
+    read_manifest,
+    verify,
+    write_tfrecords,
+)
+from rxdata.errors import ConvertError, OptionsError, OutputExistsError
+from rxdata.metadata import read_metadata
+
+SIZE = (12, 10)  # (height, width): small, and not square, to catch transposition
+
+# --- a tiny RxRx1-shaped data set ---------------------------------------------------------
+
+# (dataset, experiment, plate, well, well_type, sirna)
+WELLS = [
+    ("train", "HEPG2-01", 1, "B02", "negative_control", 1138),
+    ("train", "HEPG2-01", 1, "B03", "treatment", 513),
+    ("train", "HEPG2-01", 2, "C04", "treatment", 7),
+    ("train", "U2OS-01", 1, "B03", "treatment", 12),
+    ("train", "U2OS-01", 1, "D05", "positive_control", 1110),
+    ("test", "HEPG2-08", 1, "B03", "treatment", None),
+    ("test", "HEPG2-08", 1, "B02", "negative_control", 1138),
+]
+
+
+def pixels(site_id: str, channel: int, shape: tuple[int, int] = SIZE) -> np.ndarray:
+    seed = abs(hash((site_id, channel))) % (2**32)
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def png_bytes(arr: np.ndarray, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", **kw)
+    return buf.getvalue()
+
+
+def rel_image(layout: str, dataset: str, exp: str, plate: int, well: str, site: int, ch: int):
+    top = dataset if layout == "kaggle" else "images"
+    return f"{top}/{exp}/Plate{plate}/{well}_s{site}_w{ch}.png"
+
+
+def make_data(root: Path, layout: str = "kaggle") -> Path:
+    """Write WELLS (2 sites x 6 channels each) and their metadata under ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    for ds, exp, plate, well, _wt, _sirna in WELLS:
+        for site in (1, 2):
+            for ch in range(1, 7):
+                path = root / rel_image(layout, ds, exp, plate, well, site, ch)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(png_bytes(pixels(f"{exp}_{plate}_{well}_{site}", ch)))
+    if layout == "kaggle":
+        files: dict[str, list[list[object]]] = {}
+        for ds, exp, plate, well, wt, sirna in WELLS:
+            controls = wt != "treatment"
+            name = f"{ds}_controls.csv" if controls else f"{ds}.csv"
+            row: list[object] = [f"{exp}_{plate}_{well}", exp, plate, well]
+            if ds == "train" or controls:
+                row.append(sirna)
+            if controls:
+                row.append(wt)
+            files.setdefault(name, []).append(row)
+        headers = {
+            "train.csv": ["id_code", "experiment", "plate", "well", "sirna"],
+            "test.csv": ["id_code", "experiment", "plate", "well"],
+            "train_controls.csv": ["id_code", "experiment", "plate", "well", "sirna", "well_type"],
+            "test_controls.csv": ["id_code", "experiment", "plate", "well", "sirna", "well_type"],
+        }
+        for name, header in headers.items():
+            with open(root / name, "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(header)
+                w.writerows(files.get(name, []))
+    else:
+        with open(root / "metadata.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(
+                [
+                    "site_id",
+                    "well_id",
+                    "cell_type",
+                    "dataset",
+                    "experiment",
+                    "plate",
+                    "well",
+                    "site",
+                    "well_type",
+                    "sirna",
+                    "sirna_id",
+                ]
+            )
+            for ds, exp, plate, well, wt, sirna in WELLS:
+                for site in (1, 2):
+                    label = "EMPTY" if sirna is None else f"s{sirna}"
+                    w.writerow(
+                        [
+                            f"{exp}_{plate}_{well}_{site}",
+                            f"{exp}_{plate}_{well}",
+                            exp.split("-")[0],
+                            ds,
+                            exp,
+                            plate,
+                            well,
+                            site,
+                            wt,
+                            label,
+                            "" if sirna is None else sirna,
+                        ]
+                    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def kaggle_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_data(tmp_path_factory.mktemp("kaggle"), "kaggle")
+
+
+@pytest.fixture(scope="module")
+def full_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_data(tmp_path_factory.mktemp("full"), "full")
+
+
+@pytest.fixture
+def own_root(tmp_path: Path) -> Path:
+    """A private copy to damage."""
+    return make_data(tmp_path / "data", "kaggle")
+
+
+def shard_bytes(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.tfrecord"))}
+
+
+# --- options ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("strategy", "by_plate"),
+        ("sites_per_shard", 0),
+        ("sites_per_shard", True),
+        ("seed", -1),
+        ("encoding", "jpeg"),
+        ("compression", "lz4"),
+        ("datasets", ()),
+        ("datasets", ("train", "train")),
+        ("datasets", ("val",)),
+        ("workers", 0),
+        ("on_error", "warn"),
+        ("runner", "spark"),
+        ("beam_options", ["runner"]),
+        ("image_shape", (512,)),
+        ("overwrite", "yes"),
+    ],
+)
+def test_options_reject_bad_values(field: str, value: object) -> None:
+    with pytest.raises(OptionsError, match=field):
+        ConvertOptions(**{field: value})
+
+
+def test_options_normalise() -> None:
+    o = ConvertOptions(datasets=("test", "train"), beam_options=["--runner=X", "project=p"])
+    assert o.datasets == ("train", "test")
+    assert o.beam_options == (("project", "p"), ("runner", "X"))
+    assert ConvertOptions(workers=3).n_workers == 3
+    assert ConvertOptions().n_workers >= 1
+
+
+def test_unknown_override_is_rejected(kaggle_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(OptionsError, match="sites_per_tfrecord"):
+        convert(kaggle_root, tmp_path / "out", sites_per_tfrecord=3)
+
+
+# --- the plan -----------------------------------------------------------------------------
+
+
+def synthetic_table(n_train: int, n_test: int) -> pd.DataFrame:
+    rows = []
+    for ds, n in (("train", n_train), ("test", n_test)):
+        for i in range(n):
+            exp = f"{'HEPG2' if ds == 'train' else 'U2OS'}-0{1 + i % 3}"
+            plate, well, site = 1 + i % 4, f"B{1 + (i // 8) % 20:02d}", 1 + i % 2
+            wt = "treatment" if i % 5 else "negative_control"
+            rows.append((f"{exp}_{plate}_{well}_{site}_{ds}{i}", ds, exp, plate, well, site, wt))
+    cols = ["site_id", "dataset", "experiment", "plate", "well", "site", "well_type"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n_train=st.integers(0, 40),
+    n_test=st.integers(0, 20),
+    per=st.integers(1, 9),
+    seed=st.integers(0, 2**32 - 1),
+    strategy=st.sampled_from(["random", "by_exp_plate_site", "by_experiment"]),
+    controls=st.booleans(),
+)
+def test_plan_partitions_the_selected_sites(n_train, n_test, per, seed, strategy, controls):
+    md = synthetic_table(n_train, n_test)
+    opts = ConvertOptions(
+        strategy=strategy, sites_per_shard=per, seed=seed, include_controls=controls
+    )
+    plan = plan_shards(md, opts)
+    ids = [s for shard in plan for s in shard.site_ids]
+    selected = md if controls else md[md.well_type == "treatment"]
+    assert sorted(ids) == sorted(selected.site_id)  # every site exactly once
+    assert len({s.path for s in plan}) == len(plan)
+    assert all(shard.site_ids for shard in plan)
+    by_id = md.set_index("site_id")
+    for shard in plan:
+        assert set(by_id.loc[list(shard.site_ids), "dataset"]) == {shard.dataset}
+        if strategy == "random":
+            assert len(shard.site_ids) <= per
+    # a pure function: the same input, shuffled rows and all, gives the same plan
+    assert plan_shards(md.sample(frac=1.0, random_state=1), opts) == plan
+
+
+def test_plan_names_and_seed() -> None:
+    md = synthetic_table(10, 4)
+    random42 = plan_shards(md, ConvertOptions(sites_per_shard=4))
+    assert [s.path for s in random42] == [
+        "random-42/train/001.tfrecord",
+        "random-42/train/002.tfrecord",
+        "random-42/train/003.tfrecord",
+        "random-42/test/001.tfrecord",
+    ]
+    assert plan_shards(md, ConvertOptions(sites_per_shard=4, seed=7)) != random42
+    by_eps = plan_shards(md, ConvertOptions(strategy="by_exp_plate_site"))
+    assert by_eps[0].path == "by_exp_plate_site-42/HEPG2-01_p1_s1.tfrecord"
+    by_exp = plan_shards(md, ConvertOptions(strategy="by_experiment"))
+    assert [s.path for s in by_exp][:1] == ["by_experiment-42/train/HEPG2-01.tfrecord"]
+    # the test split is shuffled the same whether or not train is converted (rxrx1-utils)
+    only_test = plan_shards(md, ConvertOptions(sites_per_shard=4, datasets=("test",)))
+    assert only_test == random42[-1:]
+
+
+# --- end to end ---------------------------------------------------------------------------
+
+
+def read_back(out: Path) -> dict[str, dict]:
+    from rxdata.tfrecord import read_tfrecord
+
+    records = {}
+    for p in sorted(out.rglob("*.tfrecord")):
+        for r in read_tfrecord(p):
+            records[f"{r['id_code']}_{r['site']}"] = r
+    return records
+
+
+@pytest.mark.parametrize("layout", ["kaggle", "full"])
+@pytest.mark.parametrize("encoding", ["png", "raw"])
+def test_end_to_end_pixel_exact(layout, encoding, kaggle_root, full_root, tmp_path) -> None:
+    root = kaggle_root if layout == "kaggle" else full_root
+    out = tmp_path / "out"
+    result = convert(root, out, encoding=encoding, sites_per_shard=5, workers=1)
+    assert result.ok and result.report_path is None
+    assert result.n_sites == 2 * len(WELLS) == 14
+    assert [s.count for s in result.shards] == [5, 5, 4]  # 10 train, 4 test sites
+    records = read_back(out)
+    assert len(records) == 14
+    md = read_metadata(root)
+    for row in md.itertuples():
+        rec = records[row.site_id]
+        assert rec["image"].shape == (*SIZE, 6)
+        for ch in range(1, 7):
+            assert np.array_equal(rec["image"][:, :, ch - 1], pixels(row.site_id, ch))
+        assert rec["dataset"] == row.dataset and rec["well_type"] == row.well_type
+        assert rec["encoding"] == encoding
+        sirna = None if pd.isna(row.sirna_id) else int(row.sirna_id)
+        assert rec["sirna_id"] == sirna
+    report = verify(out, decode=True, metadata=md)
+    assert report.ok, report.summary()
+    assert report.n_sites == 14 and report.n_shards == 3
+    manifest = read_manifest(out)
+    assert manifest["complete"] and manifest["options"]["encoding"] == encoding
+    assert manifest["options"]["image_shape"] == list(SIZE)
+    assert [e["count"] for e in manifest["shards"]] == [5, 5, 4]
+    assert not (out / "_progress").exists() or not any((out / "_progress").iterdir())
+
+
+def test_png_encoding_copies_the_source_bytes(kaggle_root, tmp_path) -> None:
+    from rxdata.tfrecord import read_tfrecord
+
+    out = tmp_path / "out"
+    convert(kaggle_root, out, datasets=("test",), workers=1, progress=False)
+    (shard,) = sorted(out.rglob("*.tfrecord"))
+    for rec in read_tfrecord(shard, decode=False):
+        for ch, blob in enumerate(rec["image"], 1):
+            exp, plate, well = rec["experiment"], rec["plate"], rec["well"]
+            src = kaggle_root / rel_image("kaggle", "test", exp, plate, well, rec["site"], ch)
+            assert blob == src.read_bytes()
+
+
+def test_write_tfrecords_and_filters(kaggle_root, tmp_path) -> None:
+    md = read_metadata(kaggle_root)
+    one = md[md["experiment"] == "U2OS-01"]
+    result = write_tfrecords(
+        one,
+        kaggle_root,
+        tmp_path / "a",
+        include_controls=False,
+        workers=1,
+        scan=False,
+        strategy="by_experiment",
+    )
+    assert [s.path for s in result.shards] == ["by_experiment-42/train/U2OS-01.tfrecord"]
+    assert sorted(result.shards[0].site_ids) == ["U2OS-01_1_B03_1", "U2OS-01_1_B03_2"]
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zlib"])
+def test_compression(kaggle_root, tmp_path, compression) -> None:
+    from rxdata.tfrecord import detect_compression
+
+    out = tmp_path / "out"
+    convert(kaggle_root, out, compression=compression, datasets=("test",), workers=1)
+    (shard,) = sorted(out.rglob("*.tfrecord"))
+    assert detect_compression(shard) == compression
+    assert verify(out, decode=True).ok
+
+
+def test_metadata_found_beside_images(tmp_path) -> None:
+    root = make_data(tmp_path / "data", "kaggle")
+    (root / "metadata").mkdir()
+    for f in root.glob("*.csv"):
+        f.rename(root / "metadata" / f.name)
+    (tmp_path / "data" / "images").mkdir()
+    for ds in ("train", "test"):
+        (root / ds).rename(root / "images" / ds)
+    # the real data set's arrangement: images/{train,test}, CSVs in ../metadata
+    result = convert(root / "images", tmp_path / "out", workers=1)
+    assert result.n_sites == 14
+
+
+# --- resume and overwrite -----------------------------------------------------------------
+
+
+def test_rerun_is_a_checked_noop(kaggle_root, tmp_path) -> None:
+    out = tmp_path / "out"
+    first = convert(kaggle_root, out, sites_per_shard=3, workers=1)
+    before = shard_bytes(out)
+    manifest = (out / MANIFEST_NAME).read_bytes()
+    again = convert(kaggle_root, out, sites_per_shard=3, workers=1)
+    assert again.n_reused == len(first.shards)
+    assert shard_bytes(out) == before
+    assert (out / MANIFEST_NAME).read_bytes() == manifest
+
+
+def test_resume_after_failure_is_byte_identical(own_root, tmp_path, monkeypatch) -> None:
+    import rxdata.convert as conv
+
+    reference = tmp_path / "reference"
+    convert(own_root, reference, sites_per_shard=3, workers=1)
+
+    out = tmp_path / "out"
+    real = conv._load_site
+    calls = {"n": 0}
+
+    def crash_on_seventh_site(ctx, row):
+        calls["n"] += 1
+        if calls["n"] == 7:  # in the middle of the third shard
+            raise KeyboardInterrupt
+        return real(ctx, row)
+
+    monkeypatch.setattr(conv, "_load_site", crash_on_seventh_site)
+    with pytest.raises(KeyboardInterrupt):
+        convert(own_root, out, sites_per_shard=3, workers=1)
+    assert len(shard_bytes(out)) == 2  # two complete shards, no partial third
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]
+    assert not read_manifest(out)["complete"]
+    assert not verify(out).ok
+    # a shard damaged while the run was down is detected and rewritten
+    damaged = sorted(out.rglob("*.tfrecord"))[0]
+    damaged.write_bytes(damaged.read_bytes()[:-3] + b"xyz")
+    monkeypatch.setattr(conv, "_load_site", real)
+    resumed = convert(own_root, out, sites_per_shard=3, workers=1)
+    assert resumed.n_reused == 1
+    assert shard_bytes(out) == shard_bytes(reference)
+    assert (out / MANIFEST_NAME).read_bytes() == (reference / MANIFEST_NAME).read_bytes()
+    assert verify(out, decode=True).ok
+
+
+def test_refuses_other_options_unless_overwrite(kaggle_root, tmp_path) -> None:
+    out = tmp_path / "out"
+    convert(kaggle_root, out, workers=1, sites_per_shard=4)
+    with pytest.raises(OutputExistsError, match="different options"):
+        convert(kaggle_root, out, workers=1, sites_per_shard=5)
+    # options that do not change the bytes are fine
+    convert(kaggle_root, out, workers=1, sites_per_shard=4, validate=False, progress=False)
+    result = convert(kaggle_root, out, workers=1, sites_per_shard=5, overwrite=True)
+    assert sorted(shard_bytes(out)) == sorted(s.path for s in result.shards)
+    assert read_manifest(out)["options"]["sites_per_shard"] == 5
+
+
+def test_refuses_other_metadata(kaggle_root, tmp_path) -> None:
+    out = tmp_path / "out"
+    md = read_metadata(kaggle_root)
+    convert(kaggle_root, out, metadata=md, workers=1)
+    with pytest.raises(OutputExistsError, match="metadata"):
+        convert(kaggle_root, out, metadata=md.iloc[:-2], workers=1, on_error="skip")
+
+
+def test_refuses_foreign_shards_without_manifest(kaggle_root, tmp_path) -> None:
+    out = tmp_path / "out"
+    (out / "random-42" / "test").mkdir(parents=True)
+    (out / "random-42" / "test" / "001.tfrecord").write_bytes(b"precious")
+    with pytest.raises(OutputExistsError, match="no manifest"):
+        convert(kaggle_root, out, workers=1)
+
+
+# --- bad input ----------------------------------------------------------------------------
+
+SITE = ("train", "HEPG2-01", 2, "C04", 1)  # a treatment site
+SITE_ID = "HEPG2-01_2_C04_1"
+
+
+def site_png(root: Path, ch: int) -> Path:
+    return root / rel_image("kaggle", *SITE, ch)
+
+
+def corrupt(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[60] ^= 0xFF  # inside IDAT: the CRC no longer matches
+    path.write_bytes(bytes(data))
+
+
+def wrong_size(path: Path) -> None:
+    path.write_bytes(png_bytes(np.zeros((SIZE[0] + 1, SIZE[1]), np.uint8)))
+
+
+def sixteen_bit(path: Path) -> None:
+    path.write_bytes(png_bytes(np.zeros(SIZE, np.uint16) + 300))
+
+
+def rgb(path: Path) -> None:
+    path.write_bytes(png_bytes(np.zeros((*SIZE, 3), np.uint8)))
+
+
+BAD = {
+    "missing_channel": (lambda r: site_png(r, 5).unlink(), "lacks channel", 5),
+    "corrupt_png": (lambda r: corrupt(site_png(r, 3)), "CRC mismatch", 3),
+    "truncated_png": (
+        lambda r: site_png(r, 2).write_bytes(site_png(r, 2).read_bytes()[:50]),
+        "truncated",
+        2,
+    ),
+    "not_a_png": (lambda r: site_png(r, 4).write_bytes(b"GIF89a" + bytes(100)), "not a PNG", 4),
+    "wrong_size": (lambda r: wrong_size(site_png(r, 6)), "13x10", 6),
+    "16_bit": (lambda r: sixteen_bit(site_png(r, 1)), "16-bit", 1),
+    "rgb": (lambda r: rgb(site_png(r, 1)), "RGB", 1),
+    "no_images": (lambda r: [site_png(r, c).unlink() for c in range(1, 7)], "has no images", 1),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_raises_naming_the_file(case, own_root, tmp_path) -> None:
+    damage, message, channel = BAD[case]
+    damage(own_root)
+    out = tmp_path / "out"
+    with pytest.raises(ConvertError) as err:
+        convert(own_root, out, workers=1, sites_per_shard=100, image_shape=SIZE)
+    text = str(err.value)
+    assert SITE_ID in text and message in text
+    assert f"C04_s1_w{channel}.png" in text
+    # the train shard holding the bad site was not written, not even partly
+    assert not list(out.rglob("train/*")), list(out.rglob("*"))
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_skipped_and_reported(case, own_root, tmp_path) -> None:
+    damage, message, channel = BAD[case]
+    damage(own_root)
+    out = tmp_path / "out"
+    result = convert(own_root, out, workers=1, on_error="skip", image_shape=SIZE)
+    assert result.n_sites == 13 and not result.ok
+    assert SITE_ID not in read_back(out)
+    report = pd.read_csv(result.report_path, dtype=str)
+    assert list(report.site_id) == [SITE_ID]
+    assert message in report.reason[0]
+    assert report.path[0].endswith(f"C04_s1_w{channel}.png")
+    assert report.shard[0].startswith("random-42/train/")
+    manifest = read_manifest(out)
+    assert manifest["n_skipped"] == 1 and manifest["n_sites"] == 13
+    md = read_metadata(own_root)
+    assert verify(out, metadata=md).ok  # skipped and reported is not a mismatch
+
+
+def test_images_without_metadata(own_root, tmp_path) -> None:
+    md = read_metadata(own_root)
+    partial = md[~md["site_id"].isin(["U2OS-01_1_D05_1", "U2OS-01_1_D05_2"])]
+    with pytest.raises(ConvertError, match=r"U2OS-01/Plate1/D05_s1_w1.png has no metadata"):
+        convert(own_root, tmp_path / "a", metadata=partial, workers=1)
+    assert not (tmp_path / "a" / MANIFEST_NAME).exists()
+    result = convert(own_root, tmp_path / "b", metadata=partial, workers=1, on_error="skip")
+    assert result.n_sites == 12
+    report = pd.read_csv(tmp_path / "b" / REPORT_NAME, dtype=str)
+    assert sorted(report.site_id) == ["U2OS-01_1_D05_1", "U2OS-01_1_D05_2"]
+    assert set(report.reason.str.split(":").str[0]) == {"image without metadata"}
+    # without scanning, nothing is reported
+    assert convert(own_root, tmp_path / "c", metadata=partial, workers=1, scan=False).ok
+
+
+def test_verify_reports_mismatches(kaggle_root, tmp_path) -> None:
+    out = tmp_path / "out"
+    convert(kaggle_root, out, workers=1, sites_per_shard=4)
+    shards = sorted(out.rglob("*.tfrecord"))
+    # truncate one shard, delete another, and claim a site the metadata does not know
+    shards[0].write_bytes(shards[0].read_bytes()[:-10])
+    shards[1].unlink()
+    md = read_metadata(kaggle_root)
+    extra = md.iloc[[0]].assign(site_id="HEPG2-01_4_P24_1")
+    report = verify(out, metadata=pd.concat([md, extra], ignore_index=True))
+    assert not report.ok
+    text = report.summary()
+    assert "sha256" in text and "missing" in text and "corrupt or truncated" in text
+    assert "HEPG2-01_4_P24_1" in text
+    with pytest.raises(FileNotFoundError, match="no manifest"):
+        verify(tmp_path / "nothing")
+
+
+def test_workers_give_the_same_bytes(kaggle_root, tmp_path) -> None:
+    one = convert(kaggle_root, tmp_path / "one", workers=1, sites_per_shard=3)
+    two = convert(kaggle_root, tmp_path / "two", workers=2, sites_per_shard=3)
+    assert [s.sha256 for s in one.shards] == [s.sha256 for s in two.shards]
+    assert shard_bytes(tmp_path / "one") == shard_bytes(tmp_path / "two")
+
+
+def test_convert_result_is_frozen(kaggle_root, tmp_path) -> None:
+    result = convert(kaggle_root, tmp_path / "o", datasets=("test",), workers=1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.output_dir = "x"  # type: ignore[misc]
+    assert json.loads((tmp_path / "o" / MANIFEST_NAME).read_text())["n_sites"] == 4
+    assert os.path.basename(result.manifest_path) == MANIFEST_NAME
+    shutil.rmtree(tmp_path / "o")
