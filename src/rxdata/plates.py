@@ -120,6 +120,9 @@ class PlateGroups:
     def __hash__(self) -> int:
         return hash((self.groups, frozenset(self.plates.items())))
 
+    def __repr__(self) -> str:
+        return f"PlateGroups(sizes={self.sizes}, plates={len(self.plates)})"
+
     @property
     def sizes(self) -> tuple[int, ...]:
         """The number of siRNAs in each group."""
