@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import doctest
 import importlib.metadata
+import importlib.util
+import json
 import re
 import sys
 import traceback
@@ -351,3 +353,65 @@ def test_docs_figures_exist() -> None:
             if "://" not in target and not (page.parent / target).exists():
                 missing.append(f"{page.relative_to(ROOT)} -> {target}")
     assert not missing, "\n".join(missing)
+
+
+# --- the documentation's own tools and facts ------------------------------------------------
+
+
+def _load_docs_module(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"_docs_{name}", DOCS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_griffe_extension_renders_example_sections_and_sphinx_roles() -> None:
+    ext = _load_docs_module("griffe_rxdata")
+    assert doctest.testmod(ext, optionflags=doctest.ELLIPSIS).failed == 0
+    text = "Do it.\n\n    Example:\n        >>> 1\n\nSee :class:`~rxdata.Split` and :func:`f`."
+    assert ext.rewrite(text) == (
+        "Do it.\n\n    Examples:\n        >>> 1\n\nSee `rxdata.Split` and `f`."
+    )
+    assert ext.rewrite("An example: of prose.") == "An example: of prose."
+
+
+def test_dataset_card_counts_match_the_real_metadata(real_root: Path) -> None:
+    sites = rxdata.read_metadata(real_root / "metadata")
+    wells = sites.drop_duplicates("id_code")
+    card = (DOCS / "dataset.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| \**(train|test|all)\** \|\s*(\w*)\s*\|(.*)\|$", card, re.M)
+    assert len(rows) == 11, "the counts table in docs/dataset.md changed shape"
+    for dataset, cell_type, rest in rows:
+        stated = [int(v.strip(" *").replace(",", "")) for v in rest.split("|")]
+        part = wells if dataset == "all" else wells[wells["dataset"] == dataset]
+        part = part[part["cell_type"] == cell_type] if cell_type else part
+        treatment = int((part["well_type"] == "treatment").sum())
+        actual = [part["experiment"].nunique(), treatment, len(part) - treatment, 2 * len(part)]
+        assert stated == actual, f"docs/dataset.md row {dataset} {cell_type or 'total'}"
+
+
+@pytest.mark.slow
+def test_gen_figures_draws_from_the_library(real_root: Path, tmp_path: Path) -> None:
+    gen = _load_docs_module("gen_figures")
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "pipeline.json").write_text(
+        json.dumps(
+            {
+                "title": "sites/s",
+                "unit": "sites/s",
+                "results": [
+                    {"name": "rxrx1-utils input_fn", "value": 150, "baseline": True},
+                    {"name": "rxdata", "value": 900},
+                ],
+            }
+        )
+    )
+    out = tmp_path / "img"
+    args = ["--real-root", str(real_root), "--out", str(out), "--bench-dir", str(bench)]
+    assert gen.main(args) == 0
+    figures = ["plate-groups.png", "plate-map.png", "split-counts.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == [*figures, "throughput-pipeline.png"]
+    for name in figures:
+        assert (DOCS / "img" / name).exists(), f"run docs/gen_figures.py and commit {name}"
