@@ -505,7 +505,10 @@ def parse_id_code(id_code: str) -> WellKey:
             f"id_code {id_code!r}: expected '{{experiment}}_{{plate}}_{{well}}' "
             "such as 'HEPG2-01_1_B03'"
         )
-    return WellKey(m["experiment"], int(m["plate"]), m["well"])
+    try:
+        return WellKey(m["experiment"], int(m["plate"]), m["well"])
+    except ParseError as err:
+        raise ParseError(f"id_code {id_code!r}: {err}") from None
 
 
 def parse_site_id(site_id: str) -> SiteKey:
@@ -524,7 +527,10 @@ def parse_site_id(site_id: str) -> SiteKey:
             f"site_id {site_id!r}: expected '{{experiment}}_{{plate}}_{{well}}_{{site}}' "
             "such as 'HEPG2-01_1_B03_2'"
         )
-    return SiteKey(m["experiment"], int(m["plate"]), m["well"], int(m["site"]))
+    try:
+        return SiteKey(m["experiment"], int(m["plate"]), m["well"], int(m["site"]))
+    except ParseError as err:
+        raise ParseError(f"site_id {site_id!r}: {err}") from None
 
 
 def image_path(

@@ -1,0 +1,433 @@
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import rxdata
+from rxdata.errors import MetadataError, ParseError, RxDataError
+from rxdata.metadata import (
+    METADATA_COLUMNS,
+    NEGATIVE_CONTROL_ID,
+    NEGATIVE_CONTROL_WELL,
+    POSITIVE_CONTROL_WELLS,
+    ImageKey,
+    SiteKey,
+    WellKey,
+    detect_layout,
+    image_path,
+    normalize_experiment,
+    parse_experiment,
+    parse_id_code,
+    parse_image_path,
+    parse_site_id,
+    read_metadata,
+    read_pixel_stats,
+    scan_images,
+)
+
+# ----------------------------------------------------------------------------- strategies
+cell_types = st.sampled_from(["HEPG2", "HUVEC", "RPE", "U2OS"])
+batches = st.integers(1, 99)
+pads = st.booleans()
+experiments = st.builds(
+    lambda ct, b, pad: f"{ct}-{b:02d}" if pad else f"{ct}-{b}", cell_types, batches, pads
+)
+wells = st.builds(
+    lambda r, c: f"{r}{c:02d}", st.sampled_from(list("ABCDEFGHIJKLMNOP")), st.integers(1, 24)
+)
+plates = st.integers(1, 4)
+sites = st.integers(1, 2)
+channels = st.integers(1, 6)
+prefixes = st.sampled_from(
+    ["", "data/", "/abs/root/", "gs://bucket/x/", "./rel/", "gs://b/train/", "s3://b/images/x/"]
+)
+
+
+# ----------------------------------------------------------------------------- parsers
+@given(prefixes, st.sampled_from(["train", "test"]), experiments, plates, wells, sites, channels)
+def test_kaggle_path_round_trip(prefix, dataset, experiment, plate, well, site, channel):
+    rel = f"{dataset}/{experiment}/Plate{plate}/{well}_s{site}_w{channel}.png"
+    key = parse_image_path(prefix + rel)
+    assert (key.dataset, key.experiment, key.plate, key.well, key.site, key.channel) == (
+        dataset,
+        experiment,
+        plate,
+        well,
+        site,
+        channel,
+    )
+    assert key.layout == "kaggle"
+    assert key.relative_path == rel
+    assert prefix + key.relative_path == prefix + rel
+    assert image_path(dataset, experiment, plate, well, site, channel) == rel
+    assert parse_image_path(key.relative_path) == key
+
+
+@given(prefixes, experiments, plates, wells, sites, channels, st.booleans())
+def test_full_and_bare_path_round_trip(prefix, experiment, plate, well, site, channel, full):
+    tail = f"{experiment}/Plate{plate}/{well}_s{site}_w{channel}.png"
+    rel = f"images/{tail}" if full else tail
+    # a bare path directly under a train/, test/ or images/ folder is that layout
+    assume(full or not prefix.rstrip("/").endswith(("train", "test", "images")))
+    key = parse_image_path(prefix + rel)
+    assert key.dataset is None
+    assert key.layout == ("full" if full else None)
+    assert key.relative_path == rel
+    assert str(key) == rel
+    if full:
+        assert image_path(None, experiment, plate, well, site, channel, layout="full") == rel
+    assert key.path("kaggle", dataset="test") == f"test/{tail}"
+
+
+@given(experiments, plates, wells, sites)
+def test_id_code_and_site_id_round_trip(experiment, plate, well, site):
+    id_code = f"{experiment}_{plate}_{well}"
+    w = parse_id_code(id_code)
+    assert w.id_code == id_code
+    s = parse_site_id(f"{id_code}_{site}")
+    assert s.site_id == f"{id_code}_{site}"
+    assert s.well_key == w
+    assert w.at_site(site) == s
+    assert (s.cell_type, s.batch) == parse_experiment(experiment)
+    assert s.row == well[0] and s.column == int(well[1:])
+
+
+@given(cell_types, batches, plates, wells, sites)
+def test_padding_does_not_change_identity(cell_type, batch, plate, well, site):
+    short = SiteKey(f"{cell_type}-{batch}", plate, well, site)
+    padded = SiteKey(f"{cell_type}-{batch:03d}", plate, well, site)
+    assert short == padded and hash(short) == hash(padded)
+    assert short.experiment == f"{cell_type}-{batch}"  # kept as given
+    assert normalize_experiment(short.experiment) == f"{cell_type}-{batch:02d}"
+    assert len({WellKey(short.experiment, plate, well), WellKey(padded.experiment, plate, well)})
+
+
+def test_keys_differ_when_meaning_differs():
+    a = parse_image_path("train/HUVEC-1/Plate1/B02_s1_w1.png")
+    assert a == parse_image_path("x/train/HUVEC-01/Plate1/B02_s1_w1.png")
+    assert a != parse_image_path("test/HUVEC-1/Plate1/B02_s1_w1.png")
+    assert a != parse_image_path("train/HUVEC-1/Plate1/B02_s1_w2.png")
+    assert a.site_key != parse_site_id("HUVEC-1_1_B02_2")
+    assert WellKey("HUVEC-1", 1, "B02") != SiteKey("HUVEC-1", 1, "B02", 1)
+
+
+def test_image_key_is_frozen_and_derives_fields():
+    key = parse_image_path("gs://bucket/rxrx1/train/HEPG2-07/Plate4/O23_s2_w6.png")
+    assert (key.cell_type, key.batch, key.row, key.column) == ("HEPG2", 7, "O", 23)
+    assert key.id_code == "HEPG2-07_4_O23" and key.site_id == "HEPG2-07_4_O23_2"
+    with pytest.raises(AttributeError):
+        key.plate = 2  # type: ignore[misc]
+
+
+def test_nested_dataset_names_in_prefix_are_not_confused():
+    key = parse_image_path("/data/train/images/U2OS-01/Plate1/B02_s2_w3.png")
+    assert key.layout == "full" and key.dataset is None
+    key = parse_image_path("C:\\data\\test\\U2OS-01\\Plate1\\B02_s2_w3.png")
+    assert key.dataset == "test"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "train/U2OS-01/Plate5/B02_s1_w1.png",  # plate outside 1-4
+        "train/U2OS-01/Plate1/B02_s3_w1.png",  # site outside 1-2
+        "train/U2OS-01/Plate1/B02_s1_w7.png",  # channel outside 1-6
+        "train/U2OS-01/Plate1/B25_s1_w1.png",  # column outside 1-24
+        "train/U2OS-01/Plate1/B2_s1_w1.png",  # column not 2 digits
+        "train/U2OS-01/Plate1/B02_s1_w1.jpg",
+        "train/U2OS01/Plate1/B02_s1_w1.png",
+        "train/U2OS-01/B02_s1_w1.png",
+        "",
+    ],
+    ids=["plate", "site", "channel", "column", "short-well", "jpg", "exp", "no-plate", "empty"],
+)
+def test_bad_paths_raise_parse_error(path):
+    with pytest.raises(ParseError) as err:
+        parse_image_path(path)
+    assert repr(path) in str(err.value) or path in str(err.value)
+    assert isinstance(err.value, ValueError) and isinstance(err.value, RxDataError)
+
+
+@pytest.mark.parametrize(
+    "text", ["HEPG2-01_1", "HEPG2-01_5_B03", "HEPG2_1_B03", "HEPG2-01_1_Q03", "", "x_1_B03_1"]
+)
+def test_bad_id_codes(text):
+    with pytest.raises(ParseError, match="id_code"):
+        parse_id_code(text)
+
+
+@pytest.mark.parametrize("text", ["HEPG2-01_1_B03", "HEPG2-01_1_B03_3", "HEPG2-01_1_B03_0"])
+def test_bad_site_ids(text):
+    with pytest.raises(ParseError):
+        parse_site_id(text)
+
+
+def test_key_constructors_validate():
+    with pytest.raises(ParseError, match="plate"):
+        SiteKey("HEPG2-01", 0, "B02", 1)
+    with pytest.raises(ParseError, match="site"):
+        SiteKey("HEPG2-01", 1, "B02", True)  # type: ignore[arg-type]
+    with pytest.raises(ParseError, match="dataset"):
+        ImageKey("val", "HEPG2-01", 1, "B02", 1, 1)
+    with pytest.raises(ParseError, match="Kaggle layout needs dataset"):
+        image_path(None, "HEPG2-01", 1, "B02", 1, 1)
+    with pytest.raises(ParseError, match="layout"):
+        image_path("train", "HEPG2-01", 1, "B02", 1, 1, layout="zarr")  # type: ignore[arg-type]
+
+
+def test_public_names_are_exported():
+    assert rxdata.parse_id_code is parse_id_code
+    assert rxdata.WellKey is WellKey
+    assert rxdata.read_metadata is read_metadata
+
+
+def test_detect_layout(tmp_path):
+    with pytest.raises(MetadataError, match="no RxRx1 layout"):
+        detect_layout(tmp_path)
+    (tmp_path / "train").mkdir()
+    assert detect_layout(tmp_path) == "kaggle"
+    (tmp_path / "images").mkdir()
+    assert detect_layout(tmp_path) == "full"
+
+
+# ----------------------------------------------------------------------------- real CSVs
+@pytest.mark.real
+def test_read_real_kaggle_metadata(real_metadata_dir):
+    start = time.perf_counter()
+    md = read_metadata(real_metadata_dir)
+    elapsed = time.perf_counter() - start
+    assert elapsed < 10  # ~0.7 s on an idle core; generous for a loaded CI machine
+    assert list(md.columns) == list(METADATA_COLUMNS)
+    assert {c: str(t) for c, t in md.dtypes.items()} == METADATA_COLUMNS
+    assert len(md) == 125_510
+    assert md["experiment"].nunique() == 51
+    assert md["site_id"].is_unique
+    assert md.index.equals(pd.RangeIndex(len(md)))
+    per_dataset = md.groupby("dataset", observed=True)["experiment"].nunique().to_dict()
+    assert per_dataset == {"train": 33, "test": 18}
+    train_treat = md[(md.dataset == "train") & (md.well_type == "treatment")]
+    assert train_treat.sirna_id.min() == 0 and train_treat.sirna_id.max() == 1107
+    test_treat = md[(md.dataset == "test") & (md.well_type == "treatment")]
+    assert test_treat.sirna_id.isna().all() and test_treat.sirna.isna().all()
+    neg = md[md.well_type == "negative_control"]
+    assert (neg.sirna_id == NEGATIVE_CONTROL_ID).all()
+    # every one of the 204 plates has its untreated well in B02 (a few plates have more)
+    assert neg[neg.well == NEGATIVE_CONTROL_WELL].groupby(["experiment", "plate"]).ngroups == 204
+    pos = md[md.well_type == "positive_control"]
+    assert pos.sirna_id.between(1108, 1137).all()
+    assert set(POSITIVE_CONTROL_WELLS) <= set(pos.well)
+    # sort order of the contract
+    order = md.sort_values(["dataset", "experiment", "plate", "well", "site"], kind="stable")
+    assert order.index.equals(md.index)
+    assert md.loc[0, "site_id"] == "HEPG2-01_1_B02_1"
+    assert md.memory_usage(deep=True).sum() < 60e6
+
+
+@pytest.mark.real
+def test_read_real_without_controls(real_metadata_dir):
+    md = read_metadata(real_metadata_dir, include_controls=False)
+    assert (md.well_type == "treatment").all()
+    assert len(md) == 2 * (36_515 + 19_897)
+    assert md.index.equals(pd.RangeIndex(len(md)))
+
+
+@pytest.mark.real
+def test_read_real_string_label_release(real_metadata_dir, tmp_path):
+    # the Kaggle re-release writes labels as sirna_N and the negative control as UNTREATED
+    for name in ("train.csv", "test.csv", "train_controls.csv", "test_controls.csv"):
+        df = pd.read_csv(real_metadata_dir / name, dtype=str)
+        if "sirna" in df:
+            df["sirna"] = np.where(df.sirna == "1138", "UNTREATED", "sirna_" + df.sirna)
+        df.to_csv(tmp_path / name, index=False)
+    strings = read_metadata(tmp_path)
+    ints = read_metadata(real_metadata_dir)
+    pd.testing.assert_series_equal(strings.sirna_id, ints.sirna_id)
+    assert strings.loc[0, "sirna"] == "UNTREATED"
+    assert strings.well_type.equals(ints.well_type)
+
+
+# ----------------------------------------------------------------------------- bad CSVs
+def _kaggle(tmp_path: Path, train: str, controls: str | None = None) -> Path:
+    (tmp_path / "train.csv").write_text("id_code,experiment,plate,well,sirna\n" + train)
+    if controls is not None:
+        (tmp_path / "train_controls.csv").write_text(
+            "id_code,experiment,plate,well,sirna,well_type\n" + controls
+        )
+    return tmp_path
+
+
+GOOD = "HEPG2-01_1_B03,HEPG2-01,1,B03,513\n"
+
+
+@pytest.mark.parametrize(
+    ("train", "controls", "message"),
+    [
+        (GOOD + "HEPG2-01_5_B04,HEPG2-01,5,B04,1\n", None, r"train.csv: bad plate line 3: '5'"),
+        (GOOD + "HEPG2-01_1_B04,HEPG2-01,1,B04,1139\n", None, r"line 3: '1139'.*0\.\.1138"),
+        (GOOD + "HEPG2-01_1_B04,HEPG2-01,1,B04,sirna_x\n", None, r"bad sirna line 3"),
+        (GOOD + "HEPG2-01_1_B05,HEPG2-01,1,B04,7\n", None, r"bad id_code line 3"),
+        (GOOD + "HEPG2-01_1_Z04,HEPG2-01,1,Z04,7\n", None, r"bad well line 3"),
+        (GOOD + "HEPG201_1_B04,HEPG201,1,B04,7\n", None, r"bad experiment line 3"),
+        (GOOD + GOOD, None, r"train.csv line 3: duplicate id_code 'HEPG2-01_1_B03'.*line 2"),
+        (
+            GOOD,
+            "HEPG2-01_1_B03,HEPG2-01,1,B03,1138,negative_control\n",
+            r"train_controls.csv line 2: duplicate id_code.*train.csv line 2",
+        ),
+        (
+            GOOD,
+            "HEPG2-01_1_B02,HEPG2-01,1,B02,1138,positive_control\n",
+            r"bad well_type line 2",
+        ),
+        (GOOD, "HEPG2-01_1_B02,HEPG2-01,1,B02,1138,empty\n", r"bad well_type line 2: 'empty'"),
+    ],
+    ids=[
+        "plate",
+        "label-range",
+        "label-text",
+        "id-mismatch",
+        "well",
+        "experiment",
+        "duplicate",
+        "duplicate-across-files",
+        "type-mismatch",
+        "unknown-type",
+    ],
+)
+def test_bad_kaggle_csvs(tmp_path, train, controls, message):
+    with pytest.raises(MetadataError, match=message):
+        read_metadata(_kaggle(tmp_path, train, controls))
+
+
+def test_missing_columns_and_files(tmp_path):
+    (tmp_path / "train.csv").write_text("id_code,experiment,well\nHEPG2-01_1_B03,HEPG2-01,B03\n")
+    with pytest.raises(MetadataError, match=r"missing column\(s\) \['plate'\]"):
+        read_metadata(tmp_path)
+    with pytest.raises(MetadataError, match="no such metadata"):
+        read_metadata(tmp_path / "nowhere")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(MetadataError, match="no Kaggle CSVs"):
+        read_metadata(empty)
+    with pytest.raises(MetadataError, match="folder holding the Kaggle CSVs"):
+        read_metadata(tmp_path / "train.csv")
+
+
+def test_read_metadata_from_tiny_is_the_contract(tiny_kaggle, tiny_full):
+    a = read_metadata(tiny_kaggle)
+    b = read_metadata(tiny_full)
+    assert {c: str(t) for c, t in a.dtypes.items()} == METADATA_COLUMNS
+    cols = [c for c in METADATA_COLUMNS if c != "sirna"]
+    test_treat = (b.dataset == "test") & (b.well_type == "treatment")
+    pd.testing.assert_frame_equal(a.loc[~test_treat, cols], b.loc[~test_treat, cols])
+    assert a.loc[test_treat, "sirna_id"].isna().all()
+    assert b.loc[test_treat, "sirna_id"].notna().all()  # the full release labels test wells
+    assert read_metadata(tiny_full / "metadata.csv").equals(b)
+
+
+def test_full_release_errors(tiny_full, tmp_path):
+    df = pd.read_csv(tiny_full / "metadata.csv", dtype=str)
+    bad = df.copy()
+    bad.loc[5, "site"] = "3"
+    bad.to_csv(tmp_path / "metadata.csv", index=False)
+    with pytest.raises(MetadataError, match=r"bad site line 7: '3'"):
+        read_metadata(tmp_path)
+    bad = pd.concat([df, df.iloc[[4]]])
+    bad.to_csv(tmp_path / "metadata.csv", index=False)
+    with pytest.raises(MetadataError, match="duplicate site_id"):
+        read_metadata(tmp_path)
+    bad = df.drop(columns=["well_type"])
+    bad.to_csv(tmp_path / "metadata.csv", index=False)
+    with pytest.raises(MetadataError, match="missing column"):
+        read_metadata(tmp_path)
+
+
+# ----------------------------------------------------------------------------- pixel stats
+HEADER = "id_code,experiment,plate,well,site,channel,mean,std,median,min,max\n"
+
+
+def test_read_pixel_stats(tmp_path):
+    path = tmp_path / "pixel_stats.csv"
+    rows = [
+        f"U2OS-01_1_B02,U2OS-01,1,B02,{s},{c},{c + 0.5},2.0,{c},0,{100 + c}\n"
+        for s in (1, 2)
+        for c in range(1, 7)
+    ]
+    path.write_text(HEADER + "".join(rows))
+    stats = read_pixel_stats(path)
+    assert len(stats) == 12
+    assert stats.site_id.iloc[-1] == "U2OS-01_1_B02_2"
+    assert stats["mean"].dtype == np.float64 and stats["channel"].dtype == np.int8
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("U2OS-01_1_B02,U2OS-01,1,B02,1,7,1,1,1,0,2\n", "bad channel"),
+        ("U2OS-01_1_B02,U2OS-01,1,B02,3,1,1,1,1,0,2\n", "bad site"),
+        ("U2OS-01_1_B02,U2OS-01,1,B02,1,1,9,1,1,0,2\n", "mean <= max"),
+        ("U2OS-01_1_B02,U2OS-01,1,B02,1,1,x,1,1,0,2\n", "bad mean"),
+        ("U2OS-01_2_B02,U2OS-01,1,B02,1,1,1,1,1,0,2\n", "bad id_code"),
+    ],
+)
+def test_bad_pixel_stats(tmp_path, row, message):
+    path = tmp_path / "pixel_stats.csv"
+    path.write_text(HEADER + row)
+    with pytest.raises(MetadataError, match=message):
+        read_pixel_stats(path)
+
+
+def test_duplicate_pixel_stats(tmp_path):
+    path = tmp_path / "pixel_stats.csv"
+    row = "U2OS-01_1_B02,U2OS-01,1,B02,1,1,1,1,1,0,2\n"
+    path.write_text(HEADER + row + row)
+    with pytest.raises(MetadataError, match="line 3: duplicate row"):
+        read_pixel_stats(path)
+
+
+# ----------------------------------------------------------------------------- scanning
+@pytest.mark.real
+def test_scan_real_images_reports_incomplete_sites(real_images_dir):
+    result = scan_images(real_images_dir)
+    assert result.layout == "kaggle"
+    assert len(result) == 36  # 18 wells x 2 sites
+    assert len(result.incomplete) == 18
+    assert (result.incomplete.site == 2).all()
+    assert set(result.incomplete.missing) == {(5, 6)}
+    assert result.sites[result.sites.complete].channels.map(len).eq(6).all()
+
+
+def test_scan_matches_metadata(tiny_kaggle, tiny_full):
+    for root in (tiny_kaggle, tiny_full):
+        result = scan_images(root)
+        md = read_metadata(root)
+        assert result.sites.complete.all() and result.unparsed == ()
+        # the full release's paths do not say train/test, so its scan sorts by experiment
+        sites = result.sites.sort_values("site_id", ignore_index=True)
+        md = md.sort_values("site_id", ignore_index=True)
+        shared = ["site_id", "id_code", "plate", "well", "site", "batch", "row", "column"]
+        pd.testing.assert_frame_equal(sites[shared], md[shared])
+        assert sites.experiment.astype(str).equals(md.experiment.astype(str))
+        assert sites.cell_type.astype(str).equals(md.cell_type.astype(str))
+    assert scan_images(tiny_kaggle).sites.dataset.astype(str).tolist() == (
+        read_metadata(tiny_kaggle).dataset.astype(str).tolist()
+    )
+
+
+def test_scan_lists_unparsed_files_and_range_errors(tiny_kaggle, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_kaggle / "test", root / "test")
+    (root / "test" / "notes.png").write_bytes(b"")
+    result = scan_images(root)
+    assert result.unparsed == (str(root / "test" / "notes.png"),)
+    assert set(result.sites.dataset) == {"test"}
+    (root / "test" / "HEPG2-02" / "Plate1" / "B02_s1_w9.png").write_bytes(b"")
+    with pytest.raises(ParseError, match=r"B02_s1_w9.png: channel 9 is outside 1..6"):
+        scan_images(root)
