@@ -9,6 +9,7 @@ live in ``tests/conftest.py``.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -16,6 +17,9 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ logging quiet
 os.environ.setdefault("MPLBACKEND", "Agg")  # no display on CI machines
+
+# The Beam runner is an optional extra (rxdata[beam]); without it, do not collect its module.
+collect_ignore = [] if importlib.util.find_spec("apache_beam") else ["src/rxdata/_beam.py"]
 
 
 @pytest.fixture(autouse=True)

@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -323,6 +322,7 @@ def _nav_files(node: Any) -> Iterator[str]:
 
 
 def test_nav_lists_every_page_and_only_existing_ones() -> None:
+    yaml = pytest.importorskip("yaml")  # installed with the docs extra (mkdocs)
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
     nav = list(_nav_files(config["nav"]))
     pages = {p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")}
