@@ -207,6 +207,8 @@ def _labels_series(
 
 def _as_int_labels(labels: pd.Series) -> pd.Series:
     """Integer class ids; accepts ints, integral floats and 'sirna_N' strings."""
+    if pd.api.types.is_integer_dtype(labels.dtype) and not labels.isna().any():
+        return labels.astype("int64")
     out = []
     bad: list[str] = []
     for id_code, value in labels.items():
@@ -283,7 +285,7 @@ def write_submission(
             "id_code(s) predicted more than once: "
             f"{_preview(index[index.duplicated()].unique().tolist())}"
         )
-    series = pd.Series(series.to_numpy(dtype=object), index=index)
+    series = pd.Series(series.to_numpy(), index=index)
     missing = wells.difference(index, sort=False)
     if len(missing):
         raise SubmissionError(
