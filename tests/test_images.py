@@ -249,3 +249,11 @@ def test_load_real_site_rxrx1_utils_call(real_root):
     )
     with pytest.raises(ImageNotFoundError, match=r"B02_s2_w5.png"):
         rio.load_site("test", "HEPG2-08", 2, "B02", 2, base_path=real_root / "images")
+
+
+def test_load_site_finds_dataset_of_experiment(tmp_path):
+    planes = write_site(tmp_path, "test", channels=(3,))
+    x = rxdata.load_site(None, "RPE-05", 3, "D19", 2, (3,), base_path=tmp_path)
+    np.testing.assert_array_equal(x[..., 0], planes[3])
+    with pytest.raises(OptionsError, match="under neither"):
+        rxdata.load_site(None, "RPE-77", 3, "D19", 2, (3,), base_path=tmp_path, layout="kaggle")

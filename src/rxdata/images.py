@@ -48,6 +48,7 @@ __all__ = [
     "inspect_png",
     "load_site",
     "load_site_as_rgb",
+    "locate",
     "read_png",
     "resolve_layout",
 ]
@@ -340,6 +341,35 @@ def resolve_layout(
     return "kaggle"
 
 
+def locate(
+    base_path: str | os.PathLike[str],
+    dataset: str | None,
+    experiment: str,
+    layout: str | None = None,
+) -> tuple[Layout, str | None]:
+    """Resolve ``(layout, dataset)`` for an experiment under a data root.
+
+    Like :func:`resolve_layout`, except that ``dataset=None`` with a Kaggle-layout root
+    (no ``images/`` folder) finds the experiment under ``train/`` or ``test/``.
+
+    Example:
+        >>> import os, tempfile
+        >>> root = tempfile.mkdtemp(); os.makedirs(f"{root}/test/HEPG2-08")
+        >>> locate(root, None, "HEPG2-08")
+        ('kaggle', 'test')
+    """
+    if dataset is None and layout != "full" and not _io.isdir(_io.join(base_path, "images")):
+        for candidate in ("train", "test"):
+            if _io.isdir(_io.join(base_path, candidate, str(experiment))):
+                return "kaggle", candidate
+        if layout == "kaggle":
+            raise OptionsError(
+                f"experiment {experiment!r} is under neither {_io.join(base_path, 'train')} "
+                f"nor {_io.join(base_path, 'test')}; pass dataset='train' or 'test'"
+            )
+    return resolve_layout(base_path, dataset, layout), dataset
+
+
 def channel_path(
     base_path: str | os.PathLike[str],
     dataset: str | None,
@@ -404,7 +434,8 @@ def load_site(
     root in ``$RXDATA_ROOT``, the current directory, or ``base_path``).
 
     Args:
-        dataset: ``"train"`` or ``"test"`` (Kaggle layout); ``None`` for the full release.
+        dataset: ``"train"`` or ``"test"`` (Kaggle layout); ``None`` for the full release,
+            or to find the experiment under ``train/`` or ``test/`` (:func:`locate`).
         experiment: Experiment name, e.g. ``"RPE-05"``.
         plate: Plate number 1..4.
         well: Well address, e.g. ``"D19"``.
@@ -436,7 +467,7 @@ def load_site(
     """
     chans = _check_channels(channels)
     root = default_root() if base_path is None else base_path
-    lay = resolve_layout(root, dataset, layout)
+    lay, dataset = locate(root, dataset, experiment, layout)
     out: npt.NDArray[np.uint8] | None = None
     shape = None if expected_shape is None else (int(expected_shape[0]), int(expected_shape[1]))
     for i, c in enumerate(chans):
