@@ -112,14 +112,124 @@ def _synth_handler(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _channel_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected channel numbers like 1,2,3; got {text!r}"
+        ) from None
+
+
 def _add_show(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("show", help="render a site (RGB composite + channel grid) to a PNG")
-    p.set_defaults(func=_not_yet)
+    p = sub.add_parser(
+        "show",
+        help="render a site (RGB composite + channel grid) to a PNG",
+        description="Render one site (RGB composite in the rxrx1-utils colours plus each "
+        "channel in grayscale) or, without WELL, a montage of a whole plate. Example: "
+        "rxdata show HUVEC-01 2 B02 --site 1 --root data --out site.png",
+    )
+    p.add_argument("experiment", metavar="EXPERIMENT", help="e.g. HUVEC-01")
+    p.add_argument("plate", metavar="PLATE", type=int, help="plate number 1-4")
+    p.add_argument("well", metavar="WELL", nargs="?", help="e.g. B02; omit for a plate montage")
+    p.add_argument("--site", type=int, default=1, help="site number (1)")
+    p.add_argument("--dataset", choices=("train", "test"), help="Kaggle subset (found if omitted)")
+    p.add_argument("--root", help="data root (default $RXDATA_ROOT or the current folder)")
+    p.add_argument("--layout", choices=("kaggle", "full"), help="data layout (detected)")
+    p.add_argument(
+        "--channels",
+        type=_channel_list,
+        default=(1, 2, 3, 4, 5, 6),
+        help="channels to draw, e.g. 1,2,3 (all six)",
+    )
+    p.add_argument("--metadata", help="metadata folder/CSV: adds a plate map of well types")
+    p.add_argument("--out", help="output PNG (default {experiment}_{plate}[_{well}_s{site}].png)")
+    p.add_argument("--dpi", type=int, default=100, help="resolution (100)")
+    p.set_defaults(func=_show_handler)
+
+
+def _show_handler(args: argparse.Namespace) -> int:
+    from rxdata.figures import render_plate, render_site
+
+    common = {
+        "base_path": args.root,
+        "channels": args.channels,
+        "layout": args.layout,
+        "dpi": args.dpi,
+    }
+    if args.well is None:
+        out = args.out or f"{args.experiment}_{args.plate}.png"
+        metadata = None
+        if args.metadata:
+            from rxdata.metadata import read_metadata
+
+            metadata = read_metadata(args.metadata)
+        render_plate(
+            args.dataset,
+            args.experiment,
+            args.plate,
+            site=args.site,
+            metadata=metadata,
+            out=out,
+            **common,
+        )
+    else:
+        out = args.out or f"{args.experiment}_{args.plate}_{args.well}_s{args.site}.png"
+        render_site(
+            args.dataset, args.experiment, args.plate, args.well, args.site, out=out, **common
+        )
+    print(out)
+    return EXIT_OK
 
 
 def _add_stats(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("stats", help="compute per-site pixel statistics (pixel_stats.csv)")
-    p.set_defaults(func=_not_yet)
+    p = sub.add_parser(
+        "stats",
+        help="compute per-site pixel statistics (pixel_stats.csv)",
+        description="Compute mean, std (population), median, min and max of every channel "
+        "image under ROOT, in Kaggle's pixel_stats.csv format, in parallel.",
+    )
+    p.add_argument("root", metavar="ROOT", help="data root (Kaggle or full-release layout)")
+    p.add_argument("--out", default="pixel_stats.csv", help="output CSV (pixel_stats.csv)")
+    p.add_argument(
+        "--metadata",
+        help="metadata folder/CSV: read exactly its sites (all six "
+        "channels) instead of the images found under ROOT",
+    )
+    p.add_argument("--workers", type=int, help="worker processes (all CPUs)")
+    p.add_argument(
+        "--on-error",
+        choices=("raise", "skip", "warn"),
+        default="raise",
+        help="a missing or corrupt image: fail, skip it, or warn and skip (raise)",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="progress bar (on a terminal)",
+    )
+    p.set_defaults(func=_stats_handler)
+
+
+def _stats_handler(args: argparse.Namespace) -> int:
+    from rxdata.stats import compute_pixel_stats
+
+    metadata = None
+    if args.metadata:
+        from rxdata.metadata import read_metadata
+
+        metadata = read_metadata(args.metadata)
+    table = compute_pixel_stats(
+        args.root,
+        metadata,
+        out_csv=args.out,
+        workers=args.workers,
+        progress=args.progress,
+        on_error=args.on_error,
+    )
+    print(f"{args.out}: {len(table)} rows")
+    return EXIT_OK
 
 
 def _add_verify(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
