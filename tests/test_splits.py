@@ -403,3 +403,19 @@ def test_public_names() -> None:
     assert rxdata.SplitReport is rxdata.splits.SplitReport
     assert rxdata.experiment_folds is experiment_folds
     np.testing.assert_equal(len(rxdata.splits.__all__), 11)
+
+
+@pytest.mark.real
+def test_docs_tables_match_the_functions(real_meta: pd.DataFrame) -> None:
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    script = root / "docs" / "gen_split_tables.py"
+    spec = importlib.util.spec_from_file_location("gen_split_tables", script)
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    page = (root / "docs" / "splits.md").read_text(encoding="utf-8")
+    generated = gen.tables(real_meta)
+    assert set(generated) == {"folds", "holdout", "wilds", "groups"}
+    assert gen.render(page, generated) == page, "run: python docs/gen_split_tables.py --write"
