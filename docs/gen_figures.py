@@ -147,7 +147,9 @@ def throughput_charts(bench_dir: Path, out: Path) -> list[Path]:
     """One horizontal bar chart per benchmark JSON file.
 
     A file holds ``{"title": str, "unit": str, "results": [{"name": str, "value": float,
-    "baseline": bool}]}``; bars are labelled with the value and the ratio to the baseline.
+    "baseline": bool, "set": str (optional)}]}``. Results with a ``set`` (e.g. synthetic and
+    real images) get one panel per set, each compared with the baseline of its own set;
+    bars are labelled with the value and the ratio to that baseline.
     """
     paths = []
     for source in sorted(bench_dir.glob("*.json")):
@@ -155,20 +157,30 @@ def throughput_charts(bench_dir: Path, out: Path) -> list[Path]:
         results = data.get("results") or []
         if not results:
             continue
-        names = [r["name"] for r in results]
-        values = np.array([float(r["value"]) for r in results])
-        base = next((float(r["value"]) for r in results if r.get("baseline")), None)
-        fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(results) + 1.2))
-        colours = ["#bdbdbd" if r.get("baseline") else "#3182bd" for r in results]
-        ax.barh(range(len(values)), values, color=colours)
-        for i, value in enumerate(values):
-            ratio = f"  ({value / base:.1f}x)" if base else ""
-            ax.text(value, i, f" {value:,.0f}{ratio}", va="center", fontsize=8)
-        ax.set_yticks(range(len(names)), names, fontsize=8)
-        ax.invert_yaxis()
-        ax.set_xlabel(data.get("unit", ""))
-        ax.set_xlim(0, values.max() * 1.3)
-        ax.set_title(data.get("title", source.stem), fontsize=10)
+        sets: dict[str, list[dict[str, Any]]] = {}
+        for result in results:
+            sets.setdefault(str(result.get("set", "")), []).append(result)
+        heights = [0.42 * len(rows) + 0.9 for rows in sets.values()]
+        fig, axes = plt.subplots(
+            len(sets), 1, figsize=(8.5, sum(heights) + 0.6), height_ratios=heights, squeeze=False
+        )
+        for ax, (set_name, rows) in zip(axes[:, 0], sets.items(), strict=True):
+            prefix = f"{set_name}: " if set_name else ""
+            names = [str(r["name"]).removeprefix(prefix) for r in rows]
+            values = np.array([float(r["value"]) for r in rows])
+            base = next((float(r["value"]) for r in rows if r.get("baseline")), None)
+            colours = ["#bdbdbd" if r.get("baseline") else "#3182bd" for r in rows]
+            ax.barh(range(len(values)), values, color=colours)
+            for i, value in enumerate(values):
+                ratio = f"  ({value / base:.1f}x baseline)" if base else ""
+                ax.text(value, i, f" {value:,.0f}{ratio}", va="center", fontsize=8)
+            ax.set_yticks(range(len(names)), names, fontsize=8)
+            ax.invert_yaxis()
+            ax.set_xlim(0, values.max() * 1.45)
+            ax.set_title(set_name or data.get("title", source.stem), fontsize=9, loc="left")
+        axes[-1, 0].set_xlabel(data.get("unit", ""))
+        fig.suptitle(data.get("title", source.stem), fontsize=11)
+        fig.tight_layout()
         path = out / f"throughput-{source.stem}.png"
         fig.savefig(path, **SAVE)
         plt.close(fig)
