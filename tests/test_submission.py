@@ -192,3 +192,24 @@ def test_site_predictions_to_submission_on_the_real_test_wells(
 def test_public_names() -> None:
     assert rxdata.average_sites is average_sites
     assert rxdata.write_submission is write_submission
+
+
+def test_auto_label_style_follows_the_metadata(tmp_path: Path) -> None:
+    wells = [f"HEPG2-08_1_B{c:02d}" for c in (2, 3)]
+    site_table = pd.DataFrame(
+        {
+            "id_code": [w for w in wells for _ in range(2)],
+            "site": [1, 2, 1, 2],
+            "dataset": "test",
+            "well_type": ["negative_control"] * 2 + ["treatment"] * 2,
+            "sirna": pd.array(["UNTREATED", "UNTREATED", None, None], dtype="string"),
+        }
+    )
+    preds = {wells[1]: 17}
+    frame = write_submission(tmp_path / "a.csv", preds, site_table)
+    assert frame.to_dict("list") == {"id_code": [wells[1]], "sirna": ["sirna_17"]}
+    integer_table = site_table.assign(sirna=pd.array(["1138"] * 2 + [None] * 2, dtype="string"))
+    assert write_submission(tmp_path / "b.csv", preds, integer_table).sirna.tolist() == [17]
+    assert write_submission(
+        tmp_path / "c.csv", preds, integer_table, labels="sirna_N"
+    ).sirna.tolist() == ["sirna_17"]

@@ -40,7 +40,7 @@ from rxdata.metadata import NUM_TREATMENTS
 __all__ = ["average_sites", "read_test_wells", "write_submission"]
 
 Kind = Literal["probs", "logits"]
-LabelStyle = Literal["int", "sirna_N"]
+LabelStyle = Literal["auto", "int", "sirna_N"]
 
 
 def _preview(items: Sequence[object], limit: int = 8) -> str:
@@ -232,12 +232,21 @@ def _as_int_labels(labels: pd.Series) -> pd.Series:
     return pd.Series(out, index=labels.index, dtype="int64")
 
 
+def _label_style(test_wells: object) -> LabelStyle:
+    """``"sirna_N"`` when a metadata frame labels in the re-release form, else ``"int"``."""
+    if isinstance(test_wells, pd.DataFrame) and "sirna" in test_wells.columns:
+        given = test_wells["sirna"].dropna().astype("string")
+        if len(given) and bool(given.str.match(r"^(sirna_\d+|UNTREATED)$").all()):
+            return "sirna_N"
+    return "int"
+
+
 def write_submission(
     path: str | os.PathLike[str],
     predictions: pd.Series | pd.DataFrame | Mapping[str, int],
     test_wells: str | os.PathLike[str] | pd.DataFrame,
     *,
-    labels: LabelStyle = "int",
+    labels: LabelStyle = "auto",
     extra: Literal["raise", "ignore"] = "raise",
 ) -> pd.DataFrame:
     """Write Kaggle's ``id_code,sirna`` CSV for exactly the wells of ``test_wells``.
@@ -251,7 +260,10 @@ def write_submission(
         test_wells: ``test.csv`` (path or frame) or the metadata site table; see
             :func:`read_test_wells`. The CSV has one row per well, in this order.
         labels: ``"int"`` writes ``513`` (the 2019 competition); ``"sirna_N"`` writes
-            ``sirna_513`` (the Kaggle re-release, whose metadata uses that form).
+            ``sirna_513`` (the Kaggle re-release, whose metadata uses that form);
+            ``"auto"`` (default) writes ``sirna_N`` when ``test_wells`` is a metadata
+            table whose ``sirna`` column is in that form (read from re-release CSVs),
+            else integers.
         extra: predictions for wells not in ``test_wells`` (controls, say): ``"raise"``
             or ``"ignore"`` them.
 
@@ -273,8 +285,10 @@ def write_submission(
         A-01_1_B04,sirna_1107
         A-01_1_B03,sirna_7
     """
-    if labels not in ("int", "sirna_N"):
-        raise SubmissionError(f"labels must be 'int' or 'sirna_N', got {labels!r}")
+    if labels not in ("auto", "int", "sirna_N"):
+        raise SubmissionError(f"labels must be 'auto', 'int' or 'sirna_N', got {labels!r}")
+    if labels == "auto":
+        labels = _label_style(test_wells)
     if extra not in ("raise", "ignore"):
         raise SubmissionError(f"extra must be 'raise' or 'ignore', got {extra!r}")
     wells = read_test_wells(test_wells)
