@@ -98,8 +98,8 @@ _GROUP_SIZE = NUM_TREATMENTS // 4  # 277 siRNAs per plate group
 _CELLS = {"HEPG2": 420, "HUVEC": 260, "RPE": 300, "U2OS": 180}  # cells per site
 _SIGMA = (3.2, 7.0, 8.0, 4.5, 6.0, 7.5)  # blob radius per channel: nucleus .. membrane
 _BACKGROUND = (1.6, 3.0, 2.5, 2.5, 1.5, 2.2)  # dark background level per channel
-_NOISE = 1.1  # additive sensor noise (grey levels)
-_SHOT = 0.09  # multiplicative (shot-like) noise inside cells
+_NOISE = 0.5  # additive sensor noise (grey levels)
+_SHOT = 0.04  # multiplicative (shot-like) noise inside cells
 _PLATE_NOISE = 0.03  # per-well biological variation (log scale)
 
 Layout = Literal["kaggle", "full"]
@@ -107,8 +107,11 @@ Layout = Literal["kaggle", "full"]
 
 def _cell_type_profiles() -> dict[str, np.ndarray]:
     """Fixed per-cell-type channel profiles (cell types look different, as in RxRx1)."""
-    rng = np.random.default_rng(20190701)
-    return {ct: np.exp(0.15 * rng.standard_normal(len(CHANNELS))) for ct in (*CELL_TYPES, "OTHER")}
+    z = np.random.default_rng(20190701).standard_normal((len(CELL_TYPES), len(CHANNELS)))
+    z -= z.mean(0)  # the four cell types average to the published channel means
+    profiles = {ct: np.exp(0.15 * z[i]) for i, ct in enumerate(CELL_TYPES)}
+    profiles["OTHER"] = np.ones(len(CHANNELS))
+    return profiles
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,7 @@ class SyntheticOptions:
     sirnas_per_plate: int = _GROUP_SIZE
     #: positive-control wells per plate (0..30); the real plates carry all 30.
     positive_controls: int = len(POSITIVE_CONTROL_WELLS)
-    #: sites per well (1..2); RxRx1 images two sites per well.
+    #: sites per well (1..2); RxRx1 images two sites per well (1 needs ``layout="full"``).
     sites: int = 2
     #: image side in pixels; 512 is the real size, 32-64 keeps tests and demos fast.
     image_size: int = 512
@@ -185,6 +188,11 @@ class SyntheticOptions:
             self._int("workers", 1, 1024)
         if self.layout not in ("kaggle", "full"):
             raise OptionsError(f"layout={self.layout!r}: expected 'kaggle' or 'full'")
+        if self.layout == "kaggle" and self.sites != 2:
+            raise OptionsError(
+                f"sites={self.sites!r}: the Kaggle layout needs 2 (its CSVs list wells, and "
+                "every Kaggle well has 2 sites); use layout='full' for 1 site per well"
+            )
         if self.label_style not in ("integer", "string"):
             raise OptionsError(f"label_style={self.label_style!r}: expected 'integer' or 'string'")
         for name, hi in (("signal", 10.0), ("batch_effect", 10.0), ("incomplete_fraction", 1.0)):
@@ -333,7 +341,8 @@ def _class_profile(seed: int, sirna_id: int, signal: float) -> tuple[np.ndarray,
         return np.ones(len(CHANNELS)), 1.0
     strength = 0.6 if sirna_id in POSITIVE_CONTROL_IDS else 0.35
     z = _rng(seed, "class", sirna_id).standard_normal(len(CHANNELS) + 1)
-    return np.exp(signal * strength * z[:-1]), float(np.exp(signal * 0.1 * z[-1]))
+    sd = signal * strength  # log-normal multipliers with mean 1 over the classes
+    return np.exp(sd * z[:-1] - sd**2 / 2), float(np.exp(signal * 0.1 * z[-1]))
 
 
 def _render(task: _SiteTask, size: int, seed: int, signal: float) -> np.ndarray:
@@ -531,8 +540,8 @@ def generate(
     Example:
         >>> import tempfile
         >>> from rxdata.metadata import scan_images
-        >>> root = generate(tempfile.mkdtemp(), SyntheticOptions.tiny(image_size=8),
-        ...                 layout="full", sites=1)
+        >>> opts = SyntheticOptions.tiny(image_size=8, layout="full", sites=1)
+        >>> root = generate(tempfile.mkdtemp(), opts)
         >>> len(scan_images(root).sites)
         168
     """
