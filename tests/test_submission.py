@@ -213,3 +213,26 @@ def test_auto_label_style_follows_the_metadata(tmp_path: Path) -> None:
     assert write_submission(
         tmp_path / "c.csv", preds, integer_table, labels="sirna_N"
     ).sirna.tolist() == ["sirna_17"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    labels=st.lists(st.integers(0, 1107), min_size=1, max_size=30),
+    seed=st.integers(0, 2**32 - 1),
+    style=st.sampled_from(["int", "sirna_N"]),
+)
+def test_submission_csv_round_trip(
+    tmp_path_factory: pytest.TempPathFactory, labels: list[int], seed: int, style: str
+) -> None:
+    ids = [f"RPE-{9 + i % 3:02d}_{1 + i % 4}_C{2 + i // 12:02d}" for i in range(len(labels))]
+    ids = list(dict.fromkeys(ids))  # unique, in test order
+    labels = labels[: len(ids)]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(ids))
+    preds = pd.Series([labels[i] for i in order], index=[ids[i] for i in order])
+    path = tmp_path_factory.mktemp("sub") / "s.csv"
+    write_submission(path, preds, pd.DataFrame({"id_code": ids}), labels=style)  # type: ignore[arg-type]
+    back = pd.read_csv(path, dtype=str)
+    assert back.id_code.tolist() == ids
+    expected = [f"sirna_{v}" if style == "sirna_N" else str(v) for v in labels]
+    assert back.sirna.tolist() == expected

@@ -187,6 +187,13 @@ class Split:
     def __hash__(self) -> int:
         return hash((frozenset(self._lookup.items()), self.by, self.scheme, self.seed))
 
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{name!r}: {len(keys)}" for name, keys in self.parts.items())
+        return (
+            f"Split(scheme={self.scheme!r}, by={self.by!r}, seed={self.seed!r}, "
+            f"groups per part={{{sizes}}})"
+        )
+
     @property
     def names(self) -> tuple[str, ...]:
         """The part names, in order."""
@@ -354,7 +361,7 @@ class Split:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SplitReport:
     """What a split looks like on one metadata table (from :meth:`Split.report`).
 
