@@ -24,13 +24,37 @@ NUM_TREATMENT_CLASSES = 1108  # siRNA classes 0..1107, the Kaggle task
 NUM_ALL_CLASSES = 1139  # plus 30 positive controls and the negative control
 
 
+def model_inputs(image_size: int, channels: int, *, normalize_on: str = "cpu") -> tuple[Any, Any]:
+    """The model's inputs and the standardized image tensor they give.
+
+    ``normalize_on="cpu"``: one float input ``image`` (already normalized by the input
+    pipeline). ``normalize_on="accelerator"``: the dict the pipeline ships in that mode,
+    ``image`` (uint8), ``mean`` and ``std`` (per example and channel), standardized on
+    the accelerator by :class:`rxdata.layers.Standardize`.
+    """
+    if normalize_on == "cpu":
+        image = keras.Input((image_size, image_size, channels), name="image")
+        return image, image
+    if normalize_on != "accelerator":
+        raise ValueError(f"normalize_on must be 'cpu' or 'accelerator'; got {normalize_on!r}")
+    from rxdata.layers import Standardize
+
+    inputs = {
+        "image": keras.Input((image_size, image_size, channels), name="image", dtype="uint8"),
+        "mean": keras.Input((channels,), name="mean"),
+        "std": keras.Input((channels,), name="std"),
+    }
+    x = Standardize(name="standardize")([inputs["image"], inputs["mean"], inputs["std"]])
+    return inputs, x
+
+
 def seed_cnn(
     num_classes: int = NUM_TREATMENT_CLASSES,
     *,
     image_size: int = 512,
     channels: int = 6,
     hidden_units: int = 1108,
-    preprocessing: keras.layers.Layer | None = None,
+    normalize_on: str = "cpu",
 ) -> keras.Model:
     """The seed CNN: 3 conv/pool blocks, a 1108-unit dense layer, dropout 0.25, softmax.
 
@@ -39,30 +63,27 @@ def seed_cnn(
         image_size: Side of the square input (512 for full-size RxRx1 sites).
         channels: Input channels (6 for RxRx1).
         hidden_units: Width of the dense layer; the seed used 1108.
-        preprocessing: Optional layer applied to the input first (for example
-            on-accelerator normalization).
+        normalize_on: ``"cpu"`` or ``"accelerator"`` (see :func:`model_inputs`).
 
     Example:
         >>> m = seed_cnn(10, image_size=64)
-        >>> m.output_shape, m.count_params() > 0
-        ((None, 10), True)
+        >>> m.output_shape, m.count_params()
+        ((None, 10), 169350)
     """
-    layers: list[Any] = [keras.Input((image_size, image_size, channels), name="image")]
-    if preprocessing is not None:
-        layers.append(preprocessing)
-    layers += [
-        keras.layers.Conv2D(64, 5, strides=2, activation="relu"),
-        keras.layers.MaxPooling2D(4),
-        keras.layers.Conv2D(64, 2, activation="relu"),
-        keras.layers.MaxPooling2D(2),
-        keras.layers.Conv2D(96, 2, activation="relu"),
-        keras.layers.MaxPooling2D(2),
-        keras.layers.Flatten(),
-        keras.layers.Dense(hidden_units, activation="relu"),
-        keras.layers.Dropout(0.25),
-        keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs"),
-    ]
-    return keras.Sequential(layers, name="seed_cnn")
+    inputs, x = model_inputs(image_size, channels, normalize_on=normalize_on)
+    x = keras.layers.Conv2D(64, 5, strides=2, activation="relu")(x)
+    x = keras.layers.MaxPooling2D(4)(x)
+    x = keras.layers.Conv2D(64, 2, activation="relu")(x)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Conv2D(96, 2, activation="relu")(x)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(hidden_units, activation="relu")(x)
+    x = keras.layers.Dropout(0.25)(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(
+        x
+    )
+    return keras.Model(inputs, outputs, name="seed_cnn")
 
 
 def resnet50(
@@ -70,7 +91,7 @@ def resnet50(
     *,
     image_size: int = 512,
     channels: int = 6,
-    preprocessing: keras.layers.Layer | None = None,
+    normalize_on: str = "cpu",
 ) -> keras.Model:
     """ResNet50 (random init) on 6-channel input, global average pooling, softmax head.
 
@@ -78,8 +99,7 @@ def resnet50(
         >>> resnet50(10, image_size=32).output_shape
         (None, 10)
     """
-    inputs = keras.Input((image_size, image_size, channels), name="image")
-    x = preprocessing(inputs) if preprocessing is not None else inputs
+    inputs, x = model_inputs(image_size, channels, normalize_on=normalize_on)
     backbone = keras.applications.ResNet50(
         weights=None,
         include_top=False,
@@ -100,7 +120,7 @@ def build_model(
     image_size: int = 512,
     channels: int = 6,
     learning_rate: float = 1e-3,
-    preprocessing: keras.layers.Layer | None = None,
+    normalize_on: str = "cpu",
     steps_per_execution: int = 1,
 ) -> keras.Model:
     """Build and compile a model by name (Adam, sparse categorical cross-entropy).
@@ -109,11 +129,11 @@ def build_model(
     """
     if name == "seed-cnn":
         model = seed_cnn(
-            num_classes, image_size=image_size, channels=channels, preprocessing=preprocessing
+            num_classes, image_size=image_size, channels=channels, normalize_on=normalize_on
         )
     elif name == "resnet50":
         model = resnet50(
-            num_classes, image_size=image_size, channels=channels, preprocessing=preprocessing
+            num_classes, image_size=image_size, channels=channels, normalize_on=normalize_on
         )
     else:
         raise ValueError(f"model must be one of {', '.join(MODELS)}; got {name!r}")
