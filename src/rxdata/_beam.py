@@ -17,9 +17,11 @@ setup_file=./setup.py`` or ``--beam-option sdk_container_image=...``); see
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from rxdata import _io
 from rxdata.errors import ConvertError, OptionsError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,7 +90,21 @@ class _Finalize:
 
         opts, shape, plan, layout, orphans = self.args
         finalize(output_dir, opts, shape, plan, layout, records, orphans)
+        # Tell the driver which shards were kept from a previous run (not in the manifest,
+        # which must not depend on how the output was reached).
+        reused = sorted(r.path for r in records if r.reused)
+        from rxdata.convert import PROGRESS_DIR
+
+        _io.makedirs(_io.join(output_dir, PROGRESS_DIR))
+        _io.write_bytes_atomic(run_summary_path(output_dir), json.dumps(reused).encode())
         return len(records)
+
+
+def run_summary_path(output_dir: str) -> str:
+    """Where the Beam pipeline's last step lists the shards it re-used."""
+    from rxdata.convert import PROGRESS_DIR
+
+    return _io.join(output_dir, PROGRESS_DIR, "beam-reused.json")
 
 
 def run_beam(

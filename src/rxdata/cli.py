@@ -406,7 +406,7 @@ def build_convert_parser() -> argparse.ArgumentParser:
         "--verify",
         action="store_true",
         help="verify OUTPUT_DIR after converting (exit code 3 on a mismatch); with only "
-        "OUTPUT_DIR given, verify without converting",
+        "OUTPUT_DIR given, verify without converting (default: off)",
     )
     parser.add_argument(
         "--decode",
@@ -421,9 +421,20 @@ def build_convert_parser() -> argparse.ArgumentParser:
 def _setup_logging() -> None:
     import logging
 
+    class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+        """Writes to whatever ``sys.stderr`` is at the time (tests swap it)."""
+
+        @property
+        def stream(self) -> object:
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value: object) -> None:
+            pass
+
     logger = logging.getLogger("rxdata")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _Stderr()
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

@@ -1148,13 +1148,18 @@ def convert(
         opts.encoding,
     )
     if opts.runner == "beam":
-        from rxdata._beam import run_beam
+        from rxdata._beam import run_beam, run_summary_path
 
         run_beam(tasks, ctx, opts, shape, plan, layout, orphans)
         body = read_manifest(out_dir)
         if not body.get("complete"):
             raise ConvertError(f"the Beam pipeline finished without completing {out_dir}")
         records = [ShardRecord.from_json(s) for s in body["shards"]]
+        summary = run_summary_path(out_dir)
+        if _io.exists(summary):
+            reused = set(json.loads(_io.read_bytes(summary)))
+            _io.remove(summary)
+            records = [dataclasses.replace(r, reused=r.path in reused) for r in records]
     else:
         progress = _Progress(total, opts.progress)
         try:
@@ -1237,8 +1242,25 @@ def _prepare_output(
                 f"{_io.join(out_dir, clash[0])}; pass overwrite=True "
                 "(--overwrite) or choose another output directory"
             )
+    _remove_stale_temporaries(out_dir, plan)
     _write_json(manifest_path, fresh)
     return expected
+
+
+def _remove_stale_temporaries(out_dir: str, plan: Sequence[ShardSpec]) -> None:
+    """Delete temporary files a killed run left (shards, progress records, manifest)."""
+    patterns = [
+        _io.join(out_dir, f"{MANIFEST_NAME}.tmp-*"),
+        _io.join(out_dir, f"{REPORT_NAME}.tmp-*"),
+        _io.join(out_dir, PROGRESS_DIR, "*.tmp-*"),
+    ]
+    for folder in sorted({posixpath.dirname(s.path) for s in plan}):
+        base = _io.join(out_dir, *folder.split("/")) if folder else out_dir
+        patterns.append(_io.join(base, ".*.tfrecord.tmp-*"))
+    for pattern in patterns:
+        for tmp in _io.glob(pattern):
+            log.info("removing %s, left by an interrupted run", tmp)
+            _io.remove(tmp)
 
 
 def _remove_previous(out_dir: str, old: Mapping[str, Any]) -> None:
