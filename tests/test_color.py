@@ -152,3 +152,14 @@ def test_parity_on_real_images(real_images_dir):
     )
     sub = site[..., [2, 0]]
     np.testing.assert_array_equal(convert_tensor_to_rgb(sub, (3, 1)), reference_rgb(sub, (3, 1)))
+
+
+def test_wide_lanes_and_multiple_blocks():
+    """Maps whose colour sums exceed 10 bits use 16-bit lanes; images larger than one
+    block (32,768 pixels) are processed block by block: both stay exact."""
+    white = {c: {"rgb": np.array([255, 255, 255]), "range": [0, 40 + c]} for c in range(1, 7)}
+    t = np.random.default_rng(5).integers(0, 256, (300, 301, 6), dtype=np.uint8)
+    np.testing.assert_array_equal(
+        convert_tensor_to_rgb(t, rgb_map=white), reference_rgb(t, DEFAULT_CHANNELS, 255, white)
+    )
+    np.testing.assert_array_equal(convert_tensor_to_rgb(t), reference_rgb(t, DEFAULT_CHANNELS))

@@ -119,23 +119,51 @@ def _tables_cached(
     return out
 
 
+_BLOCK = 1 << 15
+"""Pixels per block of the uint8 path: the accumulator of a block stays in the L2 cache."""
+
+
 @lru_cache(maxsize=64)
-def _packed_cached(key: bytes, n: int) -> npt.NDArray[np.uint64]:
-    tables = np.frombuffer(key, dtype=np.uint16).reshape(n, 256, 3).astype(np.uint64)
-    lanes = np.uint64(16)
-    packed: npt.NDArray[np.uint64] = (
-        tables[..., 0] | (tables[..., 1] << lanes) | (tables[..., 2] << (lanes * np.uint64(2)))
-    )
-    return packed
+def _packed_cached(key: bytes, n: int) -> tuple[npt.NDArray[np.unsignedinteger[Any]], int]:
+    tables = np.frombuffer(key, dtype=np.uint16).reshape(n, 256, 3)
+    # Widest possible sum per colour lane; 10-bit lanes in a uint32 when it fits (always for
+    # the default map: at most 865), else 16-bit lanes in a uint64 (C * 255 < 65536).
+    bits = 10 if int(tables.max(axis=1).sum(axis=0).max()) < 1 << 10 else 16
+    wide = tables.astype(np.uint32 if bits == 10 else np.uint64)
+    shift = wide.dtype.type(bits)
+    packed = wide[..., 0] | (wide[..., 1] << shift) | (wide[..., 2] << (shift + shift))
+    return packed, bits
 
 
-def _packed_tables(tables: npt.NDArray[np.uint16]) -> npt.NDArray[np.uint64]:
-    """Pack each table entry's R, G, B into the 16-bit lanes of one ``uint64``.
+def _packed_tables(
+    tables: npt.NDArray[np.uint16],
+) -> tuple[npt.NDArray[np.unsignedinteger[Any]], int]:
+    """Pack each table entry's R, G, B into ``bits``-wide lanes of one unsigned integer.
 
-    One scalar gather per channel then fetches all three colours, and sums stay exact: a
-    lane holds at most ``C * 255`` (< 65536 for any C < 257), so lanes never carry.
+    One scalar gather per channel then fetches all three colours, and sums stay exact:
+    lanes are chosen wide enough for the largest possible sum, so they never carry.
     """
     return _packed_cached(tables.tobytes(), tables.shape[0])
+
+
+def _rgb_uint8(arr: npt.NDArray[np.uint8], tables: npt.NDArray[np.uint16]) -> npt.NDArray[np.uint8]:
+    """The exact uint8 path: packed gathers, block by block."""
+    packed, bits = _packed_tables(tables)
+    flat = arr.reshape(-1, arr.shape[-1])
+    out = np.empty((flat.shape[0], 3), np.uint8)
+    mask = packed.dtype.type((1 << bits) - 1)
+    for start in range(0, flat.shape[0], _BLOCK):
+        planes = np.ascontiguousarray(flat[start : start + _BLOCK].T)  # channel-major block
+        acc = np.take(packed[0], planes[0])
+        for i in range(1, planes.shape[0]):
+            acc += np.take(packed[i], planes[i])
+        lane = np.empty_like(acc)
+        block = out[start : start + _BLOCK]
+        for k in range(3):
+            np.bitwise_and(acc >> packed.dtype.type(bits * k), mask, out=lane)
+            np.minimum(lane, 255, out=lane)
+            block[:, k] = lane
+    return out.reshape(*arr.shape[:-1], 3)
 
 
 def rgb_tables(
@@ -203,14 +231,7 @@ def convert_tensor_to_rgb(
             f"channels={chans!r} names {len(chans)}"
         )
     if arr.dtype == np.uint8:
-        packed = _packed_tables(rgb_tables(chans, vmax, rgb_map))
-        planes = np.ascontiguousarray(np.moveaxis(arr, -1, 0))  # gathers from contiguous planes
-        acc = np.take(packed[0], planes[0])
-        for i in range(1, len(chans)):
-            acc += np.take(packed[i], planes[i])
-        lanes = acc.view(np.uint16).reshape(*acc.shape, 4)[..., :3]
-        rgb: npt.NDArray[np.uint8] = np.minimum(lanes, 255).astype(np.uint8)
-        return rgb
+        return _rgb_uint8(arr, rgb_tables(chans, vmax, rgb_map))
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise OptionsError(f"expected a real-valued array, got dtype {arr.dtype}")
     v = _check_vmax(vmax)
