@@ -307,3 +307,31 @@ def test_public_names() -> None:
     assert rxdata.assign_plates is assign_plates
     assert rxdata.infer_plate_group is infer_plate_group
     assert rxdata.training_sites is training_sites
+
+
+@pytest.mark.real
+def test_group_inference_on_real_plates_with_a_weak_model(real_meta: pd.DataFrame) -> None:
+    groups = plate_groups(real_meta)
+    exps = ["HEPG2-05", "HUVEC-09", "U2OS-02"]  # one of each of the three rotations
+    wells = real_meta[
+        real_meta.experiment.isin(exps)
+        & (real_meta.well_type == "treatment")
+        & (real_meta.site == 1)
+    ]
+    rng = np.random.default_rng(0)
+    true = wells.sirna_id.to_numpy(dtype=np.int64)
+    probs = noisy_probs(rng, true, 1139, signal=1.5)
+    assert (probs.argmax(axis=1) == true).mean() < 0.1  # argmax right for ~5% of wells
+    frame = pd.DataFrame(probs, index=wells.id_code.to_numpy())
+
+    def accuracy(inferred: pd.DataFrame) -> float:
+        pairs = zip(inferred.experiment, inferred.plate, strict=True)
+        truth = [groups.plate_group(e, p) for e, p in pairs]
+        return float((inferred.group.to_numpy() == np.array(truth)).mean())
+
+    # 277 wells of weak evidence per plate; the "4 plates, 4 groups" constraint fixes the
+    # plates that alone are ambiguous.
+    alone = accuracy(infer_plate_group(frame, groups, distinct_per_experiment=False))
+    together = accuracy(infer_plate_group(frame, groups))
+    assert together == 1.0
+    assert alone < together
