@@ -539,6 +539,7 @@ def test_verify_reports_mismatches(kaggle_root, tmp_path) -> None:
         verify(tmp_path / "nothing")
 
 
+@pytest.mark.slow  # spawns worker processes, each importing TensorFlow
 def test_workers_give_the_same_bytes(kaggle_root, tmp_path) -> None:
     one = convert(kaggle_root, tmp_path / "one", workers=1, sites_per_shard=3)
     two = convert(kaggle_root, tmp_path / "two", workers=2, sites_per_shard=3)
@@ -553,3 +554,62 @@ def test_convert_result_is_frozen(kaggle_root, tmp_path) -> None:
     assert json.loads((tmp_path / "o" / MANIFEST_NAME).read_text())["n_sites"] == 4
     assert os.path.basename(result.manifest_path) == MANIFEST_NAME
     shutil.rmtree(tmp_path / "o")
+
+
+# --- the shared synthetic data sets (rxdata.synthetic) ---------------------------------------
+
+
+@pytest.mark.parametrize("fixture", ["tiny_kaggle", "tiny_full"])
+def test_synthetic_data_sets_round_trip(fixture, request, tmp_path) -> None:
+    from rxdata.images import load_site
+
+    root: Path = request.getfixturevalue(fixture)
+    out = tmp_path / "out"
+    result = convert(root, out, workers=1, sites_per_shard=100)
+    md = read_metadata(root)
+    assert result.ok and result.n_sites == len(md)
+    assert verify(out, decode=True, metadata=md).ok
+    records = read_back(out)
+    layout = "kaggle" if fixture == "tiny_kaggle" else "full"
+    for row in md.iloc[::37].itertuples():  # a spread of sites, both data sets
+        expected = load_site(
+            row.dataset if layout == "kaggle" else None,
+            row.experiment,
+            row.plate,
+            row.well,
+            row.site,
+            base_path=root,
+            layout=layout,
+        )
+        assert np.array_equal(records[row.site_id]["image"], expected)
+
+
+# --- the real RxRx1 images ----------------------------------------------------------------
+
+
+@pytest.mark.real
+def test_real_images_with_incomplete_sites(real_root, tmp_path) -> None:
+    from rxdata.images import read_png
+    from rxdata.metadata import scan_images
+
+    images = real_root / "images"
+    scan = scan_images(images)
+    md = read_metadata(real_root / "metadata")
+    md = md[md["site_id"].isin(set(scan.sites["site_id"]))].reset_index(drop=True)
+    assert len(md) == 36  # 18 wells x 2 sites; every site 2 has channels 1-4 only
+    with pytest.raises(ConvertError, match=r"_2 .*lacks channel\(s\) 5, 6.*B02_s2_w5.png"):
+        convert(images, tmp_path / "strict", metadata=md, workers=1)
+
+    out = tmp_path / "out"
+    result = convert(images, out, metadata=md, workers=1, on_error="skip", decode=True)
+    assert result.n_sites == 18 and len(result.skipped) == 18
+    assert {s.site_id[-2:] for s in result.skipped} == {"_2"}
+    report = pd.read_csv(out / REPORT_NAME, dtype=str)
+    assert sorted(report.site_id) == sorted(scan.incomplete["site_id"])
+    assert report.reason.str.contains("lacks channel\\(s\\) 5, 6").all()
+    assert read_manifest(out)["options"]["image_shape"] == [512, 512]
+    assert verify(out, decode=True, metadata=md).ok
+    rec = read_back(out)["HEPG2-08_2_B02_1"]
+    for ch in range(1, 7):
+        png = images / "test" / "HEPG2-08" / "Plate2" / f"B02_s1_w{ch}.png"
+        assert np.array_equal(rec["image"][:, :, ch - 1], read_png(png))
