@@ -14,9 +14,17 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ logging quiet
 os.environ.setdefault("MPLBACKEND", "Agg")  # no display on CI machines
+
+# Hypothesis: no per-example deadline. The suite runs two workers on small shared CI machines,
+# where a slow example means a busy machine, not a bug; tests that set their own deadline
+# keep it. `HYPOTHESIS_PROFILE=dev` restores Hypothesis' defaults.
+settings.register_profile("rxdata", deadline=None, print_blob=True)
+settings.register_profile("dev")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "rxdata"))
 
 # The Beam runner is an optional extra (rxdata[beam]); without it, do not collect its module.
 collect_ignore = [] if importlib.util.find_spec("apache_beam") else ["src/rxdata/_beam.py"]
