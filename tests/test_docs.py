@@ -295,6 +295,25 @@ def test_every_public_name_has_a_docstring() -> None:
     assert not undocumented, "public names without a docstring:\n" + "\n".join(undocumented)
 
 
+def test_every_public_function_and_class_shows_a_runnable_example() -> None:
+    # CONTRIBUTING: every public function and class has an ``Example:`` that runs (as a
+    # doctest). Constants and the error classes are exempt.
+    griffe = pytest.importorskip("griffe")
+    package = griffe.load("rxdata", search_paths=[str(ROOT / "src")], allow_inspection=False)
+    without = []
+    for name in _public_names():
+        module = rxdata._EXPORTS[name]
+        try:
+            obj = package[f"{module}.{name}"]
+        except KeyError:
+            continue  # reported by test_every_public_name_has_a_docstring
+        if obj.is_attribute or module == "errors":
+            continue
+        if ">>>" not in (obj.docstring.value if obj.docstring else ""):
+            without.append(f"rxdata.{module}.{name}")
+    assert not without, "public names whose docstring has no >>> example:\n" + "\n".join(without)
+
+
 def test_every_public_name_is_in_the_api_reference() -> None:
     index = (API_DIR / "index.md").read_text(encoding="utf-8")
     problems = []
