@@ -327,6 +327,18 @@ def test_accelerator_mode_equals_cpu_mode(
             np.testing.assert_array_equal(out, normalizer.normalize(image, exp.decode(), plate))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_xla_compiled_normalization_is_bit_identical(
+    shards: tuple[str, list[dict]], dtype: str
+) -> None:
+    kw = {"batch_size": 7, "training": False, "output": "dict", "normalizer": plate_normalizer()}
+    fused = collect(make_dataset(shards[0], options=PipelineOptions(dtype=dtype), **kw))  # type: ignore[arg-type]
+    plain = collect(
+        make_dataset(shards[0], options=PipelineOptions(dtype=dtype, jit=False), **kw)  # type: ignore[arg-type]
+    )
+    np.testing.assert_array_equal(fused["image"], plain["image"])
+
+
 def test_accelerator_tuple_output_feeds_a_keras_model(shards: tuple[str, list[dict]]) -> None:
     import keras
 

@@ -354,3 +354,25 @@ def test_empty_shards(tmp_path: Path) -> None:
         assert info.count == 0
         assert tfrecord.detect_compression(path) == compression or info.size == 0
         assert list(tfrecord.read_tfrecord(path)) == []
+
+
+# ---------------------------------------------------------------------------------------
+# Real images
+# ---------------------------------------------------------------------------------------
+@pytest.mark.real
+def test_real_site_round_trips_in_both_encodings(real_root: Path, tmp_path: Path) -> None:
+    folder = real_root / "images" / "train" / "HEPG2-01" / "Plate1"
+    pngs = [(folder / f"B02_s1_w{c}.png").read_bytes() for c in range(1, 7)]
+    expected = np.stack([np.asarray(Image.open(io.BytesIO(p))) for p in pngs], axis=-1)
+    site = make_site(experiment="HEPG2-01", well="B02", site=1, sirna="1138", sirna_id=1138)
+    raw = tfrecord.encode_example(site, image=expected)
+    png = tfrecord.encode_example(site, pngs=pngs)
+    assert len(png) < 0.6 * len(raw)  # PNG records are much smaller on real cells
+    tfrecord.write_shard(tmp_path / "r.tfrecord", [raw, png])
+    for record in tfrecord.read_tfrecord(tmp_path / "r.tfrecord"):
+        np.testing.assert_array_equal(record["image"], expected)
+    parsed = tfrecord.parse_example(tf.constant(png), encoding="png", channels=6)
+    pixels = tfrecord.decode_image(
+        parsed["image"], encoding="png", height=512, width=512, channels=6
+    )
+    np.testing.assert_array_equal(pixels.numpy(), expected)

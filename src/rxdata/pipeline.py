@@ -156,6 +156,8 @@ class PipelineOptions:
         deterministic: Force a deterministic element order; ``None`` means only when not
             training.
         seed: Seed of file-order and record shuffles (``None``: nondeterministic).
+        jit: Compile the per-batch normalization arithmetic with XLA (one fused pass over
+            the pixels instead of three; the same values).
     """
 
     channels: tuple[int, ...] | None = None  # all stored channels: the model decides
@@ -182,6 +184,8 @@ class PipelineOptions:
     repeat: bool = False  # finite epochs for Keras `fit(epochs=...)`; True + steps_per_epoch
     # keeps one iterator alive (tearing AUTOTUNE iterators down can stall for seconds)
     deterministic: bool | None = None  # training: let faster shards run ahead
+    jit: bool = True  # XLA fuses cast + normalize into one pass: ~5x faster on CPU,
+    # bit-identical results (docs/performance.md)
     seed: int | None = None
     _crop: tuple[int, int] | None = field(init=False, repr=False, compare=False, default=None)
     _resize: tuple[int, int] | None = field(init=False, repr=False, compare=False, default=None)
@@ -241,8 +245,9 @@ class PipelineOptions:
             value = getattr(self, name)
             if value is not None and not isinstance(value, bool):
                 raise OptionsError(f"{name}={value!r}; expected True, False or None")
-        if not isinstance(self.repeat, bool) or not isinstance(self.dihedral, bool):
-            raise OptionsError("repeat and dihedral must be True or False")
+        for name in ("repeat", "dihedral", "jit"):
+            if not isinstance(getattr(self, name), bool):
+                raise OptionsError(f"{name}={getattr(self, name)!r}; expected True or False")
         if self.seed is not None and (
             isinstance(self.seed, bool) or not isinstance(self.seed, int)
         ):
@@ -454,7 +459,7 @@ def make_dataset(
             "or resize_to to a square"
         )
 
-    stats_fn = _stats_function(normalizer, opts.channels, stored, opts.dtype)
+    stats_fn = _stats_function(normalizer, opts.channels, stored, opts.dtype, opts.jit)
     remote = any(_io.is_remote(f) for f in files)
     buffer = opts.read_buffer_bytes or (16 << 20 if remote else None)
     if opts.compression == "auto":
@@ -582,11 +587,25 @@ def make_dataset(
 StatsFn = Any  # (parsed batch dict, uint8 images [B, H, W, C]) -> (mean [B, C], std [B, C])
 
 
+def _compiled(fn: Callable[..., Any], jit: bool) -> Callable[..., Any]:
+    return tf.function(fn, jit_compile=True, reduce_retracing=True) if jit else fn
+
+
+def _image_moments(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Per image and channel mean and ``max(std, 1/sqrt(H*W))`` (mode ``image``)."""
+    x = tf.cast(images, tf.float32)
+    mean = tf.reduce_mean(x, axis=[1, 2])
+    var = tf.reduce_mean(tf.square(x - mean[:, None, None, :]), axis=[1, 2])
+    pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
+    return mean, tf.maximum(tf.sqrt(var), 1.0 / tf.sqrt(pixels))
+
+
 def _stats_function(
     normalizer: Normalizer | None,
     channels: tuple[int, ...] | None,
     stored: int,
     dtype: str,
+    jit: bool = True,
 ) -> StatsFn | None:
     """Per-example (mean, std) for a batch, in float32; ``None`` for ``dtype="uint8"``."""
     if dtype == "uint8":
@@ -610,16 +629,12 @@ def _stats_function(
             f"the normalizer has statistics for channels {normalizer.channels}, not {missing}"
         )
     if normalizer.mode == "image":
+        moments = _compiled(_image_moments, jit)
 
         def per_image(
             parsed: dict[str, tf.Tensor], images: tf.Tensor
         ) -> tuple[tf.Tensor, tf.Tensor]:
-            x = tf.cast(images, tf.float32)
-            mean = tf.reduce_mean(x, axis=[1, 2])
-            var = tf.reduce_mean(tf.square(x - mean[:, None, None, :]), axis=[1, 2])
-            h, w = images.shape[1], images.shape[2]
-            floor = tf.constant(1.0 / float(np.sqrt(h * w)), tf.float32)
-            return mean, tf.maximum(tf.sqrt(var), floor)
+            return moments(images)  # type: ignore[no-any-return]
 
         return per_image
     from rxdata import layers
@@ -651,6 +666,13 @@ def standardize(images: tf.Tensor, mean: tf.Tensor, std: tf.Tensor) -> tf.Tensor
     """
     x = tf.cast(images, tf.float32)
     return (x - mean[:, None, None, :]) / std[:, None, None, :]
+
+
+def _standardize_as(dtype: str) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]:
+    def fn(images: tf.Tensor, mean: tf.Tensor, std: tf.Tensor) -> tf.Tensor:
+        return tf.cast(standardize(images, mean, std), dtype)
+
+    return fn
 
 
 @dataclass(frozen=True)
@@ -689,7 +711,8 @@ class _BatchTransform:
             out["mean"] = tf.ensure_shape(mean, [self.batch, self.channels])
             out["std"] = tf.ensure_shape(std, [self.batch, self.channels])
         else:
-            out[tfr.IMAGE] = tf.cast(standardize(images, mean, std), opts.dtype)
+            normalize = _compiled(_standardize_as(opts.dtype), opts.jit)
+            out[tfr.IMAGE] = normalize(images, mean, std)
         if self.output == "dict":
             for key in _META_KEYS:
                 out[key] = tf.ensure_shape(parsed[key], [self.batch])
