@@ -401,10 +401,31 @@ def test_griffe_extension_renders_example_sections_and_sphinx_roles() -> None:
     ext = _load_docs_module("griffe_rxdata")
     assert doctest.testmod(ext, optionflags=doctest.ELLIPSIS).failed == 0
     text = "Do it.\n\n    Example:\n        >>> 1\n\nSee :class:`~rxdata.Split` and :func:`f`."
-    assert ext.rewrite(text) == (
-        "Do it.\n\n    Examples:\n        >>> 1\n\nSee `rxdata.Split` and `f`."
-    )
+    assert ext.rewrite(text) == "Do it.\n\n    Examples:\n        >>> 1\n\nSee `Split` and `f`."
     assert ext.rewrite("An example: of prose.") == "An example: of prose."
+
+
+def test_griffe_extension_links_only_to_rendered_objects() -> None:
+    griffe = pytest.importorskip("griffe")
+    ext = _load_docs_module("griffe_rxdata")
+    package = griffe.load(
+        "rxdata",
+        search_paths=[str(ROOT / "src")],
+        allow_inspection=False,
+        extensions=griffe.load_extensions(ext.RxdataDocstrings()),
+    )
+    pages = ext._documented_pages()
+    links, leftovers = [], []
+    for obj in ext._objects(package):
+        text = obj.docstring.value if obj.docstring else ""
+        leftovers += [obj.path for _ in ext._ROLE.finditer(text)]
+        leftovers += [obj.path for _ in ext._EXAMPLE.finditer(text)]
+        links += re.findall(r"\]\[(rxdata\.[\w.]+)\]", text)
+    assert not leftovers, f"docstrings not rewritten: {sorted(set(leftovers))}"
+    assert len(links) > 50, "roles such as :func:`read_metadata` should become links"
+    for path in set(links):
+        target = package[path.removeprefix("rxdata.")]
+        assert ext._rendered(target, pages), f"link to {path}, which the reference does not show"
 
 
 def test_dataset_card_counts_match_the_real_metadata(real_root: Path) -> None:
