@@ -632,3 +632,38 @@ def test_eval_every_batch_size_sees_each_site_once(
         for c, s in zip(ids["id_code"].numpy().tolist(), ids["site"].numpy(), strict=True)
     ]
     assert len(keys) == len(set(keys)) == len(rows)
+
+
+@pytest.mark.parametrize("encoding", ["raw", "png"])
+def test_bad_records_raise_or_are_skipped(tmp_path: Path, encoding: str) -> None:
+    rows = site_rows(2)  # 6 sites
+    good = []
+    for row in rows:
+        image = site_image(int(row["index"]))  # type: ignore[arg-type]
+        if encoding == "raw":
+            good.append(tfrecord.encode_example(row, image=image))
+        else:
+            good.append(
+                tfrecord.encode_example(row, pngs=[png_bytes(image[..., c]) for c in range(6)])
+            )
+    wrong = tf.train.Example.FromString(good[1])
+    wrong.features.feature["image"].bytes_list.value[0] = b"\x00" * 7  # neither size nor PNG
+    tfrecord.write_shard(tmp_path / "a.tfrecord", [good[0], wrong.SerializeToString(), good[2]])
+    tfrecord.write_shard(tmp_path / "b.tfrecord", good[3:])
+    data = (tmp_path / "b.tfrecord").read_bytes()
+    (tmp_path / "b.tfrecord").write_bytes(data[: len(data) - 50])  # cut the last record
+    pattern = str(tmp_path / "*.tfrecord")
+
+    def ids(on_error: str) -> list[bytes]:
+        opts = PipelineOptions(dtype="uint8", on_error=on_error)  # type: ignore[arg-type]
+        ds = make_dataset(pattern, batch_size=2, training=False, options=opts, output="dict")
+        return sorted(collect(ds)["id_code"].tolist())
+
+    with pytest.raises(tf.errors.OpError):
+        ids("raise")
+    kept = ids("skip")
+    assert kept == sorted(
+        f"{r['experiment']}_{r['plate']}_{r['well']}".encode()
+        for r in (rows[0], rows[2], *rows[3:5])
+    )
+    assert ids("warn") == kept

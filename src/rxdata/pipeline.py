@@ -151,6 +151,10 @@ class PipelineOptions:
         read_buffer_bytes: Read buffer per shard; ``None`` is TF's default locally and
             16 MiB for remote (``gs://``) files.
         compression: ``"auto"`` (detect per file) or a fixed one for every file.
+        on_error: ``"raise"`` a TensorFlow error on a corrupt/truncated shard or a bad
+            record; ``"skip"`` bad records (a corrupt or truncated shard ends at the
+            damage); ``"warn"``: skip and log each error. Use
+            :func:`rxdata.read_tfrecord` to find and count bad records in a file.
         drop_remainder: Drop the last partial batch; ``None`` means training only.
         repeat: Repeat the (reshuffled) data forever in training.
         deterministic: Force a deterministic element order; ``None`` means only when not
@@ -179,6 +183,7 @@ class PipelineOptions:
     read_buffer_bytes: int | None = None  # TF's 256 KiB is fine on local disks; object
     # stores need large reads to reach their bandwidth
     compression: Literal["auto", "none", "gzip", "zlib"] = "auto"  # no flag to get wrong
+    on_error: Literal["raise", "skip", "warn"] = "raise"  # silent data loss is worse
     drop_remainder: bool | None = None  # static batch shapes in training (TPUs need them);
     # evaluation must see every site
     repeat: bool = False  # finite epochs for Keras `fit(epochs=...)`; True + steps_per_epoch
@@ -237,6 +242,8 @@ class PipelineOptions:
             not isinstance(self.read_buffer_bytes, int) or self.read_buffer_bytes < 1
         ):
             raise OptionsError(f"read_buffer_bytes={self.read_buffer_bytes!r}; expected int >= 1")
+        if self.on_error not in ("raise", "skip", "warn"):
+            raise OptionsError(f"on_error={self.on_error!r}; allowed: raise, skip, warn")
         if self.compression not in _COMPRESSIONS:
             raise OptionsError(
                 f"compression={self.compression!r}; allowed: {', '.join(_COMPRESSIONS)}"
@@ -332,6 +339,25 @@ def _split_filter(split: Split, part: str | Iterable[str]) -> tuple[list[str], l
         )
     keys = sorted({"\x1f".join(key) for p in parts for key in split.keys(p)})
     return list(split.by), keys
+
+
+def _valid_record(layout: _Layout, stored: int) -> Callable[[tf.Tensor], tf.Tensor]:
+    """Keep a raw record whose image has the data set's byte length.
+
+    A record that does not parse raises instead, which ``ignore_errors`` drops.
+    """
+    nbytes = layout.height * layout.width * stored
+
+    def valid(serialized: tf.Tensor) -> tf.Tensor:
+        parsed = tfr.parse_example(
+            serialized,
+            encoding="raw",
+            channels=stored,
+            keys=[tfr.IMAGE, tfr.ID_CODE, tfr.SITE, tfr.SIRNA_ID],
+        )
+        return tf.equal(tf.strings.length(parsed[tfr.IMAGE]), nbytes)
+
+    return valid
 
 
 def _label_spec(label: str | None) -> str | None:
@@ -479,8 +505,16 @@ def make_dataset(
         if opts.repeat:
             ds = ds.repeat()
     cycle = opts.cycle_length or min(len(files), 16)
+    tolerant = opts.on_error != "raise"
+    log_errors = opts.on_error == "warn"
+
+    def read_file(path: tf.Tensor, compression: tf.Tensor) -> tf.data.Dataset:
+        records = tf.data.TFRecordDataset(path, compression_type=compression, buffer_size=buffer)
+        # a corrupt or truncated shard ends at the damage (framing cannot resynchronise)
+        return records.ignore_errors(log_warning=log_errors) if tolerant else records
+
     ds = ds.interleave(
-        lambda f, c: tf.data.TFRecordDataset(f, compression_type=c, buffer_size=buffer),
+        read_file,
         cycle_length=cycle,
         block_length=1,
         num_parallel_calls=AUTOTUNE if cycle > 1 else None,
@@ -488,6 +522,8 @@ def make_dataset(
     )
     if shard_records:
         ds = ds.shard(shard_count, shard_index)
+    if tolerant and layout.encoding == "raw":  # drop bad records before they spoil a batch
+        ds = ds.filter(_valid_record(layout, stored)).ignore_errors(log_warning=log_errors)
 
     # Filters need only the small features: parse those, not the image.
     keep_fns: list[tuple[set[str], KeepFn]] = []
@@ -525,6 +561,8 @@ def make_dataset(
             return result
 
         ds = ds.filter(keep)
+        if tolerant:  # a record too broken to filter is a bad record
+            ds = ds.ignore_errors(log_warning=log_errors)
 
     if training:
         ds = ds.shuffle(opts.shuffle_buffer, seed=opts.seed, reshuffle_each_iteration=True)
@@ -560,6 +598,8 @@ def make_dataset(
             num_parallel_calls=opts.num_parallel_calls,
             deterministic=deterministic,
         )
+        if tolerant:  # a site that does not parse or decode is dropped alone
+            ds = ds.ignore_errors(log_warning=log_errors)
         ds = ds.batch(per_replica, drop_remainder=drop_remainder)
 
     transform = _BatchTransform(
