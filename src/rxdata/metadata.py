@@ -1029,6 +1029,14 @@ class ScanResult:
             ``missing`` (tuple of channels absent) and ``complete`` (bool).
         layout: ``'kaggle'`` or ``'full'``.
         unparsed: paths of ``.png`` files whose names are not RxRx1 image names.
+
+    Example:
+        >>> import tempfile
+        >>> from rxdata.synthetic import SyntheticOptions, generate
+        >>> opts = SyntheticOptions.tiny(image_size=8, incomplete_fraction=0.5, seed=1)
+        >>> scan = scan_images(generate(tempfile.mkdtemp(), opts))
+        >>> len(scan), scan.layout, set(scan.incomplete.missing)
+        (336, 'kaggle', {(5, 6)})
     """
 
     sites: pd.DataFrame
