@@ -257,3 +257,22 @@ def test_load_site_finds_dataset_of_experiment(tmp_path):
     np.testing.assert_array_equal(x[..., 0], planes[3])
     with pytest.raises(OptionsError, match="under neither"):
         rxdata.load_site(None, "RPE-77", 3, "D19", 2, (3,), base_path=tmp_path, layout="kaggle")
+
+
+def test_load_site_remote_filesystem():
+    """Remote URLs go through tf.io.gfile (here its in-memory ram:// file system), with the
+    channels fetched concurrently; errors still name the URL."""
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(3)
+    root = f"ram://rxdata-test-{rng.integers(1 << 30)}"
+    planes = {}
+    for c in (1, 2, 3):
+        planes[c] = rng.integers(0, 256, (4, 6), dtype=np.uint8)
+        path = f"{root}/images/HEPG2-01/Plate2/B02_s1_w{c}.png"
+        tf.io.gfile.makedirs(path.rsplit("/", 1)[0])
+        with tf.io.gfile.GFile(path, "wb") as f:
+            f.write(png_bytes(planes[c]))
+    x = rxdata.load_site(None, "HEPG2-01", 2, "B02", 1, channels=(3, 1, 2), base_path=root)
+    np.testing.assert_array_equal(x, np.stack([planes[3], planes[1], planes[2]], axis=-1))
+    with pytest.raises(ImageNotFoundError, match=rf"{root}/images/HEPG2-01/Plate2/B02_s1_w4"):
+        rxdata.load_site(None, "HEPG2-01", 2, "B02", 1, channels=(1, 4), base_path=root)

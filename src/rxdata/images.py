@@ -29,6 +29,7 @@ import os
 import struct
 import zlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -233,6 +234,16 @@ DECODER: str = next(iter(_DECODERS))
 """Name of the decoder :func:`read_png` uses by default (``opencv`` if installed)."""
 
 
+def _read_file(path: str | os.PathLike[str]) -> bytes:
+    """A channel file's bytes; a missing file is an :class:`ImageNotFoundError`."""
+    try:
+        return _io.read_bytes(path)
+    except FileNotFoundError:
+        raise ImageNotFoundError(f"channel image not found: {os.fspath(path)}") from None
+    except IsADirectoryError:
+        raise ImageNotFoundError(f"channel image path is a directory: {os.fspath(path)}") from None
+
+
 def _source_name(source: ImageSource, path: str | os.PathLike[str] | None) -> str:
     if path is not None:
         return os.fspath(path)
@@ -275,12 +286,7 @@ def read_png(
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     else:
-        try:
-            data = _io.read_bytes(source)
-        except FileNotFoundError:
-            raise ImageNotFoundError(f"channel image not found: {name}") from None
-        except IsADirectoryError:
-            raise ImageNotFoundError(f"channel image path is a directory: {name}") from None
+        data = _read_file(source)
     info = _parse_ihdr(data[:33], name)
     _check_format(info, name, expected_shape)
     name_of_decoder = DECODER if decoder is None else decoder
@@ -470,9 +476,14 @@ def load_site(
     lay, dataset = locate(root, dataset, experiment, layout)
     out: npt.NDArray[np.uint8] | None = None
     shape = None if expected_shape is None else (int(expected_shape[0]), int(expected_shape[1]))
-    for i, c in enumerate(chans):
-        p = channel_path(root, dataset, experiment, plate, well, site, c, lay)
-        img = read_png(p, expected_shape=shape)
+    paths = [channel_path(root, dataset, experiment, plate, well, site, c, lay) for c in chans]
+    sources: list[str | bytes] = list(paths)
+    if _io.is_remote(root) and len(paths) > 1:
+        # Remote reads are latency-bound: fetch the channels concurrently, decode in order.
+        with ThreadPoolExecutor(max_workers=len(paths)) as pool:
+            sources = list(pool.map(_read_file, paths))
+    for i, (p, src) in enumerate(zip(paths, sources, strict=True)):
+        img = read_png(src, expected_shape=shape, path=p)
         if out is None:
             shape = (img.shape[0], img.shape[1])
             out = np.empty((*shape, len(chans)), dtype=np.uint8)
