@@ -45,8 +45,16 @@ wells = st.builds(
 plates = st.integers(1, 4)
 sites = st.integers(1, 2)
 channels = st.integers(1, 6)
-prefixes = st.sampled_from(
-    ["", "data/", "/abs/root/", "gs://bucket/x/", "./rel/", "gs://b/train/", "s3://b/images/x/"]
+segments = st.from_regex(r"[A-Za-z0-9_.-]{1,10}", fullmatch=True).filter(
+    lambda s: s not in (".", "..")
+)
+prefixes = st.one_of(
+    st.sampled_from(["", "/", "./", "gs://bucket/", "s3://b/images/x/", "gs://b/train/"]),
+    st.builds(
+        lambda root, parts: root + "".join(p + "/" for p in parts),
+        st.sampled_from(["", "/", "gs://bucket/", "C:/"]),
+        st.lists(segments, min_size=1, max_size=4),
+    ),
 )
 
 

@@ -351,7 +351,8 @@ class ImageKey:
     not say (full-release and bare paths). ``layout`` records which naming the path used
     (``'kaggle'``, ``'full'``, or ``None`` for a bare ``{experiment}/...`` path) so that
     :attr:`relative_path` gives back the path it was parsed from; it takes no part in
-    equality. Equality uses the normalised experiment (``HUVEC-1 == HUVEC-01``).
+    equality, and when omitted it follows ``dataset`` (Kaggle when set, else the full
+    release). Equality uses the normalised experiment (``HUVEC-1 == HUVEC-01``).
 
     Example:
         >>> k = parse_image_path("/data/images/U2OS-01/Plate1/B02_s2_w3.png")
@@ -359,6 +360,8 @@ class ImageKey:
         (None, 'full', 2, 3, 'images/U2OS-01/Plate1/B02_s2_w3.png')
         >>> k.path("kaggle", dataset="train")
         'train/U2OS-01/Plate1/B02_s2_w3.png'
+        >>> str(ImageKey("test", "U2OS-01", 1, "B02", 2, 3))
+        'test/U2OS-01/Plate1/B02_s2_w3.png'
     """
 
     dataset: str | None
@@ -367,9 +370,12 @@ class ImageKey:
     well: str
     site: int
     channel: int
-    layout: Layout | None = field(default="kaggle", compare=False)
+    #: ``"auto"`` (the default) becomes ``"kaggle"`` when ``dataset`` is set, else ``"full"``.
+    layout: Layout | Literal["auto"] | None = field(default="auto", compare=False)
 
     def __post_init__(self) -> None:
+        if self.layout == "auto":
+            object.__setattr__(self, "layout", "full" if self.dataset is None else "kaggle")
         site_key = SiteKey(self.experiment, self.plate, self.well, self.site)
         object.__setattr__(self, "plate", site_key.plate)
         object.__setattr__(self, "site", site_key.site)
