@@ -195,3 +195,13 @@ def test_compute_pixel_stats_real_images(real_images_dir):
     assert row["median"].item() == np.median(img)
     assert (row["min"].item(), row["max"].item()) == (img.min(), img.max())
     assert set(ps.loc[ps["site"] == 2, "channel"]) == {1, 2, 3, 4}
+
+
+@pytest.mark.slow
+def test_compute_pixel_stats_parallel_error_names_file(tiny_kaggle, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(tiny_kaggle / "train", root / "train")
+    victim = sorted((root / "train").rglob("*.png"))[100]
+    victim.write_bytes(b"not a png")
+    with pytest.raises(StatsError, match=victim.name):
+        rxdata.compute_pixel_stats(root, workers=2, progress=False)

@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import sys
 import warnings
@@ -280,21 +281,27 @@ def _map(
         disable=not (progress and sys.stderr.isatty()),
     )
     step = max(1, len(paths) // 20)
+    pool: ProcessPoolExecutor | None = None
     try:
         if workers <= 1:
             results: Iterator[Any] = map(_stats_of_file, paths)
-            pool = None
         else:
-            pool = ProcessPoolExecutor(max_workers=workers)
+            # forkserver/spawn, never fork: forking a process that has started TensorFlow's
+            # (or any) threads can deadlock the children.
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context(
+                "forkserver" if "forkserver" in methods else "spawn"
+            )
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
             results = pool.map(_stats_of_file, paths, chunksize=32)
         for i, r in enumerate(results, 1):
             bar.update(1)
             if progress and bar.disable and (i % step == 0 or i == len(paths)):
                 log.info("pixel stats: %d/%d images", i, len(paths))
             yield r
+    finally:  # also when the caller stops early (on_error="raise"): no stray workers
         if pool is not None:
-            pool.shutdown()
-    finally:
+            pool.shutdown(cancel_futures=True)
         bar.close()
 
 
