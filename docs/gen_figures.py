@@ -14,7 +14,8 @@ Each picture is computed by rxdata's own functions, not drawn by hand:
 * ``split-counts.png``: sites per fold and cell type of ``rxdata.experiment_folds`` with
   k=6 on the 33 training experiments (``Split.counts``).
 * ``throughput-*.png``: one bar chart per benchmark result file (``bench-output/*.json``,
-  written by ``make bench``), when present.
+  written by ``make bench``), when present: sites/s against the rxrx1-utils-style
+  baseline, or milliseconds per call and the speed-up against the reference.
 
 Pictures that need the real metadata are skipped, with a message, when it is absent. The
 picture of a real site (``real-site.png``) is made by ``rxdata show`` (see images.md).
@@ -156,6 +157,8 @@ def throughput_charts(bench_dir: Path, out: Path) -> list[Path]:
         data = json.loads(source.read_text(encoding="utf-8"))
         results = data.get("results") or []
         if not results:
+            path = _timing_chart(data, source.stem, out)
+            paths += [path] if path else []
             continue
         sets: dict[str, list[dict[str, Any]]] = {}
         for result in results:
@@ -186,6 +189,49 @@ def throughput_charts(bench_dir: Path, out: Path) -> list[Path]:
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def _timing_chart(data: dict[str, Any], stem: str, out: Path) -> Path | None:
+    """Chart a ``{"<what>_ms": {name: milliseconds}}`` benchmark file (lower is better).
+
+    Each section gets a panel; its baseline is the entry named after rxrx1-utils, a
+    reference or a baseline (else the first), and bars show the speed-up against it.
+    """
+    sections = {
+        key: {str(n): float(v) for n, v in value.items() if isinstance(v, int | float)}
+        for key, value in data.items()
+        if key.endswith("_ms") and isinstance(value, dict) and value
+    }
+    if not sections:
+        return None
+    heights = [0.42 * len(rows) + 0.9 for rows in sections.values()]
+    fig, axes = plt.subplots(
+        len(sections), 1, figsize=(8.5, sum(heights) + 0.6), height_ratios=heights, squeeze=False
+    )
+    for ax, (key, rows) in zip(axes[:, 0], sections.items(), strict=True):
+        names = list(rows)
+        values = np.array(list(rows.values()))
+        marks = ("rxrx1-utils", "reference", "baseline")
+        base_name = next((n for n in names if any(m in n for m in marks)), names[0])
+        base = rows[base_name]
+        colours = ["#bdbdbd" if n == base_name else "#3182bd" for n in names]
+        ax.barh(range(len(values)), values, color=colours)
+        for i, value in enumerate(values):
+            ratio = base / value if value > 0 else float("inf")
+            speed = f"{ratio:.1f}x faster" if ratio >= 1 else f"{1 / ratio:.1f}x slower"
+            speed = f"  ({speed})" if names[i] != base_name else ""
+            ax.text(value, i, f" {value:,.2f} ms{speed}", va="center", fontsize=8)
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, values.max() * 1.5)
+        title = key.removesuffix("_ms").replace("_", " ")
+        ax.set_title(f"{title}: milliseconds per call (lower is better)", fontsize=9, loc="left")
+    fig.suptitle(f"{stem} benchmark", fontsize=11)
+    fig.tight_layout()
+    path = out / f"throughput-{stem}.png"
+    fig.savefig(path, **SAVE)
+    plt.close(fig)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -460,10 +460,13 @@ def test_gen_figures_draws_from_the_library(real_root: Path, tmp_path: Path) -> 
             }
         )
     )
+    timings = {"rgb_ms": {"reference formula (rxrx1-utils)": 40.0, "rxdata": 2.5}}
+    (bench / "images.json").write_text(json.dumps(timings))
     out = tmp_path / "img"
     args = ["--real-root", str(real_root), "--out", str(out), "--bench-dir", str(bench)]
     assert gen.main(args) == 0
     figures = ["plate-groups.png", "plate-map.png", "split-counts.png"]
-    assert sorted(p.name for p in out.glob("*.png")) == [*figures, "throughput-pipeline.png"]
+    charts = ["throughput-images.png", "throughput-pipeline.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == [*figures, *charts]
     for name in figures:
         assert (DOCS / "img" / name).exists(), f"run docs/gen_figures.py and commit {name}"
