@@ -191,6 +191,27 @@ def main() -> None:
         results["rgb_ms"][name] = seconds / args.batch * 1e3
         print(f"| {name} | {seconds / args.batch * 1e3:.2f} | {base / seconds:.1f}x |")
 
+    # pixel statistics: the histogram path of rxdata against numpy's five reductions
+    from rxdata.stats import image_stats
+
+    planes = [np.squeeze(r) for r in ref]
+    stats_fns: dict[str, Callable[[], object]] = {
+        "numpy mean/std/median/min/max": lambda: [
+            (x.mean(), x.std(), np.median(x), x.min(), x.max()) for x in planes
+        ],
+        "rxdata.stats.image_stats (histogram)": lambda: [image_stats(x) for x in planes],
+    }
+    for x in planes[:8]:
+        got = image_stats(x)
+        assert np.allclose(got, (x.mean(), x.std(), np.median(x), x.min(), x.max()))
+    best = interleaved(stats_fns, args.repeats)
+    base = best["numpy mean/std/median/min/max"]
+    results["stats_ms"] = {}
+    print("\n| pixel statistics of one image | ms / image | speed vs numpy |\n|---|---:|---:|")
+    for name, seconds in best.items():
+        results["stats_ms"][name] = seconds / len(planes) * 1e3
+        print(f"| {name} | {seconds / len(planes) * 1e3:.2f} | {base / seconds:.1f}x |")
+
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "images.json").write_text(json.dumps(results, indent=1))
 
