@@ -51,8 +51,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Collection, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import numpy as np
 import tensorflow as tf
@@ -70,6 +71,14 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["NUM_CLASSES", "PipelineOptions", "make_dataset", "predict", "standardize"]
 
 AUTOTUNE = tf.data.AUTOTUNE
+# The functions handed to tf.data use Python control flow only while tracing, so AutoGraph
+# has nothing to convert; skipping it saves tracing time and spurious warnings.
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _no_autograph(fn: _F) -> _F:
+    return cast("_F", tf.autograph.experimental.do_not_convert(fn))
+
 
 #: Classes of ``sirna_id``: 1108 siRNA treatments; 1139 with the 30 positive controls
 #: (1108..1137) and the negative control (1138).
@@ -319,6 +328,7 @@ def _in_set(tensor: tf.Tensor, values: Sequence[str]) -> tf.Tensor:
 
 
 def _feature_in(key: str, values: Sequence[str]) -> KeepFn:
+    @_no_autograph
     def keep(parsed: dict[str, tf.Tensor]) -> tf.Tensor:
         return _in_set(parsed[key], values)
 
@@ -348,6 +358,7 @@ def _valid_record(layout: _Layout, stored: int) -> Callable[[tf.Tensor], tf.Tens
     """
     nbytes = layout.height * layout.width * stored
 
+    @_no_autograph
     def valid(serialized: tf.Tensor) -> tf.Tensor:
         parsed = tfr.parse_example(
             serialized,
@@ -458,7 +469,10 @@ def make_dataset(
     per_replica = batch_size
     shard_count, shard_index = 1, 0
     if input_context is not None:
-        per_replica = input_context.get_per_replica_batch_size(batch_size)
+        try:
+            per_replica = input_context.get_per_replica_batch_size(batch_size)
+        except ValueError as err:
+            raise OptionsError(f"batch_size={batch_size}: {err}") from None
         shard_count = input_context.num_input_pipelines
         shard_index = input_context.input_pipeline_id
 
@@ -489,7 +503,10 @@ def make_dataset(
     remote = any(_io.is_remote(f) for f in files)
     buffer = opts.read_buffer_bytes or (16 << 20 if remote else None)
     if opts.compression == "auto":
-        compressions = [_TF_COMPRESSION[tfr.detect_compression(f)] for f in files]
+        # a few bytes per file; threads hide object-store latency for many shards
+        with ThreadPoolExecutor(max_workers=16 if remote else 4) as pool:
+            detected = list(pool.map(tfr.detect_compression, files))
+        compressions = [_TF_COMPRESSION[c] for c in detected]
     else:
         compressions = [_TF_COMPRESSION[opts.compression]] * len(files)
 
@@ -508,6 +525,7 @@ def make_dataset(
     tolerant = opts.on_error != "raise"
     log_errors = opts.on_error == "warn"
 
+    @_no_autograph
     def read_file(path: tf.Tensor, compression: tf.Tensor) -> tf.data.Dataset:
         records = tf.data.TFRecordDataset(path, compression_type=compression, buffer_size=buffer)
         # a corrupt or truncated shard ends at the damage (framing cannot resynchronise)
@@ -551,6 +569,7 @@ def make_dataset(
     if keep_fns:
         needed: set[str] = set().union(*(k for k, _ in keep_fns))
 
+        @_no_autograph
         def keep(serialized: tf.Tensor) -> tf.Tensor:
             parsed = tfr.parse_example(
                 serialized, encoding=layout.encoding, channels=stored, keys=needed
@@ -571,6 +590,7 @@ def make_dataset(
     if label is not None:
         wanted.add(label)
 
+    @_no_autograph
     def parse_and_decode(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         parsed = tfr.parse_example(
             serialized, encoding=layout.encoding, channels=stored, keys=wanted
@@ -614,7 +634,11 @@ def make_dataset(
         label=label,
         output=output,
     )
-    ds = ds.map(transform, num_parallel_calls=opts.num_parallel_calls, deterministic=deterministic)
+    ds = ds.map(
+        _no_autograph(transform),
+        num_parallel_calls=opts.num_parallel_calls,
+        deterministic=deterministic,
+    )
     ds = ds.prefetch(opts.prefetch)
     tf_options = tf.data.Options()
     tf_options.deterministic = deterministic
@@ -628,7 +652,7 @@ StatsFn = Any  # (parsed batch dict, uint8 images [B, H, W, C]) -> (mean [B, C],
 
 
 def _compiled(fn: Callable[..., Any], jit: bool) -> Callable[..., Any]:
-    return tf.function(fn, jit_compile=True, reduce_retracing=True) if jit else fn
+    return tf.function(fn, jit_compile=True, reduce_retracing=True, autograph=False) if jit else fn
 
 
 def _image_moments(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
