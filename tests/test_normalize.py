@@ -287,3 +287,10 @@ def test_fit_from_data_root(tiny_kaggle):
     got = n.stats_for("HUVEC-01", 3)
     np.testing.assert_allclose(got.mean, pixels.reshape(-1, 6).mean(axis=0), rtol=1e-10)
     np.testing.assert_allclose(got.std, pixels.reshape(-1, 6).std(axis=0), rtol=1e-10)
+
+
+def test_normalizer_groups_are_read_only():
+    ps, _ = pixel_stats_table(np.random.default_rng(10))
+    n = Normalizer.from_pixel_stats(ps, mode="plate")
+    with pytest.raises(TypeError):
+        n.groups["HEPG2-01/1"] = GLOBAL_PIXEL_STATS  # type: ignore[index]

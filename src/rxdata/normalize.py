@@ -297,7 +297,7 @@ class Normalizer:
                 )
             if self.mode != "experiment" and "/" not in key:
                 raise StatsError(f"group key {key!r} is not of the form 'experiment/plate'")
-        object.__setattr__(self, "groups", dict(sorted(groups.items())))
+        object.__setattr__(self, "groups", types.MappingProxyType(dict(sorted(groups.items()))))
 
     # --- construction --------------------------------------------------------------------
 
