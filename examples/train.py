@@ -302,6 +302,56 @@ def plot_history(history_csv: str, png: str) -> None:
     plt.close(fig)
 
 
+def _patch_symbolic_build(model: Any, strategy: Any) -> None:
+    """Work around Keras 3 (3.15) under ``MultiWorkerMirroredStrategy``.
+
+    Before training, Keras builds metrics from one batch, first averaging the batch over
+    replicas with ``strategy.reduce(MEAN, (x, y))``; the collective strategy cannot reduce
+    a tuple and fails with "Attempt to convert a value (PerReplica...) to a Tensor". Only
+    the batch's structure, shapes and dtypes matter there, so this builds from the local
+    replica's part of the batch instead.
+    """
+    import keras
+
+    def build(iterator: Any = None, data_batch: Any = None) -> None:
+        if iterator is not None:
+            for _, _, it in iterator:
+                data_batch = keras.tree.map_structure(
+                    lambda v: strategy.experimental_local_results(v)[0], next(it)
+                )
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = build
+
+
+def _patch_multi_worker_reduction(strategy: Any) -> None:
+    """Work around Keras 3 (3.15) under ``MultiWorkerMirroredStrategy``, second part.
+
+    Keras averages each step's logs (loss, metrics: scalars) over replicas with
+    ``strategy.reduce("MEAN", value, axis=0)``, which fails on scalars ("Invalid reduction
+    dimension 0 for input with 0 dimensions"). The mean over replicas is what is meant:
+    ``axis=None`` gives exactly that, across all workers.
+    """
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original = getattr(tf_trainer.reduce_per_replica, "__wrapped__", None)
+    original = original or tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values: Any, strategy_: Any, reduction: str) -> Any:
+        if strategy_ is strategy and reduction == "auto":
+            import keras
+
+            return keras.tree.map_structure(
+                lambda v: strategy_.reduce("MEAN", v, axis=None), values
+            )
+        return original(values, strategy_, reduction)
+
+    reduce_per_replica.__wrapped__ = original  # type: ignore[attr-defined]
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
 def _tensorboard_available() -> bool:
     """Keras' TensorBoard callback needs the ``tensorboard`` package (not a TF dependency)."""
     import importlib.util
@@ -314,7 +364,9 @@ def _worker_dir(out: str, plan: StrategyPlan, name: str) -> str:
     if plan.is_chief:
         return _io.join(out, name)
     index = plan.cluster.task_index if plan.cluster else 0
-    return _io.join(out, "workers", f"worker-{index}", name)
+    private = _io.join(out, "workers", f"worker-{index}")
+    _io.makedirs(private)
+    return _io.join(private, name)
 
 
 class _ResumeLog:
@@ -394,6 +446,9 @@ def train(config: TrainConfig, *, log: Any = print) -> TrainResult:
             normalize_on=config.normalize_on,
             steps_per_execution=config.steps_per_execution,
         )
+    if plan.kind == "multi_worker":
+        _patch_symbolic_build(model, strategy)
+        _patch_multi_worker_reduction(strategy)
     common = {"global_batch": global_batch, "normalizer": normalizer, "labels": config.labels}
     train_ds = make_input(
         strategy,

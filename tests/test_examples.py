@@ -171,3 +171,377 @@ def test_bad_tf_config_is_named(text: str, match: str) -> None:
 def test_bad_options_are_named(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(OptionsError, match=match):
         plan_strategy(gpus=[T4], env={}, **kwargs)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------- training scripts
+#
+# One small converted data set (64 px: the smallest size the seed CNN's three conv/pool
+# blocks accept is 59) shared by the training tests: 2 cell types x 2 training
+# experiments (one per cell type is held out) + 1 test experiment, 2 plates, 4 siRNAs.
+
+TRAIN_FLAGS = ["--batch-size", "8", "--steps-per-epoch", "3", "--verbose", "0"]
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from rxdata.convert import convert
+    from rxdata.synthetic import SyntheticOptions, generate
+
+    root = tmp_path_factory.mktemp("examples")
+    data, out = root / "data", root / "records"
+    generate(
+        data,
+        SyntheticOptions(
+            experiments=(("HEPG2", 2, 1), ("U2OS", 2, 0)),
+            plates=2,
+            sirnas_per_plate=4,
+            positive_controls=1,
+            image_size=64,
+            workers=1,
+            progress=False,
+        ),
+    )
+    convert(data, out, strategy="by_experiment", workers=1, progress=False)
+    base = out / "by_experiment-42"
+    return {
+        "data": data,
+        "train": base / "train" / "*.tfrecord",
+        "test": base / "test" / "*.tfrecord",
+    }
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+
+
+def _train_cmd(records: dict[str, Path], out: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        str(EXAMPLES / "train.py"),
+        "--data",
+        str(records["train"]),
+        "--out",
+        str(out),
+        *TRAIN_FLAGS,
+        *extra,
+    ]
+
+
+def test_records_index_counts_and_parts(records: dict[str, Path]) -> None:
+    from records import load_records
+
+    index = load_records(str(records["train"]))
+    assert index.experiments == ["HEPG2-01", "HEPG2-02", "U2OS-01", "U2OS-02"]
+    assert index.count() == 4 * 2 * 6 * 2  # experiments x plates x wells x sites
+    assert index.count_of(["HEPG2-02"]) == 24
+    (only,) = index.files_of(["U2OS-02"])
+    assert only.endswith("U2OS-02.tfrecord")
+    assert index.image_shape == (64, 64)
+
+
+def test_records_without_manifest_fail_clearly(tmp_path: Path) -> None:
+    from records import load_records
+
+    (tmp_path / "a.tfrecord").write_bytes(b"")
+    with pytest.raises(OptionsError, match=r"no manifest\.json found"):
+        load_records(str(tmp_path / "*.tfrecord"))
+    with pytest.raises(OptionsError, match="no TFRecord files match"):
+        load_records(str(tmp_path / "missing" / "*.tfrecord"))
+
+
+def test_train_and_predict_end_to_end(records: dict[str, Path], tmp_path: Path) -> None:
+    import pandas as pd
+    import predict
+    import train
+
+    from rxdata.metadata import read_metadata
+
+    config = train.TrainConfig(
+        data=str(records["train"]),
+        out=str(tmp_path / "run"),
+        batch_size=8,
+        epochs=2,
+        steps_per_epoch=3,
+        labels="all",
+        verbose=0,
+    )
+    logged: list[str] = []
+    result = train.train(config, log=logged.append)
+    run = tmp_path / "run"
+    for name in ("best.keras", "final.keras", "normalizer.json", "training_curves.png"):
+        assert (run / name).is_file(), name
+    assert not (run / "backup").exists()  # BackupAndRestore cleans up after a full run
+    history = pd.read_csv(run / "history.csv")
+    assert history["epoch"].tolist() == [0, 1]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history.columns)
+    info = json.loads((run / "run.json").read_text())
+    assert set(info["val_experiments"]).isdisjoint(info["train_experiments"])
+    assert len(info["val_experiments"]) == 2  # one per cell type
+    assert info["train_sites"] == 2 * 2 * 6 * 2  # 'all' labels keep the control wells
+    assert result.initial_epoch == 0
+    assert len(result.history["val_accuracy"]) == 2
+
+    metadata = read_metadata(records["data"])
+    written = predict.predict(
+        result.best_model,
+        str(records["test"]),
+        str(tmp_path / "submission.csv"),
+        metadata=metadata,
+        plate_assignment=True,
+        log=logged.append,
+    )
+    test_wells = metadata[(metadata["dataset"] == "test") & (metadata["well_type"] == "treatment")]
+    assert written["id_code"].tolist() == test_wells["id_code"].drop_duplicates().tolist()
+    assert written["sirna"].astype(int).between(0, 1107).all()
+    # plate assignment: each siRNA at most once per plate
+    plates = written["id_code"].str.rsplit("_", n=1).str[0]
+    assert not written.assign(plate=plates).duplicated(["plate", "sirna"]).any()
+
+
+def test_train_treatment_labels_drop_controls(records: dict[str, Path]) -> None:
+    import train
+    from records import load_records
+
+    config = train.TrainConfig(data=str(records["train"]), out="unused", labels="treatments")
+    split = train.resolve_split(config, load_records(str(records["train"])))
+    assert split.train_sites == 2 * 2 * 4 * 2  # the 4 treatment wells only
+    assert split.val_sites == 2 * 2 * 4 * 2
+    assert len(split.train_files) == 2
+
+
+def test_train_cli_gpu_without_gpu_exits_with_message(
+    records: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import train
+
+    code = train.main(["--target", "gpu", "--data", str(records["train"]), "--out", "x"])
+    assert code == 1
+    assert "sees no GPU" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("target", "gpu0", "target="),
+        ("labels", "controls", "labels="),
+        ("batch_size", 0, "batch_size="),
+        ("normalize_on", "host", "normalize_on="),
+        ("steps_per_epoch", -1, "steps_per_epoch="),
+    ],
+)
+def test_train_config_validates(field: str, value: object, match: str) -> None:
+    import train
+
+    with pytest.raises(OptionsError, match=match):
+        train.TrainConfig(data="x", out="y", **{field: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus(records: dict[str, Path], tmp_path: Path) -> None:
+    import subprocess
+
+    out = tmp_path / "mirrored"
+    cmd = _train_cmd(records, out, "--cpu-replicas", "2", "--epochs", "1")
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads((out / "run.json").read_text())
+    assert (info["strategy"], info["replicas"], info["global_batch"]) == (
+        "MirroredStrategy",
+        2,
+        16,
+    )
+    assert (out / "best.keras").is_file()
+
+
+def _free_ports(n: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@pytest.mark.slow
+def test_multi_worker_mirrored_two_processes(records: dict[str, Path], tmp_path: Path) -> None:
+    import subprocess
+
+    ports = _free_ports(2)
+    workers = [f"127.0.0.1:{p}" for p in ports]
+    out = tmp_path / "multi"
+    procs = []
+    for index in range(2):
+        config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = {**_env(), "TF_CONFIG": json.dumps(config)}
+        cmd = _train_cmd(records, out, "--target", "multi-worker", "--epochs", "2")
+        procs.append(
+            subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        )
+    try:
+        outputs = [p.communicate(timeout=400)[0].decode() for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, text in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, text[-3000:]
+    info = json.loads((out / "run.json").read_text())
+    assert (info["strategy"], info["replicas"]) == ("CollectiveAllReduceStrategy", 2)
+    # the chief writes the shared outputs; the other worker keeps its own copies apart
+    assert (out / "best.keras").is_file()
+    assert (out / "history.csv").is_file()
+    assert (out / "workers" / "worker-1" / "final.keras").is_file()
+    assert len((out / "history.csv").read_text().strip().splitlines()) == 3
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_backup(records: dict[str, Path], tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import pandas as pd
+
+    out = tmp_path / "resume"
+    epochs = 12
+    cmd = _train_cmd(records, out, "--epochs", str(epochs), "--backup-every", "2")
+    metadata = out / "backup" / "training_metadata.json"
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    killed_at = None
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if metadata.exists():
+                try:
+                    state = json.loads(metadata.read_text())
+                except ValueError:  # caught mid-write
+                    state = {}
+                if state.get("epoch", 0) >= 1:
+                    os.kill(proc.pid, signal.SIGKILL)  # like a preempted VM: no clean-up
+                    killed_at = state["epoch"]
+                    break
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        text = proc.communicate()[0].decode()
+    assert killed_at is not None, f"the run ended before it could be killed:\n{text[-2000:]}"
+    assert not (out / "final.keras").exists()
+
+    resumed = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    started = int(resumed.stdout.split("resumed from backup: starting at epoch ")[1].split()[0])
+    assert started - 1 >= killed_at  # 1-based in the log; never restarted from scratch
+    history = pd.read_csv(out / "history.csv")
+    assert history["epoch"].iloc[-1] == epochs - 1
+    assert history["epoch"].is_unique  # the resumed run appended only the epochs it ran
+    assert len(history) <= epochs
+    assert not (out / "backup").exists()
+    assert (out / "final.keras").is_file()
+
+
+def _label_reading_model(num_classes: int = 1108):  # type: ignore[no-untyped-def]
+    """A fixed-weight model whose prediction is the mean pixel of channel 1, rounded.
+
+    logit_k = 2 k x - k^2 = -(x - k)^2 + x^2, so the softmax peaks at the class nearest x.
+    """
+    import keras
+    import numpy as np
+
+    inputs = keras.Input((8, 8, 6), name="image")
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    dense = keras.layers.Dense(num_classes, activation="softmax", name="probs")
+    model = keras.Model(inputs, dense(x))
+    k = np.arange(num_classes, dtype=np.float32)
+    kernel = np.zeros((6, num_classes), np.float32)
+    kernel[0] = 2 * k
+    dense.set_weights([kernel, -(k**2)])
+    return model
+
+
+def test_prediction_to_submission_alignment_with_shuffled_records(tmp_path: Path) -> None:
+    """Records in scrambled order over several shards still give each well its own label."""
+    import numpy as np
+    import pandas as pd
+    import predict
+
+    from rxdata import tfrecord
+    from rxdata.normalize import ChannelStats, Normalizer
+
+    rng = np.random.default_rng(3)
+    wells = [f"{r}{c:02d}" for r in "CDEFG" for c in range(3, 13)]  # 50 treatment wells
+    truth = {}
+    rows = []
+    for plate in (1, 2):
+        for well, label in zip(wells, rng.choice(200, len(wells), replace=False), strict=True):
+            id_code = f"HEPG2-09_{plate}_{well}"
+            truth[id_code] = int(label)
+            for site in (1, 2):
+                rows.append(
+                    {
+                        "id_code": id_code,
+                        "experiment": "HEPG2-09",
+                        "plate": plate,
+                        "well": well,
+                        "site": site,
+                        "dataset": "test",
+                        "well_type": "treatment",
+                        "cell_type": "HEPG2",
+                    }
+                )
+    metadata = pd.DataFrame(rows)
+    order = rng.permutation(len(rows))
+    shards = np.array_split(order, 3)
+    for i, part in enumerate(shards):
+        examples = []
+        for j in part:
+            row = rows[j]
+            image = np.full((8, 8, 6), truth[row["id_code"]], np.uint8)
+            examples.append(tfrecord.encode_example(row, image=image))
+        tfrecord.write_shard(str(tmp_path / f"test-{i}.tfrecord"), examples)
+    model_path = tmp_path / "model.keras"
+    _label_reading_model().save(model_path)
+    Normalizer.global_(ChannelStats([0.0] * 6, [1.0] * 6, channels=(1, 2, 3, 4, 5, 6))).save(
+        tmp_path / "normalizer.json"
+    )
+
+    written = predict.predict(
+        str(model_path),
+        str(tmp_path / "test-*.tfrecord"),
+        str(tmp_path / "submission.csv"),
+        metadata=metadata,
+        batch_size=7,  # batches straddle wells and shards
+        log=lambda _: None,
+    )
+    on_disk = pd.read_csv(tmp_path / "submission.csv")
+    assert on_disk["id_code"].tolist() == list(truth)  # the test wells' order
+    assert dict(zip(on_disk["id_code"], on_disk["sirna"], strict=True)) == truth
+    assert written["sirna"].astype(int).tolist() == list(truth.values())
+
+
+def test_predict_refuses_missing_test_wells(tmp_path: Path) -> None:
+    import numpy as np
+    import pandas as pd
+    import predict
+
+    from rxdata.errors import SubmissionError
+
+    wells = pd.DataFrame(np.eye(3), index=pd.Index(["E-01_1_B03", "E-01_1_B04", "E-01_1_B05"]))
+    metadata = pd.DataFrame(
+        {
+            "id_code": ["E-01_1_B03", "E-01_1_B06"],
+            "site": [1, 1],
+            "dataset": ["test"] * 2,
+            "well_type": ["treatment"] * 2,
+            "experiment": ["E-01"] * 2,
+        }
+    )
+    with pytest.raises(SubmissionError, match="E-01_1_B06"):
+        predict.wells_to_labels(wells, metadata, plate_assignment=False)
