@@ -37,7 +37,10 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import io
+import multiprocessing
+import multiprocessing.context
 import os
 import sys
 import zlib
@@ -105,6 +108,7 @@ _PLATE_NOISE = 0.03  # per-well biological variation (log scale)
 Layout = Literal["kaggle", "full"]
 
 
+@functools.cache
 def _cell_type_profiles() -> dict[str, np.ndarray]:
     """Fixed per-cell-type channel profiles (cell types look different, as in RxRx1)."""
     z = np.random.default_rng(20190701).standard_normal((len(CELL_TYPES), len(CHANNELS)))
@@ -459,6 +463,13 @@ def _tasks(options: SyntheticOptions, root: str, wells: pd.DataFrame) -> list[_S
     return tasks
 
 
+def _mp_context() -> multiprocessing.context.BaseContext | None:
+    """Fork (fast) unless TensorFlow is loaded: forking its threads can deadlock children."""
+    if "tensorflow" in sys.modules and "forkserver" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("forkserver")
+    return None  # the platform default
+
+
 def _chunks(items: Sequence[_SiteTask], n: int) -> Iterator[Sequence[_SiteTask]]:
     for i in range(0, len(items), n):
         yield items[i : i + n]
@@ -569,7 +580,7 @@ def generate(
                 bar.update(_write_sites(chunk, size, seed, signal))
         else:
             chunk_size = max(1, min(64, len(tasks) // (workers * 4)))
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context()) as pool:
                 futures = [
                     pool.submit(_write_sites, chunk, size, seed, signal)
                     for chunk in _chunks(tasks, chunk_size)
