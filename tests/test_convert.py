@@ -613,3 +613,12 @@ def test_real_images_with_incomplete_sites(real_root, tmp_path) -> None:
     for ch in range(1, 7):
         png = images / "test" / "HEPG2-08" / "Plate2" / f"B02_s1_w{ch}.png"
         assert np.array_equal(rec["image"][:, :, ch - 1], read_png(png))
+
+
+def test_rxdata_convert_is_callable_after_importing_the_module(kaggle_root, tmp_path) -> None:
+    import rxdata
+    import rxdata.convert  # binds the module on the package; calling it must still work
+
+    result = rxdata.convert(kaggle_root, tmp_path / "o", datasets=("test",), workers=1)
+    assert result.n_sites == 4
+    assert rxdata.verify(tmp_path / "o").ok

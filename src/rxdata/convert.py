@@ -42,6 +42,7 @@ import os
 import posixpath
 import sys
 import time
+import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -1085,10 +1086,11 @@ def convert(
         MetadataError: The metadata cannot be found or read.
 
     Example:
-        >>> import rxdata, rxdata.synthetic  # doctest: +SKIP
-        >>> result = rxdata.convert("rxrx1", "tfrecords", workers=4)  # doctest: +SKIP
-        >>> result.n_sites  # doctest: +SKIP
-        125510
+        >>> from rxdata.synthetic import SyntheticOptions, generate
+        >>> root = generate("rxrx1-tiny", SyntheticOptions.tiny(seed=1))
+        >>> result = convert(root, "tfrecords", datasets=("test",), workers=1)
+        >>> result.n_sites, [s.path for s in result.shards]
+        (112, ['random-42/test/001.tfrecord'])
     """
     start = time.monotonic()
     base = options or ConvertOptions()
@@ -1294,10 +1296,13 @@ def write_tfrecords(
         The :class:`ConvertResult`.
 
     Example:
-        >>> import rxdata  # doctest: +SKIP
-        >>> md = rxdata.read_metadata("rxrx1/metadata")  # doctest: +SKIP
-        >>> one = md[md.experiment == "HEPG2-01"]  # doctest: +SKIP
-        >>> rxdata.write_tfrecords(one, "rxrx1", "out")  # doctest: +SKIP
+        >>> import rxdata
+        >>> from rxdata.synthetic import SyntheticOptions, generate
+        >>> root = generate("rxrx1-tiny", SyntheticOptions.tiny(seed=1))
+        >>> md = rxdata.read_metadata(root)
+        >>> one = md[md["experiment"] == "HEPG2-01"]
+        >>> write_tfrecords(one, root, "out", scan=False, workers=1).n_sites
+        56
     """
     return convert(images_root, output_dir, metadata=metadata, **options)
 
@@ -1460,3 +1465,19 @@ def verify(
                 f"{len(extra)} written site(s) are not in the metadata, e.g. {extra[:5]}"
             )
     return VerifyReport(out_dir, len(manifest["shards"]), n_sites, tuple(problems), decode)
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``rxdata.convert(...)`` work even when this module shadows the function.
+
+    ``rxdata.convert`` is the public function, but Python's import system also binds the
+    name ``convert`` on the package to this *module* the first time the module is imported
+    by name (``from rxdata.convert import ConvertOptions`` before ``rxdata.convert`` was
+    looked up). Calling the module therefore calls :func:`convert`.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ConvertResult:
+        return convert(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
