@@ -50,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     "read_metadata": "metadata",
     "read_pixel_stats": "metadata",
     "scan_images": "metadata",
+    "SyntheticOptions": "synthetic",
     # images and colour
     "load_site": "images",
     "load_site_as_rgb": "images",
