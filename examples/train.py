@@ -73,7 +73,10 @@ class TrainConfig:
     epochs: int = 30
     steps_per_epoch: int | None = None  # None: one pass over the training sites
     learning_rate: float = 1e-3  # the seed's Adam default
-    normalizer: str | None = None  # Normalizer JSON; None: published global statistics
+    normalizer: str | None = None  # Normalizer JSON; None: see pixel_stats
+    pixel_stats: str | None = None  # pixel_stats.csv to build the normalizer from
+    metadata: str | None = None  # data root / CSVs (with pixel_stats, for control wells)
+    normalization: str = "controls"  # Normalizer mode used with pixel_stats
     normalize_on: str = "cpu"  # "cpu" (in tf.data) or "accelerator" (a Keras layer)
     val_data: str | None = None  # explicit validation shards; None: hold out experiments
     val_experiments: tuple[str, ...] = ()  # explicit held-out experiments
@@ -110,6 +113,17 @@ class TrainConfig:
             raise OptionsError(f"learning_rate={self.learning_rate!r}: expected > 0")
         if self.val_data and self.val_experiments:
             raise OptionsError("give --val-data or --val-experiments, not both")
+        if self.normalizer and self.pixel_stats:
+            raise OptionsError("give --normalizer (a saved JSON) or --pixel-stats, not both")
+        from rxdata.normalize import MODES
+
+        if self.normalization not in MODES:
+            raise OptionsError(f"normalization={self.normalization!r}: expected one of {MODES}")
+        if self.pixel_stats and self.normalization == "controls" and not self.metadata:
+            raise OptionsError(
+                "--normalization controls with --pixel-stats needs --metadata (which wells are "
+                "controls)"
+            )
 
     @property
     def num_classes(self) -> int:
@@ -139,10 +153,20 @@ class TrainResult:
 # ------------------------------------------------------------------------------ input
 
 
-def _load_normalizer(path: str | None) -> Any:
+def load_normalizer(config: TrainConfig) -> Any:
+    """The run's ``rxdata.Normalizer``: a saved JSON, built from ``pixel_stats.csv``, or the
+    published global RxRx1 statistics."""
+    from rxdata.metadata import read_metadata, read_pixel_stats
     from rxdata.normalize import Normalizer
 
-    return Normalizer.global_() if path is None else Normalizer.load(path)
+    if config.normalizer:
+        return Normalizer.load(config.normalizer)
+    if config.pixel_stats:
+        metadata = read_metadata(config.metadata) if config.metadata else None
+        return Normalizer.from_pixel_stats(
+            read_pixel_stats(config.pixel_stats), metadata, mode=config.normalization
+        )
+    return Normalizer.global_()
 
 
 @dataclass(frozen=True)
@@ -433,7 +457,7 @@ def train(config: TrainConfig, *, log: Any = print) -> TrainResult:
 
     out = config.out
     _io.makedirs(out)
-    normalizer = _load_normalizer(config.normalizer)
+    normalizer = load_normalizer(config)
     if plan.is_chief:
         normalizer.save(_io.join(out, "normalizer.json"))
 
@@ -577,6 +601,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps-per-epoch", type=int, default=None)
     p.add_argument("--learning-rate", type=float, default=d.learning_rate)
     p.add_argument("--normalizer", default=None, help="Normalizer JSON (Normalizer.save)")
+    p.add_argument(
+        "--pixel-stats",
+        default=None,
+        help="pixel_stats.csv (Kaggle's, or `rxdata stats`) to build the normalizer from",
+    )
+    p.add_argument("--metadata", default=None, help="data root or CSVs (control wells)")
+    p.add_argument(
+        "--normalization",
+        default=d.normalization,
+        help="with --pixel-stats: global, experiment, plate, controls or image",
+    )
     p.add_argument("--normalize-on", choices=("cpu", "accelerator"), default=d.normalize_on)
     p.add_argument("--val-data", default=None, help="TFRecord glob of validation shards")
     p.add_argument("--val-experiments", default="", help="comma-separated experiments to hold out")
@@ -604,6 +639,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         steps_per_epoch=args.steps_per_epoch,
         learning_rate=args.learning_rate,
         normalizer=args.normalizer,
+        pixel_stats=args.pixel_stats,
+        metadata=args.metadata,
+        normalization=args.normalization,
         normalize_on=args.normalize_on,
         val_data=args.val_data,
         val_experiments=tuple(e for e in args.val_experiments.split(",") if e),

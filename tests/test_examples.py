@@ -185,6 +185,7 @@ TRAIN_FLAGS = ["--batch-size", "8", "--steps-per-epoch", "3", "--verbose", "0"]
 @pytest.fixture(scope="module")
 def records(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from rxdata.convert import convert
+    from rxdata.stats import compute_pixel_stats
     from rxdata.synthetic import SyntheticOptions, generate
 
     root = tmp_path_factory.mktemp("examples")
@@ -202,9 +203,11 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         ),
     )
     convert(data, out, strategy="by_experiment", workers=1, progress=False)
+    compute_pixel_stats(data, out_csv=root / "pixel_stats.csv", workers=1, progress=False)
     base = out / "by_experiment-42"
     return {
         "data": data,
+        "pixel_stats": root / "pixel_stats.csv",
         "train": base / "train" / "*.tfrecord",
         "test": base / "test" / "*.tfrecord",
     }
@@ -265,6 +268,9 @@ def test_train_and_predict_end_to_end(records: dict[str, Path], tmp_path: Path) 
         epochs=2,
         steps_per_epoch=3,
         labels="all",
+        pixel_stats=str(records["pixel_stats"]),
+        metadata=str(records["data"]),
+        normalization="controls",
         verbose=0,
     )
     logged: list[str] = []
@@ -281,6 +287,7 @@ def test_train_and_predict_end_to_end(records: dict[str, Path], tmp_path: Path) 
     assert len(info["val_experiments"]) == 2  # one per cell type
     assert info["train_sites"] == 2 * 2 * 6 * 2  # 'all' labels keep the control wells
     assert result.initial_epoch == 0
+    assert json.loads((run / "normalizer.json").read_text())["mode"] == "controls"
     assert len(result.history["val_accuracy"]) == 2
 
     metadata = read_metadata(records["data"])
@@ -329,6 +336,8 @@ def test_train_cli_gpu_without_gpu_exits_with_message(
         ("batch_size", 0, "batch_size="),
         ("normalize_on", "host", "normalize_on="),
         ("steps_per_epoch", -1, "steps_per_epoch="),
+        ("normalization", "batch", "normalization="),
+        ("pixel_stats", "ps.csv", "needs --metadata"),
     ],
 )
 def test_train_config_validates(field: str, value: object, match: str) -> None:
