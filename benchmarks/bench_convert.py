@@ -1,0 +1,243 @@
+"""Benchmark rxdata-convert against an rxrx1-utils-style baseline, in one process.
+
+Prints sites/s per worker (one worker each, so the figures are per core) for:
+
+* ``baseline``: what rxrx1-utils' ``images2tfrecords`` did per site: decode each of the
+  six PNGs with Pillow, stack them, store the raw bytes, GZIP-compressed TFRecords.
+* ``rxdata raw``: ``convert(encoding="raw")`` (decode, uncompressed records).
+* ``rxdata png``: ``convert(encoding="png")`` (validate each PNG: signature, chunk CRCs,
+  size, bit depth; copy its bytes; no decode).
+
+on the real RxRx1 images in ``../shared/rxrx1-real/images`` (its 18 complete sites) and on
+synthetic 512x512 sites from :mod:`rxdata.synthetic`. Then measures the peak memory of a
+conversion in a fresh process at two data-set sizes (bounded memory means both peaks are
+about equal) and projects the time for the full 125,510 sites.
+
+Run: ``.venv/bin/python benchmarks/bench_convert.py [--sites N] [--repeat R]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from PIL import Image
+
+from rxdata.convert import convert
+from rxdata.images import channel_path
+from rxdata.metadata import read_metadata, scan_images
+from rxdata.synthetic import SyntheticOptions, generate
+
+FULL_SITES = 125_510
+REAL = Path(__file__).resolve().parents[2] / "shared" / "rxrx1-real"
+
+
+def baseline(images_root: Path, md: pd.DataFrame, out: Path) -> None:
+    """rxrx1-utils' images2tfrecords, per site: Pillow decode, raw bytes, GZIP records."""
+    out.mkdir(parents=True, exist_ok=True)
+    options = tf.io.TFRecordOptions(compression_type="GZIP")
+    layout = "full" if (images_root / "images").is_dir() else "kaggle"
+    with tf.io.TFRecordWriter(str(out / "baseline.tfrecord"), options) as writer:
+        for row in md.itertuples():
+            planes = []
+            for ch in range(1, 7):
+                ds = row.dataset if layout == "kaggle" else None
+                path = channel_path(
+                    images_root, ds, row.experiment, row.plate, row.well, row.site, ch, layout
+                )
+                with Image.open(path) as img:
+                    planes.append(np.asarray(img))
+            image = np.stack(planes, axis=-1)
+
+            def b(v: object) -> tf.train.Feature:
+                return tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(v).encode()]))
+
+            def i(v: int) -> tf.train.Feature:
+                return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
+
+            feature = {
+                "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image.tobytes()])),
+                "well": b(row.well),
+                "well_type": b(row.well_type),
+                "experiment": b(row.experiment),
+                "plate": i(row.plate),
+                "site": i(row.site),
+                "cell_type": b(row.cell_type),
+            }
+            example = tf.train.Example(features=tf.train.Features(feature=feature))
+            writer.write(example.SerializeToString())
+
+
+def real_sites(root: Path, n_sites: int) -> tuple[Path, pd.DataFrame]:
+    """``n_sites`` sites made of the real images' 18 complete sites (copied, in a temp dir).
+
+    The real sample has only 18 complete sites, too few to time without fixed costs
+    dominating; each new well reuses one real site's six PNGs for both of its sites.
+    """
+    images = REAL / "images"
+    scan = scan_images(images)
+    real = scan.sites[scan.sites["complete"]].reset_index(drop=True)
+    rows = []
+    for k in range(-(-n_sites // 2)):
+        src = real.iloc[k % len(real)]
+        well = f"{'CDEFGHIJKLMNO'[k // 22 % 13]}{3 + k % 22:02d}"
+        rows.append((f"{src.experiment}_{src.plate}_{well}", src.experiment, src.plate, well, 1))
+        for site in (1, 2):
+            for ch in range(1, 7):
+                from_ = channel_path(
+                    images, src.dataset, src.experiment, src.plate, src.well, src.site, ch
+                )
+                to = Path(channel_path(root, "train", src.experiment, src.plate, well, site, ch))
+                to.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(from_, to)
+    cols = ["id_code", "experiment", "plate", "well", "sirna"]
+    pd.DataFrame(rows, columns=cols).to_csv(root / "train.csv", index=False)
+    md = read_metadata(root).iloc[:n_sites].reset_index(drop=True)
+    return root, md
+
+
+def timed(fn, repeat: int) -> tuple[float, float]:
+    """Best (CPU seconds, wall seconds) of ``repeat`` runs of ``fn``.
+
+    CPU time of this process (all its threads) is the per-core cost and is steady on a
+    machine shared with other jobs; wall time is printed next to it.
+    """
+    best_cpu = best_wall = float("inf")
+    for _ in range(repeat):
+        cpu, wall = time.process_time(), time.perf_counter()
+        fn()
+        best_cpu = min(best_cpu, time.process_time() - cpu)
+        best_wall = min(best_wall, time.perf_counter() - wall)
+    return best_cpu, best_wall
+
+
+def bench(name: str, images_root: Path, md: pd.DataFrame, work: Path, repeat: int) -> dict:
+    n = len(md)
+
+    def run(kind: str) -> None:
+        out = work / f"{name}-{kind}"
+        shutil.rmtree(out, ignore_errors=True)
+        if kind == "baseline":
+            baseline(images_root, md, out)
+        else:
+            convert(
+                images_root,
+                out,
+                metadata=md,
+                encoding=kind,
+                workers=1,
+                progress=False,
+                scan=False,
+                sites_per_shard=max(n, 1),
+            )
+
+    times = {kind: timed(lambda k=kind: run(k), repeat) for kind in ("baseline", "raw", "png")}
+    print(f"\n{name}: {n} sites, one worker, best of {repeat}")
+    print(
+        f"  {'method':<12}{'sites/CPU-s':>12}{'x baseline':>12}{'sites/s wall':>14}"
+        f"{'x baseline':>12}"
+    )
+    base_cpu, base_wall = times["baseline"]
+    rates = {}
+    for kind, (cpu, wall) in times.items():
+        label = "baseline" if kind == "baseline" else f"rxdata {kind}"
+        rates[kind] = n / cpu
+        print(
+            f"  {label:<12}{n / cpu:>12.1f}{base_cpu / cpu:>12.1f}{n / wall:>14.1f}"
+            f"{base_wall / wall:>12.1f}"
+        )
+    return rates
+
+
+PEAK_CHILD = """
+import os, resource, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+import pandas as pd
+from rxdata.convert import convert
+md = pd.read_pickle(sys.argv[3])
+convert(sys.argv[1], sys.argv[2], metadata=md, encoding=sys.argv[4], workers=1,
+        progress=False, scan=False, sites_per_shard=308)
+# ru_maxrss survives exec (it would report the parent's peak): read this process's own.
+print([l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1])
+"""
+
+
+def peak_mb(images_root: Path, md: pd.DataFrame, work: Path, encoding: str) -> float:
+    out = work / f"peak-{encoding}-{len(md)}"
+    shutil.rmtree(out, ignore_errors=True)
+    pickle = work / f"md-{len(md)}.pkl"
+    md.to_pickle(pickle)
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_CHILD, str(images_root), str(out), str(pickle), encoding],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(done.stdout.split()[-1]) / 1024  # VmHWM is in KiB
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sites", type=int, default=84, help="synthetic 512x512 sites")
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-convert-"))
+    try:
+        results = {}
+        if (REAL / "images").is_dir():
+            images, md = real_sites(work / "real", args.sites)
+            results["real"] = bench("real RxRx1 images", images, md, work, args.repeat)
+        else:
+            print(f"(real images not found at {REAL}; skipping them)")
+        wells = max(1, -(-args.sites // (6 * 2)))  # 6 experiments x 2 sites per well
+        synth_opts = SyntheticOptions.tiny(image_size=512, plates=1, seed=3)
+        start = time.perf_counter()
+        root = generate(work / "synthetic", synth_opts)
+        print(f"(generated synthetic 512x512 data in {time.perf_counter() - start:.0f} s)")
+        md = read_metadata(root)
+        md = md.groupby("experiment", observed=True).head(2 * wells).reset_index(drop=True)
+        results["synthetic"] = bench("synthetic 512x512", root, md, work, args.repeat)
+
+        print("\npeak memory of a conversion in a fresh process (RSS, includes TensorFlow):")
+        half = md.iloc[: len(md) // 2]
+        for encoding in ("png", "raw"):
+            small, large = peak_mb(root, half, work, encoding), peak_mb(root, md, work, encoding)
+            print(
+                f"  {encoding}: {small:.0f} MB for {len(half)} sites, {large:.0f} MB for "
+                f"{len(md)} sites"
+            )
+
+        rates = results.get("real", results["synthetic"])
+        which = "real" if "real" in results else "synthetic"
+        cores = os.cpu_count() or 1
+        print(
+            f"\nprojected time for all {FULL_SITES:,} sites (per-worker CPU rate on {which} "
+            "images, assuming linear scaling and storage that keeps up):"
+        )
+        for kind in ("baseline", "raw", "png"):
+            per = rates[kind]
+            line = [f"{kind:<9}"]
+            for workers in (1, cores, 16, 64, 256):
+                hours = FULL_SITES / (per * workers) / 3600
+                line.append(f"{workers} w: {hours:7.2f} h")
+            print("  " + " | ".join(line))
+        peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"\n(this benchmark process peaked at {peak_self:.0f} MB)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
