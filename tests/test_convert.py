@@ -622,3 +622,15 @@ def test_rxdata_convert_is_callable_after_importing_the_module(kaggle_root, tmp_
     result = rxdata.convert(kaggle_root, tmp_path / "o", datasets=("test",), workers=1)
     assert result.n_sites == 4
     assert rxdata.verify(tmp_path / "o").ok
+
+
+def test_progress_bar_and_log_lines(kaggle_root, tmp_path, capsys, caplog) -> None:
+    import logging
+
+    convert(kaggle_root, tmp_path / "a", datasets=("test",), workers=1, progress=True)
+    bar = capsys.readouterr().err
+    assert "rxdata-convert" in bar and "4/4" in bar and "site/s" in bar
+    with caplog.at_level(logging.INFO, logger="rxdata.convert"):
+        convert(kaggle_root, tmp_path / "b", datasets=("test",), workers=1)  # not a terminal
+    assert any("4/4 sites (100.0%)" in r.getMessage() for r in caplog.records)
+    assert "site/s" not in capsys.readouterr().err

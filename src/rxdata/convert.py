@@ -209,7 +209,8 @@ class ConvertOptions:
     scan: bool = True
     # (height, width) every image must have; None takes it from the first image found.
     image_shape: tuple[int, int] | None = None
-    # None: a progress bar on a terminal, periodic log lines otherwise; False: neither.
+    # None: a progress bar on a terminal, periodic log lines otherwise; True: always a
+    # bar; False: neither.
     progress: bool | None = None
 
     def __post_init__(self) -> None:
@@ -556,50 +557,56 @@ def _channel_file(ctx: _Context, row: Mapping[str, Any], channel: int) -> str:
     )
 
 
+class _BadSite(Exception):
+    """A site that cannot be converted: why, and which file (internal)."""
+
+    def __init__(self, error: ImageNotFoundError | ImageDecodeError, path: str) -> None:
+        super().__init__(str(error))
+        self.error, self.path = error, path
+
+
 def _load_site(ctx: _Context, row: Mapping[str, Any]) -> tuple[list[bytes] | None, Any]:
-    """Read, check and (raw encoding) decode one site's six channels."""
+    """Read, check and (raw encoding) decode one site's six channels; raise _BadSite."""
     from rxdata.images import inspect_png, read_png
 
     blobs: list[bytes] = []
     missing: list[str] = []
-    for ch in CHANNELS:
-        path = _channel_file(ctx, row, ch)
+    paths = [_channel_file(ctx, row, ch) for ch in CHANNELS]
+    for path in paths:
         try:
             blobs.append(_io.read_bytes(path))
         except (FileNotFoundError, IsADirectoryError):
             missing.append(path)
-    if missing:
-        if len(missing) == len(CHANNELS):
-            raise ImageNotFoundError(
-                f"site {row['site_id']} is in the metadata but has no "
-                f"images (expected {missing[0]} and its 5 siblings)"
-            )
-        chans = ", ".join(m.rsplit("_w", 1)[-1].removesuffix(".png") for m in missing)
-        raise ImageNotFoundError(
-            f"site {row['site_id']} lacks channel(s) {chans}: {missing[0]} not found"
+    if len(missing) == len(CHANNELS):
+        raise _BadSite(
+            ImageNotFoundError(
+                f"site {row['site_id']} is in the metadata but has no images (expected "
+                f"{missing[0]} and its 5 siblings)"
+            ),
+            missing[0],
         )
+    if missing:
+        chans = ", ".join(m.rsplit("_w", 1)[-1].removesuffix(".png") for m in missing)
+        raise _BadSite(
+            ImageNotFoundError(
+                f"site {row['site_id']} lacks channel(s) {chans}: {missing[0]} not found"
+            ),
+            missing[0],
+        )
+    pixels = None
     if ctx.encoding == "raw":
         pixels = np.empty((*ctx.image_shape, len(CHANNELS)), dtype=np.uint8)
-        for i, (ch, blob) in enumerate(zip(CHANNELS, blobs, strict=True)):
-            pixels[:, :, i] = read_png(
-                blob, expected_shape=ctx.image_shape, path=_channel_file(ctx, row, ch)
-            )
-        return None, pixels
-    for ch, blob in zip(CHANNELS, blobs, strict=True):
-        if ctx.validate or ctx.decode:
-            name = _channel_file(ctx, row, ch)
-            inspect_png(blob, name, expected_shape=ctx.image_shape)
-            if ctx.decode:
-                read_png(blob, expected_shape=ctx.image_shape, path=name)
-    return blobs, None
-
-
-def _site_problem_path(err: Exception) -> str:
-    text = str(err)
-    for token in text.replace(",", " ").split():
-        if token.endswith(".png") or token.endswith(".png:"):
-            return token.rstrip(":")
-    return ""
+    for i, (path, blob) in enumerate(zip(paths, blobs, strict=True)):
+        try:
+            if pixels is not None:
+                pixels[:, :, i] = read_png(blob, expected_shape=ctx.image_shape, path=path)
+            elif ctx.validate or ctx.decode:
+                inspect_png(blob, path, expected_shape=ctx.image_shape)
+                if ctx.decode:
+                    read_png(blob, expected_shape=ctx.image_shape, path=path)
+        except ImageDecodeError as err:
+            raise _BadSite(err, path) from err
+    return (None, pixels) if pixels is not None else (blobs, None)
 
 
 def _examples(
@@ -611,20 +618,16 @@ def _examples(
     for row in task.rows:
         try:
             pngs, pixels = _load_site(ctx, row)
-        except (ImageNotFoundError, ImageDecodeError) as err:
+        except _BadSite as bad:
             if ctx.on_error == "raise":
                 raise ConvertError(
-                    f"site {row['site_id']} (shard {task.spec.path}): {err}. "
+                    f"site {row['site_id']} (shard {task.spec.path}): {bad}. "
                     "Fix or remove the file, or pass on_error='skip' "
                     "(--on-error skip) to convert the rest and report it"
-                ) from err
+                ) from bad.error
             skipped.append(
                 SkippedSite(
-                    str(row["site_id"]),
-                    str(err),
-                    _site_problem_path(err),
-                    task.spec.path,
-                    str(row["dataset"]),
+                    str(row["site_id"]), str(bad), bad.path, task.spec.path, str(row["dataset"])
                 )
             )
             continue
@@ -978,14 +981,14 @@ def _infer_shape(
 
 
 class _Progress:
-    """tqdm bar on a terminal, a log line every 30 s otherwise."""
+    """A tqdm bar (sites, sites/s, ETA), or a log line every 30 s when not on a terminal."""
 
     def __init__(self, total: int, enabled: bool | None) -> None:
         self.total, self.done, self.start, self.last = total, 0, time.monotonic(), 0.0
-        tty = sys.stderr.isatty()
+        bar = enabled is True or (enabled is None and sys.stderr.isatty())
         self.bar: Any = None
-        self.log_lines = enabled is not False and not (tty and enabled is None)
-        if enabled is not False and tty:
+        self.log_lines = enabled is None and not bar
+        if bar:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, unit="site", desc="rxdata-convert", smoothing=0.1)
