@@ -1,7 +1,9 @@
 """Apache Beam runner for a conversion's shard plan (optional extra ``rxdata[beam]``).
 
 The pipeline is the local runner's work spread over Beam workers:
-``Create(shard tasks) -> Reshuffle -> ParDo(write one shard) -> ToList -> finalize``.
+``Create(shard numbers) -> Reshuffle -> ParDo(write one shard) -> ToList -> finalize``.
+The shard tasks themselves (each site's metadata row) wait in a job file on the output
+storage, read once per worker, which keeps the job graph small.
 Each shard is written by :func:`rxdata.convert.write_shard_task`, the very function the
 local process pool calls, so a Beam run writes the same bytes as a local run, shard for
 shard, and leaves the same progress records: a failed or cancelled Beam job resumes like a
@@ -17,7 +19,9 @@ setup_file=./setup.py`` or ``--beam-option sdk_container_image=...``); see
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +32,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from rxdata.convert import (
         ConvertOptions,
         ShardRecord,
-        ShardSpec,
         SkippedSite,
         _Context,
         _Task,
@@ -60,41 +63,82 @@ def pipeline_options(opts: ConvertOptions) -> Any:
     return PipelineOptions(args)
 
 
+def job_path(output_dir: str) -> str:
+    """Where the driver leaves the shard tasks for the workers (shared storage)."""
+    from rxdata.convert import PROGRESS_DIR
+
+    return _io.join(output_dir, PROGRESS_DIR, "beam-job.json")
+
+
+def _write_job(path: str, tasks: Sequence[_Task], orphans: Sequence[SkippedSite]) -> None:
+    # The tasks (every site's metadata row) go to a file rather than into the pipeline
+    # graph: Dataflow refuses job graphs over 10 MB, and 125,510 rows are about 40 MB.
+    body = {
+        "tasks": [
+            {
+                "spec": dataclasses.asdict(t.spec),
+                "rows": list(t.rows),
+                "expected_sha256": t.expected_sha256,
+            }
+            for t in tasks
+        ],
+        "orphans": [dataclasses.asdict(o) for o in orphans],
+    }
+    _io.write_bytes_atomic(path, json.dumps(body).encode())
+
+
+_JOBS: dict[str, tuple[list[_Task], list[SkippedSite]]] = {}
+
+
+def _load_job(path: str) -> tuple[list[_Task], list[SkippedSite]]:
+    """The job file's tasks, read once per worker process."""
+    if path not in _JOBS:
+        from rxdata.convert import ShardSpec, SkippedSite, _Task
+
+        body = json.loads(_io.read_bytes(path))
+        tasks = []
+        for t in body["tasks"]:
+            spec = t["spec"]
+            tasks.append(
+                _Task(
+                    ShardSpec(spec["path"], spec["dataset"], tuple(spec["site_ids"])),
+                    tuple(t["rows"]),
+                    t["expected_sha256"],
+                )
+            )
+        _JOBS.clear()  # one conversion at a time per process
+        _JOBS[path] = (tasks, [SkippedSite(**o) for o in body["orphans"]])
+    return _JOBS[path]
+
+
 class _WriteShard:
-    """DoFn body: write one shard (picklable; imports rxdata on the worker)."""
+    """Map body: write shard number ``i`` of the job (picklable; small)."""
 
-    def __init__(self, ctx: _Context) -> None:
-        self.ctx = ctx
+    def __init__(self, ctx: _Context, job: str) -> None:
+        self.ctx, self.job = ctx, job
 
-    def __call__(self, task: _Task) -> ShardRecord:
+    def __call__(self, i: int) -> ShardRecord:
         from rxdata.convert import write_shard_task
 
-        return write_shard_task(task, self.ctx)
+        tasks, _ = _load_job(self.job)
+        return write_shard_task(tasks[i], self.ctx)
 
 
 class _Finalize:
     """Last step: write the manifest and report from every shard's record."""
 
-    def __init__(
-        self,
-        opts: ConvertOptions,
-        shape: tuple[int, int],
-        plan: Sequence[ShardSpec],
-        layout: str,
-        orphans: Sequence[SkippedSite],
-    ) -> None:
-        self.args = (opts, shape, tuple(plan), layout, tuple(orphans))
+    def __init__(self, opts: ConvertOptions, shape: tuple[int, int], layout: str, job: str):
+        self.opts, self.shape, self.layout, self.job = opts, shape, layout, job
 
     def __call__(self, records: list[ShardRecord], output_dir: str) -> int:
-        from rxdata.convert import finalize
+        from rxdata.convert import PROGRESS_DIR, finalize
 
-        opts, shape, plan, layout, orphans = self.args
-        finalize(output_dir, opts, shape, plan, layout, records, orphans)
+        tasks, orphans = _load_job(self.job)
+        plan = [t.spec for t in tasks]
+        finalize(output_dir, self.opts, self.shape, plan, self.layout, records, orphans)
         # Tell the driver which shards were kept from a previous run (not in the manifest,
         # which must not depend on how the output was reached).
         reused = sorted(r.path for r in records if r.reused)
-        from rxdata.convert import PROGRESS_DIR
-
         _io.makedirs(_io.join(output_dir, PROGRESS_DIR))
         _io.write_bytes_atomic(run_summary_path(output_dir), json.dumps(reused).encode())
         return len(records)
@@ -112,23 +156,24 @@ def run_beam(
     ctx: _Context,
     opts: ConvertOptions,
     shape: tuple[int, int],
-    plan: Sequence[ShardSpec],
     layout: str,
     orphans: Sequence[SkippedSite],
 ) -> None:
-    """Run the shard plan as a Beam pipeline and wait for it to finish."""
+    """Run the shard tasks as a Beam pipeline and wait for it to finish."""
     beam = _import_beam()
     options = pipeline_options(opts)
+    job = job_path(ctx.output_dir)
+    _io.makedirs(job.rsplit("/", 1)[0] if _io.is_remote(job) else os.path.dirname(job))
+    _write_job(job, tasks, orphans)
     try:
         with beam.Pipeline(options=options) as p:
             _ = (
                 p
-                | "ShardTasks" >> beam.Create(list(tasks), reshuffle=False)
+                | "ShardNumbers" >> beam.Create(list(range(len(tasks))), reshuffle=False)
                 | "Distribute" >> beam.Reshuffle()
-                | "WriteShard" >> beam.Map(_WriteShard(ctx))
+                | "WriteShard" >> beam.Map(_WriteShard(ctx, job))
                 | "Collect" >> beam.combiners.ToList()
-                | "Finalize"
-                >> beam.Map(_Finalize(opts, shape, plan, layout, orphans), ctx.output_dir)
+                | "Finalize" >> beam.Map(_Finalize(opts, shape, layout, job), ctx.output_dir)
             )
     except ConvertError:
         raise
@@ -148,3 +193,7 @@ def run_beam(
             f"the Beam pipeline failed ({type(err).__name__}: {message[:2000]}); complete "
             "shards are kept: re-run the same command to resume"
         ) from err
+    finally:
+        _JOBS.clear()
+        if _io.exists(job):
+            _io.remove(job)

@@ -1155,7 +1155,7 @@ def convert(
     if opts.runner == "beam":
         from rxdata._beam import run_beam, run_summary_path
 
-        run_beam(tasks, ctx, opts, shape, plan, layout, orphans)
+        run_beam(tasks, ctx, opts, shape, layout, orphans)
         body = read_manifest(out_dir)
         if not body.get("complete"):
             raise ConvertError(f"the Beam pipeline finished without completing {out_dir}")
