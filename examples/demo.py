@@ -259,20 +259,19 @@ def _synthetic_truth(options: Any, id_codes: Any) -> Any:
 
 
 def _render_site(data: Path, metadata: Any, picture: Path) -> None:
-    """A site as an RGB composite (``rxdata.render_site``, else ``load_site_as_rgb``)."""
+    """The first treatment site as an RGB composite plus its six channels."""
+    from rxdata.figures import render_site
+
     row = metadata[metadata["well_type"] == "treatment"].iloc[0]
-    key = (row["dataset"], row["experiment"], int(row["plate"]), row["well"], int(row["site"]))
-    try:
-        from rxdata.figures import render_site
-    except ImportError:
-        from PIL import Image
-
-        from rxdata.images import load_site_as_rgb
-
-        rgb = load_site_as_rgb(*key, base_path=str(data))
-        Image.fromarray(rgb).save(picture)
-    else:
-        render_site(*key, base_path=str(data), out=str(picture))
+    render_site(
+        row["dataset"],
+        row["experiment"],
+        int(row["plate"]),
+        row["well"],
+        int(row["site"]),
+        base_path=str(data),
+        out=str(picture),
+    )
 
 
 if __name__ == "__main__":

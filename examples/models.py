@@ -15,6 +15,7 @@ Hyper-parameters live here, in the examples, not in the library.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import keras
@@ -100,12 +101,14 @@ def resnet50(
         (None, 10)
     """
     inputs, x = model_inputs(image_size, channels, normalize_on=normalize_on)
-    backbone = keras.applications.ResNet50(
-        weights=None,
-        include_top=False,
-        input_shape=(image_size, image_size, channels),
-        pooling="avg",
-    )
+    with warnings.catch_warnings():  # 6 channels are the point here, not a mistake
+        warnings.filterwarnings("ignore", message="This model usually expects 1 or 3")
+        backbone = keras.applications.ResNet50(
+            weights=None,
+            include_top=False,
+            input_shape=(image_size, image_size, channels),
+            pooling="avg",
+        )
     x = backbone(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probs")(
         x

@@ -554,3 +554,110 @@ def test_predict_refuses_missing_test_wells(tmp_path: Path) -> None:
     )
     with pytest.raises(SubmissionError, match="E-01_1_B06"):
         predict.wells_to_labels(wells, metadata, plate_assignment=False)
+
+
+# ------------------------------------------------------------------------------ models
+
+
+def test_seed_cnn_is_the_seed_architecture() -> None:
+    import models
+
+    model = models.seed_cnn(1108)
+    assert model.input_shape == (None, 512, 512, 6)
+    layers = [
+        (type(layer).__name__, layer.get_config())
+        for layer in model.layers
+        if type(layer).__name__ != "InputLayer"
+    ]
+    kinds = [kind for kind, _ in layers]
+    assert kinds == [
+        "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D",
+        "Flatten", "Dense", "Dropout", "Dense",
+    ]  # fmt: skip
+    convs = [cfg for kind, cfg in layers if kind == "Conv2D"]
+    assert [(c["filters"], c["kernel_size"], c["strides"], c["activation"]) for c in convs] == [
+        (64, (5, 5), (2, 2), "relu"),
+        (64, (2, 2), (1, 1), "relu"),
+        (96, (2, 2), (1, 1), "relu"),
+    ]
+    pools = [cfg["pool_size"] for kind, cfg in layers if kind == "MaxPooling2D"]
+    assert pools == [(4, 4), (2, 2), (2, 2)]
+    dense = [cfg for kind, cfg in layers if kind == "Dense"]
+    assert [(d["units"], d["activation"]) for d in dense] == [(1108, "relu"), (1108, "softmax")]
+    assert layers[8][1]["rate"] == 0.25
+    assert model.count_params() == 25_213_464
+
+
+def test_models_compile_with_seed_optimizer_and_class_count() -> None:
+    import keras
+    import models
+
+    model = models.build_model("seed-cnn", 1139, image_size=64)
+    assert model.output_shape == (None, 1139)
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)
+    assert isinstance(model.loss, keras.losses.SparseCategoricalCrossentropy)
+    with pytest.raises(ValueError, match="model must be one of"):
+        models.build_model("vgg", 10)
+
+
+def test_resnet50_takes_six_channels() -> None:
+    import models
+
+    model = models.resnet50(1108, image_size=64)
+    assert model.input_shape == (None, 64, 64, 6)
+    assert model.output_shape == (None, 1108)
+    stem = next(layer for layer in model.get_layer("resnet50").layers if "conv1_conv" in layer.name)
+    assert stem.kernel.shape[2] == 6
+
+
+def test_accelerator_normalization_trains_and_predicts(
+    records: dict[str, Path], tmp_path: Path
+) -> None:
+    import predict
+    import train
+
+    from rxdata.metadata import read_metadata
+
+    config = train.TrainConfig(
+        data=str(records["train"]),
+        out=str(tmp_path / "acc"),
+        batch_size=8,
+        epochs=1,
+        steps_per_epoch=2,
+        normalize_on="accelerator",
+        pixel_stats=str(records["pixel_stats"]),
+        metadata=str(records["data"]),
+        verbose=0,
+    )
+    result = train.train(config, log=lambda _: None)
+    import keras
+
+    model = keras.models.load_model(result.final_model)
+    assert sorted(model.input) == ["image", "mean", "std"]
+    assert predict.model_input_spec(model) == (64, "accelerator")
+    written = predict.predict(
+        result.final_model,
+        str(records["test"]),
+        str(tmp_path / "submission.csv"),
+        metadata=read_metadata(records["data"]),
+        log=lambda _: None,
+    )
+    assert len(written) == 2 * 4  # 2 plates x 4 treatment wells of the test experiment
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo's plumbing (generate, rxdata-convert CLI, 2 trainings, evaluation, submission,
+    picture) at a size that only checks the wiring; `make demo` checks the margin."""
+    import demo
+
+    out = tmp_path / "demo"
+    code = demo.main(
+        ["--out", str(out), "--sirnas-per-plate", "2", "--epochs", "1", "--min-margin", "-1"]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "per-plate controls" in printed and "global statistics" in printed
+    for name in ("submission.csv", "site.png", "run-global/history.csv", "run-controls/best.keras"):
+        assert (out / name).is_file(), name
