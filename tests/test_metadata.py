@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import rxdata
@@ -16,6 +16,7 @@ from rxdata.metadata import (
     METADATA_COLUMNS,
     NEGATIVE_CONTROL_ID,
     NEGATIVE_CONTROL_WELL,
+    PIXEL_STATS_COLUMNS,
     POSITIVE_CONTROL_WELLS,
     ImageKey,
     SiteKey,
@@ -439,3 +440,81 @@ def test_scan_lists_unparsed_files_and_range_errors(tiny_kaggle, tmp_path):
     (root / "test" / "HEPG2-02" / "Plate1" / "B02_s1_w9.png").write_bytes(b"")
     with pytest.raises(ParseError, match=r"B02_s1_w9.png: channel 9 is outside 1..6"):
         scan_images(root)
+
+
+# ----------------------------------------------------------------------------- CSV round trips
+well_rows = st.lists(
+    st.tuples(experiments, plates, wells, st.integers(0, 1138)),
+    min_size=1,
+    max_size=25,
+    unique_by=lambda r: (parse_experiment(r[0]), r[1], r[2]),
+)
+
+
+@settings(max_examples=20)  # each example writes and reads files
+@given(well_rows, st.sampled_from(["integer", "string"]))
+def test_kaggle_csv_round_trip(tmp_path_factory, rows, style):
+    root = tmp_path_factory.mktemp("csv")
+    frame = pd.DataFrame(rows, columns=["experiment", "plate", "well", "label"])
+    frame["id_code"] = frame.experiment + "_" + frame.plate.astype(str) + "_" + frame.well
+    if style == "integer":
+        frame["sirna"] = frame.label.astype(str)
+    else:
+        frame["sirna"] = np.where(
+            frame.label == 1138, "UNTREATED", "sirna_" + frame.label.astype(str)
+        )
+    treat = frame[frame.label < 1108]
+    ctrl = frame[frame.label >= 1108].assign(
+        well_type=np.where(
+            frame.label[frame.label >= 1108] == 1138, "negative_control", "positive_control"
+        )
+    )
+    cols = ["id_code", "experiment", "plate", "well", "sirna"]
+    treat[cols].to_csv(root / "train.csv", index=False)
+    ctrl[[*cols, "well_type"]].to_csv(root / "train_controls.csv", index=False)
+    md = read_metadata(root)
+    assert len(md) == 2 * len(frame)
+    assert {c: str(t) for c, t in md.dtypes.items()} == METADATA_COLUMNS
+    by_id = frame.set_index("id_code")
+    assert set(md.id_code) == set(by_id.index)
+    assert (md.sirna_id.to_numpy() == by_id.label.loc[md.id_code].to_numpy()).all()
+    assert (md.sirna.to_numpy() == by_id.sirna.loc[md.id_code].to_numpy()).all()
+    assert md.site_id.is_unique and set(md.site) == {1, 2}
+    # experiments sort by (cell type, batch, spelling), then plate, well, site
+    columns = (md.cell_type, md.batch, md.experiment.astype(str), md.plate, md.well, md.site)
+    keys = list(zip(*columns, strict=True))
+    assert keys == sorted(keys)
+    assert len(read_metadata(root, include_controls=False)) == 2 * len(treat)
+
+
+@settings(max_examples=20)
+@given(well_rows, st.data())
+def test_pixel_stats_round_trip(tmp_path_factory, rows, data):
+    records = []
+    for experiment, plate, well, _ in rows:
+        for site in (1, 2):
+            for channel in range(1, 7):
+                lo, hi = sorted(data.draw(st.lists(st.integers(0, 255), min_size=2, max_size=2)))
+                mid = data.draw(st.floats(lo, hi))
+                records.append(
+                    (
+                        f"{experiment}_{plate}_{well}",
+                        experiment,
+                        plate,
+                        well,
+                        site,
+                        channel,
+                        mid,
+                        1.5,
+                        mid,
+                        lo,
+                        hi,
+                    )
+                )
+    frame = pd.DataFrame(records, columns=list(PIXEL_STATS_COLUMNS))
+    path = tmp_path_factory.mktemp("stats") / "pixel_stats.csv"
+    frame.to_csv(path, index=False)
+    stats = read_pixel_stats(path)
+    assert len(stats) == len(frame)
+    np.testing.assert_allclose(stats["mean"], frame["mean"], rtol=1e-12)
+    assert stats.site_id.tolist() == (frame.id_code + "_" + frame.site.astype(str)).tolist()
