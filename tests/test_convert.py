@@ -634,3 +634,17 @@ def test_progress_bar_and_log_lines(kaggle_root, tmp_path, capsys, caplog) -> No
         convert(kaggle_root, tmp_path / "b", datasets=("test",), workers=1)  # not a terminal
     assert any("4/4 sites (100.0%)" in r.getMessage() for r in caplog.records)
     assert "site/s" not in capsys.readouterr().err
+
+
+def test_image_size_is_voted_not_taken_from_one_file(own_root, tmp_path) -> None:
+    for ch in range(1, 7):
+        wrong_size(site_png(own_root, ch))
+    md = read_metadata(own_root)
+    # a seed whose plan reads the odd-sized site first
+    seed = next(
+        s for s in range(1000) if plan_shards(md, ConvertOptions(seed=s))[0].site_ids[0] == SITE_ID
+    )
+    result = convert(own_root, tmp_path / "out", workers=1, on_error="skip", seed=seed)
+    assert read_manifest(tmp_path / "out")["options"]["image_shape"] == list(SIZE)
+    assert [s.site_id for s in result.skipped] == [SITE_ID]
+    assert "13x10" in result.skipped[0].reason
