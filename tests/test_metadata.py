@@ -352,6 +352,11 @@ def test_full_release_errors(tiny_full, tmp_path):
     bad.to_csv(tmp_path / "metadata.csv", index=False)
     with pytest.raises(MetadataError, match="duplicate site_id"):
         read_metadata(tmp_path)
+    bad = df.copy()
+    bad.loc[2, "cell_type"] = "RPE"
+    bad.to_csv(tmp_path / "metadata.csv", index=False)
+    with pytest.raises(MetadataError, match=r"bad cell_type line 4: 'RPE'"):
+        read_metadata(tmp_path)
     bad = df.drop(columns=["well_type"])
     bad.to_csv(tmp_path / "metadata.csv", index=False)
     with pytest.raises(MetadataError, match="missing column"):

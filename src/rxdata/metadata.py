@@ -793,6 +793,15 @@ def _read_full(path: str) -> pd.DataFrame:
         "well_id",
         "'{experiment}_{plate}_{well}' matching the other columns",
     )
+    if "cell_type" in df:
+        prefix = df["experiment"].str.split("-").str[0]
+        _fail(
+            path,
+            df,
+            (df["cell_type"] != prefix).to_numpy(dtype=bool),
+            "cell_type",
+            "the cell type that starts the experiment name",
+        )
     site_id = well_id + "_" + df["site"].str.strip()
     _fail(
         path,
