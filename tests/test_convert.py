@@ -21,6 +21,8 @@ from rxdata.convert import (
     MANIFEST_NAME,
     REPORT_NAME,
     ConvertOptions,
+    ShardRecord,
+    SkippedSite,
     convert,
     plan_shards,
     read_manifest,
@@ -648,3 +650,40 @@ def test_image_size_is_voted_not_taken_from_one_file(own_root, tmp_path) -> None
     assert read_manifest(tmp_path / "out")["options"]["image_shape"] == list(SIZE)
     assert [s.site_id for s in result.skipped] == [SITE_ID]
     assert "13x10" in result.skipped[0].reason
+
+
+ids = st.from_regex(r"[A-Z0-9]{2,6}-0[1-9]_[1-4]_[B-O][0-2][0-9]_[12]", fullmatch=True)
+text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    site_ids=st.lists(ids, max_size=5, unique=True),
+    count=st.integers(0, 10**6),
+    size=st.integers(0, 2**40),
+    skipped=st.lists(st.builds(SkippedSite, ids, text, text, text, text), max_size=3),
+)
+def test_shard_record_json_round_trip(site_ids, count, size, skipped) -> None:
+    record = ShardRecord(
+        "random-42/train/001.tfrecord",
+        "train",
+        count,
+        "ab" * 32,
+        size,
+        tuple(site_ids),
+        tuple(skipped),
+    )
+    assert ShardRecord.from_json(json.loads(json.dumps(record.to_json()))) == record
+    for s in skipped:  # the report row splits the site id back into its parts
+        row = s.row()
+        assert "_".join([row["experiment"], row["plate"], row["well"], row["site"]]) == s.site_id
+
+
+keys = st.from_regex(r"[a-z][a-z_]{0,15}", fullmatch=True)
+
+
+@given(st.dictionaries(keys, st.text(max_size=20), max_size=6))
+def test_beam_options_parse_round_trip(flags) -> None:
+    as_dict = ConvertOptions(beam_options=flags).beam_options
+    as_list = ConvertOptions(beam_options=[f"--{k}={v}" for k, v in flags.items()]).beam_options
+    assert as_dict == as_list == tuple(sorted(flags.items()))
