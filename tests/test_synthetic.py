@@ -69,6 +69,7 @@ def _digest(root: Path) -> dict[str, str]:
         ("sirnas_per_plate", 278),
         ("positive_controls", 31),
         ("image_size", 4),
+        ("png_compression", 10),
         ("signal", -1.0),
         ("batch_effect", "strong"),
         ("incomplete_fraction", 1.5),

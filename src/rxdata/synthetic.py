@@ -153,6 +153,9 @@ class SyntheticOptions:
     batch_effect: float = 1.0
     #: fraction of sites whose channels 5 and 6 are missing (like the real site-2 sample).
     incomplete_fraction: float = 0.0
+    #: zlib level of the PNGs (0-9); 6 is the usual default and gives real-like file sizes,
+    #: 1 encodes about 5x faster at 512 px for ~15% larger files.
+    png_compression: int = 6
     #: seed of everything random; equal seeds give byte-identical data sets.
     seed: int = 0
     #: worker processes; None uses every CPU (PNG encoding dominates and parallelises).
@@ -188,6 +191,7 @@ class SyntheticOptions:
         self._int("sites", 1, 2)
         self._int("image_size", 8, 4096)
         self._int("seed", 0, 2**63 - 1)
+        self._int("png_compression", 0, 9)
         if self.workers is not None:
             self._int("workers", 1, 1024)
         if self.layout not in ("kaggle", "full"):
@@ -390,19 +394,21 @@ def _render(task: _SiteTask, size: int, seed: int, signal: float) -> np.ndarray:
 _CELLS_MEAN_WEIGHT = float(np.exp(0.35**2 / 2))  # mean of lognormal(0, 0.35) cell weights
 
 
-def _encode_png(image: np.ndarray) -> bytes:
+def _encode_png(image: np.ndarray, level: int = 6) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(image, mode="L").save(buf, format="PNG", compress_level=6)
+    Image.fromarray(image).save(buf, format="PNG", compress_level=level)  # uint8 2-D: mode L
     return buf.getvalue()
 
 
-def _write_sites(tasks: Sequence[_SiteTask], size: int, seed: int, signal: float) -> int:
+def _write_sites(
+    tasks: Sequence[_SiteTask], size: int, seed: int, signal: float, level: int
+) -> int:
     """Render and write a chunk of sites (runs in worker processes)."""
     for task in tasks:
         stack = _render(task, size, seed, signal)
         for image, channel in zip(stack, task.channels, strict=True):
             path = f"{task.path_prefix}_s{task.site}_w{channel}.png"
-            data = _encode_png(image)
+            data = _encode_png(image, level)
             if _io.is_remote(path):
                 _io.write_bytes_atomic(path, data)
             else:
@@ -573,17 +579,16 @@ def generate(
     progress = sys.stderr.isatty() if opts.progress is None else opts.progress
     from tqdm.auto import tqdm
 
-    size, seed, signal = opts.image_size, opts.seed, float(opts.signal)
+    args = (opts.image_size, opts.seed, float(opts.signal), opts.png_compression)
     with tqdm(total=len(tasks), unit="site", desc="synth", disable=not progress) as bar:
         if workers == 1 or len(tasks) < 64:
             for chunk in _chunks(tasks, 16):
-                bar.update(_write_sites(chunk, size, seed, signal))
+                bar.update(_write_sites(chunk, *args))
         else:
             chunk_size = max(1, min(64, len(tasks) // (workers * 4)))
             with ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context()) as pool:
                 futures = [
-                    pool.submit(_write_sites, chunk, size, seed, signal)
-                    for chunk in _chunks(tasks, chunk_size)
+                    pool.submit(_write_sites, chunk, *args) for chunk in _chunks(tasks, chunk_size)
                 ]
                 for future in futures:
                     bar.update(future.result())
