@@ -16,7 +16,7 @@ Fixtures (use them instead of writing data sets by hand):
   4 train experiments (HEPG2-01, HUVEC-01, RPE-01, U2OS-01) and 2 test experiments
   (HEPG2-02, HUVEC-02), 4 plates each, 7 wells per plate (4 siRNAs of the plate's group,
   2 positive controls, the untreated ``B02``), 2 sites, 32x32 px, all 6 channels:
-  336 sites, 2,016 PNGs, written in well under a second.
+  336 sites, 2,016 PNGs, written in about a second (a few on a busy machine).
 * ``tiny_full`` -> the same data set in the full-release layout (``images/`` +
   ``metadata.csv``; test wells are labelled there).
 
