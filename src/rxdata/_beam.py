@@ -4,11 +4,11 @@ The pipeline is the local runner's work spread over Beam workers:
 ``Create(shard numbers) -> Reshuffle -> ParDo(write one shard) -> ToList -> finalize``.
 The shard tasks themselves (each site's metadata row) wait in a job file on the output
 storage, read once per worker, which keeps the job graph small.
-Each shard is written by :func:`rxdata.convert.write_shard_task`, the very function the
+Each shard is written by ``rxdata.convert._write_shard_task``, the very function the
 local process pool calls, so a Beam run writes the same bytes as a local run, shard for
 shard, and leaves the same progress records: a failed or cancelled Beam job resumes like a
 local one (complete shards are kept after a checksum check). The last step writes the
-manifest and the skipped-sites report with :func:`rxdata.convert.finalize`.
+manifest and the skipped-sites report with ``rxdata.convert._finalize``.
 
 ``apache_beam`` is imported only when a Beam run starts. On a distributed runner (Dataflow,
 Flink, Spark) the images and the output must be on storage every worker reaches
@@ -118,10 +118,10 @@ class _WriteShard:
         self.ctx, self.job = ctx, job
 
     def __call__(self, i: int) -> ShardRecord:
-        from rxdata.convert import write_shard_task
+        from rxdata.convert import _write_shard_task
 
         tasks, _ = _load_job(self.job)
-        return write_shard_task(tasks[i], self.ctx)
+        return _write_shard_task(tasks[i], self.ctx)
 
 
 class _Finalize:
@@ -131,11 +131,11 @@ class _Finalize:
         self.opts, self.shape, self.layout, self.job = opts, shape, layout, job
 
     def __call__(self, records: list[ShardRecord], output_dir: str) -> int:
-        from rxdata.convert import PROGRESS_DIR, finalize
+        from rxdata.convert import PROGRESS_DIR, _finalize
 
         tasks, orphans = _load_job(self.job)
         plan = [t.spec for t in tasks]
-        finalize(output_dir, self.opts, self.shape, plan, self.layout, records, orphans)
+        _finalize(output_dir, self.opts, self.shape, plan, self.layout, records, orphans)
         # Tell the driver which shards were kept from a previous run (not in the manifest,
         # which must not depend on how the output was reached).
         reused = sorted(r.path for r in records if r.reused)

@@ -75,6 +75,8 @@ __all__ = [
     "SkippedSite",
     "VerifyReport",
     "convert",
+    "file_sha256",
+    "find_metadata",
     "plan_shards",
     "read_manifest",
     "verify",
@@ -692,7 +694,7 @@ def _reuse(ctx: _Context, task: _Task) -> ShardRecord | None:
     return dataclasses.replace(record, reused=True)
 
 
-def write_shard_task(task: _Task, ctx: _Context) -> ShardRecord:
+def _write_shard_task(task: _Task, ctx: _Context) -> ShardRecord:
     """Write (or re-use) one planned shard and leave its progress record; used by both runners."""
     from rxdata.tfrecord import write_shard
 
@@ -821,7 +823,7 @@ def _write_report(path: str, skipped: Sequence[SkippedSite]) -> None:
     _io.write_bytes_atomic(path, buf.getvalue().encode())
 
 
-def finalize(
+def _finalize(
     output_dir: str,
     options: ConvertOptions,
     image_shape: tuple[int, int],
@@ -1028,7 +1030,7 @@ def _run_local(
     records: list[ShardRecord] = []
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
-            records.append(write_shard_task(task, ctx))
+            records.append(_write_shard_task(task, ctx))
             progress.update(len(task.spec.site_ids))
         return records
     import multiprocessing
@@ -1038,7 +1040,7 @@ def _run_local(
     # spawn: workers must not inherit a parent's TensorFlow threads (fork is unsafe then).
     mp = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=mp) as pool:
-        futures = {pool.submit(write_shard_task, t, ctx): t for t in tasks}
+        futures = {pool.submit(_write_shard_task, t, ctx): t for t in tasks}
         pending = set(futures)
         try:
             while pending:
@@ -1176,7 +1178,7 @@ def convert(
             records = _run_local(tasks, ctx, opts.n_workers, progress)
         finally:
             progress.close()
-        finalize(out_dir, opts, shape, plan, layout, records, orphans)
+        _finalize(out_dir, opts, shape, plan, layout, records, orphans)
         order = {s.path: i for i, s in enumerate(plan)}
         records.sort(key=lambda r: order[r.path])
     skipped = tuple(s for r in records for s in r.skipped) + tuple(orphans)
