@@ -14,6 +14,7 @@ import pytest
 
 from rxdata.cli import (
     EXIT_ERROR,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SKIPPED,
     EXIT_USAGE,
@@ -180,8 +181,10 @@ def _wait_for(predicate, timeout: float = 60.0) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
-@pytest.mark.parametrize("victim", ["main", "worker"])
+@pytest.mark.parametrize("victim", ["main", "worker", "ctrl-c"])
 def test_kill_9_then_resume_is_byte_identical(root, tmp_path, victim) -> None:
+    # main: kill -9 the command; worker: kill -9 one worker process; ctrl-c: SIGINT to the
+    # whole process group, as a terminal sends it.
     reference = tmp_path / "reference"
     common = ["--sites-per-shard", "2", "--encoding", "raw"]
     assert convert_main([str(root), str(reference), "--workers", "1", *common]) == EXIT_OK
@@ -197,6 +200,7 @@ def test_kill_9_then_resume_is_byte_identical(root, tmp_path, victim) -> None:
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, for the ctrl-c case
     )
     try:
         progress = out / "_progress"
@@ -204,6 +208,10 @@ def test_kill_9_then_resume_is_byte_identical(root, tmp_path, victim) -> None:
         if victim == "main":
             os.kill(proc.pid, signal.SIGKILL)
             assert proc.wait(30) == -signal.SIGKILL
+        elif victim == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)
+            assert proc.wait(60) == EXIT_INTERRUPTED
+            assert b"interrupted; re-run the same command to resume" in proc.stderr.read()
         else:
             workers_ = _workers(proc.pid)
             assert workers_
