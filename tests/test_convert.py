@@ -709,3 +709,28 @@ def test_remote_paths_through_gfile(kaggle_root, tmp_path) -> None:
     assert convert(f"{base}/data", out, workers=1, sites_per_shard=4).n_reused == 4
     local = convert(kaggle_root, tmp_path / "local", workers=1, sites_per_shard=4)
     assert [s.sha256 for s in result.shards] == [s.sha256 for s in local.shards]
+
+
+def test_full_disk_is_reported_and_resumable(kaggle_root, tmp_path, monkeypatch) -> None:
+    import errno
+
+    import rxdata.tfrecord
+
+    reference = tmp_path / "reference"
+    convert(kaggle_root, reference, workers=1, sites_per_shard=3)
+    real = rxdata.tfrecord.write_shard
+    calls = {"n": 0}
+
+    def disk_fills_up(path, examples, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, examples, **kw)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(rxdata.tfrecord, "write_shard", disk_fills_up)
+    with pytest.raises(ConvertError, match=r"No space left on device.*re-run the same command"):
+        convert(kaggle_root, out, workers=1, sites_per_shard=3)
+    monkeypatch.setattr(rxdata.tfrecord, "write_shard", real)
+    assert convert(kaggle_root, out, workers=1, sites_per_shard=3).n_reused == 2
+    assert shard_bytes(out) == shard_bytes(reference)

@@ -705,11 +705,20 @@ def _write_shard_task(task: _Task, ctx: _Context) -> ShardRecord:
     _io.makedirs(posixpath.dirname(out) if _io.is_remote(out) else os.path.dirname(out))
     written: list[str] = []
     skipped: list[SkippedSite] = []
-    info = write_shard(
-        out,
-        _examples(ctx, task, written, skipped),
-        compression=ctx.compression,  # type: ignore[arg-type]
-    )
+    import tensorflow as tf
+
+    try:
+        info = write_shard(
+            out,
+            _examples(ctx, task, written, skipped),
+            compression=ctx.compression,  # type: ignore[arg-type]
+        )
+    except (OSError, tf.errors.OpError) as err:  # a full disk, a lost bucket, permissions
+        raise ConvertError(
+            f"writing shard {out} failed: {err}; no partial shard was left and complete "
+            "shards are kept: fix the cause (free space, permissions) and re-run the same "
+            "command to resume"
+        ) from err
     record = ShardRecord(
         path=task.spec.path,
         dataset=task.spec.dataset,
