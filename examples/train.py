@@ -4,7 +4,7 @@
 Usage (see docs/training.md for every target)::
 
     python examples/train.py --target gpu --data 'records/by_experiment-42/train/*.tfrecord' \
-        --out runs/seed-cnn --normalizer normalizer.json --epochs 30
+        --pixel-stats rxrx1/pixel_stats.csv --metadata rxrx1/ --out runs/seed-cnn
 
 What it does:
 
@@ -43,12 +43,13 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from models import MODELS
 from records import RecordSet, load_records
 from strategy import PRECISIONS, TARGETS, StrategyPlan, plan_strategy
 
@@ -88,11 +89,12 @@ class TrainConfig:
     backup_every: int | None = None  # steps between backups; None: end of each epoch
     steps_per_execution: int = 1  # >1 pays on TPUs (fewer host round trips)
     verbose: int = 2
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise OptionsError(f"target={self.target!r}: expected one of {TARGETS}")
+        if self.model not in MODELS:
+            raise OptionsError(f"model={self.model!r}: expected one of {MODELS}")
         if self.labels not in LABELS:
             raise OptionsError(f"labels={self.labels!r}: expected one of {LABELS}")
         if self.precision not in PRECISIONS:
@@ -383,6 +385,20 @@ def _tensorboard_available() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
+def _best_in_history(history_csv: str) -> float | None:
+    """The best ``val_accuracy`` logged so far (``None`` without a history)."""
+    import io
+
+    import pandas as pd
+
+    if not _io.exists(history_csv):
+        return None
+    frame = pd.read_csv(io.BytesIO(_io.read_bytes(history_csv)))
+    if "val_accuracy" not in frame or frame["val_accuracy"].isna().all():
+        return None
+    return float(frame["val_accuracy"].max())
+
+
 def _worker_dir(out: str, plan: StrategyPlan, name: str) -> str:
     """Chief writes to ``out/name``; other workers to a private folder (same content)."""
     if plan.is_chief:
@@ -501,12 +517,13 @@ def train(config: TrainConfig, *, log: Any = print) -> TrainResult:
     )
 
     history_csv = _worker_dir(out, plan, "history.csv")
+    backup_dir = _worker_dir(out, plan, "backup")
+    resuming = _io.exists(_io.join(backup_dir, "training_metadata.json"))
+    best_so_far = _best_in_history(history_csv) if resuming else None
     resume = _ResumeLog.make(plan, log)
     callbacks = [
         keras.callbacks.BackupAndRestore(
-            _worker_dir(out, plan, "backup"),
-            save_freq=config.backup_every or "epoch",
-            delete_checkpoint=True,
+            backup_dir, save_freq=config.backup_every or "epoch", delete_checkpoint=True
         ),
         resume,
         keras.callbacks.ModelCheckpoint(
@@ -514,8 +531,11 @@ def train(config: TrainConfig, *, log: Any = print) -> TrainResult:
             monitor="val_accuracy",
             mode="max",
             save_best_only=True,
+            # a resumed run must beat the best model saved before the interruption
+            initial_value_threshold=best_so_far,
         ),
-        keras.callbacks.CSVLogger(history_csv, append=True),
+        # a resumed run continues the history; a fresh run in the same folder starts anew
+        keras.callbacks.CSVLogger(history_csv, append=resuming),
     ]
     if plan.is_chief and _tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(_io.join(out, "tensorboard")))
@@ -526,7 +546,7 @@ def train(config: TrainConfig, *, log: Any = print) -> TrainResult:
             _io.join(out, "run.json"),
             json.dumps(
                 {
-                    "config": {k: v for k, v in dataclasses.asdict(config).items() if k != "extra"},
+                    "config": dataclasses.asdict(config),
                     "strategy": type(strategy).__name__,
                     "replicas": replicas,
                     "precision": plan.precision,
@@ -588,7 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", choices=TARGETS, default=d.target)
     p.add_argument("--data", required=True, help="TFRecord glob (local or gs://) of the shards")
     p.add_argument("--out", required=True, help="output folder (local or gs://)")
-    p.add_argument("--model", choices=("seed-cnn", "resnet50"), default=d.model)
+    p.add_argument("--model", choices=MODELS, default=d.model)
     p.add_argument(
         "--labels",
         choices=LABELS,

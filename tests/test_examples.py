@@ -454,6 +454,23 @@ def test_killed_run_resumes_from_backup(records: dict[str, Path], tmp_path: Path
     assert len(history) <= epochs
     assert not (out / "backup").exists()
     assert (out / "final.keras").is_file()
+    assert (out / "best.keras").is_file()
+
+
+def test_rerun_of_a_finished_run_starts_a_fresh_history(
+    records: dict[str, Path], tmp_path: Path
+) -> None:
+    import pandas as pd
+    import train
+
+    config = train.TrainConfig(
+        data=str(records["train"]), out=str(tmp_path), batch_size=8, epochs=1,
+        steps_per_epoch=1, verbose=0,
+    )  # fmt: skip
+    for _ in range(2):
+        result = train.train(config, log=lambda _: None)
+    assert result.initial_epoch == 0
+    assert pd.read_csv(tmp_path / "history.csv")["epoch"].tolist() == [0]
 
 
 def _label_reading_model(num_classes: int = 1108):  # type: ignore[no-untyped-def]
