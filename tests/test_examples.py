@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
@@ -678,3 +680,43 @@ def test_demo_runs_end_to_end_small(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "per-plate controls" in printed and "global statistics" in printed
     for name in ("submission.csv", "site.png", "run-global/history.csv", "run-controls/best.keras"):
         assert (out / name).is_file(), name
+
+
+# ------------------------------------------------------------------- parser properties
+
+_host = st.from_regex(r"[a-z][a-z0-9.-]{0,20}", fullmatch=True)
+_port = st.integers(1, 65535)
+
+
+@given(
+    hosts=st.lists(st.tuples(_host, _port), min_size=1, max_size=8, unique=True),
+    data=st.data(),
+)
+def test_tf_config_round_trip(hosts: list[tuple[str, int]], data: st.DataObject) -> None:
+    workers = [f"{h}:{p}" for h, p in hosts]
+    index = data.draw(st.integers(0, len(workers) - 1))
+    text = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+    cluster = strategy.parse_tf_config(text)
+    assert cluster.workers == tuple(workers)
+    assert (cluster.task_type, cluster.task_index) == ("worker", index)
+    assert cluster.is_chief == (index == 0)
+
+
+_segment = st.from_regex(r"[A-Za-z0-9_.-]{1,8}", fullmatch=True)
+
+
+@given(
+    fixed=st.lists(_segment, min_size=0, max_size=4),
+    rest=st.lists(st.sampled_from(["*", "*.tfrecord", "[01]*", "a?c"]), min_size=1, max_size=3),
+    scheme=st.sampled_from(["/", "gs://bucket/"]),
+)
+def test_glob_static_prefix_is_the_wildcard_free_head(
+    fixed: list[str], rest: list[str], scheme: str
+) -> None:
+    from records import _static_prefix
+
+    pattern = scheme + "/".join([*fixed, *rest])
+    prefix = _static_prefix(pattern)
+    assert pattern.startswith(prefix)
+    assert not set("*?[") & set(prefix)
+    assert prefix.rstrip("/") == (scheme + "/".join(fixed)).rstrip("/")
