@@ -218,6 +218,7 @@ def test_labels_filters_and_split(shards: tuple[str, list[dict]]) -> None:
     assert indices(include_controls=False) == expect(
         lambda r: r["sirna_id"] is pd.NA or r["sirna_id"] < NUM_CLASSES["treatments"]
     )
+    assert indices(include_controls=False, label="cell_type") == indices(include_controls=False)
     assert indices(experiments="U2OS-02") == expect(lambda r: r["experiment"] == "U2OS-02")
     assert indices(cell_types=["HEPG2", "RPE"]) == expect(lambda r: r["experiment"] != "U2OS-02")
     assert indices(well_types=["negative_control"]) == expect(

@@ -411,8 +411,8 @@ def make_dataset(
         label: The feature used as label: ``"sirna_id"`` (default; unlabelled sites are
             dropped in training and get ``-1`` otherwise), any other feature name (e.g.
             ``"cell_type"``, ``"experiment"``, ``"plate"``), or ``None``.
-        include_controls: With ``label="sirna_id"``: keep control wells (1139 classes,
-            :data:`NUM_CLASSES`) or drop them (sirna_id >= 1108; 1108 classes).
+        include_controls: Keep control wells (with ``label="sirna_id"``: 1139 classes,
+            :data:`NUM_CLASSES`) or drop them (sirna_id >= 1108; then 1108 classes).
         experiments: Keep only these experiments.
         cell_types: Keep only these cell types.
         well_types: Keep only these well types.
@@ -547,7 +547,7 @@ def make_dataset(
     keep_fns: list[tuple[set[str], KeepFn]] = []
     if label == tfr.SIRNA_ID and training:
         keep_fns.append(({tfr.SIRNA_ID}, lambda p: p[tfr.SIRNA_ID] >= 0))
-    if label == tfr.SIRNA_ID and not include_controls:
+    if not include_controls:  # controls are classes 1108..1138, whatever the label
         keep_fns.append(({tfr.SIRNA_ID}, lambda p: p[tfr.SIRNA_ID] < NUM_CLASSES["treatments"]))
     for key, values in (
         (tfr.EXPERIMENT, experiments_l),
