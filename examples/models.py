@@ -15,10 +15,18 @@ Hyper-parameters live here, in the examples, not in the library.
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any
 
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # before the first `import keras`
 import keras
+
+if keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on the environment
+    raise RuntimeError(
+        f"the training scripts use tf.distribute and need Keras' TensorFlow backend; "
+        f"KERAS_BACKEND is {keras.backend.backend()!r}: unset it or set it to 'tensorflow'"
+    )
 
 MODELS = ("seed-cnn", "resnet50")
 NUM_TREATMENT_CLASSES = 1108  # siRNA classes 0..1107, the Kaggle task
