@@ -720,3 +720,14 @@ def test_glob_static_prefix_is_the_wildcard_free_head(
     assert pattern.startswith(prefix)
     assert not set("*?[") & set(prefix)
     assert prefix.rstrip("/") == (scheme + "/".join(fixed)).rstrip("/")
+
+
+@pytest.mark.parametrize("module_name", ["strategy", "models", "records"])
+def test_examples_docstring_examples_run(module_name: str) -> None:
+    import doctest
+    import importlib
+
+    module = importlib.import_module(module_name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0
+    assert result.failed == 0
