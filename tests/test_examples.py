@@ -731,3 +731,38 @@ def test_examples_docstring_examples_run(module_name: str) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_val_data_sharing_an_experiment_is_refused(records: dict[str, Path]) -> None:
+    import train
+    from records import load_records
+
+    config = train.TrainConfig(
+        data=str(records["train"]), out="unused", val_data=str(records["train"])
+    )
+    with pytest.raises(OptionsError, match="shares experiments"):
+        train.resolve_split(config, load_records(str(records["train"])))
+
+
+def test_val_experiments_unknown_is_named(records: dict[str, Path]) -> None:
+    import train
+    from records import load_records
+
+    from rxdata.errors import SplitError
+
+    config = train.TrainConfig(data=str(records["train"]), out="unused", val_experiments=("X-01",))
+    with pytest.raises(SplitError, match="X-01"):
+        train.resolve_split(config, load_records(str(records["train"])))
+
+
+def test_predict_cli_without_normalizer_fails_clearly(
+    records: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import predict
+
+    code = predict.main(
+        ["--model", str(tmp_path / "m.keras"), "--data", str(records["test"]),
+         "--metadata", str(records["data"])]
+    )  # fmt: skip
+    assert code == 1
+    assert "normalizer.json not found" in capsys.readouterr().err
