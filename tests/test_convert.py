@@ -324,11 +324,12 @@ def test_write_tfrecords_and_filters(kaggle_root, tmp_path) -> None:
         tmp_path / "a",
         include_controls=False,
         workers=1,
-        scan=False,
         strategy="by_experiment",
-    )
+    )  # the other experiments' images are no error here (scan defaults to False)
     assert [s.path for s in result.shards] == ["by_experiment-42/train/U2OS-01.tfrecord"]
     assert sorted(result.shards[0].site_ids) == ["U2OS-01_1_B03_1", "U2OS-01_1_B03_2"]
+    with pytest.raises(ConvertError, match="has no metadata row"):  # convert does scan
+        convert(kaggle_root, tmp_path / "b", metadata=one, workers=1)
 
 
 @pytest.mark.parametrize("compression", ["gzip", "zlib"])

@@ -1303,7 +1303,11 @@ def write_tfrecords(
     output_dir: str | os.PathLike[str],
     **options: Any,
 ) -> ConvertResult:
-    """Write TFRecord shards for the sites of ``metadata``; same as :func:`convert`.
+    """Write TFRecord shards for exactly the sites of ``metadata``.
+
+    The same as :func:`convert` with the metadata first, for converting a selection of
+    sites; one difference: ``scan`` defaults to False here, since images of sites left
+    out of the selection are expected, not "images without metadata".
 
     Args:
         metadata: The site table (or a path to read it from; ``None`` to find it).
@@ -1320,9 +1324,10 @@ def write_tfrecords(
         >>> root = generate("rxrx1-tiny", SyntheticOptions.tiny(seed=1))
         >>> md = rxdata.read_metadata(root)
         >>> one = md[md["experiment"] == "HEPG2-01"]
-        >>> write_tfrecords(one, root, "out", scan=False, workers=1).n_sites
+        >>> write_tfrecords(one, root, "out", workers=1).n_sites
         56
     """
+    options.setdefault("scan", False)
     return convert(images_root, output_dir, metadata=metadata, **options)
 
 
