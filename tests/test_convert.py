@@ -29,7 +29,7 @@ from rxdata.convert import (
     verify,
     write_tfrecords,
 )
-from rxdata.errors import ConvertError, OptionsError, OutputExistsError
+from rxdata.errors import ConvertError, MetadataError, OptionsError, OutputExistsError
 from rxdata.metadata import read_metadata
 
 SIZE = (12, 10)  # (height, width): small, and not square, to catch transposition
@@ -256,6 +256,14 @@ def test_plan_names_and_seed() -> None:
     # the test split is shuffled the same whether or not train is converted (rxrx1-utils)
     only_test = plan_shards(md, ConvertOptions(sites_per_shard=4, datasets=("test",)))
     assert only_test == random42[-1:]
+
+
+def test_plan_refuses_shared_shard_names() -> None:
+    md = synthetic_table(4, 0)
+    both = pd.concat([md, md.assign(dataset="test", site_id=md.site_id + "x")])
+    with pytest.raises(MetadataError, match="both train and test"):
+        plan_shards(both, ConvertOptions(strategy="by_exp_plate_site"))
+    assert len(plan_shards(both, ConvertOptions(strategy="by_experiment"))) == 6
 
 
 # --- end to end ---------------------------------------------------------------------------

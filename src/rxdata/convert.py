@@ -389,6 +389,13 @@ def plan_shards(metadata: pd.DataFrame, options: ConvertOptions | None = None) -
             else:
                 path = f"by_experiment-{opts.seed}/{dataset}/{key_t[0]}.tfrecord"
             shards.append(ShardSpec(path, dataset, tuple(str(s) for s in gids)))
+    paths = [s.path for s in shards]
+    if len(set(paths)) != len(paths):
+        clash = next(p for p in paths if paths.count(p) > 1)
+        raise MetadataError(
+            f"two groups of sites would share the shard {clash}: an experiment appears in "
+            "both train and test; use strategy='random' or 'by_experiment'"
+        )
     return shards
 
 
