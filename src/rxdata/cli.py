@@ -357,7 +357,7 @@ def build_convert_parser() -> argparse.ArgumentParser:
         nargs="+",
         choices=("train", "test"),
         default=list(d.datasets),
-        help="data sets to convert (default: %(default)s)",
+        help=f"data sets to convert (default: {' '.join(d.datasets)})",
     )
     parser.add_argument(
         "--no-controls",
