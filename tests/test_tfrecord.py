@@ -277,9 +277,15 @@ def test_bad_compression_option(tmp_path: Path) -> None:
 # Bad shards
 # ---------------------------------------------------------------------------------------
 def write_good_shard(path: Path, compression: str = "none", n: int = 3) -> list[bytes]:
-    # Random pixels do not compress, so a cut near the end damages the last record.
-    image = np.random.default_rng(2).integers(0, 256, (32, 32, 6), dtype=np.uint8)
-    data = [tfrecord.encode_example(make_site(site=s + 1), image=image) for s in range(n)]
+    # Distinct random pixels do not compress, so a cut near the end damages only the last
+    # record, in every compression.
+    rng = np.random.default_rng(2)
+    data = [
+        tfrecord.encode_example(
+            make_site(site=s + 1), image=rng.integers(0, 256, (32, 32, 6), dtype=np.uint8)
+        )
+        for s in range(n)
+    ]
     tfrecord.write_shard(path, data, compression=compression)  # type: ignore[arg-type]
     return data
 
@@ -294,11 +300,12 @@ def test_truncated_shard_names_file_and_record(tmp_path: Path, compression: str)
         list(tfrecord.read_tfrecord(path))
     reader = tfrecord.read_tfrecord(path, on_error="skip")
     good = list(reader)
-    assert reader.bad == 1 and reader.count == len(good)
-    if compression == "none":  # framing intact up to the cut: the first two survive
-        assert "record 2" in str(info.value) and len(good) == 2
-    else:  # TF's inflater reads ahead in blocks and fails at the first record
-        assert len(good) <= 2
+    # The records before the cut survive; for GZIP/ZLIB (where TensorFlow's inflater
+    # fails early, reading ahead in blocks) they are salvaged through Python's zlib.
+    assert [r["site"] for r in good] == [1, 2]
+    assert reader.bad == 1 and reader.count == 2
+    if compression == "none":
+        assert "record 2" in str(info.value)
 
 
 def test_corrupt_record_payload(tmp_path: Path) -> None:

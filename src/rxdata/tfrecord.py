@@ -46,11 +46,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import itertools
 import math
 import os
 import struct
+import tempfile
 import uuid
 import warnings
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -651,8 +654,9 @@ class RecordReader(Iterator[dict[str, Any]]):
         compression: The detected (or given) compression.
         count: Examples yielded so far.
         bad: Bad records skipped so far (``on_error="skip"`` or ``"warn"``). A corrupt or
-            truncated record ends the file (TFRecord framing cannot be resynchronised),
-            so it counts as one bad record and the rest of the file is not read.
+            truncated record ends the file (TFRecord framing cannot be resynchronised)
+            and counts as one bad record; in a GZIP/ZLIB shard the intact records before
+            the damage are still read (salvaged through Python's ``zlib``).
         errors: One message per bad record.
     """
 
@@ -678,6 +682,7 @@ class RecordReader(Iterator[dict[str, Any]]):
         self.bad = 0
         self.errors: list[str] = []
         self._index = 0
+        self._salvaging = False
         self._records: Iterator[Any] | None = iter(
             tf.data.TFRecordDataset(path, compression_type=_TF_COMPRESSION[self.compression])
         )
@@ -703,12 +708,16 @@ class RecordReader(Iterator[dict[str, Any]]):
                 break
             except tf.errors.DataLossError as err:
                 self._records = None
+                if self._salvaging:
+                    break  # the damage already counted
                 detail = str(err.message).split(" [Op:")[0].split("}} ")[-1]
                 self._fail(
                     f"{self.path}: record {index}: corrupt or truncated shard "
                     f"({self.compression} compression; {detail})"
                 )
-                break
+                if self.compression != "none":
+                    self._records = self._salvage(index)
+                continue
             self._index += 1
             try:
                 record = decode_example(serialized, decode=self.decode)
@@ -718,6 +727,43 @@ class RecordReader(Iterator[dict[str, Any]]):
             self.count += 1
             return record
         raise StopIteration
+
+    def _salvage(self, index: int) -> Iterator[Any] | None:
+        """Records ``index``... of a damaged compressed shard that are still intact.
+
+        TensorFlow inflates ahead in blocks, so a damaged GZIP/ZLIB stream fails before
+        its last intact records. Python's ``zlib`` inflates up to the damage; the result
+        goes to an uncompressed temporary file that TensorFlow reads (checking every
+        record's CRC) from record ``index`` on.
+        """
+        self._salvaging = True
+        inflater = zlib.decompressobj(31 if self.compression == "gzip" else 15)
+        fd, tmp = tempfile.mkstemp(suffix=".tfrecord", prefix="rxdata-salvage-")
+        opener = tf.io.gfile.GFile if _io.is_remote(self.path) else open
+        try:
+            with os.fdopen(fd, "wb") as out, opener(self.path, "rb") as source:
+                while chunk := source.read(1 << 20):
+                    try:
+                        out.write(inflater.decompress(chunk))
+                    except zlib.error:
+                        break
+                with contextlib.suppress(zlib.error):
+                    out.write(inflater.flush())
+            records = iter(tf.data.TFRecordDataset(tmp))
+            salvaged = []
+            try:
+                for position, record in enumerate(records):
+                    if position >= index:
+                        salvaged.append(record)
+                        break  # the file is open now; the rest streams from it
+            except tf.errors.DataLossError:
+                return None
+            if not salvaged:
+                return None
+            return itertools.chain(salvaged, records)
+        finally:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)  # TensorFlow keeps its open handle (POSIX)
 
 
 def read_tfrecord(
