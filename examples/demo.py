@@ -60,10 +60,18 @@ def _convert_script() -> str:
     return found
 
 
-def evaluate(model_path: str, files: Sequence[str], experiments: Sequence[str], normalizer: Any):
-    """Site and well accuracy of a saved model on the treatment wells of ``experiments``."""
+def evaluate(
+    model_path: str,
+    files: Sequence[str],
+    experiments: Sequence[str],
+    normalizer: Any,
+    metadata: Any,
+) -> tuple[float, float, int, int]:
+    """Site and well accuracy of a saved model on the treatment wells of ``experiments``.
+
+    Labels are looked up by ``id_code`` in the metadata, never by position.
+    """
     import keras
-    import numpy as np
 
     from rxdata.pipeline import PipelineOptions, make_dataset, predict
     from rxdata.submission import average_sites
@@ -75,16 +83,17 @@ def evaluate(model_path: str, files: Sequence[str], experiments: Sequence[str], 
         training=False,
         options=PipelineOptions(),
         normalizer=normalizer,
-        include_controls=False,
+        label=None,
+        well_types=["treatment"],
         experiments=list(experiments),
     )
-    labels = np.concatenate([y.numpy() for _, y, _ in ds])
     ids, probs = predict(model, ds)
-    site_acc = float((probs.argmax(axis=1) == labels).mean())
+    labelled = metadata[metadata["sirna_id"].notna()]
+    truth = labelled.drop_duplicates("id_code").set_index("id_code")["sirna_id"].astype(int)
+    site_acc = float((probs.argmax(axis=1) == truth.loc[ids["id_code"]].to_numpy()).mean())
     wells = average_sites(probs, id_codes=ids["id_code"])
-    truth = ids.assign(label=labels).drop_duplicates("id_code").set_index("id_code")["label"]
     well_acc = float((wells.to_numpy().argmax(axis=1) == truth.loc[wells.index].to_numpy()).mean())
-    return site_acc, well_acc, len(labels), len(wells)
+    return site_acc, well_acc, len(ids), len(wells)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,9 +119,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     clock = _Clock()
     out = Path(args.out)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    marker = out / ".rxdata-demo"
+    if out.exists() and any(out.iterdir()):
+        if not marker.exists():
+            print(f"error: {out} exists and is not a demo output; choose another --out",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        shutil.rmtree(out)  # a previous demo run: start afresh
+    out.mkdir(parents=True, exist_ok=True)
+    marker.touch()
     data, records_dir = out / "data", out / "records"
 
     # 1. data ---------------------------------------------------------------------------
@@ -196,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for mode, label in (("global", "global statistics"), ("controls", "per-plate controls")):
         site_acc, well_acc, n_sites, n_wells = evaluate(
-            results[mode].final_model, held_files, HELD_OUT, normalizers[mode][0]
+            results[mode].final_model, held_files, HELD_OUT, normalizers[mode][0], metadata
         )
         train_acc = results[mode].history["accuracy"][-1]
         rows.append((label, train_acc, site_acc, well_acc, n_sites, n_wells))

@@ -665,6 +665,14 @@ def test_accelerator_normalization_trains_and_predicts(
     assert len(written) == 2 * 4  # 2 plates x 4 treatment wells of the test experiment
 
 
+def test_demo_refuses_to_wipe_a_folder_it_did_not_write(tmp_path: Path) -> None:
+    import demo
+
+    (tmp_path / "thesis.tex").write_text("precious")
+    assert demo.main(["--out", str(tmp_path)]) == 2
+    assert (tmp_path / "thesis.tex").read_text() == "precious"
+
+
 @pytest.mark.slow
 def test_demo_runs_end_to_end_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The demo's plumbing (generate, rxdata-convert CLI, 2 trainings, evaluation, submission,
@@ -680,6 +688,7 @@ def test_demo_runs_end_to_end_small(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "per-plate controls" in printed and "global statistics" in printed
     for name in ("submission.csv", "site.png", "run-global/history.csv", "run-controls/best.keras"):
         assert (out / name).is_file(), name
+    assert (out / ".rxdata-demo").exists()  # a re-run may replace this folder
 
 
 # ------------------------------------------------------------------- parser properties
