@@ -383,3 +383,24 @@ def test_real_site_round_trips_in_both_encodings(real_root: Path, tmp_path: Path
         parsed["image"], encoding="png", height=512, width=512, channels=6
     )
     np.testing.assert_array_equal(pixels.numpy(), expected)
+
+
+def test_encodes_rows_of_the_metadata_table(tiny_kaggle: Path) -> None:
+    from rxdata.metadata import read_metadata
+
+    meta = read_metadata(tiny_kaggle)
+    # one row of each kind: train treatment, controls, unlabelled test treatment
+    picks = meta.groupby(["dataset", "well_type"], observed=True).head(1)
+    assert meta["sirna_id"].isna().any() and len(picks) >= 4
+    image = np.zeros((2, 2, 6), np.uint8)
+    for _, row in picks.iterrows():
+        for site in (row, row.to_dict()):  # a pandas Series or a plain dict
+            record = tfrecord.decode_example(tfrecord.encode_example(site, image=image))
+            for key in ("id_code", "dataset", "experiment", "cell_type", "well", "well_type"):
+                assert record[key] == str(row[key]), key
+            assert (record["plate"], record["site"]) == (row["plate"], row["site"])
+            if pd.isna(row["sirna_id"]):
+                assert record["sirna_id"] is None
+            else:
+                assert record["sirna_id"] == int(row["sirna_id"])
+            assert record["sirna"] == (None if pd.isna(row["sirna"]) else str(row["sirna"]))
