@@ -188,6 +188,20 @@ def test_reads_rxrx1_utils_records(tmp_path: Path) -> None:
     assert parsed["sirna_id"].numpy().tolist() == [7, -1]
 
 
+def test_rxrx1_utils_channel_subsets_are_inferred(tmp_path: Path) -> None:
+    image = np.random.default_rng(3).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    path = str(tmp_path / "rgb.tfrecord")
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        writer.write(rxrx1_utils_example(image, 5, "treatment"))
+    record = next(tfrecord.read_tfrecord(path))
+    assert record["channels"] == 3
+    np.testing.assert_array_equal(record["image"], image)
+    bad = tf.train.Example.FromString(rxrx1_utils_example(image, 5, "treatment"))
+    bad.features.feature["image"].bytes_list.value[0] = b"x" * 7
+    with pytest.raises(RecordError, match="7 bytes has no height/width"):
+        tfrecord.decode_example(bad.SerializeToString())
+
+
 def test_rxdata_raw_records_satisfy_rxrx1_utils_parser() -> None:
     # rxrx1-utils' parse_example asked for these keys and types (sirna required).
     spec = {

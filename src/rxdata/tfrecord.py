@@ -108,8 +108,9 @@ __all__ = [
 # | encoding      | bytes | rxdata                    | "raw" or "png"; absent means "raw"     |
 # | height        | int64 | rxdata                    | image rows H                           |
 # | width         | int64 | rxdata                    | image columns W                        |
-# | channels      | int64 | rxdata                    | channel count C; absent: 6, square     |
-# |               |       |                           | image (H = W = sqrt(len / 6))          |
+# | channels      | int64 | rxdata                    | channel count C; absent: a square      |
+# |               |       |                           | image of 6 channels (or of the first of|
+# |               |       |                           | 3, 4, 5, 2, 1 that makes one square)   |
 # | id_code       | bytes | rxdata                    | Kaggle well id "HEPG2-01_1_B03";       |
 # |               |       |                           | absent: "{experiment}_{plate}_{well}"  |
 # | dataset       | bytes | rxdata, when known        | "train" or "test"                      |
@@ -589,17 +590,20 @@ def decode_example(serialized: bytes, *, decode: bool = True) -> dict[str, Any]:
         if len(image_values) != 1:
             raise RecordError(f"raw 'image' has {len(image_values)} values, expected one")
         nbytes = len(image_values[0])
-        if channels is None:
-            channels = DEFAULT_CHANNEL_COUNT
-        if height is None or width is None:
-            side = math.isqrt(nbytes // channels) if nbytes % channels == 0 else -1
-            if side * side * channels != nbytes:
+        if height is None or width is None:  # rxrx1-utils: square sites, 6 channels
+            counts = [channels] if channels is not None else _CHANNEL_GUESSES
+            fits = [(_square_side(nbytes, c), c) for c in counts if _square_side(nbytes, c)]
+            shape = fits[0] if fits else None
+            if shape is None:
                 raise RecordError(
-                    f"raw 'image' of {nbytes} bytes without height/width is not a square "
-                    f"image of {channels} channels"
+                    f"raw 'image' of {nbytes} bytes has no height/width and is not a square "
+                    f"image of {' or '.join(str(c) for c in counts)} channels"
                 )
+            side, channels = shape
             height = height or side
             width = width or side
+        if channels is None:
+            channels = DEFAULT_CHANNEL_COUNT
         if height * width * channels != nbytes:
             raise RecordError(
                 f"raw 'image' has {nbytes} bytes, expected {height}x{width}x{channels} = "
@@ -621,6 +625,19 @@ def decode_example(serialized: bytes, *, decode: bool = True) -> dict[str, Any]:
     else:
         record[IMAGE] = _decode_pngs(image_values, height, width)
     return record
+
+
+# Channel counts tried, in order, for raw records without a shape (rxrx1-utils wrote all
+# six channels by default; a channel subset is found when its square side is whole).
+_CHANNEL_GUESSES = [DEFAULT_CHANNEL_COUNT, 3, 4, 5, 2, 1]
+
+
+def _square_side(nbytes: int, channels: int) -> int:
+    """The side of a square ``channels``-channel image of ``nbytes`` bytes, or 0."""
+    if nbytes % channels:
+        return 0
+    side = math.isqrt(nbytes // channels)
+    return side if side * side * channels == nbytes else 0
 
 
 def _decode_pngs(pngs: Sequence[bytes], height: int, width: int) -> np.ndarray:
