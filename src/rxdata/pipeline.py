@@ -168,7 +168,10 @@ class PipelineOptions:
         repeat: Repeat the (reshuffled) data forever in training.
         deterministic: Force a deterministic element order; ``None`` means only when not
             training.
-        seed: Seed of file-order and record shuffles (``None``: nondeterministic).
+        seed: Seed of file-order and record shuffles (``None``: nondeterministic). A
+            reproducible training order also needs ``deterministic=True`` (parallel
+            reads otherwise let faster shards run ahead); augmentation draws are not
+            seeded.
         jit: Compile the per-batch normalization arithmetic with XLA (one fused pass over
             the pixels instead of three; the same values).
     """
