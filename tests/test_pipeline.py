@@ -192,6 +192,22 @@ def test_training_shuffles_drops_unlabelled_and_has_static_shapes(
     assert list(flat) != [i for i in eval_order if i in set(flat)]  # shuffled
 
 
+def test_seed_with_deterministic_reproduces_the_training_order(
+    shards: tuple[str, list[dict]],
+) -> None:
+    opts = PipelineOptions(dtype="uint8", seed=5, deterministic=True)
+
+    def order() -> list[int]:
+        ds = make_dataset(shards[0], batch_size=3, options=opts)
+        return np.concatenate([index_of(x.numpy()) for x, _y in ds]).tolist()
+
+    first = order()
+    assert order() == first
+    other = PipelineOptions(dtype="uint8", seed=6, deterministic=True)
+    ds = make_dataset(shards[0], batch_size=3, options=other)
+    assert np.concatenate([index_of(x.numpy()) for x, _y in ds]).tolist() != first
+
+
 def test_repeat_gives_endless_reshuffled_epochs(shards: tuple[str, list[dict]]) -> None:
     opts = PipelineOptions(dtype="uint8", repeat=True)
     ds = make_dataset(shards[0], batch_size=8, options=opts)
