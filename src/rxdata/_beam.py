@@ -13,8 +13,8 @@ manifest and the skipped-sites report with ``rxdata.convert._finalize``.
 ``apache_beam`` is imported only when a Beam run starts. On a distributed runner (Dataflow,
 Flink, Spark) the images and the output must be on storage every worker reaches
 (``gs://...``), and the workers need rxdata installed (``--beam-option
-setup_file=./setup.py`` or ``--beam-option sdk_container_image=...``); see
-``docs/convert.md``.
+extra_package=dist/rxdata-....whl`` or ``--beam-option sdk_container_image=...``); see
+the worked Dataflow example in ``docs/convert.md``.
 """
 
 from __future__ import annotations
