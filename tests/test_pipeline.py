@@ -134,6 +134,8 @@ def test_eval_mode_is_complete_deterministic_and_aligned(shards: tuple[str, list
         np.testing.assert_array_equal(image, site_image(int(row["index"])))
 
 
+@pytest.mark.filterwarnings("ignore:Your input ran out of data")
+@pytest.mark.filterwarnings("ignore:`shuffle=True` was passed")
 def test_eval_tuple_carries_ids_and_keras_predict_uses_only_x(
     shards: tuple[str, list[dict]],
 ) -> None:
@@ -356,6 +358,8 @@ def test_xla_compiled_normalization_is_bit_identical(
     np.testing.assert_array_equal(fused["image"], plain["image"])
 
 
+@pytest.mark.filterwarnings("ignore:Your input ran out of data")
+@pytest.mark.filterwarnings("ignore:`shuffle=True` was passed")
 def test_accelerator_tuple_output_feeds_a_keras_model(shards: tuple[str, list[dict]]) -> None:
     import keras
 
