@@ -27,7 +27,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -97,13 +97,14 @@ def wells_to_labels(
             f"{len(missing)} test well(s) have no predicted site, e.g. {missing[0]}: are all "
             "test shards in --data?"
         )
-    treatments = wells.loc[test_wells].iloc[:, :NUM_TREATMENTS]
+    treatments: pd.DataFrame = wells.loc[test_wells].iloc[:, :NUM_TREATMENTS]
     if not plate_assignment:
         return treatments
     from rxdata.plates import assign_plates, plate_groups
 
     groups = plate_groups(metadata[metadata["dataset"] == "train"])
-    return assign_plates(treatments, groups)
+    labels: pd.Series = assign_plates(treatments, groups)
+    return labels
 
 
 def predict(
@@ -115,7 +116,7 @@ def predict(
     normalizer_path: str | None = None,
     plate_assignment: bool = False,
     batch_size: int = 64,
-    label_style: str = "int",
+    label_style: Literal["auto", "int", "sirna_N"] = "auto",
     log: Any = print,
 ) -> pd.DataFrame:
     """Predict ``data`` with ``model_path`` and write the submission CSV ``out``."""
@@ -162,7 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalizer", default=None, help="default: normalizer.json beside --model")
     p.add_argument("--plate-assignment", action="store_true", help="use the plate design")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--labels", choices=("int", "sirna_N"), default="int")
+    p.add_argument(
+        "--labels",
+        choices=("auto", "int", "sirna_N"),
+        default="auto",
+        help="label style: auto follows the metadata (sirna_N for the re-release), int: 513",
+    )
     return p
 
 

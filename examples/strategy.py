@@ -150,7 +150,7 @@ def parse_tf_config(text: str | None) -> Cluster:
             f"TF_CONFIG task index {task_index} is out of range for job {task_type!r} "
             f"with {len(cluster[task_type])} address(es)"
         )
-    return Cluster(workers=tuple(workers), task_type=task_type, task_index=task_index)
+    return Cluster(workers=tuple(workers), task_type=str(task_type), task_index=task_index)
 
 
 def _find_tpu(tpu: str | None, env: Mapping[str, str], dev_dir: Path) -> str:
@@ -243,7 +243,7 @@ def plan_strategy(
             "and CUDA_VISIBLE_DEVICES; use --target cpu to train without one"
         )
     if target == "gpu":
-        notes = ()
+        notes: tuple[str, ...] = ()
         if len(gpus) > 1:
             notes = (f"{len(gpus)} GPUs visible, using only the first; use --target multi-gpu",)
         return StrategyPlan(

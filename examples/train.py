@@ -166,7 +166,9 @@ def load_normalizer(config: TrainConfig) -> Any:
     if config.pixel_stats:
         metadata = read_metadata(config.metadata) if config.metadata else None
         return Normalizer.from_pixel_stats(
-            read_pixel_stats(config.pixel_stats), metadata, mode=config.normalization
+            read_pixel_stats(config.pixel_stats),
+            metadata,
+            mode=config.normalization,  # type: ignore[arg-type]  # checked in TrainConfig
         )
     return Normalizer.global_()
 
@@ -416,7 +418,7 @@ class _ResumeLog:
     def make(plan: StrategyPlan, log: Any) -> Any:
         import keras
 
-        class ResumeLog(keras.callbacks.Callback):
+        class ResumeLog(keras.callbacks.Callback):  # type: ignore[misc]
             initial_epoch = 0
 
             def on_train_begin(self, logs: Any = None) -> None:
