@@ -79,6 +79,7 @@ class TrainConfig:
     metadata: str | None = None  # data root / CSVs (with pixel_stats, for control wells)
     normalization: str = "controls"  # Normalizer mode used with pixel_stats
     normalize_on: str = "cpu"  # "cpu" (in tf.data) or "accelerator" (a Keras layer)
+    augment: bool = False  # random flips and 90-degree rotations; the seed trained without
     val_data: str | None = None  # explicit validation shards; None: hold out experiments
     val_experiments: tuple[str, ...] = ()  # explicit held-out experiments
     val_per_cell_type: int = 1  # held-out experiments per cell type when none are named
@@ -259,6 +260,7 @@ def pipeline_options(
         normalize_on=config.normalize_on,  # type: ignore[arg-type]
         resize_to=None if config.image_size in (None, stored_size) else config.image_size,
         repeat=training,
+        dihedral=config.augment and training,
         drop_remainder=True if training or fixed else None,
         seed=config.seed,
     )
@@ -635,6 +637,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --pixel-stats: global, experiment, plate, controls or image",
     )
     p.add_argument("--normalize-on", choices=("cpu", "accelerator"), default=d.normalize_on)
+    p.add_argument(
+        "--augment",
+        action="store_true",
+        help="random flips and 90-degree rotations of training sites (cells have no orientation)",
+    )
     p.add_argument("--val-data", default=None, help="TFRecord glob of validation shards")
     p.add_argument("--val-experiments", default="", help="comma-separated experiments to hold out")
     p.add_argument("--val-per-cell-type", type=int, default=d.val_per_cell_type)
@@ -665,6 +672,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         metadata=args.metadata,
         normalization=args.normalization,
         normalize_on=args.normalize_on,
+        augment=args.augment,
         val_data=args.val_data,
         val_experiments=tuple(e for e in args.val_experiments.split(",") if e),
         val_per_cell_type=args.val_per_cell_type,

@@ -645,6 +645,7 @@ def test_accelerator_normalization_trains_and_predicts(
         epochs=1,
         steps_per_epoch=2,
         normalize_on="accelerator",
+        augment=True,
         pixel_stats=str(records["pixel_stats"]),
         metadata=str(records["data"]),
         verbose=0,
@@ -775,3 +776,34 @@ def test_predict_cli_without_normalizer_fails_clearly(
     )  # fmt: skip
     assert code == 1
     assert "normalizer.json not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("precision", "dtype"),
+    [("float32", "float32"), ("mixed_float16", "float16"), ("mixed_bfloat16", "bfloat16")],
+)
+def test_pipeline_options_follow_precision_and_phase(precision: str, dtype: str) -> None:
+    import train
+
+    config = train.TrainConfig(data="x", out="y", augment=True, image_size=256)
+    fit = train.pipeline_options(
+        config, training=True, precision=precision, stored_size=512, fixed=True
+    )
+    assert (fit.dtype, fit.dihedral, fit.repeat, fit.drop_remainder) == (dtype, True, True, True)
+    assert fit.resize_to == 256
+    evaluation = train.pipeline_options(
+        config, training=False, precision=precision, stored_size=512, fixed=False
+    )
+    assert (evaluation.dihedral, evaluation.repeat, evaluation.drop_remainder) == (
+        False,
+        False,
+        None,  # every held-out site, the last partial batch included
+    )
+    same_size = train.pipeline_options(
+        train.TrainConfig(data="x", out="y"),
+        training=True,
+        precision=precision,
+        stored_size=512,
+        fixed=True,
+    )
+    assert same_size.resize_to is None
