@@ -389,6 +389,32 @@ def _tensorboard_available() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
+def _repair_backup(backup_dir: str, log: Any) -> None:
+    """Fall back to the previous backup when the last one was cut off mid-write.
+
+    ``BackupAndRestore(double_checkpoint=True)`` keeps the previous weights and training
+    state as ``*.bkp`` and falls back to them itself when the weights cannot be read; a
+    kill while the small JSON state is written leaves invalid JSON, which Keras does not
+    handle, so it is handled here.
+    """
+    state = _io.join(backup_dir, "training_metadata.json")
+    if not _io.exists(state):
+        return
+    try:
+        json.loads(_io.read_bytes(state))
+        return
+    except ValueError:
+        pass
+    weights = _io.join(backup_dir, "latest.weights.h5")
+    if _io.exists(state + ".bkp") and _io.exists(weights + ".bkp"):
+        _io.write_bytes_atomic(state, _io.read_bytes(state + ".bkp"))
+        _io.write_bytes_atomic(weights, _io.read_bytes(weights + ".bkp"))
+        log("warning: the last backup was cut off mid-write; resuming from the one before")
+    else:
+        _io.remove(state)
+        log("warning: the only backup was cut off mid-write; starting from scratch")
+
+
 def _best_in_history(history_csv: str) -> float | None:
     """The best ``val_accuracy`` logged so far (``None`` without a history)."""
     import io
@@ -522,12 +548,17 @@ def train(config: TrainConfig, *, log: Any = print) -> TrainResult:
 
     history_csv = _worker_dir(out, plan, "history.csv")
     backup_dir = _worker_dir(out, plan, "backup")
+    _repair_backup(backup_dir, log)
     resuming = _io.exists(_io.join(backup_dir, "training_metadata.json"))
     best_so_far = _best_in_history(history_csv) if resuming else None
     resume = _ResumeLog.make(plan, log)
     callbacks = [
         keras.callbacks.BackupAndRestore(
-            backup_dir, save_freq=config.backup_every or "epoch", delete_checkpoint=True
+            backup_dir,
+            save_freq=config.backup_every or "epoch",
+            # keep the previous backup too: a kill during a write leaves one intact
+            double_checkpoint=True,
+            delete_checkpoint=True,
         ),
         resume,
         keras.callbacks.ModelCheckpoint(

@@ -807,3 +807,26 @@ def test_pipeline_options_follow_precision_and_phase(precision: str, dtype: str)
         fixed=True,
     )
     assert same_size.resize_to is None
+
+
+def test_backup_cut_off_mid_write_falls_back_to_the_previous_one(tmp_path: Path) -> None:
+    import train
+
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    (backup / "training_metadata.json").write_text('{"epoch": 3, "ba')  # killed mid-write
+    (backup / "latest.weights.h5").write_bytes(b"new")
+    (backup / "training_metadata.json.bkp").write_text('{"epoch": 2, "batch": 0}')
+    (backup / "latest.weights.h5.bkp").write_bytes(b"old")
+    logged: list[str] = []
+    train._repair_backup(str(backup), logged.append)
+    assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == 2
+    assert (backup / "latest.weights.h5").read_bytes() == b"old"
+    assert "the one before" in logged[0]
+
+    (backup / "training_metadata.json").write_text("{")
+    for name in ("training_metadata.json.bkp", "latest.weights.h5.bkp"):
+        (backup / name).unlink()
+    train._repair_backup(str(backup), logged.append)
+    assert not (backup / "training_metadata.json").exists()
+    assert "from scratch" in logged[1]
