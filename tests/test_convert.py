@@ -743,39 +743,3 @@ def test_full_disk_is_reported_and_resumable(kaggle_root, tmp_path, monkeypatch)
     monkeypatch.setattr(rxdata.tfrecord, "write_shard", real)
     assert convert(kaggle_root, out, workers=1, sites_per_shard=3).n_reused == 2
     assert shard_bytes(out) == shard_bytes(reference)
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    features=st.dictionaries(
-        st.text(max_size=12),
-        st.one_of(
-            st.lists(st.binary(max_size=300), max_size=3),
-            st.lists(st.integers(-(2**63), 2**63 - 1), max_size=3),
-            st.lists(st.floats(width=32, allow_nan=False), max_size=3),
-        ),
-        max_size=8,
-    )
-)
-def test_canonical_bytes_do_not_depend_on_insertion_order(features) -> None:
-    import tensorflow as tf
-
-    from rxdata.convert import _canonical
-
-    def feature(values):
-        if values and isinstance(values[0], bytes):
-            return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
-        if values and isinstance(values[0], int):
-            return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-        return tf.train.Feature(float_list=tf.train.FloatList(value=values))
-
-    def example(items):
-        feats = tf.train.Features(feature={k: feature(v) for k, v in items})
-        return tf.train.Example(features=feats)
-
-    forward = example(features.items())
-    backward = example(reversed(list(features.items())))
-    canonical = _canonical(forward.SerializeToString())
-    assert canonical == _canonical(backward.SerializeToString())
-    assert tf.train.Example.FromString(canonical) == forward  # the same message
-    assert _canonical(canonical) == canonical

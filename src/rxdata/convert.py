@@ -645,72 +645,7 @@ def _examples(
         else:
             example = encode_example(row, image=pixels, height=height, width=width)
         written.append(str(row["site_id"]))
-        yield _canonical(example)
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
-def _sorted_entries(example: bytes) -> bytes | None:
-    """The example with its feature-map entries sorted by key, by slicing the wire format.
-
-    An ``Example`` is one length-delimited ``features`` field (tag 0x0A) holding repeated
-    map entries (tag 0x0A), each starting with its key (tag 0x0A). Reordering whole
-    entries is a valid serialization of the same message, and costs one copy instead of a
-    parse and a re-serialization. Returns None for anything else (the caller then
-    re-serializes through protobuf, deterministically).
-    """
-    if not example or example[0] != 0x0A:
-        return None
-    size, start = _varint(example, 1)
-    if start + size != len(example):
-        return None
-    entries: list[tuple[bytes, memoryview]] = []
-    pos = start
-    view = memoryview(example)
-    while pos < len(example):
-        if example[pos] != 0x0A:
-            return None
-        length, body = _varint(example, pos + 1)
-        end = body + length
-        if end > len(example) or body >= end or example[body] != 0x0A:
-            return None
-        key_len, key_start = _varint(example, body + 1)
-        entries.append((bytes(view[key_start : key_start + key_len]), view[pos:end]))
-        pos = end
-    keys = [e[0] for e in entries]
-    if keys == sorted(keys):
-        return example  # already in order: no copy
-    entries.sort(key=lambda e: e[0])
-    return b"".join([example[:start], *(e[1] for e in entries)])
-
-
-def _canonical(example: bytes) -> bytes:
-    """The example's bytes with its feature map in key order.
-
-    Protobuf's default map order differs between processes; a resumed or distributed run
-    must write the same bytes as an uninterrupted local one, so the entries are put in
-    the order of their keys' bytes.
-    """
-    try:
-        canonical = _sorted_entries(example)
-    except (IndexError, ValueError):
-        canonical = None
-    if canonical is not None:
-        return canonical
-    import tensorflow as tf
-
-    return bytes(tf.train.Example.FromString(example).SerializeToString(deterministic=True))
+        yield example
 
 
 def _progress_path(output_dir: str, shard_path: str) -> str:

@@ -343,7 +343,10 @@ def encode_example(
         feature[SIRNA_ID] = _int_feature(sirna_id)
         feature[SIRNA] = _int_feature(sirna_id)
     example = tf.train.Example(features=tf.train.Features(feature=feature))
-    return bytes(example.SerializeToString())
+    # Protobuf's default map order varies between processes. Deterministic serialization
+    # (same cost) makes a site's bytes a pure function of its content, so a resumed,
+    # parallel or Beam conversion writes byte-identical shards to an uninterrupted one.
+    return bytes(example.SerializeToString(deterministic=True))
 
 
 # ---------------------------------------------------------------------------------------
