@@ -180,7 +180,8 @@ def throughput_charts(bench_dir: Path, out: Path) -> list[Path]:
             ax.set_yticks(range(len(names)), names, fontsize=8)
             ax.invert_yaxis()
             ax.set_xlim(0, values.max() * 1.45)
-            ax.set_title(set_name or data.get("title", source.stem), fontsize=9, loc="left")
+            if set_name:
+                ax.set_title(set_name, fontsize=9, loc="left")
         axes[-1, 0].set_xlabel(data.get("unit", ""))
         fig.suptitle(data.get("title", source.stem), fontsize=11)
         fig.tight_layout()
