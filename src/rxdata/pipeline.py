@@ -174,6 +174,15 @@ class PipelineOptions:
             seeded.
         jit: Compile the per-batch normalization arithmetic with XLA (one fused pass over
             the pixels instead of three; the same values).
+
+    Example:
+        >>> opts = PipelineOptions(channels=(1, 2, 3), dtype="bfloat16", dihedral=True)
+        >>> opts.channels, opts.dtype, opts.drop_remainder
+        ((1, 2, 3), 'bfloat16', None)
+        >>> PipelineOptions(channels=(0, 7))
+        Traceback (most recent call last):
+        ...
+        rxdata.errors.OptionsError: ...
     """
 
     channels: tuple[int, ...] | None = None  # all stored channels: the model decides

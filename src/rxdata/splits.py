@@ -375,6 +375,14 @@ class SplitReport:
             part (e.g. U2OS in some of 6 folds of the 33 training experiments).
         absent_groups: groups of the split with no row in the metadata.
         unassigned_rows: rows of the metadata in no part.
+
+    Example:
+        >>> import pandas as pd
+        >>> meta = pd.DataFrame({"experiment": ["RPE-01", "RPE-02", "U2OS-01"],
+        ...                      "cell_type": ["RPE", "RPE", "U2OS"]})
+        >>> report = Split({"train": {"RPE-01", "U2OS-01"}, "val": {"RPE-02"}}).report(meta)
+        >>> report.experiment_disjoint, dict(report.missing_cell_types), report.unassigned_rows
+        (True, {'val': ('U2OS',)}, 0)
     """
 
     counts: pd.DataFrame
@@ -835,6 +843,21 @@ def read_split(path: str | os.PathLike[str]) -> Split:
         FileNotFoundError: the file does not exist.
         SplitError: no ``part`` column, no other column, an empty value, or a group listed
             twice (the message names the CSV line).
+
+    Example:
+        >>> import os, tempfile
+        >>> import pandas as pd
+        >>> path = os.path.join(tempfile.mkdtemp(), "team-split.csv")
+        >>> table = pd.DataFrame({"experiment": ["HUVEC-01", "HUVEC-02"], "part": ["train", "val"]})
+        >>> table.to_csv(path, index=False)
+        >>> split = read_split(path)
+        >>> split.part_of("HUVEC-02"), split.scheme
+        ('val', 'custom')
+        >>> pd.concat([table, table.tail(1)]).to_csv(path, index=False)
+        >>> read_split(path)
+        Traceback (most recent call last):
+        ...
+        rxdata.errors.SplitError: ...lines 3, 4: group ['HUVEC-02'] is listed more than once
     """
     path_s = os.fspath(path)
     text = _io.read_bytes(path_s).decode("utf-8")
