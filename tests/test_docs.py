@@ -2,11 +2,12 @@
 
 What this file checks:
 
-* Every runnable code block in ``docs/**/*.md`` and ``README.md`` runs. The blocks of one
-  page run in order in one shared namespace (like a notebook), in a fresh temporary working
-  directory. A block runs when its fence says ``python`` or ``py``; a block whose first
-  line starts with ``>>>`` (or a ``pycon`` block) runs as a doctest, so its printed output
-  is compared too. Blocks in other languages (``bash``, ``text``, ``yaml``) are not run.
+* Every runnable code block in ``docs/**/*.md``, ``examples/*.md`` and ``README.md`` runs.
+  The blocks of one page run in order in one shared namespace (like a notebook), in a fresh
+  temporary working directory. A block runs when its fence says ``python`` or ``py``; a
+  block whose first line starts with ``>>>`` (or a ``pycon`` block) runs as a doctest, so
+  its printed output is compared too. Blocks in other languages (``bash``, ``text``,
+  ``yaml``) are not run.
 * To show code that cannot run in the suite (it needs a GPU/TPU, ``gs://`` or the real
   data set), put an HTML comment on the line before its fence, naming the reason; the
   comment is invisible on the site::
@@ -123,7 +124,7 @@ def extract_blocks(text: str, source: str = "<markdown>") -> list[Block]:
 
 
 def _markdown_pages() -> list[Path]:
-    pages = sorted(DOCS.rglob("*.md"))
+    pages = [*sorted(DOCS.rglob("*.md")), *sorted((ROOT / "examples").glob("*.md"))]
     readme = ROOT / "README.md"
     return [*pages, readme] if readme.exists() else pages
 
