@@ -19,6 +19,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import rxdata  # noqa: E402  (after the path set-up so a source checkout works too)
 
+sys.path.insert(0, str(ROOT / "docs"))
+from griffe_rxdata import rewrite  # noqa: E402  (Sphinx roles -> code spans, as on the site)
+
 # Areas in reading order: (title, modules).
 AREAS = [
     ("Metadata and synthetic data", ["metadata", "synthetic"]),
@@ -46,7 +49,7 @@ def summary(obj: griffe.Object | griffe.Alias) -> str:
         text = obj.docstring.value if obj.docstring else ""
     except (griffe.AliasResolutionError, griffe.CyclicAliasError):
         text = ""
-    first = text.strip().split("\n\n")[0].replace("\n", " ").strip()
+    first = rewrite(text.strip().split("\n\n")[0]).replace("\n", " ").strip()
     return first.replace("|", "\\|") or "(undocumented)"
 
 
