@@ -24,7 +24,7 @@ test: $(STAMP) lint docs
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks docs
-	$(BIN)/ruff format --check src tests examples benchmarks docs
+	$(BIN)/ruff format --check src tests examples benchmarks docs README.md
 	$(BIN)/mypy
 
 format: $(STAMP)

@@ -35,7 +35,7 @@ import pandas as pd
 import tensorflow as tf
 from PIL import Image
 
-from rxdata.convert import convert
+from rxdata.conversion import convert
 from rxdata.images import channel_path
 from rxdata.metadata import read_metadata, scan_images
 from rxdata.synthetic import SyntheticOptions, generate
@@ -165,7 +165,7 @@ PEAK_CHILD = """
 import os, resource, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 import pandas as pd
-from rxdata.convert import convert
+from rxdata.conversion import convert
 md = pd.read_pickle(sys.argv[3])
 convert(sys.argv[1], sys.argv[2], metadata=md, encoding=sys.argv[4], workers=1,
         progress=False, scan=False, sites_per_shard=308)

@@ -42,7 +42,7 @@ import tensorflow as tf
 from PIL import Image
 
 from rxdata import tfrecord
-from rxdata.normalize import GLOBAL_PIXEL_STATS, Normalizer
+from rxdata.normalization import GLOBAL_PIXEL_STATS, Normalizer
 from rxdata.pipeline import PipelineOptions, make_dataset
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -69,9 +69,9 @@ def main() -> int:
     from models import build_model
     from strategy import make_strategy, plan_strategy
 
-    from rxdata.convert import convert
+    from rxdata.conversion import convert
     from rxdata.metadata import read_metadata
-    from rxdata.normalize import Normalizer
+    from rxdata.normalization import Normalizer
     from rxdata.pipeline import PipelineOptions, make_dataset
     from rxdata.stats import compute_pixel_stats
     from rxdata.synthetic import SyntheticOptions, generate

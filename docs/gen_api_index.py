@@ -26,8 +26,8 @@ from griffe_rxdata import rewrite  # noqa: E402  (Sphinx roles -> code spans, as
 AREAS = [
     ("Metadata and synthetic data", ["metadata", "synthetic"]),
     ("Images and colour", ["images", "color", "figures"]),
-    ("Statistics and normalization", ["stats", "normalize", "layers"]),
-    ("TFRecords, input pipeline and conversion", ["tfrecord", "pipeline", "convert"]),
+    ("Statistics and normalization", ["stats", "normalization", "layers"]),
+    ("TFRecords, input pipeline and conversion", ["tfrecord", "pipeline", "conversion"]),
     ("Splits, plates and submissions", ["splits", "plates", "submission"]),
     ("Errors", ["errors"]),
 ]

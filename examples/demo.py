@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     test_glob = str(records_dir / "by_experiment-42" / "test" / "*.tfrecord")
 
     # 3. statistics and normalizers ------------------------------------------------------
-    from rxdata.normalize import Normalizer
+    from rxdata.normalization import Normalizer
     from rxdata.stats import compute_pixel_stats
 
     clock.log("3/6 pixel statistics and normalizers (global vs per-plate negative controls)")

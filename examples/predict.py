@@ -123,7 +123,7 @@ def predict(
     import keras
 
     from rxdata.metadata import read_metadata
-    from rxdata.normalize import Normalizer
+    from rxdata.normalization import Normalizer
     from rxdata.submission import average_sites, write_submission
 
     files = sorted(_io.glob(data))

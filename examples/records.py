@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from rxdata import _io
-from rxdata.convert import MANIFEST_NAME, read_manifest
+from rxdata.conversion import MANIFEST_NAME, read_manifest
 from rxdata.errors import OptionsError
 from rxdata.metadata import parse_site_id
 

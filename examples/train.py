@@ -118,7 +118,7 @@ class TrainConfig:
             raise OptionsError("give --val-data or --val-experiments, not both")
         if self.normalizer and self.pixel_stats:
             raise OptionsError("give --normalizer (a saved JSON) or --pixel-stats, not both")
-        from rxdata.normalize import MODES
+        from rxdata.normalization import MODES
 
         if self.normalization not in MODES:
             raise OptionsError(f"normalization={self.normalization!r}: expected one of {MODES}")
@@ -160,7 +160,7 @@ def load_normalizer(config: TrainConfig) -> Any:
     """The run's ``rxdata.Normalizer``: a saved JSON, built from ``pixel_stats.csv``, or the
     published global RxRx1 statistics."""
     from rxdata.metadata import read_metadata, read_pixel_stats
-    from rxdata.normalize import Normalizer
+    from rxdata.normalization import Normalizer
 
     if config.normalizer:
         return Normalizer.load(config.normalizer)

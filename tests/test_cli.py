@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_conversion import SITE_ID, make_data, shard_bytes, site_png
 
 from rxdata.cli import (
     EXIT_ERROR,
@@ -22,8 +23,7 @@ from rxdata.cli import (
     convert_main,
     main,
 )
-from rxdata.convert import MANIFEST_NAME, REPORT_NAME, ConvertOptions
-from test_convert import SITE_ID, make_data, shard_bytes, site_png
+from rxdata.conversion import MANIFEST_NAME, REPORT_NAME, ConvertOptions
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,7 @@ def test_bad_input_exit_codes(tmp_path, capsys) -> None:
 SLOW_SITECUSTOMIZE = textwrap.dedent(
     """
     import time
-    import rxdata.convert as conv
+    import rxdata.conversion as conv
     _real = conv._load_site
     def _slow(ctx, row):
         time.sleep(0.15)

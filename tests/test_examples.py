@@ -186,7 +186,7 @@ TRAIN_FLAGS = ["--batch-size", "8", "--steps-per-epoch", "3", "--verbose", "0"]
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from rxdata.convert import convert
+    from rxdata.conversion import convert
     from rxdata.stats import compute_pixel_stats
     from rxdata.synthetic import SyntheticOptions, generate
 
@@ -501,7 +501,7 @@ def test_prediction_to_submission_alignment_with_shuffled_records(tmp_path: Path
     import predict
 
     from rxdata import tfrecord
-    from rxdata.normalize import ChannelStats, Normalizer
+    from rxdata.normalization import ChannelStats, Normalizer
 
     rng = np.random.default_rng(3)
     wells = [f"{r}{c:02d}" for r in "CDEFG" for c in range(3, 13)]  # 50 treatment wells

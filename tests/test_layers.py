@@ -11,7 +11,7 @@ import rxdata
 from rxdata import layers
 from rxdata.color import RGB_MAP
 from rxdata.errors import StatsError
-from rxdata.normalize import GLOBAL_PIXEL_STATS, Normalizer, standardize_image
+from rxdata.normalization import GLOBAL_PIXEL_STATS, Normalizer, standardize_image
 
 
 def plate_stats() -> pd.DataFrame:

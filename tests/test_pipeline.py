@@ -18,7 +18,7 @@ from PIL import Image
 
 from rxdata import tfrecord
 from rxdata.errors import OptionsError
-from rxdata.normalize import ChannelStats, Normalizer, normalize, standardize_image
+from rxdata.normalization import ChannelStats, Normalizer, normalize, standardize_image
 from rxdata.pipeline import NUM_CLASSES, PipelineOptions, make_dataset, predict, standardize
 
 H = W = 8

@@ -60,10 +60,10 @@ _EXPORTS: dict[str, str] = {
     "DEFAULT_CHANNELS": "color",
     "RGB_MAP": "color",
     # statistics and normalization
-    "ChannelStats": "normalize",
-    "GLOBAL_PIXEL_STATS": "normalize",
-    "Normalizer": "normalize",
-    "normalize": "normalize",
+    "ChannelStats": "normalization",
+    "GLOBAL_PIXEL_STATS": "normalization",
+    "Normalizer": "normalization",
+    "normalize": "normalization",
     "compute_pixel_stats": "stats",
     "aggregate_stats": "stats",
     # pictures
@@ -71,12 +71,12 @@ _EXPORTS: dict[str, str] = {
     "render_plate": "figures",
     # TFRecords, pipeline and conversion
     "read_tfrecord": "tfrecord",
-    "write_tfrecords": "convert",
+    "write_tfrecords": "conversion",
     "PipelineOptions": "pipeline",
     "make_dataset": "pipeline",
-    "ConvertOptions": "convert",
-    "convert": "convert",
-    "verify": "convert",
+    "ConvertOptions": "conversion",
+    "convert": "conversion",
+    "verify": "conversion",
     # splits, plates and submissions
     "Split": "splits",
     "SplitReport": "splits",

@@ -4,11 +4,11 @@ The pipeline is the local runner's work spread over Beam workers:
 ``Create(shard numbers) -> Reshuffle -> ParDo(write one shard) -> ToList -> finalize``.
 The shard tasks themselves (each site's metadata row) wait in a job file on the output
 storage, read once per worker, which keeps the job graph small.
-Each shard is written by ``rxdata.convert._write_shard_task``, the very function the
+Each shard is written by ``rxdata.conversion._write_shard_task``, the very function the
 local process pool calls, so a Beam run writes the same bytes as a local run, shard for
 shard, and leaves the same progress records: a failed or cancelled Beam job resumes like a
 local one (complete shards are kept after a checksum check). The last step writes the
-manifest and the skipped-sites report with ``rxdata.convert._finalize``.
+manifest and the skipped-sites report with ``rxdata.conversion._finalize``.
 
 ``apache_beam`` is imported only when a Beam run starts. On a distributed runner (Dataflow,
 Flink, Spark) the images and the output must be on storage every worker reaches
@@ -29,7 +29,7 @@ from rxdata import _io
 from rxdata.errors import ConvertError, OptionsError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from rxdata.convert import (
+    from rxdata.conversion import (
         ConvertOptions,
         ShardRecord,
         SkippedSite,
@@ -65,7 +65,7 @@ def pipeline_options(opts: ConvertOptions) -> Any:
 
 def job_path(output_dir: str) -> str:
     """Where the driver leaves the shard tasks for the workers (shared storage)."""
-    from rxdata.convert import PROGRESS_DIR
+    from rxdata.conversion import PROGRESS_DIR
 
     return _io.join(output_dir, PROGRESS_DIR, "beam-job.json")
 
@@ -93,7 +93,7 @@ _JOBS: dict[str, tuple[list[_Task], list[SkippedSite]]] = {}
 def _load_job(path: str) -> tuple[list[_Task], list[SkippedSite]]:
     """The job file's tasks, read once per worker process."""
     if path not in _JOBS:
-        from rxdata.convert import ShardSpec, SkippedSite, _Task
+        from rxdata.conversion import ShardSpec, SkippedSite, _Task
 
         body = json.loads(_io.read_bytes(path))
         tasks = []
@@ -118,7 +118,7 @@ class _WriteShard:
         self.ctx, self.job = ctx, job
 
     def __call__(self, i: int) -> ShardRecord:
-        from rxdata.convert import _write_shard_task
+        from rxdata.conversion import _write_shard_task
 
         tasks, _ = _load_job(self.job)
         return _write_shard_task(tasks[i], self.ctx)
@@ -131,7 +131,7 @@ class _Finalize:
         self.opts, self.shape, self.layout, self.job = opts, shape, layout, job
 
     def __call__(self, records: list[ShardRecord], output_dir: str) -> int:
-        from rxdata.convert import PROGRESS_DIR, _finalize
+        from rxdata.conversion import PROGRESS_DIR, _finalize
 
         tasks, orphans = _load_job(self.job)
         plan = [t.spec for t in tasks]
@@ -146,7 +146,7 @@ class _Finalize:
 
 def run_summary_path(output_dir: str) -> str:
     """Where the Beam pipeline's last step lists the shards it re-used."""
-    from rxdata.convert import PROGRESS_DIR
+    from rxdata.conversion import PROGRESS_DIR
 
     return _io.join(output_dir, PROGRESS_DIR, "beam-reused.json")
 

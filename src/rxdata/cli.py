@@ -264,7 +264,7 @@ def _add_verify_options(p: argparse.ArgumentParser) -> None:
 
 
 def _verify_handler(args: argparse.Namespace) -> int:
-    from rxdata.convert import verify
+    from rxdata.conversion import verify
 
     try:
         report = verify(args.output_dir, decode=args.decode, metadata=args.metadata)
@@ -293,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_convert_parser() -> argparse.ArgumentParser:
     """Build the ``rxdata-convert`` argument parser."""
-    from rxdata.convert import COMPRESSIONS, ENCODINGS, STRATEGIES, ConvertOptions
+    from rxdata.conversion import COMPRESSIONS, ENCODINGS, STRATEGIES, ConvertOptions
 
     d = ConvertOptions()
     parser = argparse.ArgumentParser(
@@ -443,7 +443,7 @@ def _setup_logging() -> None:
 
 
 def _convert_handler(args: argparse.Namespace) -> int:
-    from rxdata.convert import convert
+    from rxdata.conversion import convert
 
     parser: argparse.ArgumentParser = args.parser
     if args.verify and len(args.paths) == 1:
@@ -482,7 +482,7 @@ def _convert_handler(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.verify:
-        from rxdata.convert import find_metadata
+        from rxdata.conversion import find_metadata
 
         args.output_dir = output_dir
         if args.metadata is None:

@@ -1,4 +1,4 @@
-"""TensorFlow twins of :mod:`rxdata.color` and :mod:`rxdata.normalize`.
+"""TensorFlow twins of :mod:`rxdata.color` and :mod:`rxdata.normalization`.
 
 Contract: every function here performs the same arithmetic as its numpy twin and gives the
 same values (bit-identical for :func:`rgb` and the stored-statistics normalization; equal
@@ -8,9 +8,9 @@ batches ``(B, H, W, C)``.
 
 * :func:`rgb` colours sites by gathering the lookup tables of
   :func:`rxdata.color.rgb_tables` (exact rxrx1-utils values, ``uint8``).
-* :func:`stats_lookup` turns a :class:`~rxdata.normalize.Normalizer` into an in-graph
+* :func:`stats_lookup` turns a :class:`~rxdata.normalization.Normalizer` into an in-graph
   ``tf.lookup.StaticHashTable``: ``(experiment, plate) -> (mean, std)``, keyed by
-  :meth:`Normalizer.group_key <rxdata.normalize.Normalizer.group_key>` built in-graph.
+  :meth:`Normalizer.group_key <rxdata.normalization.Normalizer.group_key>` built in-graph.
 * :func:`normalize_fn` returns ``fn(image, experiment, plate) -> float32`` for a tf.data
   map (mode ``image`` computes each image's statistics in-graph).
 * :class:`Standardize` is a Keras layer computing ``(x - mean) / std`` from ``uint8``
@@ -19,7 +19,7 @@ batches ``(B, H, W, C)``.
 
 Example:
     >>> import numpy as np, tensorflow as tf
-    >>> from rxdata.normalize import Normalizer
+    >>> from rxdata.normalization import Normalizer
     >>> lookup = stats_lookup(Normalizer.global_(), channels=[1, 2])
     >>> mean, std = lookup(tf.constant("HEPG2-01"), tf.constant(1))
     >>> np.round(mean.numpy(), 3).tolist()
@@ -37,7 +37,7 @@ import tensorflow as tf
 
 from rxdata.color import DEFAULT_CHANNELS, RGB_MAP, RgbMap, rgb_tables
 from rxdata.errors import StatsError
-from rxdata.normalize import Normalizer
+from rxdata.normalization import Normalizer
 
 __all__ = ["Standardize", "normalize_fn", "rgb", "standardize_image", "stats_lookup"]
 
@@ -158,7 +158,7 @@ def stats_lookup(normalizer: Normalizer, channels: Sequence[int] | None = None) 
 
 
 def standardize_image(images: tf.Tensor) -> tf.Tensor:
-    """Twin of :func:`rxdata.normalize.standardize_image`, for ``(..., H, W, C)``.
+    """Twin of :func:`rxdata.normalization.standardize_image`, for ``(..., H, W, C)``.
 
     Per image and channel, ``(x - mean) / max(std, 1/sqrt(H*W))`` in ``float32``.
 

@@ -65,7 +65,7 @@ from rxdata.errors import OptionsError, RecordError
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from rxdata.normalize import Normalizer
+    from rxdata.normalization import Normalizer
     from rxdata.splits import Split
 
 __all__ = ["NUM_CLASSES", "PipelineOptions", "make_dataset", "predict", "standardize"]
@@ -695,7 +695,7 @@ def _stats_function(
             return tf.zeros([b, n], tf.float32), tf.fill([b, n], tf.constant(255.0))
 
         return unit
-    from rxdata.normalize import Normalizer
+    from rxdata.normalization import Normalizer
 
     if not isinstance(normalizer, Normalizer):
         raise OptionsError(f"normalizer must be an rxdata.Normalizer, got {normalizer!r}")

@@ -1,4 +1,4 @@
-"""Tests for rxdata.normalize: ChannelStats, normalize, Normalizer modes and persistence."""
+"""Tests for rxdata.normalization: ChannelStats, normalize, Normalizer modes and persistence."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import rxdata
 from rxdata.errors import OptionsError, StatsError
-from rxdata.normalize import GLOBAL_PIXEL_STATS, ChannelStats, Normalizer, standardize_image
+from rxdata.normalization import GLOBAL_PIXEL_STATS, ChannelStats, Normalizer, standardize_image
 
 finite = st.floats(-1e6, 1e6, allow_nan=False)
 positive = st.floats(1e-3, 1e6, allow_nan=False)

@@ -1,4 +1,4 @@
-"""Tests for rxdata.convert: plan, end-to-end conversion, resume, bad input, verify."""
+"""Tests for rxdata.conversion: plan, end-to-end conversion, resume, bad input, verify."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from rxdata.convert import (
+from rxdata.conversion import (
     MANIFEST_NAME,
     REPORT_NAME,
     ConvertOptions,
@@ -379,7 +379,7 @@ def test_rerun_is_a_checked_noop(kaggle_root, tmp_path) -> None:
 
 
 def test_resume_after_failure_is_byte_identical(own_root, tmp_path, monkeypatch) -> None:
-    import rxdata.convert as conv
+    import rxdata.conversion as conv
 
     reference = tmp_path / "reference"
     convert(own_root, reference, sites_per_shard=3, workers=1)
@@ -626,9 +626,14 @@ def test_real_images_with_incomplete_sites(real_root, tmp_path) -> None:
         assert np.array_equal(rec["image"][:, :, ch - 1], read_png(png))
 
 
-def test_rxdata_convert_is_callable_after_importing_the_module(kaggle_root, tmp_path) -> None:
+def test_rxdata_convert_is_the_function_after_importing_every_module(kaggle_root, tmp_path) -> None:
+    # Modules are nouns (conversion, normalization) so importing them can never shadow the
+    # public functions rxdata.convert and rxdata.normalize.
     import rxdata
-    import rxdata.convert  # binds the module on the package; calling it must still work
+    import rxdata.conversion
+    import rxdata.normalization
+
+    assert callable(rxdata.normalize) and not isinstance(rxdata.normalize, type(rxdata))
 
     result = rxdata.convert(kaggle_root, tmp_path / "o", datasets=("test",), workers=1)
     assert result.n_sites == 4
@@ -641,7 +646,7 @@ def test_progress_bar_and_log_lines(kaggle_root, tmp_path, capsys, caplog) -> No
     convert(kaggle_root, tmp_path / "a", datasets=("test",), workers=1, progress=True)
     bar = capsys.readouterr().err
     assert "rxdata-convert" in bar and "4/4" in bar and "site/s" in bar
-    with caplog.at_level(logging.INFO, logger="rxdata.convert"):
+    with caplog.at_level(logging.INFO, logger="rxdata.conversion"):
         convert(kaggle_root, tmp_path / "b", datasets=("test",), workers=1)  # not a terminal
     assert any("4/4 sites (100.0%)" in r.getMessage() for r in caplog.records)
     assert "site/s" not in capsys.readouterr().err

@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import types
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -610,19 +609,3 @@ def _frame_to_stats(
     if np.any(std <= 0):
         raise StatsError(f"{what}: a channel has std 0 (constant images); cannot normalize")
     return ChannelStats(part["mean"].to_numpy(dtype=np.float64), std, channels)
-
-
-class _CallableModule(types.ModuleType):
-    """This module, callable as :func:`normalize`.
-
-    The public function ``rxdata.normalize`` shares its name with this module. Once the
-    module is imported (``from rxdata.normalize import Normalizer``), Python binds the
-    *module* to ``rxdata.normalize``, hiding the function; making the module callable keeps
-    ``rxdata.normalize(image, stats)`` working either way.
-    """
-
-    def __call__(self, image: npt.ArrayLike, stats: ChannelStats) -> npt.NDArray[np.float32]:
-        return normalize(image, stats)
-
-
-sys.modules[__name__].__class__ = _CallableModule

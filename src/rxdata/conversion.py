@@ -42,7 +42,6 @@ import os
 import posixpath
 import sys
 import time
-import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -1485,19 +1484,3 @@ def verify(
                 f"{len(extra)} written site(s) are not in the metadata, e.g. {extra[:5]}"
             )
     return VerifyReport(out_dir, len(manifest["shards"]), n_sites, tuple(problems), decode)
-
-
-class _CallableModule(types.ModuleType):
-    """Lets ``rxdata.convert(...)`` work even when this module shadows the function.
-
-    ``rxdata.convert`` is the public function, but Python's import system also binds the
-    name ``convert`` on the package to this *module* the first time the module is imported
-    by name (``from rxdata.convert import ConvertOptions`` before ``rxdata.convert`` was
-    looked up). Calling the module therefore calls :func:`convert`.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> ConvertResult:
-        return convert(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
