@@ -344,7 +344,7 @@ class SiteKey(_WellParts):
 
 
 @dataclass(frozen=True, eq=False)
-class ImageKey:
+class ImageKey(_WellParts):
     """One channel image: a site plus a channel, and where it came from.
 
     ``dataset`` is ``'train'``/``'test'`` for Kaggle paths and ``None`` when the path does
@@ -389,34 +389,9 @@ class ImageKey:
             raise ParseError(f"{site_key.site_id}: the Kaggle layout needs dataset train/test")
 
     @property
-    def cell_type(self) -> str:
-        """Cell type, e.g. ``'U2OS'``."""
-        return parse_experiment(self.experiment)[0]
-
-    @property
-    def batch(self) -> int:
-        """Batch number of the experiment."""
-        return parse_experiment(self.experiment)[1]
-
-    @property
-    def row(self) -> str:
-        """Plate row letter."""
-        return self.well[0]
-
-    @property
-    def column(self) -> int:
-        """Plate column number."""
-        return int(self.well[1:])
-
-    @property
     def site_key(self) -> SiteKey:
         """The site this image belongs to."""
         return SiteKey(self.experiment, self.plate, self.well, self.site)
-
-    @property
-    def id_code(self) -> str:
-        """Kaggle well id."""
-        return f"{self.experiment}_{self.plate}_{self.well}"
 
     @property
     def site_id(self) -> str:

@@ -44,6 +44,7 @@ import pandas as pd
 
 from rxdata import _io
 from rxdata.errors import ImageDecodeError, ImageNotFoundError, OptionsError, StatsError
+from rxdata.metadata import PIXEL_STATS_COLUMNS
 
 __all__ = [
     "LEVELS",
@@ -56,20 +57,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PIXEL_STATS_COLUMNS: tuple[str, ...] = (
-    "id_code",
-    "experiment",
-    "plate",
-    "well",
-    "site",
-    "channel",
-    "mean",
-    "std",
-    "median",
-    "min",
-    "max",
-)
-"""Columns of Kaggle's ``pixel_stats.csv``, in order."""
 
 LEVELS: dict[str, tuple[str, ...]] = {
     "global": (),
