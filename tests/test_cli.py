@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-from test_conversion import SITE_ID, make_data, shard_bytes, site_png
 
 from rxdata.cli import (
     EXIT_ERROR,
@@ -24,6 +23,7 @@ from rxdata.cli import (
     main,
 )
 from rxdata.conversion import MANIFEST_NAME, REPORT_NAME, ConvertOptions
+from test_conversion import SITE_ID, make_data, shard_bytes, site_png
 
 
 @pytest.fixture(scope="module")
