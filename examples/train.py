@@ -58,6 +58,7 @@ from rxdata.errors import OptionsError, RxDataError
 
 LABELS = ("treatments", "all")
 NUM_CLASSES = {"treatments": 1108, "all": 1139}
+NORMALIZE_ON = ("auto", "cpu", "accelerator")
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,9 @@ class TrainConfig:
     pixel_stats: str | None = None  # pixel_stats.csv to build the normalizer from
     metadata: str | None = None  # data root / CSVs (with pixel_stats, for control wells)
     normalization: str = "controls"  # Normalizer mode used with pixel_stats
-    normalize_on: str = "cpu"  # "cpu" (in tf.data) or "accelerator" (a Keras layer)
+    # "auto": in the model (uint8 batches, a Keras layer) on accelerator targets, where it
+    # is the measured fast path (docs/performance.md); in tf.data on the cpu target
+    normalize_on: str = "auto"
     augment: bool = False  # random flips and 90-degree rotations; the seed trained without
     val_data: str | None = None  # explicit validation shards; None: hold out experiments
     val_experiments: tuple[str, ...] = ()  # explicit held-out experiments
@@ -91,6 +94,13 @@ class TrainConfig:
     steps_per_execution: int = 1  # >1 pays on TPUs (fewer host round trips)
     verbose: int = 2
 
+    @property
+    def normalize_where(self) -> str:
+        """``normalize_on`` with ``"auto"`` resolved for the target."""
+        if self.normalize_on != "auto":
+            return self.normalize_on
+        return "cpu" if self.target == "cpu" else "accelerator"
+
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise OptionsError(f"target={self.target!r}: expected one of {TARGETS}")
@@ -100,9 +110,9 @@ class TrainConfig:
             raise OptionsError(f"labels={self.labels!r}: expected one of {LABELS}")
         if self.precision not in PRECISIONS:
             raise OptionsError(f"precision={self.precision!r}: expected one of {PRECISIONS}")
-        if self.normalize_on not in ("cpu", "accelerator"):
+        if self.normalize_on not in NORMALIZE_ON:
             raise OptionsError(
-                f"normalize_on={self.normalize_on!r}: expected 'cpu' or 'accelerator'"
+                f"normalize_on={self.normalize_on!r}: expected one of {NORMALIZE_ON}"
             )
         for name in ("batch_size", "epochs", "val_per_cell_type", "steps_per_execution"):
             value = getattr(self, name)
@@ -257,7 +267,7 @@ def pipeline_options(
 
     return PipelineOptions(
         dtype=_BATCH_DTYPE[precision],  # type: ignore[arg-type]
-        normalize_on=config.normalize_on,  # type: ignore[arg-type]
+        normalize_on=config.normalize_where,  # type: ignore[arg-type]
         resize_to=None if config.image_size in (None, stored_size) else config.image_size,
         repeat=training,
         dihedral=config.augment and training,
@@ -513,7 +523,7 @@ def train(config: TrainConfig, *, log: Any = print) -> TrainResult:
             config.num_classes,
             image_size=image_size,
             learning_rate=config.learning_rate,
-            normalize_on=config.normalize_on,
+            normalize_on=config.normalize_where,
             steps_per_execution=config.steps_per_execution,
         )
     if plan.kind == "multi_worker":
@@ -667,7 +677,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.normalization,
         help="with --pixel-stats: global, experiment, plate, controls or image",
     )
-    p.add_argument("--normalize-on", choices=("cpu", "accelerator"), default=d.normalize_on)
+    p.add_argument(
+        "--normalize-on",
+        choices=NORMALIZE_ON,
+        default=d.normalize_on,
+        help="where to normalize: auto (accelerator on gpu/tpu targets, cpu on the cpu "
+        "target), cpu (float batches from tf.data) or accelerator (uint8 batches + a "
+        "Standardize layer in the model)",
+    )
     p.add_argument(
         "--augment",
         action="store_true",

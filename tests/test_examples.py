@@ -331,6 +331,25 @@ def test_train_cli_gpu_without_gpu_exits_with_message(
 
 
 @pytest.mark.parametrize(
+    ("target", "normalize_on", "where"),
+    [
+        ("cpu", "auto", "cpu"),
+        ("gpu", "auto", "accelerator"),
+        ("multi-gpu", "auto", "accelerator"),
+        ("tpu", "auto", "accelerator"),
+        ("multi-worker", "auto", "accelerator"),
+        ("gpu", "cpu", "cpu"),
+        ("cpu", "accelerator", "accelerator"),
+    ],
+)
+def test_normalize_on_auto_follows_the_target(target: str, normalize_on: str, where: str) -> None:
+    import train
+
+    config = train.TrainConfig(data="x", out="y", target=target, normalize_on=normalize_on)
+    assert config.normalize_where == where
+
+
+@pytest.mark.parametrize(
     ("field", "value", "match"),
     [
         ("target", "gpu0", "target="),
