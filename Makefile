@@ -23,8 +23,8 @@ test: $(STAMP) lint docs
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples benchmarks docs
-	$(BIN)/ruff format --check src tests examples benchmarks docs README.md
+	$(BIN)/ruff check --no-cache src tests examples benchmarks docs
+	$(BIN)/ruff format --no-cache --check src tests examples benchmarks docs README.md
 	$(BIN)/mypy
 
 format: $(STAMP)
