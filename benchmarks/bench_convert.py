@@ -19,6 +19,7 @@ Run: ``.venv/bin/python benchmarks/bench_convert.py [--sites N] [--repeat R]``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -41,7 +42,8 @@ from rxdata.metadata import read_metadata, scan_images
 from rxdata.synthetic import SyntheticOptions, generate
 
 FULL_SITES = 125_510
-REAL = Path(__file__).resolve().parents[2] / "shared" / "rxrx1-real"
+ROOT = Path(__file__).resolve().parents[1]
+REAL = ROOT.parent / "shared" / "rxrx1-real"
 
 
 def baseline(images_root: Path, md: pd.DataFrame, out: Path) -> None:
@@ -188,10 +190,35 @@ def peak_mb(images_root: Path, md: pd.DataFrame, work: Path, encoding: str) -> f
     return int(done.stdout.split()[-1]) / 1024  # VmHWM is in KiB
 
 
+def write_report(results: dict[str, dict[str, float]], path: Path) -> None:
+    """Write the per-worker rates in the format ``docs/gen_figures.py`` charts."""
+    sets = {"real": "real RxRx1 images", "synthetic": "synthetic 512x512"}
+    labels = {"baseline": "baseline (rxrx1-utils style)", "raw": "rxdata raw", "png": "rxdata png"}
+    rows = [
+        {
+            "name": f"{sets[key]}: {labels[kind]}",
+            "value": rate,
+            "baseline": kind == "baseline",
+            "set": sets[key],
+        }
+        for key, rates in results.items()
+        for kind, rate in rates.items()
+    ]
+    report = {
+        "title": "rxdata-convert, one worker",
+        "unit": "sites per CPU-second",
+        "results": rows,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    print(f"wrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sites", type=int, default=84, help="synthetic 512x512 sites")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-output")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-convert-"))
     try:
@@ -218,6 +245,8 @@ def main() -> None:
                 f"  {encoding}: {small:.0f} MB for {len(half)} sites, {large:.0f} MB for "
                 f"{len(md)} sites"
             )
+
+        write_report(results, args.out / "convert.json")
 
         rates = results.get("real", results["synthetic"])
         which = "real" if "real" in results else "synthetic"
