@@ -263,6 +263,16 @@ class _WellParts:
     def _norm(self) -> tuple[Any, ...]:
         return (*parse_experiment(self.experiment), self.plate, self.well)
 
+    # Keys of one type compare and hash on the normalised experiment (HUVEC-1 == HUVEC-01);
+    # keys of different types (a well and one of its sites) are never equal.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _WellParts) or type(other) is not type(self):
+            return NotImplemented
+        return self._norm() == other._norm()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, *self._norm()))
+
 
 @dataclass(frozen=True, eq=False)
 class WellKey(_WellParts):
@@ -289,14 +299,6 @@ class WellKey(_WellParts):
     def at_site(self, site: int) -> SiteKey:
         """The key of one site of this well."""
         return SiteKey(self.experiment, self.plate, self.well, site)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, WellKey):
-            return NotImplemented
-        return self._norm() == other._norm()
-
-    def __hash__(self) -> int:
-        return hash(("WellKey", *self._norm()))
 
 
 @dataclass(frozen=True, eq=False)
@@ -333,14 +335,6 @@ class SiteKey(_WellParts):
 
     def _norm(self) -> tuple[Any, ...]:
         return (*super()._norm(), self.site)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SiteKey):
-            return NotImplemented
-        return self._norm() == other._norm()
-
-    def __hash__(self) -> int:
-        return hash(("SiteKey", *self._norm()))
 
 
 @dataclass(frozen=True, eq=False)
@@ -420,14 +414,6 @@ class ImageKey(_WellParts):
 
     def _norm(self) -> tuple[Any, ...]:
         return (self.dataset, *self.site_key._norm(), self.channel)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ImageKey):
-            return NotImplemented
-        return self._norm() == other._norm()
-
-    def __hash__(self) -> int:
-        return hash(("ImageKey", *self._norm()))
 
 
 def parse_image_path(path: str | os.PathLike[str]) -> ImageKey:
