@@ -30,7 +30,7 @@ from rxdata.conversion import (
     write_tfrecords,
 )
 from rxdata.errors import ConvertError, MetadataError, OptionsError, OutputExistsError
-from rxdata.metadata import read_metadata
+from rxdata.metadata import FULL_RELEASE_COLUMNS, read_metadata
 
 SIZE = (12, 10)  # (height, width): small, and not square, to catch transposition
 
@@ -98,21 +98,7 @@ def make_data(root: Path, layout: str = "kaggle") -> Path:
     else:
         with open(root / "metadata.csv", "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(
-                [
-                    "site_id",
-                    "well_id",
-                    "cell_type",
-                    "dataset",
-                    "experiment",
-                    "plate",
-                    "well",
-                    "site",
-                    "well_type",
-                    "sirna",
-                    "sirna_id",
-                ]
-            )
+            w.writerow(FULL_RELEASE_COLUMNS)
             for ds, exp, plate, well, wt, sirna in WELLS:
                 for site in (1, 2):
                     label = "EMPTY" if sirna is None else f"s{sirna}"

@@ -50,6 +50,7 @@ __all__ = [
     "CHANNELS",
     "COLUMNS",
     "DATASETS",
+    "FULL_RELEASE_COLUMNS",
     "KAGGLE_FILES",
     "METADATA_COLUMNS",
     "NEGATIVE_CONTROL_ID",
@@ -113,6 +114,21 @@ NEGATIVE_CONTROL_WELL = "B02"
 #: control siRNA sits in which of them is shuffled per plate).
 POSITIVE_CONTROL_WELLS: tuple[str, ...] = tuple(
     f"{r}{c:02d}" for r in "CFHJM" for c in (3, 7, 11, 15, 19, 22)
+)
+#: Columns of the full RxRx1 release's ``metadata.csv``, in its order (``sirna`` is the
+#: supplier id such as ``s21721`` or ``EMPTY``; ``sirna_id`` the class 0..1138).
+FULL_RELEASE_COLUMNS: tuple[str, ...] = (
+    "site_id",
+    "well_id",
+    "cell_type",
+    "dataset",
+    "experiment",
+    "plate",
+    "well",
+    "site",
+    "well_type",
+    "sirna",
+    "sirna_id",
 )
 #: Kaggle CSV file names read by :func:`read_metadata`.
 KAGGLE_FILES: tuple[str, ...] = ("train.csv", "test.csv", "train_controls.csv", "test_controls.csv")
@@ -656,9 +672,12 @@ def _check_experiments(file: str, df: pd.DataFrame) -> None:
     _fail(file, df, ~ok.to_numpy(dtype=bool), "experiment", "'{CELLTYPE}-{batch}' e.g. 'HEPG2-01'")
 
 
-def _well_table(file: str, df: pd.DataFrame, dataset: str | None, has_type: bool) -> pd.DataFrame:
-    """Validate one Kaggle CSV and return its wells in a common shape."""
-    _require(file, df, ["id_code", "experiment", "plate", "well"])
+def _check_well_columns(file: str, df: pd.DataFrame, id_column: str) -> np.ndarray:
+    """Validate ``experiment``, ``plate``, ``well`` and the well id built from them.
+
+    Returns the parsed plates. ``id_column`` holds ``{experiment}_{plate}_{well}``
+    (``id_code`` in the Kaggle CSVs, ``well_id`` in the full release).
+    """
     _check_experiments(file, df)
     plate = _ints(file, df, "plate", PLATES)
     _check_wells(file, df)
@@ -666,10 +685,17 @@ def _well_table(file: str, df: pd.DataFrame, dataset: str | None, has_type: bool
     _fail(
         file,
         df,
-        (df["id_code"] != expected_id).to_numpy(dtype=bool),
-        "id_code",
+        (df[id_column] != expected_id).to_numpy(dtype=bool),
+        id_column,
         "'{experiment}_{plate}_{well}' matching the other columns",
     )
+    return plate
+
+
+def _well_table(file: str, df: pd.DataFrame, dataset: str | None, has_type: bool) -> pd.DataFrame:
+    """Validate one Kaggle CSV and return its wells in a common shape."""
+    _require(file, df, ["id_code", "experiment", "plate", "well"])
+    plate = _check_well_columns(file, df, "id_code")
     out = pd.DataFrame(
         {
             "id_code": df["id_code"],
@@ -739,21 +765,11 @@ def _read_full(path: str) -> pd.DataFrame:
     df = _read_csv(path)
     cols = ["site_id", "well_id", "dataset", "experiment", "plate", "well", "site", "well_type"]
     _require(path, df, [*cols, "sirna_id"])
-    _check_experiments(path, df)
-    plate = _ints(path, df, "plate", PLATES)
+    plate = _check_well_columns(path, df, "well_id")
     site = _ints(path, df, "site", SITES)
-    _check_wells(path, df)
     _fail(path, df, ~df["dataset"].isin(DATASETS).to_numpy(dtype=bool), "dataset", str(DATASETS))
     wt_ok = df["well_type"].isin(WELL_TYPES).to_numpy(dtype=bool)
     _fail(path, df, ~wt_ok, "well_type", str(WELL_TYPES))
-    well_id = df["experiment"] + "_" + df["plate"].str.strip() + "_" + df["well"]
-    _fail(
-        path,
-        df,
-        (df["well_id"] != well_id).to_numpy(dtype=bool),
-        "well_id",
-        "'{experiment}_{plate}_{well}' matching the other columns",
-    )
     if "cell_type" in df:
         prefix = df["experiment"].str.split("-").str[0]
         _fail(
@@ -763,7 +779,7 @@ def _read_full(path: str) -> pd.DataFrame:
             "cell_type",
             "the cell type that starts the experiment name",
         )
-    site_id = well_id + "_" + df["site"].str.strip()
+    site_id = df["well_id"] + "_" + df["site"].str.strip()
     _fail(
         path,
         df,
@@ -940,19 +956,9 @@ def read_pixel_stats(path: str | os.PathLike[str]) -> pd.DataFrame:
     file = os.fspath(path)
     df = _read_csv(file)
     _require(file, df, PIXEL_STATS_COLUMNS)
-    _check_experiments(file, df)
-    plate = _ints(file, df, "plate", PLATES)
+    plate = _check_well_columns(file, df, "id_code")
     site = _ints(file, df, "site", SITES)
     channel = _ints(file, df, "channel", CHANNELS)
-    _check_wells(file, df)
-    expected_id = df["experiment"] + "_" + df["plate"].str.strip() + "_" + df["well"]
-    _fail(
-        file,
-        df,
-        (df["id_code"] != expected_id).to_numpy(dtype=bool),
-        "id_code",
-        "'{experiment}_{plate}_{well}' matching the other columns",
-    )
     stats = {}
     for col in ("mean", "std", "median", "min", "max"):
         values = pd.to_numeric(df[col], errors="coerce")

@@ -61,6 +61,7 @@ from rxdata.metadata import (
     CELL_TYPES,
     CHANNELS,
     COLUMNS,
+    FULL_RELEASE_COLUMNS,
     NEGATIVE_CONTROL_ID,
     NEGATIVE_CONTROL_WELL,
     NUM_TREATMENTS,
@@ -533,7 +534,7 @@ def _write_full_csv(root: str, wells: pd.DataFrame, sites: int) -> None:
             "sirna_id": frame["sirna_id"],
         }
     )
-    _write_csv(root, "metadata.csv", out)
+    _write_csv(root, "metadata.csv", out[list(FULL_RELEASE_COLUMNS)])
 
 
 # ----------------------------------------------------------------------------- generate
