@@ -78,7 +78,9 @@ def main() -> None:
                 )
         out.append("")
     out += [
-        "Also: [rxdata.cli](cli.md), the command-line interface (`rxdata`, `rxdata-convert`).\n"
+        "Also: [rxdata.cli](cli.md), the command-line interface (`rxdata`, `rxdata-convert`), "
+        "and [rxdata.compat.io](compat.md), rxrx1-utils' `rxrx.io` under its old names and "
+        "argument orders (not in `rxdata.__all__`).\n"
     ]
     text = "\n".join(out)
     (ROOT / "docs" / "api" / "index.md").write_text(text, encoding="utf-8")
