@@ -509,3 +509,14 @@ def test_combine_metadata_keeps_rerelease_labels_as_strings(
     got = rio.combine_metadata(tmp_path, include_controls)
     pd.testing.assert_frame_equal(got, _old_combine_metadata(tmp_path, include_controls))
     assert "sirna_250" in set(got["sirna"])
+
+
+def test_combine_metadata_reads_the_full_release_into_the_same_table(
+    tiny_kaggle: Path, tiny_full: Path
+) -> None:
+    # The same synthetic data set in both layouts: the same rows, index and columns; only
+    # the labels differ (supplier ids in metadata.csv, and its test wells are labelled).
+    kaggle = rio.combine_metadata(tiny_kaggle)
+    full = rio.combine_metadata(tiny_full)
+    pd.testing.assert_frame_equal(full.drop(columns="sirna"), kaggle.drop(columns="sirna"))
+    assert full["sirna"].notna().all()

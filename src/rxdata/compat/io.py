@@ -415,15 +415,17 @@ def combine_metadata(
     * rows: the test wells, then the train wells, each sorted by ``id_code`` (as strings)
       then site;
     * ``plate`` and ``site`` ``int64``; ``sirna`` ``float64`` with ``NaN`` for unlabeled
-      test wells (the competition's integer labels; the re-release's string labels stay
-      strings); text columns as pandas reads text.
+      test wells (the competition's integer labels); labels that are not numbers stay as
+      the files write them (the re-release's ``sirna_250``, the full release's supplier
+      ids such as ``s21721``); text columns as pandas reads text.
 
     For the typed table with class ids (``sirna_id``), call ``rxdata.read_metadata``.
 
     Args:
         base_path: The folder holding ``train.csv``, ``test.csv``, ``train_controls.csv``
-            and ``test_controls.csv`` (local or ``gs://``), or a full release's
-            ``metadata.csv`` folder.
+            and ``test_controls.csv`` (local or ``gs://``); a full release's
+            ``metadata.csv`` (or its folder) gives the same table, which the old function
+            could not read.
         include_controls: Include the control wells (and the ``well_type`` column).
 
     Returns:
