@@ -15,8 +15,9 @@ Contract (shared by every rxdata module, see CONTRIBUTING.md):
   sort order of :data:`METADATA_COLUMNS` (see the table in CONTRIBUTING.md).
 * Labels: ``sirna_id`` is the class 0..1138: 0..1107 treatments, 1108..1137 positive
   controls, 1138 the negative control (untreated well). The Kaggle re-release writes
-  labels as strings ``sirna_N`` (mapped to ``N``) and the negative control as
-  ``UNTREATED`` (mapped to 1138); the full release gives ``sirna_id`` directly.
+  labels as names ``sirna_N`` and ``UNTREATED`` in its own numbering (``sirna_N`` is not
+  class ``N``), mapped through :func:`rerelease_names`; the full release gives
+  ``sirna_id`` directly.
 
 Nothing here imports TensorFlow; remote paths go through :mod:`rxdata._io`.
 
