@@ -491,7 +491,8 @@ def _label(ids: pd.Series, style: str) -> pd.Series:
         return ids.astype(str)
     # the re-release's own names (class 0 is sirna_332), as rxdata.read_metadata maps them
     names = to_rerelease_names([int(i) for i in ids])
-    return pd.Series(names, index=ids.index, dtype=object)
+    series: pd.Series = pd.Series(names, index=ids.index, dtype=object)
+    return series
 
 
 def _write_csv(root: str, name: str, frame: pd.DataFrame) -> None:
