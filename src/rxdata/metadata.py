@@ -176,9 +176,6 @@ PIXEL_STATS_COLUMNS: tuple[str, ...] = (
 )
 
 Layout = Literal["kaggle", "full"]
-#: Which Kaggle release wrote a CSV's labels: the 2019 competition (class ids) or the
-#: re-release (its own ``sirna_N`` names, see :func:`rerelease_names`).
-LabelRelease = Literal["competition", "rerelease"]
 _LAYOUTS: tuple[str, ...] = ("kaggle", "full")
 
 # --------------------------------------------------------------------------- parsing
@@ -689,25 +686,35 @@ def _ints(file: str, df: pd.DataFrame, column: str, allowed: Sequence[int]) -> n
 #: on ``id_code``; the re-release renumbered every label, so ``sirna_N`` is NOT class ``N``.
 _REREL_FILE = "data/sirna_rerelease_map.csv"
 _REREL_NAME = re.compile(r"sirna_\d+|UNTREATED")
+#: Which Kaggle release wrote a CSV's labels: the 2019 competition (class ids) or the
+#: re-release (its own ``sirna_N`` names, see :func:`rerelease_names`).
+LabelRelease = Literal["competition", "rerelease"]
 
 
 @functools.cache
 def _rerelease_map() -> tuple[tuple[str, ...], Mapping[str, int]]:
     """Load and check the package's re-release map once: (names by id, id by name)."""
     where = f"rxdata/{_REREL_FILE}"
-    text = resources.files("rxdata").joinpath(_REREL_FILE).read_text(encoding="utf-8")
+    try:
+        text = resources.files("rxdata").joinpath(_REREL_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MetadataError(
+            f"{where} is missing from the installed package; reinstall rxdata"
+        ) from None
     rows = list(csv.reader(io.StringIO(text)))
     if not rows or rows[0] != ["rerelease_sirna", "sirna_id"]:
         raise MetadataError(f"{where}: expected the header 'rerelease_sirna,sirna_id'")
     names: dict[int, str] = {}
+    seen: set[str] = set()
     for line, row in enumerate(rows[1:], start=2):
         ok = len(row) == 2 and _REREL_NAME.fullmatch(row[0]) and row[1].isdigit()
-        if not ok or int(row[1]) in names or row[0] in names.values():
+        if not ok or int(row[1]) in names or row[0] in seen:
             raise MetadataError(
                 f"{where} line {line}: {row!r}; expected a new name 'sirna_N'/'UNTREATED' "
                 "and a new class id (the map is one-to-one)"
             )
         names[int(row[1])] = row[0]
+        seen.add(row[0])
     if sorted(names) != list(range(NUM_CLASSES)) or names[NEGATIVE_CONTROL_ID] != "UNTREATED":
         raise MetadataError(
             f"{where}: expected the {NUM_CLASSES} class ids 0..{NUM_CLASSES - 1} once each, "
