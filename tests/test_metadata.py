@@ -548,6 +548,16 @@ def test_datasets_argument_on_the_full_release(tiny_full):
             r"train_controls.csv line 2: duplicate id_code 'HUVEC-1_1_B03'.*train.csv line 2",
         ),
         (
+            # not one well twice, but one experiment split in two for splits and statistics
+            {
+                "train": TRAIN_HEADER
+                + "HUVEC-1_1_B03,HUVEC-1,1,B03,1\n"
+                + "HUVEC-01_1_B04,HUVEC-01,1,B04,2\n"
+            },
+            r"experiment HUVEC-01 is spelled two ways: 'HUVEC-1' \(.*train.csv line 2\), "
+            r"'HUVEC-01' \(.*train.csv line 3\)",
+        ),
+        (
             {"train": TRAIN_HEADER + GOOD + "FOO-01_1_B03,FOO-01,1,B03,5\n"},
             r"train.csv: bad experiment line 3: 'FOO-01'; "
             r"expected .*'HEPG2', 'HUVEC', 'RPE', 'U2OS'",
@@ -602,6 +612,7 @@ def test_datasets_argument_on_the_full_release(tiny_full):
         "empty-control-label",
         "well-spelled-twice",
         "well-spelled-twice-across-files",
+        "experiment-spelled-twice",
         "unknown-cell-type",
         "extra-field",
         "extra-field-every-row",
@@ -651,7 +662,7 @@ def test_rerelease_labels_are_mapped_not_stripped(tmp_path):
         ("513.7", "'513.7'"),
         ("inf", "'inf'"),
         ("1e2", "'1e2'"),
-        ("", r"\(empty\)"),
+        (" ", "' '"),
         ("-1", "'-1'"),
         ("99999999999999999999", "'99999999999999999999'"),
         ("1139", "'1139'"),
@@ -666,6 +677,16 @@ def test_full_release_sirna_id_must_be_a_class_id(tiny_full, tmp_path, value, li
         match=rf"metadata.csv: bad sirna_id line 5: {line}; expected an integer in 0..1138",
     ):
         read_metadata(tmp_path)
+
+
+def test_full_release_empty_sirna_id_is_unlabelled(tiny_full, tmp_path):
+    df = pd.read_csv(tiny_full / "metadata.csv", dtype=str)
+    df.loc[3, "sirna_id"] = ""
+    df.to_csv(tmp_path / "metadata.csv", index=False)
+    md = read_metadata(tmp_path)
+    assert md.set_index("site_id").sirna_id.isna().to_dict() == {
+        s: s == df.site_id[3] for s in df.site_id
+    }
 
 
 def test_full_release_refuses_two_spellings_of_a_site_and_unknown_cell_types(tiny_full, tmp_path):
@@ -809,6 +830,10 @@ well_rows = st.lists(
 def test_kaggle_csv_round_trip(tmp_path_factory, rows, style):
     root = tmp_path_factory.mktemp("csv")
     frame = pd.DataFrame(rows, columns=["experiment", "plate", "well", "label"])
+    # one spelling per experiment: a table mixing HUVEC-1 and HUVEC-01 is refused
+    spelling: dict[str, str] = {}
+    first = [spelling.setdefault(normalize_experiment(x), x) for x in frame.experiment]
+    frame["experiment"] = first
     frame["id_code"] = frame.experiment + "_" + frame.plate.astype(str) + "_" + frame.well
     if style == "integer":
         frame["sirna"] = frame.label.astype(str)

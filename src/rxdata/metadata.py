@@ -963,6 +963,26 @@ def _refuse_duplicates(table: pd.DataFrame, key: pd.Series, what: str, shown: st
     )
 
 
+def _refuse_two_spellings(table: pd.DataFrame) -> None:
+    """Refuse one experiment written two ways (``HUVEC-1`` and ``HUVEC-01``).
+
+    Everything that groups by experiment (splits, normalization) would split it in two.
+    """
+    first = table.drop_duplicates("experiment")
+    canonical = first["experiment"].map(normalize_experiment)
+    twice = canonical.duplicated(keep=False).to_numpy()
+    if twice.any():
+        rows = first[twice & (canonical == canonical[twice].iloc[0]).to_numpy()]
+        where = ", ".join(
+            f"{e!r} ({f} line {n})"
+            for e, f, n in zip(rows["experiment"], rows["_file"], rows["_line"], strict=True)
+        )
+        raise MetadataError(
+            f"experiment {canonical[twice].iloc[0]} is spelled two ways: {where}; expected one "
+            "spelling per experiment (rewrite the file with one of them)"
+        )
+
+
 def _read_kaggle(root: str, datasets: tuple[str, ...]) -> pd.DataFrame:
     present = {name: _io.exists(_io.join(root, name)) for name in KAGGLE_FILES}
     if not any(present.values()):
@@ -997,6 +1017,7 @@ def _read_kaggle(root: str, datasets: tuple[str, ...]) -> pd.DataFrame:
     wells = pd.concat(parts, ignore_index=True)
     key = _normalized_ids(wells["experiment"], wells["plate"], wells["well"])
     _refuse_duplicates(wells, key, "well", "id_code")
+    _refuse_two_spellings(wells)
     n = len(wells)
     sites = wells.loc[wells.index.repeat(len(SITES))].reset_index(drop=True)
     sites["site"] = np.tile(np.array(SITES, dtype=np.int8), n)
@@ -1031,9 +1052,11 @@ def _read_full(path: str) -> pd.DataFrame:
         "site_id",
         "'{experiment}_{plate}_{well}_{site}' matching the other columns",
     )
-    # digits only: '513.7', 'inf' and '1e2' are refused, not rounded or read as 100; the
-    # full release labels every site, so an empty sirna_id is refused too
-    ids = pd.Series(_ints(path, df, "sirna_id", range(NUM_CLASSES)), dtype="Int64")
+    # digits only: '513.7', 'inf' and '1e2' are refused, not rounded or read as 100. The
+    # real release labels every site; an empty sirna_id (a held-out copy) reads as <NA>.
+    given = df["sirna_id"].notna().to_numpy(dtype=bool)
+    ids = pd.Series(pd.NA, index=df.index, dtype="Int64")
+    ids[given] = _ints(path, df[given], "sirna_id", range(NUM_CLASSES))
     derived = _well_types_from_ids(ids)
     _fail(
         path,
@@ -1060,6 +1083,7 @@ def _read_full(path: str) -> pd.DataFrame:
     )
     key = _normalized_ids(sites["experiment"], sites["plate"], sites["well"], sites["site"])
     _refuse_duplicates(sites, key, "site", "site_id")
+    _refuse_two_spellings(sites)
     result: pd.DataFrame = sites
     return result
 
