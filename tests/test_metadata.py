@@ -713,23 +713,34 @@ def test_full_release_refuses_two_spellings_of_a_site_and_unknown_cell_types(tin
 
 
 @settings(max_examples=30)
-@given(
-    st.lists(st.text(alphabet='ab,"\n ', max_size=8), min_size=1, max_size=4),
-    st.integers(0, 3),
-)
-def test_rows_with_other_field_counts_are_refused(tmp_path_factory, cells, extra):
+@given(n_fields=st.integers(1, 9), quoted=st.booleans())
+def test_rows_with_other_field_counts_are_refused(tmp_path_factory, n_fields, quoted):
+    fields = ["HEPG2-01_1_B04", "HEPG2-01", "1", "B04", "7", "x", "y", "z", "w"][:n_fields]
+    if quoted and n_fields > 5:
+        fields[-1] = '"a, quoted, field"'  # commas inside quotes do not split a field
     root = tmp_path_factory.mktemp("fields")
-    header = "id_code,experiment,plate,well,sirna"
-    fields = ["HEPG2-01_1_B03", "HEPG2-01", "1", "B03", "513"]
-    row = ",".join(fields[: 5 - extra] if extra < 2 else fields + ["x"] * (extra - 1))
-    (root / "train.csv").write_text(f"{header}\n{GOOD}{row}\n")
-    expected = 5 - extra if extra < 2 else 5 + extra - 1
-    if expected == 5:
-        with pytest.raises(MetadataError, match="duplicate id_code"):
-            read_metadata(root, datasets=("train",))
+    (root / "train.csv").write_text(TRAIN_HEADER + GOOD + ",".join(fields) + "\n")
+    if n_fields == 5:
+        assert len(read_metadata(root, datasets=("train",))) == 4
     else:
-        with pytest.raises(MetadataError, match=rf"line 3: {expected} fields, expected 5"):
+        message = rf"train.csv line 3: {n_fields} fields, expected 5"
+        with pytest.raises(MetadataError, match=message):
             read_metadata(root, datasets=("train",))
+
+
+@pytest.mark.parametrize("where", ["metadata.csv", "pixel_stats.csv"])
+def test_extra_fields_in_the_other_tables(tiny_full, tmp_path, where):
+    if where == "metadata.csv":
+        text = (tiny_full / "metadata.csv").read_text().splitlines()
+        text[4] += ",extra"
+        (tmp_path / where).write_text("\n".join(text) + "\n")
+        call = lambda: read_metadata(tmp_path)  # noqa: E731
+    else:
+        row = "U2OS-01_1_B02,U2OS-01,1,B02,1,1,1,1,1,0,2"
+        (tmp_path / where).write_text(HEADER + row + "\n" + row + ",9\n")
+        call = lambda: read_pixel_stats(tmp_path / where)  # noqa: E731
+    with pytest.raises(MetadataError, match=rf"{where} line (5|3): 12 fields, expected 11"):
+        call()
 
 
 # ----------------------------------------------------------------------------- pixel stats
