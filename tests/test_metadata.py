@@ -16,12 +16,14 @@ from rxdata.metadata import (
     METADATA_COLUMNS,
     NEGATIVE_CONTROL_ID,
     NEGATIVE_CONTROL_WELL,
+    NUM_CLASSES,
     PIXEL_STATS_COLUMNS,
     POSITIVE_CONTROL_WELLS,
     ImageKey,
     SiteKey,
     WellKey,
     detect_layout,
+    from_rerelease_names,
     image_path,
     normalize_experiment,
     parse_experiment,
@@ -30,7 +32,9 @@ from rxdata.metadata import (
     parse_site_id,
     read_metadata,
     read_pixel_stats,
+    rerelease_names,
     scan_images,
+    to_rerelease_names,
 )
 
 # ----------------------------------------------------------------------------- strategies
@@ -247,19 +251,113 @@ def test_read_real_without_controls(real_metadata_dir):
     assert md.index.equals(pd.RangeIndex(len(md)))
 
 
+#: The wells the Kaggle re-release adds to the competition's train.csv and test.csv.
+ADDED_TRAIN_WELLS = ("HUVEC-06_1_B18", "RPE-04_3_E04")
+ADDED_TEST_WELLS = ("HUVEC-18_3_D23", "RPE-09_2_J16")
+
+
+def _well_row(id_code: str) -> dict[str, str]:
+    experiment, plate, well = id_code.split("_")
+    return {"id_code": id_code, "experiment": experiment, "plate": plate, "well": well}
+
+
 @pytest.mark.real
-def test_read_real_string_label_release(real_metadata_dir, tmp_path):
-    # the Kaggle re-release writes labels as sirna_N and the negative control as UNTREATED
+def test_read_real_rerelease(real_metadata_dir, real_root, tmp_path):
+    # A re-release-style folder built from the real competition CSVs and the real map:
+    # each label becomes the re-release's name for it, and the 4 added wells are appended.
+    mapping = pd.read_csv(real_root / "sirna_rerelease_map.csv", dtype=str)
+    name_of = dict(zip(mapping.sirna_id, mapping.rerelease_sirna, strict=True))
     for name in ("train.csv", "test.csv", "train_controls.csv", "test_controls.csv"):
         df = pd.read_csv(real_metadata_dir / name, dtype=str)
         if "sirna" in df:
-            df["sirna"] = np.where(df.sirna == "1138", "UNTREATED", "sirna_" + df.sirna)
+            df["sirna"] = df.sirna.map(name_of)
+            assert df.sirna.notna().all()
+        if name == "train.csv":
+            added = [
+                {**_well_row(w), "sirna": n}
+                for w, n in zip(ADDED_TRAIN_WELLS, ("sirna_1", "sirna_2"), strict=True)
+            ]
+            df = pd.concat([df, pd.DataFrame(added)], ignore_index=True)
+        if name == "test.csv":
+            df = pd.concat([df, pd.DataFrame([_well_row(w) for w in ADDED_TEST_WELLS])])
         df.to_csv(tmp_path / name, index=False)
-    strings = read_metadata(tmp_path)
-    ints = read_metadata(real_metadata_dir)
-    pd.testing.assert_series_equal(strings.sirna_id, ints.sirna_id)
-    assert strings.loc[0, "sirna"] == "UNTREATED"
-    assert strings.well_type.equals(ints.well_type)
+    rerelease = read_metadata(tmp_path)
+    competition = read_metadata(real_metadata_dir)
+    assert len(rerelease) == len(competition) + 8
+    assert {c: str(t) for c, t in rerelease.dtypes.items()} == METADATA_COLUMNS
+    # every site has exactly the competition's class id; the names are kept in sirna
+    same = rerelease.set_index("site_id").loc[competition.site_id].reset_index()
+    pd.testing.assert_series_equal(same.sirna_id, competition.sirna_id)
+    pd.testing.assert_series_equal(same.well_type, competition.well_type)
+    labelled = competition.sirna_id.notna().to_numpy()
+    expected_names = competition.sirna_id[labelled].astype(int).astype(str).map(name_of)
+    assert (same.sirna[labelled].to_numpy() == expected_names.to_numpy()).all()
+    assert (same.sirna[labelled] != "sirna_" + same.sirna_id[labelled].astype(str)).mean() > 0.99
+    # the positive control the issue names, and the untreated wells
+    assert set(rerelease.sirna_id[rerelease.sirna == "sirna_852"]) == {1109}
+    assert set(rerelease.sirna[rerelease.sirna_id == 1138]) == {"UNTREATED"}
+    # the added wells are read like any other
+    added = rerelease[rerelease.id_code.isin(ADDED_TRAIN_WELLS + ADDED_TEST_WELLS)]
+    assert len(added) == 8 and set(added.site) == {1, 2}
+    train = added[added.dataset == "train"].drop_duplicates("id_code")
+    assert train.set_index("id_code").sirna_id.to_dict() == {
+        w: int(mapping.sirna_id[mapping.rerelease_sirna == n].iloc[0])
+        for w, n in zip(ADDED_TRAIN_WELLS, ("sirna_1", "sirna_2"), strict=True)
+    }
+    test = added[added.dataset == "test"]
+    assert test.sirna_id.isna().all() and (test.well_type == "treatment").all()
+    order = rerelease.sort_values(["dataset", "experiment", "plate", "well", "site"], kind="stable")
+    assert order.index.equals(rerelease.index)
+
+
+@pytest.mark.real
+def test_packaged_rerelease_map_is_the_shared_one(real_root):
+    shared = pd.read_csv(real_root / "sirna_rerelease_map.csv")
+    names = rerelease_names()
+    assert [names[i] for i in shared.sirna_id] == shared.rerelease_sirna.tolist()
+
+
+def test_rerelease_names():
+    names = rerelease_names()
+    assert len(names) == NUM_CLASSES == len(set(names))
+    assert names[0] == "sirna_332" and names[NEGATIVE_CONTROL_ID] == "UNTREATED"
+    assert names[1109] == "sirna_852"  # a positive control in the competition's numbering
+    # the re-release's numbering is not the competition's: few names are "sirna_{id}"
+    assert sum(n == f"sirna_{i}" for i, n in enumerate(names)) < 10
+    assert from_rerelease_names(to_rerelease_names(range(NUM_CLASSES))).tolist() == list(
+        range(NUM_CLASSES)
+    )
+
+
+@given(st.lists(st.integers(0, NUM_CLASSES - 1), max_size=50))
+def test_rerelease_ids_names_ids(ids):
+    names = to_rerelease_names(ids)
+    assert all(n == "UNTREATED" or n.startswith("sirna_") for n in names)
+    assert from_rerelease_names(names).tolist() == ids
+
+
+@given(st.lists(st.sampled_from(rerelease_names()), max_size=50))
+def test_rerelease_names_ids_names(names):
+    assert to_rerelease_names(from_rerelease_names(names)).tolist() == names
+
+
+@given(
+    st.one_of(
+        st.integers(NUM_CLASSES, 10**6).map(lambda n: f"sirna_{n}"),
+        st.text(max_size=12).filter(lambda t: t not in set(rerelease_names())),
+        st.integers(0, 1138),
+        st.none(),
+    )
+)
+def test_from_rerelease_names_refuses_other_values(value):
+    with pytest.raises(ParseError, match="expected re-release names"):
+        from_rerelease_names(["sirna_332", value])
+
+
+@pytest.mark.parametrize("value", [-1, 1139, 2.0, True, "5", None])
+def test_to_rerelease_names_refuses_other_values(value):
+    with pytest.raises(ParseError, match=r"expected integers in 0\.\.1138"):
+        to_rerelease_names([0, value])
 
 
 # ----------------------------------------------------------------------------- bad CSVs
@@ -312,13 +410,13 @@ GOOD = "HEPG2-01_1_B03,HEPG2-01,1,B03,513\n"
 )
 def test_bad_kaggle_csvs(tmp_path, train, controls, message):
     with pytest.raises(MetadataError, match=message):
-        read_metadata(_kaggle(tmp_path, train, controls))
+        read_metadata(_kaggle(tmp_path, train, controls), datasets=("train",))
 
 
 def test_missing_columns_and_files(tmp_path):
     (tmp_path / "train.csv").write_text("id_code,experiment,well\nHEPG2-01_1_B03,HEPG2-01,B03\n")
-    with pytest.raises(MetadataError, match=r"missing column\(s\) \['plate'\]"):
-        read_metadata(tmp_path)
+    with pytest.raises(MetadataError, match=r"missing column\(s\) \['plate', 'sirna'\]"):
+        read_metadata(tmp_path, datasets=("train",))
     with pytest.raises(MetadataError, match="no such metadata"):
         read_metadata(tmp_path / "nowhere")
     empty = tmp_path / "empty"
@@ -361,6 +459,288 @@ def test_full_release_errors(tiny_full, tmp_path):
     bad.to_csv(tmp_path / "metadata.csv", index=False)
     with pytest.raises(MetadataError, match="missing column"):
         read_metadata(tmp_path)
+
+
+TRAIN_HEADER = "id_code,experiment,plate,well,sirna\n"
+TEST_CSV = "id_code,experiment,plate,well\nHEPG2-02_1_B03,HEPG2-02,1,B03\n"
+CONTROLS_HEADER = "id_code,experiment,plate,well,sirna,well_type\n"
+
+
+def _folder(tmp_path: Path, **files: str) -> Path:
+    """Write Kaggle CSVs (``train="..."`` -> train.csv; ``train_controls=...``)."""
+    for name, text in files.items():
+        (tmp_path / f"{name}.csv").write_text(text)
+    return tmp_path
+
+
+def test_a_kaggle_folder_needs_train_and_test(tmp_path):
+    _folder(tmp_path, train=TRAIN_HEADER + GOOD)
+    with pytest.raises(MetadataError, match=r"missing test.csv;.*pass datasets=\('train',\)"):
+        read_metadata(tmp_path)
+    assert set(read_metadata(tmp_path, datasets=("train",)).dataset) == {"train"}
+    (tmp_path / "train.csv").unlink()
+    _folder(tmp_path, test=TEST_CSV)
+    with pytest.raises(MetadataError, match=r"missing train.csv;.*pass datasets=\('test',\)"):
+        read_metadata(tmp_path)
+    assert set(read_metadata(tmp_path, datasets="test").dataset) == {"test"}
+    _folder(tmp_path, train=TRAIN_HEADER + GOOD)
+    both = read_metadata(tmp_path)
+    assert both.dataset.astype(str).tolist() == ["train"] * 2 + ["test"] * 2
+    pd.testing.assert_frame_equal(
+        read_metadata(tmp_path, datasets=["test", "train"]), both
+    )  # order does not matter
+
+
+@pytest.mark.parametrize("datasets", [(), ("val",), ("train", "train"), "all"])
+def test_datasets_argument_is_checked(tmp_path, datasets):
+    _folder(tmp_path, train=TRAIN_HEADER + GOOD, test=TEST_CSV)
+    with pytest.raises(MetadataError, match=r"datasets=.*expected a non-empty subset"):
+        read_metadata(tmp_path, datasets=datasets)
+
+
+def test_datasets_argument_on_the_full_release(tiny_full):
+    everything = read_metadata(tiny_full)
+    train = read_metadata(tiny_full, datasets=("train",))
+    expected = everything[everything.dataset == "train"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(train, expected, check_categorical=False)
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        (
+            {"train": "id_code,experiment,plate,well,siRNA\n" + GOOD},
+            r"train.csv: missing column\(s\) \['sirna'\]; found .*'siRNA'",
+        ),
+        (
+            {
+                "train": TRAIN_HEADER,
+                "train_controls": "id_code,experiment,plate,well,label,well_type\n",
+            },
+            r"train_controls.csv: missing column\(s\) \['sirna'\]",
+        ),
+        (
+            {"train": TRAIN_HEADER + GOOD + "HEPG2-01_1_B04,HEPG2-01,1,B04,\n"},
+            r"train.csv: bad sirna line 3: \(empty\); expected a label on every row",
+        ),
+        (
+            {
+                "train": TRAIN_HEADER,
+                "train_controls": CONTROLS_HEADER
+                + "HEPG2-01_1_B02,HEPG2-01,1,B02,,negative_control\n",
+            },
+            r"train_controls.csv: bad sirna line 2: \(empty\)",
+        ),
+        (
+            {
+                "train": TRAIN_HEADER
+                + "HUVEC-1_1_B03,HUVEC-1,1,B03,1\nHUVEC-01_1_B03,HUVEC-01,1,B03,2\n"
+            },
+            r"train.csv line 3: duplicate id_code 'HUVEC-01_1_B03' \(first seen in .*train.csv "
+            r"line 2\) \(spelled 'HUVEC-1_1_B03' there",
+        ),
+        (
+            {
+                "train": TRAIN_HEADER + "HUVEC-01_1_B03,HUVEC-01,1,B03,1\n",
+                "train_controls": CONTROLS_HEADER
+                + "HUVEC-1_1_B03,HUVEC-1,1,B03,1138,negative_control\n",
+            },
+            r"train_controls.csv line 2: duplicate id_code 'HUVEC-1_1_B03'.*train.csv line 2",
+        ),
+        (
+            # not one well twice, but one experiment split in two for splits and statistics
+            {
+                "train": TRAIN_HEADER
+                + "HUVEC-1_1_B03,HUVEC-1,1,B03,1\n"
+                + "HUVEC-01_1_B04,HUVEC-01,1,B04,2\n"
+            },
+            r"experiment HUVEC-01 is spelled two ways: 'HUVEC-1' \(.*train.csv line 2\), "
+            r"'HUVEC-01' \(.*train.csv line 3\)",
+        ),
+        (
+            {"train": TRAIN_HEADER + GOOD + "FOO-01_1_B03,FOO-01,1,B03,5\n"},
+            r"train.csv: bad experiment line 3: 'FOO-01'; "
+            r"expected .*'HEPG2', 'HUVEC', 'RPE', 'U2OS'",
+        ),
+        (
+            {"train": TRAIN_HEADER + GOOD + "HEPG2-01_1_B04,HEPG2-01,1,B04,5,x\n"},
+            r"train.csv line 3: 6 fields, expected 5",
+        ),
+        (
+            # every row one field too many: pandas would silently take id_code as the index
+            {"train": TRAIN_HEADER + "HEPG2-01_1_B03,HEPG2-01,1,B03,513,x\n" * 2},
+            r"train.csv line 2: 6 fields, expected 5 .* \(2 such rows\)",
+        ),
+        (
+            {"train": TRAIN_HEADER + GOOD + "HEPG2-01_1_B04,HEPG2-01,1,B04\n"},
+            r"train.csv line 3: 4 fields, expected 5",
+        ),
+        (
+            {"train": TRAIN_HEADER + GOOD + "HEPG2-01_1_B04,HEPG2-01,1,B04,sirna_4\n"},
+            r"train.csv: mixes label styles: line 2 '513' is a competition class id, line 3 "
+            r"'sirna_4' a re-release name",
+        ),
+        (
+            {
+                "train": TRAIN_HEADER + GOOD,
+                "train_controls": CONTROLS_HEADER
+                + "HEPG2-01_1_B02,HEPG2-01,1,B02,UNTREATED,negative_control\n",
+            },
+            r"train.csv has competition labels but .*train_controls.csv has rerelease labels",
+        ),
+        (
+            {"train": TRAIN_HEADER + "HEPG2-01_1_B03,HEPG2-01,1,B03,sirna_1139\n"},
+            r"bad sirna line 2: 'sirna_1139'; expected one of the re-release's 1,139 names",
+        ),
+        (
+            {"train": TRAIN_HEADER + "HEPG2-01_1_B03,HEPG2-01,1,B03,EMPTY\n"},
+            r"bad sirna line 2: 'EMPTY'; expected a class id 0..1138",
+        ),
+        (
+            {"train": TRAIN_HEADER + "HEPG2-01_1_B03,HEPG2-01,1,B03,1e2\n"},
+            r"bad sirna line 2: '1e2'",
+        ),
+        (
+            {"train": TRAIN_HEADER + "HEPG2-01_1_B03,HEPG2-01,99999999999999999999,B03,1\n"},
+            r"bad plate line 2: '99999999999999999999'",
+        ),
+    ],
+    ids=[
+        "label-column-renamed",
+        "controls-without-labels",
+        "empty-label",
+        "empty-control-label",
+        "well-spelled-twice",
+        "well-spelled-twice-across-files",
+        "experiment-spelled-twice",
+        "unknown-cell-type",
+        "extra-field",
+        "extra-field-every-row",
+        "missing-field",
+        "mixed-styles-in-a-file",
+        "mixed-releases-in-a-folder",
+        "unknown-rerelease-name",
+        "full-release-name-in-kaggle-csv",
+        "exponent-label",
+        "huge-plate",
+    ],
+)
+def test_malformed_kaggle_tables(tmp_path, files, message):
+    with pytest.raises(MetadataError, match=message):
+        read_metadata(_folder(tmp_path, **files), datasets=("train",))
+
+
+def test_rerelease_labels_are_mapped_not_stripped(tmp_path):
+    _folder(
+        tmp_path,
+        train=TRAIN_HEADER + "HEPG2-01_1_B03,HEPG2-01,1,B03,sirna_332\n",
+        train_controls=CONTROLS_HEADER
+        + "HEPG2-01_1_B02,HEPG2-01,1,B02,UNTREATED,negative_control\n"
+        + "HEPG2-01_1_C03,HEPG2-01,1,C03,sirna_852,positive_control\n",
+        test=TEST_CSV,
+    )
+    md = read_metadata(tmp_path).drop_duplicates("id_code").set_index("id_code")
+    assert md.sirna.to_dict() == {
+        "HEPG2-01_1_B02": "UNTREATED",
+        "HEPG2-01_1_B03": "sirna_332",
+        "HEPG2-01_1_C03": "sirna_852",
+        "HEPG2-02_1_B03": None,
+    }
+    assert md.sirna_id.astype("float").fillna(-1).to_dict() == {
+        "HEPG2-01_1_B02": 1138,
+        "HEPG2-01_1_B03": 0,
+        "HEPG2-01_1_C03": 1109,
+        "HEPG2-02_1_B03": -1,
+    }
+    # the old rule (strip the prefix) would make sirna_852 a treatment: a well_type mismatch
+    assert md.well_type.astype(str).to_dict()["HEPG2-01_1_C03"] == "positive_control"
+
+
+@pytest.mark.parametrize(
+    ("value", "line"),
+    [
+        ("513.7", "'513.7'"),
+        ("inf", "'inf'"),
+        ("1e2", "'1e2'"),
+        (" ", "' '"),
+        ("-1", "'-1'"),
+        ("99999999999999999999", "'99999999999999999999'"),
+        ("1139", "'1139'"),
+    ],
+)
+def test_full_release_sirna_id_must_be_a_class_id(tiny_full, tmp_path, value, line):
+    df = pd.read_csv(tiny_full / "metadata.csv", dtype=str)
+    df.loc[3, "sirna_id"] = value
+    df.to_csv(tmp_path / "metadata.csv", index=False)
+    with pytest.raises(
+        MetadataError,
+        match=rf"metadata.csv: bad sirna_id line 5: {line}; expected an integer in 0..1138",
+    ):
+        read_metadata(tmp_path)
+
+
+def test_full_release_empty_sirna_id_is_unlabelled(tiny_full, tmp_path):
+    df = pd.read_csv(tiny_full / "metadata.csv", dtype=str)
+    df.loc[3, "sirna_id"] = ""
+    df.to_csv(tmp_path / "metadata.csv", index=False)
+    md = read_metadata(tmp_path)
+    assert md.set_index("site_id").sirna_id.isna().to_dict() == {
+        s: s == df.site_id[3] for s in df.site_id
+    }
+
+
+def test_full_release_refuses_two_spellings_of_a_site_and_unknown_cell_types(tiny_full, tmp_path):
+    df = pd.read_csv(tiny_full / "metadata.csv", dtype=str)
+    row = df.iloc[[0]].copy()
+    experiment = row.experiment.iloc[0]
+    short = experiment.split("-")[0] + "-" + str(int(experiment.split("-")[1]))
+    assert short != experiment
+    row = row.assign(
+        experiment=short,
+        well_id=lambda r: r.well_id.str.replace(experiment, short),
+        site_id=lambda r: r.site_id.str.replace(experiment, short),
+    )
+    pd.concat([df, row]).to_csv(tmp_path / "metadata.csv", index=False)
+    n = len(df) + 2
+    with pytest.raises(
+        MetadataError, match=rf"line {n}: duplicate site_id '{short}_.*line 2\) \(spelled"
+    ):
+        read_metadata(tmp_path)
+    bad = df.replace({"experiment": {experiment: "FOO-01"}})
+    bad.to_csv(tmp_path / "metadata.csv", index=False)
+    with pytest.raises(MetadataError, match=r"bad experiment line 2: 'FOO-01'"):
+        read_metadata(tmp_path)
+
+
+@settings(max_examples=30)
+@given(n_fields=st.integers(1, 9), quoted=st.booleans())
+def test_rows_with_other_field_counts_are_refused(tmp_path_factory, n_fields, quoted):
+    fields = ["HEPG2-01_1_B04", "HEPG2-01", "1", "B04", "7", "x", "y", "z", "w"][:n_fields]
+    if quoted and n_fields > 5:
+        fields[-1] = '"a, quoted, field"'  # commas inside quotes do not split a field
+    root = tmp_path_factory.mktemp("fields")
+    (root / "train.csv").write_text(TRAIN_HEADER + GOOD + ",".join(fields) + "\n")
+    if n_fields == 5:
+        assert len(read_metadata(root, datasets=("train",))) == 4
+    else:
+        message = rf"train.csv line 3: {n_fields} fields, expected 5"
+        with pytest.raises(MetadataError, match=message):
+            read_metadata(root, datasets=("train",))
+
+
+@pytest.mark.parametrize("where", ["metadata.csv", "pixel_stats.csv"])
+def test_extra_fields_in_the_other_tables(tiny_full, tmp_path, where):
+    if where == "metadata.csv":
+        text = (tiny_full / "metadata.csv").read_text().splitlines()
+        text[4] += ",extra"
+        (tmp_path / where).write_text("\n".join(text) + "\n")
+        call = lambda: read_metadata(tmp_path)  # noqa: E731
+    else:
+        row = "U2OS-01_1_B02,U2OS-01,1,B02,1,1,1,1,1,0,2"
+        (tmp_path / where).write_text(HEADER + row + "\n" + row + ",9\n")
+        call = lambda: read_pixel_stats(tmp_path / where)  # noqa: E731
+    with pytest.raises(MetadataError, match=rf"{where} line (5|3): 12 fields, expected 11"):
+        call()
 
 
 # ----------------------------------------------------------------------------- pixel stats
@@ -461,13 +841,15 @@ well_rows = st.lists(
 def test_kaggle_csv_round_trip(tmp_path_factory, rows, style):
     root = tmp_path_factory.mktemp("csv")
     frame = pd.DataFrame(rows, columns=["experiment", "plate", "well", "label"])
+    # one spelling per experiment: a table mixing HUVEC-1 and HUVEC-01 is refused
+    spelling: dict[str, str] = {}
+    first = [spelling.setdefault(normalize_experiment(x), x) for x in frame.experiment]
+    frame["experiment"] = first
     frame["id_code"] = frame.experiment + "_" + frame.plate.astype(str) + "_" + frame.well
     if style == "integer":
         frame["sirna"] = frame.label.astype(str)
     else:
-        frame["sirna"] = np.where(
-            frame.label == 1138, "UNTREATED", "sirna_" + frame.label.astype(str)
-        )
+        frame["sirna"] = to_rerelease_names(frame.label.tolist())
     treat = frame[frame.label < 1108]
     ctrl = frame[frame.label >= 1108].assign(
         well_type=np.where(
@@ -477,7 +859,7 @@ def test_kaggle_csv_round_trip(tmp_path_factory, rows, style):
     cols = ["id_code", "experiment", "plate", "well", "sirna"]
     treat[cols].to_csv(root / "train.csv", index=False)
     ctrl[[*cols, "well_type"]].to_csv(root / "train_controls.csv", index=False)
-    md = read_metadata(root)
+    md = read_metadata(root, datasets=("train",))
     assert len(md) == 2 * len(frame)
     assert {c: str(t) for c, t in md.dtypes.items()} == METADATA_COLUMNS
     by_id = frame.set_index("id_code")
@@ -489,7 +871,7 @@ def test_kaggle_csv_round_trip(tmp_path_factory, rows, style):
     columns = (md.cell_type, md.batch, md.experiment.astype(str), md.plate, md.well, md.site)
     keys = list(zip(*columns, strict=True))
     assert keys == sorted(keys)
-    assert len(read_metadata(root, include_controls=False)) == 2 * len(treat)
+    assert len(read_metadata(root, include_controls=False, datasets="train")) == 2 * len(treat)
 
 
 @settings(max_examples=20)

@@ -11,6 +11,7 @@ from scipy.special import log_softmax, softmax
 
 import rxdata
 from rxdata.errors import SubmissionError
+from rxdata.metadata import NUM_CLASSES, NUM_TREATMENTS, from_rerelease_names, to_rerelease_names
 from rxdata.submission import average_sites, read_test_wells, write_submission
 
 IDS = ["HEPG2-08_1_B03", "HEPG2-08_1_B04", "HEPG2-08_2_C05"]
@@ -106,16 +107,18 @@ def test_write_submission_int_and_sirna_n(tmp_path: Path) -> None:
     assert out.read_text() == f"id_code,sirna\n{IDS[0]},0\n{IDS[1]},1107\n{IDS[2]},5\n"
     assert written.id_code.tolist() == IDS
     write_submission(out, preds, test, labels="sirna_N")
-    assert pd.read_csv(out).sirna.tolist() == ["sirna_0", "sirna_1107", "sirna_5"]
+    # the re-release renumbered the labels: class 0 is sirna_332, never sirna_0
+    assert pd.read_csv(out).sirna.tolist() == ["sirna_332", "sirna_141", "sirna_1016"]
 
 
 def test_write_submission_from_scores_mapping_and_strings(tmp_path: Path) -> None:
     test = pd.DataFrame({"id_code": IDS})
-    scores = pd.DataFrame(np.eye(3)[[2, 0, 1]], index=IDS)
-    frame = write_submission(tmp_path / "a.csv", scores, test)
-    assert frame.sirna.tolist() == [2, 0, 1]
-    mapping = {IDS[0]: np.int16(3), IDS[1]: 4.0, IDS[2]: "sirna_7"}
-    assert write_submission(tmp_path / "b.csv", mapping, test).sirna.tolist() == [3, 4, 7]
+    for n_classes in (NUM_TREATMENTS, NUM_CLASSES):
+        scores = pd.DataFrame(np.eye(n_classes)[[2, 0, 1]], index=IDS)
+        frame = write_submission(tmp_path / "a.csv", scores, test)
+        assert frame.sirna.tolist() == [2, 0, 1]
+    mapping = {IDS[0]: np.int16(3), IDS[1]: 4.0, IDS[2]: "sirna_332"}  # a re-release name
+    assert write_submission(tmp_path / "b.csv", mapping, test).sirna.tolist() == [3, 4, 0]
     pairs = pd.DataFrame({"id_code": IDS[::-1], "sirna": [9, 8, 7]})
     assert write_submission(tmp_path / "c.csv", pairs, test).sirna.tolist() == [7, 8, 9]
 
@@ -183,7 +186,11 @@ def test_site_predictions_to_submission_on_the_real_test_wells(
     logits = rng.normal(size=(len(test), 64)).astype(np.float32)  # few classes: fast
     wells = average_sites(logits, id_codes=test.id_code.to_numpy(), kind="logits", sites=2)
     assert len(wells) == 19897
-    frame = write_submission(tmp_path / "s.csv", wells, real_metadata_dir / "test.csv")
+    # a score table has one column per treatment: pad the 64 with scores that never win
+    padded = np.full((len(wells), NUM_TREATMENTS), -1e9, dtype=np.float32)
+    padded[:, :64] = wells.to_numpy()
+    scores = pd.DataFrame(padded, index=wells.index)
+    frame = write_submission(tmp_path / "s.csv", scores, real_metadata_dir / "test.csv")
     expected = log_softmax(wells.to_numpy(), axis=1).argmax(axis=1)
     got = frame.set_index("id_code").sirna.loc[wells.index].to_numpy()
     np.testing.assert_array_equal(got, expected)
@@ -206,13 +213,17 @@ def test_auto_label_style_follows_the_metadata(tmp_path: Path) -> None:
         }
     )
     preds = {wells[1]: 17}
+    name = to_rerelease_names([17])[0]
     frame = write_submission(tmp_path / "a.csv", preds, site_table)
-    assert frame.to_dict("list") == {"id_code": [wells[1]], "sirna": ["sirna_17"]}
+    assert frame.to_dict("list") == {"id_code": [wells[1]], "sirna": [name]}
     integer_table = site_table.assign(sirna=pd.array(["1138"] * 2 + [None] * 2, dtype="string"))
     assert write_submission(tmp_path / "b.csv", preds, integer_table).sirna.tolist() == [17]
     assert write_submission(
         tmp_path / "c.csv", preds, integer_table, labels="sirna_N"
-    ).sirna.tolist() == ["sirna_17"]
+    ).sirna.tolist() == [name]
+    # names that only look like the re-release's ("sirna_5000") are not auto-detected
+    odd_table = site_table.assign(sirna=pd.array(["sirna_5000"] * 2 + [None] * 2, dtype="string"))
+    assert write_submission(tmp_path / "d.csv", preds, odd_table).sirna.tolist() == [17]
 
 
 @settings(max_examples=40, deadline=None)
@@ -234,5 +245,54 @@ def test_submission_csv_round_trip(
     write_submission(path, preds, pd.DataFrame({"id_code": ids}), labels=style)  # type: ignore[arg-type]
     back = pd.read_csv(path, dtype=str)
     assert back.id_code.tolist() == ids
-    expected = [f"sirna_{v}" if style == "sirna_N" else str(v) for v in labels]
-    assert back.sirna.tolist() == expected
+    if style == "sirna_N":  # names -> ids gives back the predicted ids
+        assert from_rerelease_names(back.sirna.tolist()).tolist() == labels
+        assert back.sirna.tolist() == to_rerelease_names(labels).tolist()
+    else:
+        assert back.sirna.tolist() == [str(v) for v in labels]
+
+
+@pytest.mark.parametrize("n_classes", [NUM_TREATMENTS, NUM_CLASSES])
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [("row", np.nan), ("column", np.nan), ("cell", np.inf), ("cell", -np.inf)],
+)
+def test_non_finite_scores_are_refused(
+    tmp_path: Path, n_classes: int, where: str, value: float
+) -> None:
+    scores = np.zeros((len(IDS), n_classes))
+    scores[:, 5] = 1.0
+    if where == "row":  # argmax of a NaN row would be class 0
+        scores[1, :] = value
+    elif where == "column":  # a NaN column would win every argmax
+        scores[:, 7] = value
+    else:
+        scores[2, 9] = value
+    named = {"row": IDS[1], "column": IDS[0], "cell": IDS[2]}[where]
+    out = tmp_path / "s.csv"
+    with pytest.raises(SubmissionError, match=rf"NaN or inf for .*'{named}'"):
+        write_submission(out, pd.DataFrame(scores, index=IDS), pd.DataFrame({"id_code": IDS}))
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("n_classes", [1, 3, 1107, 1109, 1138, 1140])
+def test_score_tables_need_1108_or_1139_columns(tmp_path: Path, n_classes: int) -> None:
+    scores = pd.DataFrame(np.zeros((len(IDS), n_classes)), index=IDS)
+    with pytest.raises(SubmissionError, match=rf"got {n_classes} columns"):
+        write_submission(tmp_path / "s.csv", scores, pd.DataFrame({"id_code": IDS}))
+
+
+def test_score_tables_must_be_numeric(tmp_path: Path) -> None:
+    scores = pd.DataFrame(np.zeros((len(IDS), NUM_TREATMENTS)), index=IDS).astype(object)
+    scores.iloc[0, 3] = "high"
+    with pytest.raises(SubmissionError, match="score columns must be numbers"):
+        write_submission(tmp_path / "s.csv", scores, pd.DataFrame({"id_code": IDS}))
+
+
+@pytest.mark.parametrize("label", ["sirna_5000", "sirna_x", "UNTREATED"])
+def test_string_labels_are_re_release_names(tmp_path: Path, label: str) -> None:
+    preds = {IDS[0]: 1, IDS[1]: 2, IDS[2]: label}
+    # an unknown name is refused; UNTREATED (class 1138) is not a treatment
+    match = "outside the treatment classes" if label == "UNTREATED" else "re-release names"
+    with pytest.raises(SubmissionError, match=match):
+        write_submission(tmp_path / "s.csv", preds, pd.DataFrame({"id_code": IDS}))

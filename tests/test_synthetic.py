@@ -18,7 +18,9 @@ from rxdata.metadata import (
     POSITIVE_CONTROL_WELLS,
     image_path,
     read_metadata,
+    rerelease_names,
     scan_images,
+    to_rerelease_names,
 )
 from rxdata.synthetic import (
     TARGET_CHANNEL_MEANS,
@@ -82,6 +84,7 @@ def _digest(root: Path) -> dict[str, str]:
         ("experiments", (("HEPG2", 0, 0),)),
         ("experiments", (("hepg2", 1, 0),)),
         ("experiments", "HEPG2"),
+        ("experiments", (("FOO", 1, 1),)),  # read_metadata refuses unknown cell types
         ("progress", "yes"),
         ("sites", 1),  # with the default Kaggle layout, whose CSVs imply 2 sites per well
     ],
@@ -201,7 +204,13 @@ def test_string_labels_round_trip(tmp_path, tiny_kaggle):
     ints = read_metadata(tiny_kaggle)
     pd.testing.assert_series_equal(strings.sirna_id, ints.sirna_id)
     assert set(strings.sirna.dropna()) >= {"UNTREATED"}
-    assert strings.sirna.dropna().str.fullmatch(r"sirna_\d+|UNTREATED").all()
+    # the re-release's own numbering, not "sirna_{class id}": class 0 is sirna_332
+    labelled = strings.sirna_id.notna().to_numpy()
+    names = to_rerelease_names(strings.sirna_id[labelled].astype(int).tolist())
+    assert (strings.sirna[labelled].to_numpy() == names).all()
+    assert (strings.sirna[labelled] != "sirna_" + strings.sirna_id[labelled].astype(str)).any()
+    train = pd.read_csv(root / "train.csv", dtype=str)
+    assert train.sirna.isin(rerelease_names()).all()
 
 
 def test_incomplete_sites_are_reported(tmp_path):

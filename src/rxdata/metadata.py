@@ -15,8 +15,9 @@ Contract (shared by every rxdata module, see CONTRIBUTING.md):
   sort order of :data:`METADATA_COLUMNS` (see the table in CONTRIBUTING.md).
 * Labels: ``sirna_id`` is the class 0..1138: 0..1107 treatments, 1108..1137 positive
   controls, 1138 the negative control (untreated well). The Kaggle re-release writes
-  labels as strings ``sirna_N`` (mapped to ``N``) and the negative control as
-  ``UNTREATED`` (mapped to 1138); the full release gives ``sirna_id`` directly.
+  labels as names ``sirna_N`` and ``UNTREATED`` in its own numbering (``sirna_N`` is not
+  class ``N``), mapped through :func:`rerelease_names`; the full release gives
+  ``sirna_id`` directly.
 
 Nothing here imports TensorFlow; remote paths go through :mod:`rxdata._io`.
 
@@ -32,15 +33,21 @@ Example:
 
 from __future__ import annotations
 
+import csv
+import functools
 import io
+import itertools
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
+from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from rxdata import _io
 from rxdata.errors import MetadataError, ParseError
@@ -70,6 +77,7 @@ __all__ = [
     "SiteKey",
     "WellKey",
     "detect_layout",
+    "from_rerelease_names",
     "image_path",
     "normalize_experiment",
     "parse_experiment",
@@ -78,7 +86,9 @@ __all__ = [
     "parse_site_id",
     "read_metadata",
     "read_pixel_stats",
+    "rerelease_names",
     "scan_images",
+    "to_rerelease_names",
 ]
 
 # --------------------------------------------------------------------------- constants
@@ -592,11 +602,38 @@ def _fail(file: str, df: pd.DataFrame, mask: Any, column: str, expected: str) ->
     if bad.size == 0:
         return
     shown = ", ".join(
-        f"line {int(df.index[i]) + 2}: {df[column].iloc[i]!r}" if column in df else f"line {i + 2}"
+        f"line {int(df.index[i]) + 2}: {_shown(df[column].iloc[i])}"
+        if column in df
+        else f"line {i + 2}"
         for i in bad[:5]
     )
     more = f" (and {bad.size - 5} more)" if bad.size > 5 else ""
     raise MetadataError(f"{file}: bad {column} {shown}{more}; expected {expected}")
+
+
+def _shown(value: object) -> str:
+    return "(empty)" if value is None or value is pd.NA or value != value else repr(value)
+
+
+def _check_field_counts(path: str, text: str) -> None:
+    """Refuse rows with more or fewer fields than the header (pandas would shift or pad them)."""
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None:
+        return
+    counts = np.fromiter(map(len, reader), dtype=np.int64)
+    bad = np.flatnonzero((counts != len(header)) & (counts != 0))
+    if bad.size == 0:
+        return
+    # the slow path, only on failure: the physical line (quoted fields may span lines)
+    reader = csv.reader(io.StringIO(text))
+    for i, row in enumerate(reader):
+        if i == bad[0] + 1:
+            raise MetadataError(
+                f"{path} line {reader.line_num}: {len(row)} fields, expected {len(header)} "
+                f"(the header's {header}); remove the extra fields or fill in the missing ones"
+                + (f" ({bad.size} such rows)" if bad.size > 1 else "")
+            )
 
 
 def _read_csv(path: str) -> pd.DataFrame:
@@ -605,7 +642,14 @@ def _read_csv(path: str) -> pd.DataFrame:
     except FileNotFoundError:
         raise MetadataError(f"{path}: file not found") from None
     try:
-        return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_values=[""])
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise MetadataError(f"{path}: not a UTF-8 CSV ({err})") from None
+    _check_field_counts(path, text)
+    try:
+        return pd.read_csv(
+            io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""], index_col=False
+        )
     except (ValueError, pd.errors.ParserError) as err:
         raise MetadataError(f"{path}: not a readable CSV ({err})") from None
 
@@ -622,7 +666,8 @@ def _require(file: str, df: pd.DataFrame, columns: Sequence[str]) -> None:
 def _ints(file: str, df: pd.DataFrame, column: str, allowed: Sequence[int]) -> np.ndarray:
     """Parse an integer column, checking each value lies in ``allowed``."""
     s = df[column]
-    ok = s.str.fullmatch(r"\s*\d+\s*").fillna(False).to_numpy(dtype=bool)
+    # at most 9 significant digits: int64 cannot overflow, and no range here needs more
+    ok = s.str.fullmatch(r"\s*0*\d{1,9}\s*").fillna(False).to_numpy(dtype=bool)
     _fail(file, df, ~ok, column, f"an integer in {allowed[0]}..{allowed[-1]}")
     values = s.astype("int64").to_numpy()
     _fail(
@@ -635,15 +680,158 @@ def _ints(file: str, df: pd.DataFrame, column: str, allowed: Sequence[int]) -> n
     return values
 
 
-def _labels(file: str, df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """Map a ``sirna`` column (ints, ``sirna_N``, ``UNTREATED``/``EMPTY``) to class ids."""
+# --------------------------------------------------------------------------- labels
+#: The Kaggle re-release's label names against the competition's class ids (1,139 rows
+#: ``rerelease_sirna, sirna_id``), shipped as package data. Derived by joining both releases
+#: on ``id_code``; the re-release renumbered every label, so ``sirna_N`` is NOT class ``N``.
+_REREL_FILE = "data/sirna_rerelease_map.csv"
+_REREL_NAME = re.compile(r"sirna_\d+|UNTREATED")
+#: Which Kaggle release wrote a CSV's labels: the 2019 competition (class ids) or the
+#: re-release (its own ``sirna_N`` names, see :func:`rerelease_names`).
+LabelRelease = Literal["competition", "rerelease"]
+
+
+@functools.cache
+def _rerelease_map() -> tuple[tuple[str, ...], Mapping[str, int]]:
+    """Load and check the package's re-release map once: (names by id, id by name)."""
+    where = f"rxdata/{_REREL_FILE}"
+    try:
+        text = resources.files("rxdata").joinpath(_REREL_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MetadataError(
+            f"{where} is missing from the installed package; reinstall rxdata"
+        ) from None
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows or rows[0] != ["rerelease_sirna", "sirna_id"]:
+        raise MetadataError(f"{where}: expected the header 'rerelease_sirna,sirna_id'")
+    names: dict[int, str] = {}
+    seen: set[str] = set()
+    for line, row in enumerate(rows[1:], start=2):
+        ok = len(row) == 2 and _REREL_NAME.fullmatch(row[0]) and row[1].isdigit()
+        if not ok or int(row[1]) in names or row[0] in seen:
+            raise MetadataError(
+                f"{where} line {line}: {row!r}; expected a new name 'sirna_N'/'UNTREATED' "
+                "and a new class id (the map is one-to-one)"
+            )
+        names[int(row[1])] = row[0]
+        seen.add(row[0])
+    if sorted(names) != list(range(NUM_CLASSES)) or names[NEGATIVE_CONTROL_ID] != "UNTREATED":
+        raise MetadataError(
+            f"{where}: expected the {NUM_CLASSES} class ids 0..{NUM_CLASSES - 1} once each, "
+            f"with UNTREATED = {NEGATIVE_CONTROL_ID}"
+        )
+    by_id = tuple(names[i] for i in range(NUM_CLASSES))
+    return by_id, MappingProxyType({name: i for i, name in enumerate(by_id)})
+
+
+def rerelease_names() -> tuple[str, ...]:
+    """The Kaggle re-release's label name of every class id (position = ``sirna_id``).
+
+    The re-release of the competition CSVs names labels ``sirna_N`` and the negative
+    control ``UNTREATED``, but ``N`` is its own numbering of all 1,139 labels, positive
+    controls included: ``sirna_N`` is not class ``N``. The correspondence was derived by
+    joining both releases on ``id_code`` and ships with rxdata.
+
+    Example:
+        >>> names = rerelease_names()
+        >>> len(names), names[0], names[1109], names[NEGATIVE_CONTROL_ID]
+        (1139, 'sirna_332', 'sirna_852', 'UNTREATED')
+    """
+    return _rerelease_map()[0]
+
+
+def to_rerelease_names(sirna_ids: ArrayLike) -> np.ndarray:
+    """Class ids (0..1138) to the re-release's names (``0`` -> ``'sirna_332'``).
+
+    Raises:
+        ParseError: a value is not an integer class id in 0..1138 (the message lists them).
+
+    Example:
+        >>> to_rerelease_names([0, 1138]).tolist()
+        ['sirna_332', 'UNTREATED']
+    """
+    values = np.asarray(sirna_ids, dtype=object).ravel()
+    ok = np.array(
+        [
+            isinstance(v, int | np.integer)
+            and not isinstance(v, bool | np.bool_)
+            and 0 <= v < NUM_CLASSES
+            for v in values
+        ],
+        dtype=bool,
+    )
+    if not ok.all():
+        bad = ", ".join(repr(v) for v in values[~ok][:5])
+        raise ParseError(f"class ids {bad}: expected integers in 0..{NUM_CLASSES - 1}")
+    names = np.asarray(rerelease_names(), dtype=object)
+    return np.asarray(names[values.astype(np.int64)], dtype=object)
+
+
+def from_rerelease_names(names: ArrayLike) -> np.ndarray:
+    """The re-release's names to class ids (``'sirna_332'`` -> ``0``, ``'UNTREATED'`` -> 1138).
+
+    Raises:
+        ParseError: a value is not one of the re-release's 1,139 names (the message lists them).
+
+    Example:
+        >>> from_rerelease_names(["sirna_852", "UNTREATED"]).tolist()
+        [1109, 1138]
+    """
+    ids = _rerelease_map()[1]
+    values = np.asarray(names, dtype=object).ravel()
+    found = [ids.get(v, -1) if isinstance(v, str) else -1 for v in values]
+    out = np.asarray(found, dtype=np.int64)
+    if (out < 0).any():
+        bad = ", ".join(repr(v) for v in values[out < 0][:5])
+        raise ParseError(
+            f"labels {bad}: expected re-release names such as 'sirna_332' or 'UNTREATED' "
+            "(see rxdata.metadata.rerelease_names())"
+        )
+    return out
+
+
+def _labels(
+    file: str, df: pd.DataFrame, *, required: bool
+) -> tuple[pd.Series, pd.Series, LabelRelease | None]:
+    """Map a Kaggle ``sirna`` column to class ids, and say which release wrote it.
+
+    The competition CSVs write class ids (``513``; ``1138`` untreated). The re-release
+    writes its own names (``sirna_332`` is class 0, ``UNTREATED`` 1138), mapped through
+    :func:`rerelease_names`: ``sirna_N`` is never read as ``N``. One file uses one style.
+    ``required``: every row must be labelled (train and control files).
+    """
     sirna = df["sirna"].astype("string")
-    number = sirna.str.extract(r"^(?:sirna_)?(\d+)$", expand=False)
-    ids = pd.to_numeric(number, errors="coerce").astype("Int64")
-    untreated = sirna.str.upper().isin(["UNTREATED", "EMPTY"]).fillna(False)
-    ids = ids.mask(untreated.to_numpy(dtype=bool), NEGATIVE_CONTROL_ID)
-    unknown = ids.isna() & sirna.notna()
-    _fail(file, df, unknown, "sirna", "an integer, 'sirna_N' or 'UNTREATED'")
+    given = sirna.notna().to_numpy(dtype=bool)
+    if required:
+        _fail(file, df, ~given, "sirna", "a label on every row (this file's wells are labelled)")
+    integer = sirna.str.fullmatch(r"\d{1,9}").fillna(False).to_numpy(dtype=bool)
+    named = sirna.str.fullmatch(_REREL_NAME.pattern).fillna(False).to_numpy(dtype=bool)
+    _fail(
+        file,
+        df,
+        given & ~integer & ~named,
+        "sirna",
+        f"a class id 0..{NUM_CLASSES - 1} (competition CSVs) or a re-release name such as "
+        "'sirna_332' or 'UNTREATED'",
+    )
+    if integer.any() and named.any():
+        i, j = int(np.flatnonzero(integer)[0]), int(np.flatnonzero(named)[0])
+        raise MetadataError(
+            f"{file}: mixes label styles: line {i + 2} {sirna.iloc[i]!r} is a competition class "
+            f"id, line {j + 2} {sirna.iloc[j]!r} a re-release name; expected one style per "
+            "file (the re-release renumbered the labels, so the two cannot be mixed)"
+        )
+    if named.any():
+        ids = sirna.map(_rerelease_map()[1]).astype("Int64")
+        _fail(
+            file,
+            df,
+            given & ids.isna().to_numpy(dtype=bool),
+            "sirna",
+            "one of the re-release's 1,139 names (rxdata.metadata.rerelease_names())",
+        )
+        return sirna, ids, "rerelease"
+    ids = pd.to_numeric(sirna, errors="coerce").astype("Int64")
     _fail(
         file,
         df,
@@ -651,7 +839,7 @@ def _labels(file: str, df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
         "sirna",
         f"a class id in 0..{NUM_CLASSES - 1}",
     )
-    return sirna, ids
+    return sirna, ids, ("competition" if integer.any() else None)
 
 
 def _well_types_from_ids(ids: pd.Series) -> np.ndarray:
@@ -668,8 +856,18 @@ def _check_wells(file: str, df: pd.DataFrame) -> None:
 
 
 def _check_experiments(file: str, df: pd.DataFrame) -> None:
-    ok = df["experiment"].str.fullmatch(_EXPERIMENT_RE).fillna(False)
-    _fail(file, df, ~ok.to_numpy(dtype=bool), "experiment", "'{CELLTYPE}-{batch}' e.g. 'HEPG2-01'")
+    # each distinct name once (51 experiments for 125,510 sites), then spread with isin
+    names = df["experiment"].dropna().unique()
+    matches = ((n, _EXPERIMENT.match(n)) for n in names)
+    good = [n for n, m in matches if m is not None and m["cell_type"] in CELL_TYPES]
+    ok = df["experiment"].isin(good).to_numpy(dtype=bool)
+    _fail(
+        file,
+        df,
+        ~ok,
+        "experiment",
+        f"'{{CELLTYPE}}-{{batch}}' with a cell type in {CELL_TYPES}, e.g. 'HEPG2-01'",
+    )
 
 
 def _check_well_columns(file: str, df: pd.DataFrame, id_column: str) -> np.ndarray:
@@ -692,9 +890,12 @@ def _check_well_columns(file: str, df: pd.DataFrame, id_column: str) -> np.ndarr
     return plate
 
 
-def _well_table(file: str, df: pd.DataFrame, dataset: str | None, has_type: bool) -> pd.DataFrame:
-    """Validate one Kaggle CSV and return its wells in a common shape."""
-    _require(file, df, ["id_code", "experiment", "plate", "well"])
+def _well_table(
+    file: str, df: pd.DataFrame, dataset: str, controls: bool
+) -> tuple[pd.DataFrame, LabelRelease | None]:
+    """Validate one Kaggle CSV; return its wells in a common shape and its label release."""
+    labelled = controls or dataset == "train"
+    _require(file, df, ["id_code", "experiment", "plate", "well", *(["sirna"] if labelled else [])])
     plate = _check_well_columns(file, df, "id_code")
     out = pd.DataFrame(
         {
@@ -705,54 +906,118 @@ def _well_table(file: str, df: pd.DataFrame, dataset: str | None, has_type: bool
             "well": df["well"],
         }
     )
+    release: LabelRelease | None = None
     if "sirna" in df:
-        sirna, ids = _labels(file, df)
+        sirna, ids, release = _labels(file, df, required=labelled)
     else:
         sirna = pd.Series(pd.NA, index=df.index, dtype="string")
         ids = pd.Series(pd.NA, index=df.index, dtype="Int64")
     out["sirna"] = sirna
     out["sirna_id"] = ids
     derived = _well_types_from_ids(ids)
-    if has_type and "well_type" in df:
+    if controls and "well_type" in df:
         wt = df["well_type"]
         _fail(file, df, ~wt.isin(WELL_TYPES).to_numpy(dtype=bool), "well_type", str(WELL_TYPES))
-        labelled = ids.notna().to_numpy(dtype=bool)
+        has_label = ids.notna().to_numpy(dtype=bool)
         _fail(
             file,
             df,
-            labelled & (wt.to_numpy(dtype=object) != derived),
+            has_label & (wt.to_numpy(dtype=object) != derived),
             "well_type",
-            "the type implied by sirna (1108..1137 positive, 1138 negative control)",
+            "the type implied by sirna (class 1108..1137 positive, 1138 negative control)",
         )
         out["well_type"] = wt.to_numpy(dtype=object)
     else:
         out["well_type"] = derived
     out["_line"] = df.index.to_numpy() + 2
     out["_file"] = file
-    result: pd.DataFrame = out
-    return result
+    return out, release
 
 
-def _read_kaggle(root: str) -> pd.DataFrame:
-    parts = []
-    for name in KAGGLE_FILES:
-        path = _io.join(root, name)
-        if not _io.exists(path):
-            continue
-        dataset = name.split("_")[0].removesuffix(".csv")
-        parts.append(_well_table(path, _read_csv(path), dataset, "controls" in name))
-    if not parts:
-        raise MetadataError(f"{root}: no Kaggle CSVs found; expected {list(KAGGLE_FILES)}")
-    wells = pd.concat(parts, ignore_index=True)
-    dup = wells["id_code"].duplicated(keep="first").to_numpy()
-    if dup.any():
-        i = int(np.flatnonzero(dup)[0])
-        first = int(np.flatnonzero((wells["id_code"] == wells["id_code"].iloc[i]).to_numpy())[0])
-        raise MetadataError(
-            f"{wells['_file'].iloc[i]} line {wells['_line'].iloc[i]}: duplicate id_code "
-            f"{wells['id_code'].iloc[i]!r} (first seen in {wells['_file'].iloc[first]} line "
-            f"{wells['_line'].iloc[first]}); expected each well once"
+def _normalized_ids(experiment: pd.Series, *rest: pd.Series) -> pd.Series:
+    """``{experiment}_{plate}_{well}[_{site}]`` with the experiment's canonical spelling."""
+    spelling = {e: normalize_experiment(e) for e in experiment.unique()}
+    key: pd.Series = experiment.map(spelling)
+    for part in rest:
+        key = key + "_" + part.astype(str)
+    return key
+
+
+def _refuse_duplicates(table: pd.DataFrame, key: pd.Series, what: str, shown: str) -> None:
+    """Raise on the first repeated ``key`` (one site or well), naming both files and lines."""
+    dup = key.duplicated(keep="first").to_numpy()
+    if not dup.any():
+        return
+    i = int(np.flatnonzero(dup)[0])
+    first = int(np.flatnonzero((key == key.iloc[i]).to_numpy())[0])
+    this, that = table[shown].iloc[i], table[shown].iloc[first]
+    spelled = (
+        ""
+        if this == that
+        else f" (spelled {that!r} there; HUVEC-1 and HUVEC-01 are the same experiment)"
+    )
+    raise MetadataError(
+        f"{table['_file'].iloc[i]} line {table['_line'].iloc[i]}: duplicate {shown} {this!r} "
+        f"(first seen in {table['_file'].iloc[first]} line {table['_line'].iloc[first]})"
+        f"{spelled}; expected each {what} once"
+    )
+
+
+def _refuse_two_spellings(table: pd.DataFrame) -> None:
+    """Refuse one experiment written two ways (``HUVEC-1`` and ``HUVEC-01``).
+
+    Everything that groups by experiment (splits, normalization) would split it in two.
+    """
+    first = table.drop_duplicates("experiment")
+    canonical = first["experiment"].map(normalize_experiment)
+    twice = canonical.duplicated(keep=False).to_numpy()
+    if twice.any():
+        rows = first[twice & (canonical == canonical[twice].iloc[0]).to_numpy()]
+        where = ", ".join(
+            f"{e!r} ({f} line {n})"
+            for e, f, n in zip(rows["experiment"], rows["_file"], rows["_line"], strict=True)
         )
+        raise MetadataError(
+            f"experiment {canonical[twice].iloc[0]} is spelled two ways: {where}; expected one "
+            "spelling per experiment (rewrite the file with one of them)"
+        )
+
+
+def _read_kaggle(root: str, datasets: tuple[str, ...]) -> pd.DataFrame:
+    present = {name: _io.exists(_io.join(root, name)) for name in KAGGLE_FILES}
+    if not any(present.values()):
+        raise MetadataError(f"{root}: no Kaggle CSVs found; expected {list(KAGGLE_FILES)}")
+    missing = [f"{d}.csv" for d in datasets if not present[f"{d}.csv"]]
+    if missing:
+        have = tuple(d for d in datasets if present[f"{d}.csv"])
+        hint = f"; to read only part on purpose, pass datasets={have!r}" if have else ""
+        raise MetadataError(
+            f"{root}: missing {', '.join(missing)}; expected a Kaggle metadata folder with "
+            f"train.csv and test.csv (plus train_controls.csv, test_controls.csv){hint}"
+        )
+    parts = []
+    releases: dict[str, LabelRelease] = {}
+    for dataset in datasets:
+        for name, controls in ((f"{dataset}.csv", False), (f"{dataset}_controls.csv", True)):
+            if not present[name]:
+                continue  # the controls files are optional
+            path = _io.join(root, name)
+            wells, release = _well_table(path, _read_csv(path), dataset, controls)
+            parts.append(wells)
+            if release is not None:
+                releases[path] = release
+    if len(set(releases.values())) > 1:
+        (a, ra), (b, rb) = next(
+            ((x, y) for x, y in itertools.combinations(releases.items(), 2) if x[1] != y[1])
+        )
+        raise MetadataError(
+            f"{a} has {ra} labels but {b} has {rb} labels; expected one release per folder "
+            "(the re-release renumbered the labels: 'sirna_N' is not class N)"
+        )
+    wells = pd.concat(parts, ignore_index=True)
+    key = _normalized_ids(wells["experiment"], wells["plate"], wells["well"])
+    _refuse_duplicates(wells, key, "well", "id_code")
+    _refuse_two_spellings(wells)
     n = len(wells)
     sites = wells.loc[wells.index.repeat(len(SITES))].reset_index(drop=True)
     sites["site"] = np.tile(np.array(SITES, dtype=np.int8), n)
@@ -787,16 +1052,11 @@ def _read_full(path: str) -> pd.DataFrame:
         "site_id",
         "'{experiment}_{plate}_{well}_{site}' matching the other columns",
     )
-    raw_id = df["sirna_id"]
-    ids = pd.to_numeric(raw_id, errors="coerce").astype("Int64")
-    _fail(path, df, (ids.isna() & raw_id.notna()).to_numpy(dtype=bool), "sirna_id", "an integer")
-    _fail(
-        path,
-        df,
-        ((ids < 0) | (ids >= NUM_CLASSES)).fillna(False).to_numpy(dtype=bool),
-        "sirna_id",
-        f"a class id in 0..{NUM_CLASSES - 1}",
-    )
+    # digits only: '513.7', 'inf' and '1e2' are refused, not rounded or read as 100. The
+    # real release labels every site; an empty sirna_id (a held-out copy) reads as <NA>.
+    given = df["sirna_id"].notna().to_numpy(dtype=bool)
+    ids = pd.Series(pd.NA, index=df.index, dtype="Int64")
+    ids[given] = _ints(path, df[given], "sirna_id", range(NUM_CLASSES))
     derived = _well_types_from_ids(ids)
     _fail(
         path,
@@ -821,13 +1081,9 @@ def _read_full(path: str) -> pd.DataFrame:
             "_file": path,
         }
     )
-    dup = sites["site_id"].duplicated().to_numpy()
-    if dup.any():
-        i = int(np.flatnonzero(dup)[0])
-        raise MetadataError(
-            f"{path} line {sites['_line'].iloc[i]}: duplicate site_id "
-            f"{sites['site_id'].iloc[i]!r}; expected each site once"
-        )
+    key = _normalized_ids(sites["experiment"], sites["plate"], sites["well"], sites["site"])
+    _refuse_duplicates(sites, key, "site", "site_id")
+    _refuse_two_spellings(sites)
     result: pd.DataFrame = sites
     return result
 
@@ -885,16 +1141,31 @@ def _finish(sites: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
     return result
 
 
-def read_metadata(path: str | os.PathLike[str], *, include_controls: bool = True) -> pd.DataFrame:
+def read_metadata(
+    path: str | os.PathLike[str],
+    *,
+    include_controls: bool = True,
+    datasets: str | Sequence[str] = DATASETS,
+) -> pd.DataFrame:
     r"""Read RxRx1 metadata into the site table of the contract (one row per site).
 
+    Three sources are read (see docs/metadata.md, "Releases"): the 2019 competition's
+    Kaggle CSVs (integer labels), the Kaggle re-release of the same CSVs (labels
+    ``sirna_N``/``UNTREATED`` in its own numbering, mapped to the competition's class ids
+    through :func:`rerelease_names`; the original name stays in ``sirna``), and the full
+    release's ``metadata.csv``. Which Kaggle release a folder holds is told by its label
+    values; a folder mixing them is refused.
+
     Args:
-        path: a folder with the Kaggle CSVs (``train.csv``, ``test.csv`` and optionally
-            ``train_controls.csv``, ``test_controls.csv``; integer labels or the
-            re-release's ``sirna_N``/``UNTREATED``), a folder with the full release's
+        path: a folder with the Kaggle CSVs (``train.csv`` and ``test.csv``, each with its
+            optional ``*_controls.csv``), a folder with the full release's
             ``metadata.csv``, or that file itself. Local or remote (``gs://``).
         include_controls: keep positive/negative control wells (``False`` keeps only
             ``well_type == 'treatment'``).
+        datasets: which data sets to read, ``("train", "test")`` by default. A Kaggle
+            folder must hold ``{dataset}.csv`` for each; pass ``("train",)`` to read a
+            folder with only the training CSVs on purpose. For ``metadata.csv`` the other
+            data set's rows are left out.
 
     Returns:
         A DataFrame with the columns and dtypes of :data:`METADATA_COLUMNS`, sorted by
@@ -902,18 +1173,31 @@ def read_metadata(path: str | os.PathLike[str], *, include_controls: bool = True
         Kaggle wells become two rows (sites 1 and 2).
 
     Raises:
-        MetadataError: missing files or columns, duplicate ids, bad plates, wells, sites,
-            labels or well types; the message names the file, the CSV line and the value.
+        MetadataError: a missing file or column, a row with extra or missing fields, a
+            duplicate well or site (``HUVEC-1`` and ``HUVEC-01`` are one experiment), an
+            unknown cell type, a bad plate, well, site, label or well type, an empty
+            label where one is required, or two label releases in one folder; the message
+            names the file, the CSV line or column, the value and what was expected.
 
     Example:
         >>> import tempfile, pathlib
         >>> d = pathlib.Path(tempfile.mkdtemp())
         >>> _ = (d / "train.csv").write_text(
         ...     "id_code,experiment,plate,well,sirna\nHEPG2-01_1_B03,HEPG2-01,1,B03,513\n")
-        >>> md = read_metadata(d)
+        >>> md = read_metadata(d, datasets=("train",))
         >>> md[["site_id", "cell_type", "sirna_id"]].to_dict("records")[1]
         {'site_id': 'HEPG2-01_1_B03_2', 'cell_type': 'HEPG2', 'sirna_id': 513}
+        >>> _ = (d / "train.csv").write_text(
+        ...     "id_code,experiment,plate,well,sirna\nHEPG2-01_1_B03,HEPG2-01,1,B03,sirna_332\n")
+        >>> read_metadata(d, datasets="train")[["sirna", "sirna_id"]].to_dict("records")[0]
+        {'sirna': 'sirna_332', 'sirna_id': 0}
     """
+    chosen = (datasets,) if isinstance(datasets, str) else tuple(datasets)
+    if not chosen or len(set(chosen)) != len(chosen) or not set(chosen) <= set(DATASETS):
+        raise MetadataError(
+            f"datasets={datasets!r}: expected a non-empty subset of {DATASETS}, each once"
+        )
+    chosen = tuple(d for d in DATASETS if d in chosen)
     path_s = os.fspath(path)
     if path_s.endswith(".csv"):
         if os.path.basename(path_s) != "metadata.csv":
@@ -924,9 +1208,11 @@ def read_metadata(path: str | os.PathLike[str], *, include_controls: bool = True
     elif _io.exists(_io.join(path_s, "metadata.csv")):
         sites = _read_full(_io.join(path_s, "metadata.csv"))
     elif _io.isdir(path_s):
-        sites = _read_kaggle(path_s)
+        sites = _read_kaggle(path_s, chosen)
     else:
         raise MetadataError(f"{path_s}: no such metadata folder or file")
+    if chosen != DATASETS:
+        sites = sites[sites["dataset"].isin(chosen).to_numpy(dtype=bool)]
     table = _finish(sites)
     if not include_controls:
         table = table[table["well_type"] == "treatment"].reset_index(drop=True)

@@ -10,7 +10,8 @@ Contract:
   ``test.csv`` (or of the test treatment wells of a metadata table), in that file's order,
   and refuses, with a :class:`~rxdata.SubmissionError` naming the ``id_code`` values, a
   missing, duplicate or unknown well, or a label outside the treatment classes 0..1107.
-  It writes integer labels (the 2019 competition) or ``sirna_N`` (the re-release).
+  It writes integer labels (the 2019 competition) or the re-release's names, which
+  renumbered every label (class 0 is ``sirna_332``; :func:`rxdata.metadata.rerelease_names`).
 
 Example:
     >>> import numpy as np
@@ -34,8 +35,14 @@ from scipy import sparse
 from scipy.special import logsumexp
 
 from rxdata import _io
-from rxdata.errors import SubmissionError
-from rxdata.metadata import NUM_TREATMENTS
+from rxdata.errors import ParseError, SubmissionError
+from rxdata.metadata import (
+    NUM_CLASSES,
+    NUM_TREATMENTS,
+    from_rerelease_names,
+    rerelease_names,
+    to_rerelease_names,
+)
 
 __all__ = ["average_sites", "read_test_wells", "write_submission"]
 
@@ -187,12 +194,29 @@ def _labels_series(
         if list(predictions.columns) == ["id_code", "sirna"]:
             return cast("pd.Series", predictions.set_index("id_code")["sirna"])
         cols: list[object] = list(predictions.columns)
-        if cols != list(range(len(cols))):
+        if cols != list(range(len(cols))) or len(cols) not in (NUM_TREATMENTS, NUM_CLASSES):
             raise SubmissionError(
-                "a DataFrame of predictions must have columns id_code,sirna or the class ids "
-                f"0..C-1 (scores, argmax taken); got {cols[:5]}..."
+                "a DataFrame of predictions must have columns id_code,sirna or one score "
+                f"column per class, 0..{NUM_TREATMENTS - 1} (treatments) or "
+                f"0..{NUM_CLASSES - 1} (all classes), argmax taken; got {len(cols)} "
+                f"columns {cols[:5]}..."
             )
-        best = predictions.to_numpy().argmax(axis=1)
+        try:
+            scores = predictions.to_numpy(dtype=np.float64)
+        except (TypeError, ValueError):
+            raise SubmissionError(
+                "score columns must be numbers; got dtypes "
+                f"{sorted(set(map(str, predictions.dtypes)))}"
+            ) from None
+        finite = np.isfinite(scores).all(axis=1)
+        if not finite.all():
+            # argmax would turn a NaN row into class 0, and a NaN column would win every row
+            bad = predictions.index[~finite].astype(str).tolist()
+            raise SubmissionError(
+                f"scores hold NaN or inf for {len(bad)} id_code(s): {_preview(bad)}; "
+                "expected finite scores"
+            )
+        best = scores.argmax(axis=1)
         return cast("pd.Series", pd.Series(best, index=predictions.index))
     if isinstance(predictions, pd.Series):
         return predictions
@@ -206,7 +230,7 @@ def _labels_series(
 
 
 def _as_int_labels(labels: pd.Series) -> pd.Series:
-    """Integer class ids; accepts ints, integral floats and 'sirna_N' strings."""
+    """Integer class ids; accepts ints, integral floats, digit strings and re-release names."""
     if pd.api.types.is_integer_dtype(labels.dtype) and not labels.isna().any():
         return labels.astype("int64")
     out = []
@@ -215,28 +239,33 @@ def _as_int_labels(labels: pd.Series) -> pd.Series:
         number: int | None = None
         if isinstance(value, (bool, np.bool_)):
             number = None
-        elif isinstance(value, (int, np.integer)) or (
-            isinstance(value, (float, np.floating)) and float(value).is_integer()
+        elif (
+            isinstance(value, (int, np.integer))
+            or (isinstance(value, (float, np.floating)) and float(value).is_integer())
+            or (isinstance(value, str) and value.isdigit())
         ):
             number = int(value)
         elif isinstance(value, str):
-            text = value.removeprefix("sirna_")
-            number = int(text) if text.isdigit() else None
+            try:  # the re-release's names: its own numbering, 'sirna_332' is class 0
+                number = int(from_rerelease_names([value])[0])
+            except ParseError:
+                number = None
         if number is None:
             bad.append(f"{id_code}={value!r}")
         out.append(-1 if number is None else number)
     if bad:
         raise SubmissionError(
-            f"labels must be integer class ids (or 'sirna_N'); got {_preview(bad)}"
+            "labels must be integer class ids or re-release names ('sirna_332' is class 0); "
+            f"got {_preview(bad)}"
         )
     return pd.Series(out, index=labels.index, dtype="int64")
 
 
 def _label_style(test_wells: object) -> LabelStyle:
-    """``"sirna_N"`` when a metadata frame labels in the re-release form, else ``"int"``."""
+    """``"sirna_N"`` when a metadata frame's labels are the re-release's names, else ``"int"``."""
     if isinstance(test_wells, pd.DataFrame) and "sirna" in test_wells.columns:
         given = test_wells["sirna"].dropna().astype("string")
-        if len(given) and bool(given.str.match(r"^(sirna_\d+|UNTREATED)$").all()):
+        if len(given) and bool(given.isin(rerelease_names()).all()):
             return "sirna_N"
     return "int"
 
@@ -256,14 +285,16 @@ def write_submission(
         predictions: ``id_code -> class id`` as a Series (e.g. from
             :func:`rxdata.plates.assign_plates`) or mapping, or a DataFrame indexed by
             ``id_code`` with one score column per class (the argmax is written), or a
-            frame with columns ``id_code, sirna``.
+            frame with columns ``id_code, sirna``. A score table has 1108 columns (the
+            treatments) or 1139 (all classes), all finite.
         test_wells: ``test.csv`` (path or frame) or the metadata site table; see
             :func:`read_test_wells`. The CSV has one row per well, in this order.
         labels: ``"int"`` writes ``513`` (the 2019 competition); ``"sirna_N"`` writes
-            ``sirna_513`` (the Kaggle re-release, whose metadata uses that form);
-            ``"auto"`` (default) writes ``sirna_N`` when ``test_wells`` is a metadata
-            table whose ``sirna`` column is in that form (read from re-release CSVs),
-            else integers.
+            the Kaggle re-release's name of the class (class 0 is ``sirna_332``: the
+            re-release renumbered every label, see
+            :func:`rxdata.metadata.rerelease_names`); ``"auto"`` (default) writes those
+            names when ``test_wells`` is a metadata table whose ``sirna`` column holds
+            them (read from re-release CSVs), else integers.
         extra: predictions for wells not in ``test_wells`` (controls, say): ``"raise"``
             or ``"ignore"`` them.
 
@@ -272,18 +303,19 @@ def write_submission(
 
     Raises:
         SubmissionError: a test well without a prediction, an ``id_code`` predicted twice,
-            an unknown well (with ``extra="raise"``), or a label outside 0..1107 (test
-            wells are treatments); the message names the ``id_code`` values.
+            an unknown well (with ``extra="raise"``), a label outside 0..1107 (test
+            wells are treatments), a score table with NaN/inf scores or with neither
+            1108 nor 1139 columns; the message names the ``id_code`` values.
 
     Example:
         >>> import pandas as pd
         >>> test = pd.DataFrame({"id_code": ["A-01_1_B04", "A-01_1_B03"]})
-        >>> preds = pd.Series({"A-01_1_B03": 7, "A-01_1_B04": 1107})
+        >>> preds = pd.Series({"A-01_1_B03": 0, "A-01_1_B04": 1107})
         >>> _ = write_submission("submission.csv", preds, test, labels="sirna_N")
         >>> print(open("submission.csv").read().strip())
         id_code,sirna
-        A-01_1_B04,sirna_1107
-        A-01_1_B03,sirna_7
+        A-01_1_B04,sirna_141
+        A-01_1_B03,sirna_332
     """
     if labels not in ("auto", "int", "sirna_N"):
         raise SubmissionError(f"labels must be 'auto', 'int' or 'sirna_N', got {labels!r}")
@@ -319,7 +351,7 @@ def write_submission(
             f"labels outside the treatment classes 0..{NUM_TREATMENTS - 1}: {_preview(detail)}"
         )
     values = chosen.to_numpy()
-    sirna = [f"sirna_{v}" for v in values] if labels == "sirna_N" else values
+    sirna = to_rerelease_names(values) if labels == "sirna_N" else values
     frame = pd.DataFrame({"id_code": wells.to_numpy(dtype=object), "sirna": sirna})
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False, lineterminator="\n")

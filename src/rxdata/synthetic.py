@@ -6,7 +6,8 @@ real RxRx1 data, in either layout:
 * ``layout="kaggle"``: ``train/`` and ``test/`` image trees plus ``train.csv``,
   ``test.csv``, ``train_controls.csv``, ``test_controls.csv`` and ``sample_submission.csv``
   with the real files' columns and formats (integer labels, or with
-  ``label_style="string"`` the re-release's ``sirna_N`` / ``UNTREATED``);
+  ``label_style="string"`` the re-release's names ``sirna_N`` / ``UNTREATED`` in its own
+  numbering, see :func:`rxdata.metadata.rerelease_names`);
 * ``layout="full"``: ``images/`` plus the full release's ``metadata.csv``.
 
 The plate structure is the real one (derived from the real ``train_controls.csv``): 308
@@ -69,6 +70,7 @@ from rxdata.metadata import (
     POSITIVE_CONTROL_WELLS,
     ROWS,
     image_path,
+    to_rerelease_names,
 )
 
 __all__ = [
@@ -146,7 +148,8 @@ class SyntheticOptions:
     image_size: int = 512
     #: output layout: the Kaggle competition folders or the full release.
     layout: Layout = "kaggle"
-    #: Kaggle label style: competition integers or the re-release's ``sirna_N``/``UNTREATED``.
+    #: Kaggle label style: competition integers or the re-release's names (``sirna_332`` is
+    #: class 0; see :func:`rxdata.metadata.rerelease_names`).
     label_style: Literal["integer", "string"] = "integer"
     #: strength of the per-siRNA signal (0 = no signal, 1 = default, learnable at 64 px).
     signal: float = 1.0
@@ -177,10 +180,10 @@ class SyntheticOptions:
             ) from None
         object.__setattr__(self, "experiments", exp)
         for ct, tr, te in exp:
-            if not (ct.isalnum() and ct.isupper()) or tr < 0 or te < 0:
+            if ct not in CELL_TYPES or tr < 0 or te < 0:
                 raise OptionsError(
-                    f"experiments entry {(ct, tr, te)!r}: expected an upper-case cell type "
-                    "and non-negative counts"
+                    f"experiments entry {(ct, tr, te)!r}: expected a cell type in {CELL_TYPES} "
+                    "(read_metadata refuses others) and non-negative counts"
                 )
         if sum(tr + te for _, tr, te in exp) == 0:
             raise OptionsError(f"experiments={exp!r}: expected at least one experiment")
@@ -486,7 +489,10 @@ def _chunks(items: Sequence[_SiteTask], n: int) -> Iterator[Sequence[_SiteTask]]
 def _label(ids: pd.Series, style: str) -> pd.Series:
     if style == "integer":
         return ids.astype(str)
-    return ids.map(lambda i: "UNTREATED" if i == NEGATIVE_CONTROL_ID else f"sirna_{i}")
+    # the re-release's own names (class 0 is sirna_332), as rxdata.read_metadata maps them
+    names = to_rerelease_names([int(i) for i in ids])
+    series: pd.Series = pd.Series(names, index=ids.index, dtype=object)
+    return series
 
 
 def _write_csv(root: str, name: str, frame: pd.DataFrame) -> None:
