@@ -117,7 +117,9 @@ def test_padding_does_not_change_identity(cell_type, batch, plate, well, site):
     assert normalize_experiment(short.experiment) == f"{cell_type}-{batch:02d}"
     # both spellings are one key: a set of the two holds one element (was `assert len(...)`,
     # true for any non-empty set)
-    assert len({WellKey(short.experiment, plate, well), WellKey(padded.experiment, plate, well)}) == 1
+    assert (
+        len({WellKey(short.experiment, plate, well), WellKey(padded.experiment, plate, well)}) == 1
+    )
 
 
 def test_keys_differ_when_meaning_differs():
@@ -195,7 +197,8 @@ def test_key_constructors_validate():
 
 def test_public_names_are_exported():
     assert rxdata.parse_id_code is parse_id_code
-    assert rxdata.WellKey is WellKey
+    with pytest.warns(DeprecationWarning, match=r"rxdata\.naming"):
+        assert rxdata.WellKey is WellKey
     assert rxdata.read_metadata is read_metadata
 
 

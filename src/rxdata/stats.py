@@ -313,7 +313,7 @@ def compute_pixel_stats(
         root: Data root in either layout (local or ``gs://``).
         metadata: The metadata table (:func:`rxdata.read_metadata`): its sites are read,
             all six channels each. ``None``: every channel image found under ``root``
-            (:func:`rxdata.scan_images`), so an incomplete site gives only its channels.
+            (:func:`rxdata.metadata.scan_images`), so an incomplete site gives only its channels.
         out_csv: Also write the table here (atomically), in the ``pixel_stats.csv`` format.
         workers: Worker processes; default ``os.cpu_count()``; ``0`` or ``1`` reads in
             this process.
