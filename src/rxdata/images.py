@@ -39,8 +39,8 @@ import numpy.typing as npt
 from rxdata import _io
 from rxdata.color import DEFAULT_CHANNELS, RGB_MAP, RgbMap, convert_tensor_to_rgb
 from rxdata.errors import ImageDecodeError, ImageNotFoundError, OptionsError
+from rxdata.naming import CHANNELS, Layout, find_root, image_path
 from rxdata.naming import LAYOUTS as LAYOUTS
-from rxdata.naming import Layout, find_root, image_path
 
 __all__ = [
     "LAYOUTS",
@@ -391,8 +391,10 @@ def _check_channels(channels: Sequence[int]) -> tuple[int, ...]:
     if not chans:
         raise OptionsError("channels is empty; give at least one channel number (1..6)")
     for c in chans:
-        if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 1:
-            raise OptionsError(f"channel {c!r} in channels={chans!r} is not a channel number >= 1")
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c not in CHANNELS:
+            raise OptionsError(
+                f"channel {c!r} in channels={chans!r} is not an RxRx1 channel {CHANNELS}"
+            )
     return tuple(int(c) for c in chans)
 
 
