@@ -281,3 +281,14 @@ def test_metadata_reexports_naming():
         }:
             continue  # new in naming, never in metadata
         assert getattr(md, name) is getattr(naming, name), name
+
+
+@pytest.mark.real
+def test_real_root_holds_kaggle_folders_inside_images(real_root):
+    """The shared real sample keeps the Kaggle train/ and test/ inside images/."""
+    data = find_root(real_root)
+    assert (data.layout, data.base) == ("kaggle", str(real_root / "images"))
+    assert find_root(real_root / "images").base == str(real_root / "images")
+    x = rxdata.load_site(None, "RPE-1", 1, "B02", 1, (4,), base_path=real_root)
+    ref = np.asarray(Image.open(real_root / "images/train/RPE-01/Plate1/B02_s1_w4.png"))
+    np.testing.assert_array_equal(x[..., 0], ref)

@@ -221,9 +221,9 @@ def render_plate(
     if thumb < 2:
         raise OptionsError(f"thumb={thumb!r} must be >= 2 pixels")
     root = default_root() if base_path is None else base_path
-    data = find_root(root, layout=layout)
-    lay = data.layout
-    dataset, on_disk = data.locate(dataset, experiment)
+    data_root = find_root(root, layout=layout)
+    lay = data_root.layout
+    dataset, on_disk = data_root.locate(dataset, experiment)
     well_types: dict[str, str] = {}
     if metadata is not None:
         rows = metadata[
@@ -236,7 +236,7 @@ def render_plate(
                 zip(rows["well"].astype(str), rows["well_type"].astype(str), strict=True)
             )
     else:
-        folder = os.path.dirname(data.path(dataset, on_disk, plate, "A01", site, 1))
+        folder = os.path.dirname(data_root.path(dataset, on_disk, plate, "A01", site, 1))
         suffix = f"_s{int(site)}_w{int(channels[0])}.png"
         wells = sorted(
             os.path.basename(p)[: -len(suffix)] for p in _io.glob(_io.join(folder, f"*{suffix}"))
