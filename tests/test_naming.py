@@ -200,6 +200,7 @@ def test_load_site_and_layout_detector_agree_on_every_root_shape(
     folder, given, layout, dataset, remote = SHAPES[shape]
     write_site(tmp_path / folder)
     if remote:
+        naming.clear_cache()  # gs://bucket named another folder in the previous case
         monkeypatch.setattr(rxdata._io, "_gfile", lambda: FakeGfile(tmp_path))
         root = "gs://bucket" if given == "." else f"gs://bucket/{given}"
     else:
@@ -213,6 +214,30 @@ def test_load_site_and_layout_detector_agree_on_every_root_shape(
     path = data.path(dataset, spelling, 2, "B02", 1, 1)
     assert rxdata._io.exists(path) and parse_image_path(path).layout == layout
     assert rxdata.images.channel_path(root, dataset, spelling, 2, "B02", 1, 1) == path
+
+
+def test_remote_roots_are_classified_once_per_process(tmp_path, monkeypatch):
+    """Each remote folder check is a round trip: the second site costs no checks."""
+    write_site(tmp_path / "images/HUVEC-01/Plate2")
+    fake = FakeGfile(tmp_path)
+    calls: list[str] = []
+    real_isdir = fake.isdir
+
+    def counting_isdir(path: str) -> bool:
+        calls.append(path)
+        return real_isdir(path)
+
+    monkeypatch.setattr(fake, "isdir", counting_isdir)
+    monkeypatch.setattr(rxdata._io, "_gfile", lambda: fake)
+    naming.clear_cache()
+    rxdata.load_site(None, "HUVEC-1", 2, "B02", 1, (1,), base_path="gs://bucket")
+    assert calls
+    calls.clear()
+    rxdata.load_site(None, "HUVEC-1", 2, "B02", 1, (2,), base_path="gs://bucket")
+    assert calls == []
+    naming.clear_cache()
+    rxdata.load_site(None, "HUVEC-1", 2, "B02", 1, (2,), base_path="gs://bucket")
+    assert calls
 
 
 def test_metadata_only_roots(tmp_path):
@@ -271,6 +296,7 @@ def test_metadata_reexports_naming():
     for name in naming.__all__:
         if name in {
             "DataRoot",
+            "clear_cache",
             "EXPERIMENT_PATTERN",
             "IMAGE_PATH_PATTERN",
             "IMAGES_FOLDER",

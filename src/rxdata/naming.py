@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import numbers
 import os
 import re
@@ -69,6 +70,7 @@ __all__ = [
     "Layout",
     "SiteKey",
     "WellKey",
+    "clear_cache",
     "detect_layout",
     "experiment_spellings",
     "find_root",
@@ -614,6 +616,11 @@ class DataRoot:
                 none of the data-set folders.
             ParseError: ``experiment`` is not an experiment name.
         """
+        if _io.is_remote(self.base):
+            return _locate_remote(self, dataset, str(experiment))
+        return self._locate(dataset, str(experiment))
+
+    def _locate(self, dataset: str | None, experiment: str) -> tuple[str | None, str]:
         spellings = experiment_spellings(str(experiment))
         if self.layout == "full":
             candidates: Sequence[str | None] = (None,)
@@ -658,9 +665,40 @@ class DataRoot:
         return _io.join(self.base, *relative_path.split("/"))
 
 
+# Each folder check on a remote root (gs://...) is a network round trip, and readers ask
+# per site: remote answers are remembered for the process. A stale answer cannot give wrong
+# pixels, only a loud ImageNotFoundError naming the path; `clear_cache()` forgets them.
+@functools.lru_cache(maxsize=1024)
+def _locate_remote(root: DataRoot, dataset: str | None, experiment: str) -> tuple[str | None, str]:
+    return root._locate(dataset, experiment)
+
+
+@functools.lru_cache(maxsize=256)
+def _detect_remote(root: str, datasets: tuple[str, ...]) -> DataRoot | None:
+    return _detect_uncached(root, datasets)
+
+
+def clear_cache() -> None:
+    """Forget the remembered layouts and experiment folders of remote (``gs://``) roots.
+
+    Call it after changing the folders of a remote data root within one process.
+
+    Example:
+        >>> clear_cache()
+    """
+    _locate_remote.cache_clear()
+    _detect_remote.cache_clear()
+
+
 def _detect(root: str, datasets: Sequence[str]) -> DataRoot | None:
     """The detection rule of :func:`find_root`; ``None`` when nothing is recognised."""
-    ds = tuple(datasets)
+    if _io.is_remote(root):
+        return _detect_remote(root, tuple(datasets))
+    return _detect_uncached(root, tuple(datasets))
+
+
+def _detect_uncached(root: str, datasets: tuple[str, ...]) -> DataRoot | None:
+    ds = datasets
 
     def has_datasets(folder: str) -> bool:
         return any(_io.isdir(_io.join(folder, d)) for d in ds)
