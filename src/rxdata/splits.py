@@ -78,7 +78,7 @@ _PART = "part"
 
 
 def _experiments(cell_type: str, first: int, last: int) -> tuple[str, ...]:
-    return tuple(f"{cell_type}-{i:02d}" for i in range(first, last + 1))
+    return tuple(normalize_experiment(f"{cell_type}-{i}") for i in range(first, last + 1))
 
 
 # The WILDS RxRx1 "official" scheme (p-lambda/wilds, wilds/datasets/rxrx1_dataset.py):

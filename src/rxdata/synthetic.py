@@ -70,6 +70,7 @@ from rxdata.naming import (
     POSITIVE_CONTROL_WELLS,
     ROWS,
     image_path,
+    normalize_experiment,
 )
 
 __all__ = [
@@ -252,7 +253,10 @@ class SyntheticOptions:
         for dataset in DATASETS:
             for ct, n_train, n_test in self.experiments:
                 first, count = (1, n_train) if dataset == "train" else (n_train + 1, n_test)
-                out += [(dataset, f"{ct}-{b:02d}") for b in range(first, first + count)]
+                out += [
+                    (dataset, normalize_experiment(f"{ct}-{b}"))
+                    for b in range(first, first + count)
+                ]
         return tuple(out)
 
 
