@@ -231,3 +231,31 @@ def test_kill_9_then_resume_is_byte_identical(root, tmp_path, victim) -> None:
     assert (out / MANIFEST_NAME).read_bytes() == (reference / MANIFEST_NAME).read_bytes()
     assert [p for p in out.rglob("*") if ".tmp" in p.name] == []  # stale temp files removed
     assert main(["verify", str(out), "--decode"]) == EXIT_OK
+
+
+# ------------------------------------------------------------------ rxdata show (naming)
+def _full_release_site(root: Path, experiment: str = "HUVEC-01") -> Path:
+    """One complete site of the full release: {root}/images/{experiment}/Plate2/B02_s1_w*."""
+    import numpy as np
+    from PIL import Image
+
+    folder = root / "images" / experiment / "Plate2"
+    folder.mkdir(parents=True)
+    for c in range(1, 7):
+        Image.fromarray(np.full((8, 8), 20 * c, np.uint8)).save(folder / f"B02_s1_w{c}.png")
+    (root / "metadata.csv").write_text("site_id\n")
+    return root
+
+
+@pytest.mark.parametrize("spelling", ["HUVEC-1", "HUVEC-01"])
+@pytest.mark.parametrize("where", ["root", "images-folder"])
+def test_show_finds_full_release_site_in_either_spelling(tmp_path, capsys, spelling, where):
+    """``rxdata show HUVEC-1 ...`` on a full-release root once built
+    ``images/images/HUVEC-1/...``: the experiment is found as spelled on disk, and a root
+    that points at the images/ folder itself is understood."""
+    root = _full_release_site(tmp_path / "data")
+    given = root if where == "root" else root / "images"
+    out = tmp_path / "site.png"
+    argv = ["show", spelling, "2", "B02", "--site", "1", "--root", str(given), "--out", str(out)]
+    assert main(argv) == EXIT_OK
+    assert out.read_bytes()[:4] == b"\x89PNG"

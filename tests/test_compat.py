@@ -345,7 +345,7 @@ def test_load_images_as_tensor_refuses_what_the_old_one_got_wrong(tmp_path: Path
     Image.fromarray(np.zeros((5, 4), np.uint8)).save(large)
     with pytest.raises(rxdata.ImageDecodeError, match=r"b\.png"):
         rio.load_images_as_tensor([str(small), str(large)])
-    with pytest.raises(rxdata.ImageNotFoundError, match=r"missing\.png"):
+    with pytest.raises(rxdata.errors.ImageNotFoundError, match=r"missing\.png"):
         rio.load_images_as_tensor([str(small), str(tmp_path / "missing.png")])
     with pytest.raises(rxdata.OptionsError, match="empty"):
         rio.load_images_as_tensor([])
@@ -402,7 +402,7 @@ def test_load_site_as_rgb_matches_the_old_one(tiny_kaggle: Path) -> None:
 
 
 def test_missing_site_names_the_file(tmp_path: Path) -> None:
-    with pytest.raises(rxdata.ImageNotFoundError, match=r"B02_s1_w1\.png"):
+    with pytest.raises(rxdata.errors.ImageNotFoundError, match=r"B02_s1_w1\.png"):
         rio.load_site(*_SITE, base_path=str(tmp_path))
 
 

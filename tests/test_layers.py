@@ -72,7 +72,7 @@ def test_rgb_custom_map_and_errors():
         layers.rgb(np.zeros((2, 2, 6), np.float32))
     with pytest.raises(ValueError, match=r"channels"):
         layers.rgb(np.zeros((2, 2, 5), np.uint8))
-    with pytest.raises(rxdata.OptionsError, match=r"channel 9"):
+    with pytest.raises(rxdata.errors.OptionsError, match=r"channel 9"):
         layers.rgb(np.zeros((2, 2, 1), np.uint8), (9,), rgb_map=RGB_MAP)
 
 

@@ -63,7 +63,7 @@ def pooled(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_global_pixel_stats_published_values():
-    assert rxdata.GLOBAL_PIXEL_STATS.channels == (1, 2, 3, 4, 5, 6)
+    assert rxdata.normalization.GLOBAL_PIXEL_STATS.channels == (1, 2, 3, 4, 5, 6)
     np.testing.assert_array_equal(
         GLOBAL_PIXEL_STATS.mean,
         [6.74696984, 14.74640167, 10.51260864, 10.45369445, 5.49959796, 9.81545561],

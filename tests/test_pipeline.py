@@ -19,7 +19,7 @@ from PIL import Image
 from rxdata import tfrecord
 from rxdata.errors import OptionsError
 from rxdata.normalization import ChannelStats, Normalizer, normalize, standardize_image
-from rxdata.pipeline import NUM_CLASSES, PipelineOptions, make_dataset, predict, standardize
+from rxdata.pipeline import LABEL_SPACES, PipelineOptions, make_dataset, predict, standardize
 
 H = W = 8
 EXPERIMENTS = ("HEPG2-01", "U2OS-02", "RPE-03")
@@ -234,7 +234,7 @@ def test_labels_filters_and_split(shards: tuple[str, list[dict]]) -> None:
 
     # controls dropped; the unlabelled test treatment stays (it must be predicted)
     assert indices(include_controls=False) == expect(
-        lambda r: r["sirna_id"] is pd.NA or r["sirna_id"] < NUM_CLASSES["treatments"]
+        lambda r: r["sirna_id"] is pd.NA or r["sirna_id"] < LABEL_SPACES["treatments"]
     )
     assert indices(include_controls=False, label="cell_type") == indices(include_controls=False)
     assert indices(experiments="U2OS-02") == expect(lambda r: r["experiment"] == "U2OS-02")

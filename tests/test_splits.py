@@ -16,6 +16,7 @@ from rxdata.splits import (
     WILDS_TRAIN_EXPERIMENTS,
     WILDS_VAL_EXPERIMENTS,
     Split,
+    SplitReport,
     experiment_folds,
     group_split,
     holdout_experiments,
@@ -400,7 +401,8 @@ def test_wilds_split_spelling_and_missing() -> None:
 
 def test_public_names() -> None:
     assert rxdata.Split is Split
-    assert rxdata.SplitReport is rxdata.splits.SplitReport
+    with pytest.warns(DeprecationWarning, match=r"import it from rxdata\.splits"):
+        assert rxdata.SplitReport is SplitReport
     assert rxdata.experiment_folds is experiment_folds
     np.testing.assert_equal(len(rxdata.splits.__all__), 11)
 

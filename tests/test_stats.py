@@ -156,7 +156,7 @@ def test_compute_pixel_stats_tiny_with_metadata(tiny_kaggle, tmp_path):
     np.testing.assert_allclose(got["std"], site.reshape(-1, 6).std(axis=0), rtol=1e-10)
     np.testing.assert_array_equal(got["median"], np.median(site.reshape(-1, 6), axis=0))
     np.testing.assert_array_equal(got["max"], site.reshape(-1, 6).max(axis=0))
-    back = rxdata.read_pixel_stats(out_csv)  # the CSV is valid Kaggle pixel_stats
+    back = rxdata.metadata.read_pixel_stats(out_csv)  # the CSV is valid Kaggle pixel_stats
     np.testing.assert_allclose(back["mean"], ps["mean"], rtol=1e-15)
 
 

@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from rxdata.errors import RxDataError
+from rxdata.naming import CHANNELS, DATASETS, LAYOUTS
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -49,7 +50,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         metavar="CT:TRAIN:TEST,...",
         help="experiments per cell type, e.g. HEPG2:2:1,HUVEC:2:1 (default: the real 33+18)",
     )
-    p.add_argument("--layout", choices=("kaggle", "full"), help="output layout (kaggle)")
+    p.add_argument("--layout", choices=LAYOUTS, help="output layout (kaggle)")
     p.add_argument("--label-style", choices=("integer", "string"), help="Kaggle label style")
     for flag, kind, text in (
         ("--plates", int, "plates per experiment, 1-4"),
@@ -135,13 +136,13 @@ def _add_show(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     p.add_argument("plate", metavar="PLATE", type=int, help="plate number 1-4")
     p.add_argument("well", metavar="WELL", nargs="?", help="e.g. B02; omit for a plate montage")
     p.add_argument("--site", type=int, default=1, help="site number (1)")
-    p.add_argument("--dataset", choices=("train", "test"), help="Kaggle subset (found if omitted)")
+    p.add_argument("--dataset", choices=DATASETS, help="Kaggle subset (found if omitted)")
     p.add_argument("--root", help="data root (default $RXDATA_ROOT or the current folder)")
-    p.add_argument("--layout", choices=("kaggle", "full"), help="data layout (detected)")
+    p.add_argument("--layout", choices=LAYOUTS, help="data layout (detected)")
     p.add_argument(
         "--channels",
         type=_channel_list,
-        default=(1, 2, 3, 4, 5, 6),
+        default=CHANNELS,
         help="channels to draw, e.g. 1,2,3 (all six)",
     )
     p.add_argument("--metadata", help="metadata folder/CSV: adds a plate map of well types")
@@ -355,7 +356,7 @@ def build_convert_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--datasets",
         nargs="+",
-        choices=("train", "test"),
+        choices=DATASETS,
         default=list(d.datasets),
         help=f"data sets to convert (default: {' '.join(d.datasets)})",
     )

@@ -32,12 +32,14 @@ import numpy as np
 import numpy.typing as npt
 
 from rxdata.errors import OptionsError
+from rxdata.naming import CHANNELS
 
 __all__ = ["DEFAULT_CHANNELS", "RGB_MAP", "RgbMap", "convert_tensor_to_rgb", "rgb_tables"]
 
-DEFAULT_CHANNELS: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
-"""The six RxRx1 channels: 1 Hoechst (nuclei), 2 ConA (ER), 3 phalloidin (actin),
-4 SYTO14 (nucleoli), 5 MitoTracker (mitochondria), 6 WGA (Golgi/membrane)."""
+DEFAULT_CHANNELS: tuple[int, ...] = CHANNELS
+"""The six RxRx1 channels (:data:`rxdata.naming.CHANNELS`): 1 Hoechst (nuclei), 2 ConA
+(ER), 3 phalloidin (actin), 4 SYTO14 (nucleoli), 5 MitoTracker (mitochondria), 6 WGA
+(Golgi/membrane)."""
 
 RgbMap = Mapping[int, Mapping[str, Any]]
 """A colour map: channel number -> ``{"rgb": (r, g, b), "range": (lo, hi)}``."""

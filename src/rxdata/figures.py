@@ -25,7 +25,8 @@ import numpy.typing as npt
 from rxdata import _io
 from rxdata.color import DEFAULT_CHANNELS, RGB_MAP, RgbMap, convert_tensor_to_rgb
 from rxdata.errors import ImageNotFoundError, OptionsError
-from rxdata.images import load_site, locate
+from rxdata.images import default_root, load_site
+from rxdata.naming import find_root
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -217,12 +218,12 @@ def render_plate(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from rxdata.images import channel_path, default_root
-
     if thumb < 2:
         raise OptionsError(f"thumb={thumb!r} must be >= 2 pixels")
     root = default_root() if base_path is None else base_path
-    lay, dataset = locate(root, dataset, experiment, layout)
+    data_root = find_root(root, layout=layout)
+    lay = data_root.layout
+    dataset, on_disk = data_root.locate(dataset, experiment)
     well_types: dict[str, str] = {}
     if metadata is not None:
         rows = metadata[
@@ -235,9 +236,7 @@ def render_plate(
                 zip(rows["well"].astype(str), rows["well_type"].astype(str), strict=True)
             )
     else:
-        folder = os.path.dirname(
-            channel_path(root, dataset, experiment, plate, "A01", site, 1, lay)
-        )
+        folder = os.path.dirname(data_root.path(dataset, on_disk, plate, "A01", site, 1))
         suffix = f"_s{int(site)}_w{int(channels[0])}.png"
         wells = sorted(
             os.path.basename(p)[: -len(suffix)] for p in _io.glob(_io.join(folder, f"*{suffix}"))

@@ -17,9 +17,10 @@ Decoding uses OpenCV when it is installed (measured fastest on the real RxRx1 PN
 ``docs/performance.md``) and Pillow otherwise; both give identical arrays.
 
 Data root: ``base_path`` defaults to the environment variable ``RXDATA_ROOT``, else the
-current directory. Two layouts are understood (see :data:`LAYOUTS`): the Kaggle one,
-``{root}/{dataset}/{experiment}/Plate{plate}/{well}_s{site}_w{channel}.png``, and the full
-RxRx1 release, ``{root}/images/{experiment}/Plate{plate}/{well}_s{site}_w{channel}.png``.
+current directory. Which layout it holds (Kaggle ``{root}/{dataset}/{experiment}/...`` or
+the full release ``{root}/images/{experiment}/...``, also when ``base_path`` is that
+``images/`` folder itself) and how an experiment is spelled on disk (``HUVEC-1`` or
+``HUVEC-01``) are decided by :func:`rxdata.naming.find_root`, the one rule.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +39,8 @@ import numpy.typing as npt
 from rxdata import _io
 from rxdata.color import DEFAULT_CHANNELS, RGB_MAP, RgbMap, convert_tensor_to_rgb
 from rxdata.errors import ImageDecodeError, ImageNotFoundError, OptionsError
+from rxdata.naming import CHANNELS, Layout, find_root, image_path
+from rxdata.naming import LAYOUTS as LAYOUTS
 
 __all__ = [
     "LAYOUTS",
@@ -57,10 +59,6 @@ __all__ = [
 ROOT_ENV = "RXDATA_ROOT"
 """Environment variable read for the default data root (else the current directory)."""
 
-LAYOUTS = ("kaggle", "full")
-"""``kaggle``: ``{dataset}/{experiment}/...``; ``full``: ``images/{experiment}/...``."""
-
-Layout = Literal["kaggle", "full"]
 ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -319,32 +317,25 @@ def default_root() -> str:
 
 
 def resolve_layout(
-    base_path: str | os.PathLike[str], dataset: str | None, layout: str | None = None
+    base_path: str | os.PathLike[str], dataset: str | None = None, layout: str | None = None
 ) -> Layout:
-    """Decide which file layout a data root uses.
+    """The layout of a data root, by the one rule of :func:`rxdata.naming.find_root`.
 
-    An explicit ``layout`` wins. Otherwise ``dataset=None`` means the full release; else the
-    Kaggle layout when ``{base_path}/{dataset}`` is a folder, the full release when
-    ``{base_path}/images`` is one, and the Kaggle layout (the rxrx1-utils default) when
-    neither exists, so that the error names the path a Kaggle user expects.
+    An explicit ``layout`` wins (after validation). ``dataset`` is accepted for backward
+    compatibility and no longer changes the answer: the folders decide.
+
+    Raises:
+        MetadataError: no (or an ambiguous) layout under ``base_path``.
+        OptionsError: ``layout`` is not ``'kaggle'``, ``'full'`` or ``None``.
 
     Example:
-        >>> resolve_layout("/nonexistent", None)
-        'full'
-        >>> resolve_layout("/nonexistent", "train")
-        'kaggle'
+        >>> import os, tempfile
+        >>> root = tempfile.mkdtemp(); os.makedirs(f"{root}/images")
+        >>> resolve_layout(root, None), resolve_layout(root, "train", layout="kaggle")
+        ('full', 'kaggle')
     """
-    if layout is not None:
-        if layout not in LAYOUTS:
-            raise OptionsError(f"layout={layout!r} is not one of {LAYOUTS}")
-        return "kaggle" if layout == "kaggle" else "full"
-    if dataset is None:
-        return "full"
-    if _io.isdir(_io.join(base_path, dataset)):
-        return "kaggle"
-    if _io.isdir(_io.join(base_path, "images")):
-        return "full"
-    return "kaggle"
+    del dataset  # the folders under base_path decide, whatever the dataset
+    return find_root(base_path, layout=layout).layout
 
 
 def locate(
@@ -355,25 +346,18 @@ def locate(
 ) -> tuple[Layout, str | None]:
     """Resolve ``(layout, dataset)`` for an experiment under a data root.
 
-    Like :func:`resolve_layout`, except that ``dataset=None`` with a Kaggle-layout root
-    (no ``images/`` folder) finds the experiment under ``train/`` or ``test/``.
+    Uses :func:`rxdata.naming.find_root` and :meth:`rxdata.naming.DataRoot.locate`:
+    ``dataset=None`` in the Kaggle layout finds the experiment under ``train/`` or
+    ``test/``, in either spelling (``HEPG2-8`` finds ``HEPG2-08``).
 
     Example:
         >>> import os, tempfile
         >>> root = tempfile.mkdtemp(); os.makedirs(f"{root}/test/HEPG2-08")
-        >>> locate(root, None, "HEPG2-08")
+        >>> locate(root, None, "HEPG2-8")
         ('kaggle', 'test')
     """
-    if dataset is None and layout != "full" and not _io.isdir(_io.join(base_path, "images")):
-        for candidate in ("train", "test"):
-            if _io.isdir(_io.join(base_path, candidate, str(experiment))):
-                return "kaggle", candidate
-        if layout == "kaggle":
-            raise OptionsError(
-                f"experiment {experiment!r} is under neither {_io.join(base_path, 'train')} "
-                f"nor {_io.join(base_path, 'test')}; pass dataset='train' or 'test'"
-            )
-    return resolve_layout(base_path, dataset, layout), dataset
+    data = find_root(base_path, layout=layout)
+    return data.layout, data.locate(dataset, experiment)[0]
 
 
 def channel_path(
@@ -384,31 +368,22 @@ def channel_path(
     well: str,
     site: int,
     channel: int,
-    layout: Layout = "kaggle",
+    layout: str | None = None,
 ) -> str:
-    """Path of one channel image under a data root (see :data:`LAYOUTS`).
+    """Path of one channel image under a data root (:meth:`rxdata.naming.DataRoot.path`).
+
+    The root is classified by :func:`rxdata.naming.find_root` (``layout`` overrides the
+    detection) and the experiment folder is found as spelled on disk.
 
     Example:
-        >>> channel_path("/data", "train", "RPE-05", 3, "D19", 2, 1)
-        '/data/train/RPE-05/Plate3/D19_s2_w1.png'
-        >>> channel_path("gs://b/rxrx1", None, "RPE-05", 3, "D19", 2, 1, layout="full")
-        'gs://b/rxrx1/images/RPE-05/Plate3/D19_s2_w1.png'
+        >>> import os, tempfile
+        >>> root = tempfile.mkdtemp(); os.makedirs(f"{root}/train/RPE-05")
+        >>> channel_path(root, "train", "RPE-5", 3, "D19", 2, 1) == (
+        ...     f"{root}/train/RPE-05/Plate3/D19_s2_w1.png")
+        True
     """
-    if layout == "kaggle":
-        if not dataset:
-            raise OptionsError(
-                f"the Kaggle layout needs dataset='train' or 'test', got {dataset!r}"
-            )
-        top = dataset
-    else:
-        top = "images"
-    return _io.join(
-        base_path,
-        top,
-        str(experiment),
-        f"Plate{int(plate)}",
-        f"{well}_s{int(site)}_w{int(channel)}.png",
-    )
+    data = find_root(base_path, layout=layout)
+    return data.path(dataset, experiment, plate, well, site, channel)
 
 
 def _check_channels(channels: Sequence[int]) -> tuple[int, ...]:
@@ -416,8 +391,10 @@ def _check_channels(channels: Sequence[int]) -> tuple[int, ...]:
     if not chans:
         raise OptionsError("channels is empty; give at least one channel number (1..6)")
     for c in chans:
-        if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 1:
-            raise OptionsError(f"channel {c!r} in channels={chans!r} is not a channel number >= 1")
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c not in CHANNELS:
+            raise OptionsError(
+                f"channel {c!r} in channels={chans!r} is not an RxRx1 channel {CHANNELS}"
+            )
     return tuple(int(c) for c in chans)
 
 
@@ -448,7 +425,8 @@ def load_site(
         site: Site number 1 or 2.
         channels: Channel numbers to stack, in this order.
         base_path: Data root (local folder or ``gs://`` URL); default :func:`default_root`.
-        layout: ``"kaggle"``, ``"full"`` or ``None`` to detect (:func:`resolve_layout`).
+        layout: ``"kaggle"``, ``"full"`` or ``None`` to detect
+            (:func:`rxdata.naming.find_root`).
         expected_shape: ``(height, width)`` every channel must have; ``None`` takes the
             first channel's size and requires the others to agree.
 
@@ -458,6 +436,9 @@ def load_site(
     Raises:
         ImageNotFoundError: A channel file is missing (names the path).
         ImageDecodeError: A channel is corrupt, not 8-bit grayscale or of another size.
+        MetadataError: ``base_path`` holds no recognisable layout (or both).
+        OptionsError: Bad ``channels`` or ``layout``; or ``dataset=None`` in the Kaggle
+            layout and the experiment is under neither ``train/`` nor ``test/``.
 
     Example:
         >>> import os, tempfile, numpy as np
@@ -473,10 +454,13 @@ def load_site(
     """
     chans = _check_channels(channels)
     root = default_root() if base_path is None else base_path
-    lay, dataset = locate(root, dataset, experiment, layout)
+    data = find_root(root, layout=layout)
+    dataset, experiment = data.locate(dataset, experiment)
     out: npt.NDArray[np.uint8] | None = None
     shape = None if expected_shape is None else (int(expected_shape[0]), int(expected_shape[1]))
-    paths = [channel_path(root, dataset, experiment, plate, well, site, c, lay) for c in chans]
+    paths = [
+        data.join(image_path(dataset, experiment, plate, well, site, c, data.layout)) for c in chans
+    ]
     sources: list[str | bytes] = list(paths)
     if _io.is_remote(root) and len(paths) > 1:
         # Remote reads are latency-bound: fetch the channels concurrently, decode in order.

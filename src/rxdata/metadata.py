@@ -1,16 +1,7 @@
-"""The RxRx1 metadata model: keys, path and id parsers, and the metadata table.
+r"""The RxRx1 metadata tables: ``read_metadata``, ``read_pixel_stats``, ``scan_images``.
 
 Contract (shared by every rxdata module, see CONTRIBUTING.md):
 
-* A channel image is named ``{dataset}/{experiment}/Plate{plate}/{well}_s{site}_w{channel}.png``
-  in the Kaggle layout and ``images/{experiment}/Plate{plate}/{well}_s{site}_w{channel}.png``
-  in the full RxRx1 release. :func:`parse_image_path` accepts either, a bare
-  ``{experiment}/...`` path, and any prefix (relative, absolute, ``gs://bucket/...``).
-* A well is named by its Kaggle ``id_code`` ``{experiment}_{plate}_{well}`` and a site by
-  its ``site_id`` ``{id_code}_{site}``.
-* Experiments are ``{cell_type}-{batch}``. The same experiment may be written
-  ``HUVEC-1`` or ``HUVEC-01``: rxdata keeps the text as given, but keys compare (and hash)
-  on ``(cell_type, batch)`` so both spellings are the same key.
 * :func:`read_metadata` returns one row per **site** with exactly the columns, dtypes and
   sort order of :data:`METADATA_COLUMNS` (see the table in CONTRIBUTING.md).
 * Labels: ``sirna_id`` is the class 0..1138: 0..1107 treatments, 1108..1137 positive
@@ -18,17 +9,19 @@ Contract (shared by every rxdata module, see CONTRIBUTING.md):
   labels as names ``sirna_N`` and ``UNTREATED`` in its own numbering (``sirna_N`` is not
   class ``N``), mapped through :func:`rerelease_names`; the full release gives
   ``sirna_id`` directly.
+* Names (constants, keys, parsers, experiment spellings, layouts, image paths) belong to
+  :mod:`rxdata.naming`; they stay importable from here (``rxdata.metadata.ImageKey``...)
+  so existing code keeps working.
 
 Nothing here imports TensorFlow; remote paths go through :mod:`rxdata._io`.
 
 Example:
-    >>> key = parse_image_path("gs://bucket/rxrx1/train/HUVEC-1/Plate2/B03_s1_w4.png")
-    >>> (key.experiment, key.cell_type, key.batch, key.plate, key.well, key.channel)
-    ('HUVEC-1', 'HUVEC', 1, 2, 'B03', 4)
-    >>> key.relative_path
-    'train/HUVEC-1/Plate2/B03_s1_w4.png'
-    >>> key.site_key == parse_site_id("HUVEC-01_2_B03_1")
-    True
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "train.csv").write_text(
+    ...     "id_code,experiment,plate,well,sirna\nHEPG2-01_1_B03,HEPG2-01,1,B03,513\n")
+    >>> read_metadata(d, datasets=("train",))["site_id"].tolist()
+    ['HEPG2-01_1_B03_1', 'HEPG2-01_1_B03_2']
 """
 
 from __future__ import annotations
@@ -40,7 +33,7 @@ import itertools
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from types import MappingProxyType
 from typing import Any, Literal
@@ -52,38 +45,41 @@ from numpy.typing import ArrayLike
 from rxdata import _io
 from rxdata.errors import MetadataError, ParseError
 
+# Names owned by rxdata.naming, re-exported so ``rxdata.metadata.X`` keeps working.
+from rxdata.naming import CELL_TYPES as CELL_TYPES
+from rxdata.naming import CHANNELS as CHANNELS
+from rxdata.naming import COLUMNS as COLUMNS
+from rxdata.naming import DATASETS as DATASETS
+from rxdata.naming import EXPERIMENT_PATTERN, IMAGE_PATH_PATTERN
+from rxdata.naming import KAGGLE_FILES as KAGGLE_FILES
+from rxdata.naming import NEGATIVE_CONTROL_ID as NEGATIVE_CONTROL_ID
+from rxdata.naming import NEGATIVE_CONTROL_WELL as NEGATIVE_CONTROL_WELL
+from rxdata.naming import NUM_CLASSES as NUM_CLASSES
+from rxdata.naming import NUM_TREATMENTS as NUM_TREATMENTS
+from rxdata.naming import PLATES as PLATES
+from rxdata.naming import POSITIVE_CONTROL_IDS as POSITIVE_CONTROL_IDS
+from rxdata.naming import POSITIVE_CONTROL_WELLS as POSITIVE_CONTROL_WELLS
+from rxdata.naming import ROWS as ROWS
+from rxdata.naming import SITES as SITES
+from rxdata.naming import WELL_TYPES as WELL_TYPES
+from rxdata.naming import ImageKey as ImageKey
+from rxdata.naming import Layout as Layout
+from rxdata.naming import SiteKey as SiteKey
+from rxdata.naming import WellKey as WellKey
+from rxdata.naming import detect_layout as detect_layout
+from rxdata.naming import image_path as image_path
+from rxdata.naming import normalize_experiment as normalize_experiment
+from rxdata.naming import parse_experiment as parse_experiment
+from rxdata.naming import parse_id_code as parse_id_code
+from rxdata.naming import parse_image_path as parse_image_path
+from rxdata.naming import parse_site_id as parse_site_id
+
 __all__ = [
-    "CELL_TYPES",
-    "CHANNELS",
-    "COLUMNS",
-    "DATASETS",
     "FULL_RELEASE_COLUMNS",
-    "KAGGLE_FILES",
     "METADATA_COLUMNS",
-    "NEGATIVE_CONTROL_ID",
-    "NEGATIVE_CONTROL_WELL",
-    "NUM_CLASSES",
-    "NUM_TREATMENTS",
     "PIXEL_STATS_COLUMNS",
-    "PLATES",
-    "POSITIVE_CONTROL_IDS",
-    "POSITIVE_CONTROL_WELLS",
-    "ROWS",
-    "SITES",
-    "WELL_TYPES",
-    "ImageKey",
-    "Layout",
     "ScanResult",
-    "SiteKey",
-    "WellKey",
-    "detect_layout",
     "from_rerelease_names",
-    "image_path",
-    "normalize_experiment",
-    "parse_experiment",
-    "parse_id_code",
-    "parse_image_path",
-    "parse_site_id",
     "read_metadata",
     "read_pixel_stats",
     "rerelease_names",
@@ -91,40 +87,8 @@ __all__ = [
     "to_rerelease_names",
 ]
 
-# --------------------------------------------------------------------------- constants
-#: The six fluorescence channels of every site (Hoechst, ConA, phalloidin, syto14,
-#: MitoTracker, WGA), numbered as in the file names ``..._w{channel}.png``.
-CHANNELS: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
-#: Number of siRNA treatments (classes 0..1107).
-NUM_TREATMENTS = 1108
-#: Number of classes including the 30 positive controls and the negative control.
-NUM_CLASSES = 1139
-#: Class id of the negative control (the untreated well, ``UNTREATED`` / ``EMPTY``).
-NEGATIVE_CONTROL_ID = 1138
-#: Class ids of the 30 positive-control siRNAs.
-POSITIVE_CONTROL_IDS = range(NUM_TREATMENTS, NEGATIVE_CONTROL_ID)
-#: The four cell types of RxRx1, in the order used for categorical columns.
-CELL_TYPES: tuple[str, ...] = ("HEPG2", "HUVEC", "RPE", "U2OS")
-#: Well types, in the order used for the ``well_type`` category.
-WELL_TYPES: tuple[str, ...] = ("treatment", "positive_control", "negative_control")
-#: Plates per experiment; each holds one of the four siRNA groups.
-PLATES: tuple[int, ...] = (1, 2, 3, 4)
-#: Imaging sites per well.
-SITES: tuple[int, ...] = (1, 2)
-#: Kaggle data sets, in sort order.
-DATASETS: tuple[str, ...] = ("train", "test")
-#: Rows and columns of the 384-well plate that RxRx1 uses (the outer ring is empty):
-#: 14 rows x 22 columns = 308 wells = 277 treatments + 30 positive controls + 1 untreated.
-ROWS: tuple[str, ...] = tuple("BCDEFGHIJKLMNO")
-COLUMNS: tuple[int, ...] = tuple(range(2, 24))
-#: The negative-control (untreated) well of every real plate.
-NEGATIVE_CONTROL_WELL = "B02"
-#: The 30 positive-control wells of every real plate (derived from the real
-#: ``train_controls.csv``/``test_controls.csv``: the same 30 wells on all 204 plates; which
-#: control siRNA sits in which of them is shuffled per plate).
-POSITIVE_CONTROL_WELLS: tuple[str, ...] = tuple(
-    f"{r}{c:02d}" for r in "CFHJM" for c in (3, 7, 11, 15, 19, 22)
-)
+# --------------------------------------------------------------------------- tables
+_EXPERIMENT = re.compile(rf"^{EXPERIMENT_PATTERN}$")
 #: Columns of the full RxRx1 release's ``metadata.csv``, in its order (``sirna`` is the
 #: supplier id such as ``s21721`` or ``EMPTY``; ``sirna_id`` the class 0..1138).
 FULL_RELEASE_COLUMNS: tuple[str, ...] = (
@@ -140,8 +104,6 @@ FULL_RELEASE_COLUMNS: tuple[str, ...] = (
     "sirna",
     "sirna_id",
 )
-#: Kaggle CSV file names read by :func:`read_metadata`.
-KAGGLE_FILES: tuple[str, ...] = ("train.csv", "test.csv", "train_controls.csv", "test_controls.csv")
 
 #: Columns (and dtypes) of the table :func:`read_metadata` returns, in order.
 METADATA_COLUMNS: dict[str, str] = {
@@ -175,427 +137,7 @@ PIXEL_STATS_COLUMNS: tuple[str, ...] = (
     "max",
 )
 
-Layout = Literal["kaggle", "full"]
-_LAYOUTS: tuple[str, ...] = ("kaggle", "full")
 
-# --------------------------------------------------------------------------- parsing
-_EXPERIMENT_RE = r"(?P<cell_type>[A-Z][A-Z0-9]*)-(?P<batch>\d{1,4})"
-_WELL_RE = r"(?P<row>[A-P])(?P<column>\d{2})"
-_EXPERIMENT = re.compile(rf"^{_EXPERIMENT_RE}$")
-_ID_CODE = re.compile(rf"^(?P<experiment>{_EXPERIMENT_RE})_(?P<plate>\d+)_(?P<well>{_WELL_RE})$")
-_SITE_ID = re.compile(
-    rf"^(?P<experiment>{_EXPERIMENT_RE})_(?P<plate>\d+)_(?P<well>{_WELL_RE})_(?P<site>\d+)$"
-)
-# The relative part of an image path; the prefix before it is free.
-_IMAGE_PATH = re.compile(
-    r"(?:^|/)(?:(?P<dataset>train|test)/|(?P<images>images)/)?"
-    r"(?P<experiment>[A-Z][A-Z0-9]*-\d{1,4})/Plate(?P<plate>\d+)/"
-    r"(?P<well>[A-P]\d{2})_s(?P<site>\d+)_w(?P<channel>\d+)\.png$"
-)
-
-
-def parse_experiment(experiment: str) -> tuple[str, int]:
-    """Split an experiment name into ``(cell_type, batch)``.
-
-    Args:
-        experiment: e.g. ``"HEPG2-01"`` or ``"HUVEC-1"``.
-
-    Returns:
-        The cell type and the batch number.
-
-    Raises:
-        ParseError: when the name is not ``{CELLTYPE}-{number}``.
-
-    Example:
-        >>> parse_experiment("HUVEC-1")
-        ('HUVEC', 1)
-    """
-    m = _EXPERIMENT.match(experiment) if isinstance(experiment, str) else None
-    if m is None:
-        raise ParseError(
-            f"experiment {experiment!r}: expected '{{CELLTYPE}}-{{batch}}' such as 'HEPG2-01'"
-        )
-    return m["cell_type"], int(m["batch"])
-
-
-def normalize_experiment(experiment: str) -> str:
-    """Return the canonical spelling of an experiment (batch zero-padded to 2 digits).
-
-    Example:
-        >>> normalize_experiment("HUVEC-1"), normalize_experiment("U2OS-03")
-        ('HUVEC-01', 'U2OS-03')
-    """
-    cell_type, batch = parse_experiment(experiment)
-    return f"{cell_type}-{batch:02d}"
-
-
-def _check_range(what: str, value: int, allowed: Sequence[int], text: str) -> None:
-    if value not in allowed:
-        raise ParseError(f"{text!r}: {what} {value} is outside {allowed[0]}..{allowed[-1]}")
-
-
-def _check_well(well: str, text: str) -> None:
-    column = int(well[1:])
-    if not 1 <= column <= 24:
-        raise ParseError(f"{text!r}: well {well!r} has column {column}, expected 01..24")
-
-
-def _check_int(what: str, value: object, allowed: Sequence[int], text: str) -> int:
-    if not isinstance(value, int | np.integer) or isinstance(value, bool):
-        raise ParseError(f"{text!r}: {what} must be an int, got {value!r}")
-    _check_range(what, int(value), allowed, text)
-    return int(value)
-
-
-class _WellParts:
-    """Properties derived from ``experiment`` and ``well`` (shared by the key types)."""
-
-    experiment: str
-    plate: int
-    well: str
-
-    def _validate_well(self, text: str) -> None:
-        parse_experiment(self.experiment)
-        object.__setattr__(self, "plate", _check_int("plate", self.plate, PLATES, text))
-        if not isinstance(self.well, str) or re.fullmatch(_WELL_RE, self.well) is None:
-            raise ParseError(f"{text!r}: well {self.well!r} is not a row A-P + 2-digit column")
-        _check_well(self.well, text)
-
-    @property
-    def cell_type(self) -> str:
-        """Cell type, e.g. ``'HEPG2'``."""
-        return parse_experiment(self.experiment)[0]
-
-    @property
-    def batch(self) -> int:
-        """Batch number of the experiment (``HEPG2-07`` -> 7)."""
-        return parse_experiment(self.experiment)[1]
-
-    @property
-    def row(self) -> str:
-        """Plate row letter."""
-        return self.well[0]
-
-    @property
-    def column(self) -> int:
-        """Plate column number."""
-        return int(self.well[1:])
-
-    @property
-    def id_code(self) -> str:
-        """Kaggle well id ``{experiment}_{plate}_{well}``."""
-        return f"{self.experiment}_{self.plate}_{self.well}"
-
-    def _norm(self) -> tuple[Any, ...]:
-        return (*parse_experiment(self.experiment), self.plate, self.well)
-
-    # Keys of one type compare and hash on the normalised experiment (HUVEC-1 == HUVEC-01);
-    # keys of different types (a well and one of its sites) are never equal.
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, _WellParts) or type(other) is not type(self):
-            return NotImplemented
-        return self._norm() == other._norm()
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, *self._norm()))
-
-
-@dataclass(frozen=True, eq=False)
-class WellKey(_WellParts):
-    """One well of one plate: the unit of Kaggle's ``id_code``.
-
-    Equality and hashing use the normalised experiment, so ``HUVEC-1`` and ``HUVEC-01``
-    name the same well; the text as given is kept in :attr:`experiment`.
-
-    Example:
-        >>> w = parse_id_code("HEPG2-01_1_B03")
-        >>> w.id_code, w.row, w.column, w.at_site(2).site_id
-        ('HEPG2-01_1_B03', 'B', 3, 'HEPG2-01_1_B03_2')
-        >>> w == parse_id_code("HEPG2-1_1_B03")
-        True
-    """
-
-    experiment: str
-    plate: int
-    well: str
-
-    def __post_init__(self) -> None:
-        self._validate_well(f"{self.experiment}_{self.plate}_{self.well}")
-
-    def at_site(self, site: int) -> SiteKey:
-        """The key of one site of this well."""
-        return SiteKey(self.experiment, self.plate, self.well, site)
-
-
-@dataclass(frozen=True, eq=False)
-class SiteKey(_WellParts):
-    """One imaging site of one well (the unit of the metadata table and of a TFRecord).
-
-    Equality and hashing use the normalised experiment (``HUVEC-1 == HUVEC-01``).
-
-    Example:
-        >>> s = parse_site_id("U2OS-01_3_O23_1")
-        >>> s.site_id, s.id_code, s.well_key == parse_id_code("U2OS-1_3_O23")
-        ('U2OS-01_3_O23_1', 'U2OS-01_3_O23', True)
-    """
-
-    experiment: str
-    plate: int
-    well: str
-    site: int
-
-    def __post_init__(self) -> None:
-        text = f"{self.experiment}_{self.plate}_{self.well}_{self.site}"
-        self._validate_well(text)
-        object.__setattr__(self, "site", _check_int("site", self.site, SITES, text))
-
-    @property
-    def site_id(self) -> str:
-        """Site id ``{experiment}_{plate}_{well}_{site}``."""
-        return f"{self.id_code}_{self.site}"
-
-    @property
-    def well_key(self) -> WellKey:
-        """The key of the well this site belongs to."""
-        return WellKey(self.experiment, self.plate, self.well)
-
-    def _norm(self) -> tuple[Any, ...]:
-        return (*super()._norm(), self.site)
-
-
-@dataclass(frozen=True, eq=False)
-class ImageKey(_WellParts):
-    """One channel image: a site plus a channel, and where it came from.
-
-    ``dataset`` is ``'train'``/``'test'`` for Kaggle paths and ``None`` when the path does
-    not say (full-release and bare paths). ``layout`` records which naming the path used
-    (``'kaggle'``, ``'full'``, or ``None`` for a bare ``{experiment}/...`` path) so that
-    :attr:`relative_path` gives back the path it was parsed from; it takes no part in
-    equality, and when omitted it follows ``dataset`` (Kaggle when set, else the full
-    release). Equality uses the normalised experiment (``HUVEC-1 == HUVEC-01``).
-
-    Example:
-        >>> k = parse_image_path("/data/images/U2OS-01/Plate1/B02_s2_w3.png")
-        >>> k.dataset, k.layout, k.site, k.channel, k.relative_path
-        (None, 'full', 2, 3, 'images/U2OS-01/Plate1/B02_s2_w3.png')
-        >>> k.path("kaggle", dataset="train")
-        'train/U2OS-01/Plate1/B02_s2_w3.png'
-        >>> str(ImageKey("test", "U2OS-01", 1, "B02", 2, 3))
-        'test/U2OS-01/Plate1/B02_s2_w3.png'
-    """
-
-    dataset: str | None
-    experiment: str
-    plate: int
-    well: str
-    site: int
-    channel: int
-    #: ``"auto"`` (the default) becomes ``"kaggle"`` when ``dataset`` is set, else ``"full"``.
-    layout: Layout | Literal["auto"] | None = field(default="auto", compare=False)
-
-    def __post_init__(self) -> None:
-        if self.layout == "auto":
-            object.__setattr__(self, "layout", "full" if self.dataset is None else "kaggle")
-        site_key = SiteKey(self.experiment, self.plate, self.well, self.site)
-        object.__setattr__(self, "plate", site_key.plate)
-        object.__setattr__(self, "site", site_key.site)
-        if self.dataset is not None and self.dataset not in DATASETS:
-            raise ParseError(f"{site_key.site_id}: dataset {self.dataset!r} not in {DATASETS}")
-        channel = _check_int("channel", self.channel, CHANNELS, site_key.site_id)
-        object.__setattr__(self, "channel", channel)
-        if self.layout not in (*_LAYOUTS, None):
-            raise ParseError(f"layout {self.layout!r}: expected 'kaggle', 'full' or None")
-        if self.layout == "kaggle" and self.dataset is None:
-            raise ParseError(f"{site_key.site_id}: the Kaggle layout needs dataset train/test")
-
-    @property
-    def site_key(self) -> SiteKey:
-        """The site this image belongs to."""
-        return SiteKey(self.experiment, self.plate, self.well, self.site)
-
-    @property
-    def site_id(self) -> str:
-        """Site id."""
-        return f"{self.id_code}_{self.site}"
-
-    @property
-    def relative_path(self) -> str:
-        """The path in the layout it was parsed from (bare when ``layout`` is ``None``)."""
-        tail = f"{self.experiment}/Plate{self.plate}/{self.well}_s{self.site}_w{self.channel}.png"
-        if self.layout is None:
-            return tail
-        if self.layout == "full":
-            return f"images/{tail}"
-        return f"{self.dataset}/{tail}"
-
-    def path(self, layout: Layout = "kaggle", *, dataset: str | None = None) -> str:
-        """The relative path of this image in ``layout`` (``dataset`` overrides the key's)."""
-        ds = self.dataset if dataset is None else dataset
-        return image_path(
-            ds, self.experiment, self.plate, self.well, self.site, self.channel, layout
-        )
-
-    def __str__(self) -> str:
-        return self.relative_path
-
-    def _norm(self) -> tuple[Any, ...]:
-        return (self.dataset, *self.site_key._norm(), self.channel)
-
-
-def parse_image_path(path: str | os.PathLike[str]) -> ImageKey:
-    """Parse any RxRx1 channel image path into an :class:`ImageKey`.
-
-    Accepts the Kaggle layout (``train/U2OS-01/Plate1/B02_s2_w3.png``), the full release
-    (``images/U2OS-01/Plate1/B02_s2_w3.png``) and bare ``U2OS-01/Plate1/B02_s2_w3.png``,
-    after any prefix (relative, absolute, ``gs://bucket/...``; backslashes are read as
-    ``/``). The prefix is everything before :attr:`ImageKey.relative_path`.
-
-    Raises:
-        ParseError: the path does not end in an RxRx1 image name, or a number is out of
-            range (plate 1-4, site 1-2, channel 1-6, well column 01-24).
-
-    Example:
-        >>> parse_image_path("train/U2OS-01/Plate1/B02_s2_w3.png").site_id
-        'U2OS-01_1_B02_2'
-    """
-    text = os.fspath(path).replace("\\", "/")
-    m = _IMAGE_PATH.search(text)
-    if m is None:
-        raise ParseError(
-            f"image path {text!r}: expected '[train/|test/|images/]{{experiment}}/"
-            "Plate{plate}/{well}_s{site}_w{channel}.png' such as "
-            "'train/U2OS-01/Plate1/B02_s2_w3.png'"
-        )
-    dataset = m["dataset"]
-    layout: Layout | None = "kaggle" if dataset else ("full" if m["images"] else None)
-    try:
-        return ImageKey(
-            dataset,
-            m["experiment"],
-            int(m["plate"]),
-            m["well"],
-            int(m["site"]),
-            int(m["channel"]),
-            layout,
-        )
-    except ParseError as err:
-        raise ParseError(f"image path {text!r}: {err}") from None
-
-
-def parse_id_code(id_code: str) -> WellKey:
-    """Parse a Kaggle well id ``{experiment}_{plate}_{well}``.
-
-    Raises:
-        ParseError: malformed id or plate outside 1-4.
-
-    Example:
-        >>> parse_id_code("HEPG2-01_1_B03").experiment
-        'HEPG2-01'
-    """
-    m = _ID_CODE.match(id_code) if isinstance(id_code, str) else None
-    if m is None:
-        raise ParseError(
-            f"id_code {id_code!r}: expected '{{experiment}}_{{plate}}_{{well}}' "
-            "such as 'HEPG2-01_1_B03'"
-        )
-    try:
-        return WellKey(m["experiment"], int(m["plate"]), m["well"])
-    except ParseError as err:
-        raise ParseError(f"id_code {id_code!r}: {err}") from None
-
-
-def parse_site_id(site_id: str) -> SiteKey:
-    """Parse a full-release site id ``{experiment}_{plate}_{well}_{site}``.
-
-    Raises:
-        ParseError: malformed id, plate outside 1-4 or site outside 1-2.
-
-    Example:
-        >>> parse_site_id("HEPG2-01_1_B03_2").site
-        2
-    """
-    m = _SITE_ID.match(site_id) if isinstance(site_id, str) else None
-    if m is None:
-        raise ParseError(
-            f"site_id {site_id!r}: expected '{{experiment}}_{{plate}}_{{well}}_{{site}}' "
-            "such as 'HEPG2-01_1_B03_2'"
-        )
-    try:
-        return SiteKey(m["experiment"], int(m["plate"]), m["well"], int(m["site"]))
-    except ParseError as err:
-        raise ParseError(f"site_id {site_id!r}: {err}") from None
-
-
-def image_path(
-    dataset: str | None,
-    experiment: str,
-    plate: int,
-    well: str,
-    site: int,
-    channel: int,
-    layout: Layout = "kaggle",
-) -> str:
-    """The relative path of one channel image.
-
-    Args:
-        dataset: ``'train'`` or ``'test'`` (required for the Kaggle layout, ignored for
-            the full release).
-        experiment: e.g. ``'HEPG2-01'``.
-        plate: 1-4.
-        well: e.g. ``'B03'``.
-        site: 1-2.
-        channel: 1-6.
-        layout: ``'kaggle'`` (``{dataset}/...``) or ``'full'`` (``images/...``).
-
-    Raises:
-        ParseError: a value is out of range or the layout is unknown.
-
-    Example:
-        >>> image_path("train", "HEPG2-01", 1, "B03", 2, 5)
-        'train/HEPG2-01/Plate1/B03_s2_w5.png'
-        >>> image_path(None, "HEPG2-01", 1, "B03", 2, 5, layout="full")
-        'images/HEPG2-01/Plate1/B03_s2_w5.png'
-    """
-    if layout not in _LAYOUTS:
-        raise ParseError(f"layout {layout!r}: expected one of {_LAYOUTS}")
-    key = ImageKey(
-        dataset if layout == "kaggle" else None,
-        experiment,
-        plate,
-        well,
-        site,
-        channel,
-        layout,
-    )
-    return key.relative_path
-
-
-def detect_layout(root: str | os.PathLike[str]) -> Layout:
-    """Tell whether a data root holds the Kaggle layout or the full release.
-
-    ``images/`` or ``metadata.csv`` means the full release; ``train/``, ``test/`` or
-    ``train.csv`` means Kaggle.
-
-    Raises:
-        MetadataError: neither layout is recognisable under ``root``.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> d = pathlib.Path(tempfile.mkdtemp()); (d / "images").mkdir()
-        >>> detect_layout(d)
-        'full'
-    """
-    if _io.isdir(_io.join(root, "images")) or _io.exists(_io.join(root, "metadata.csv")):
-        return "full"
-    if any(_io.exists(_io.join(root, p)) for p in ("train", "test", "train.csv", "test.csv")):
-        return "kaggle"
-    raise MetadataError(
-        f"{os.fspath(root)}: no RxRx1 layout found; expected train/ or test/ (Kaggle) "
-        "or images/ or metadata.csv (full release)"
-    )
-
-
-# --------------------------------------------------------------------------- tables
 def _fail(file: str, df: pd.DataFrame, mask: Any, column: str, expected: str) -> None:
     """Raise a MetadataError naming the first offending rows (CSV line numbers)."""
     bad = np.flatnonzero(np.asarray(mask, dtype=bool))
@@ -1348,7 +890,7 @@ def scan_images(root: str | os.PathLike[str]) -> ScanResult:
     paths = pd.Series(
         [p[prefix:].replace("\\", "/") for p in _io.walk_files(root_s, ".png")], dtype="string"
     )
-    parts = paths.str.extract(_IMAGE_PATH.pattern)
+    parts = paths.str.extract(IMAGE_PATH_PATTERN)
     ok = parts["experiment"].notna().to_numpy(dtype=bool)
     unparsed = tuple(_io.join(root_s, p) for p in paths[~ok])
     parts = parts[ok].reset_index(drop=True)

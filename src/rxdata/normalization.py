@@ -32,7 +32,7 @@ import json
 import math
 import os
 import types
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -40,7 +40,9 @@ import numpy as np
 import numpy.typing as npt
 
 from rxdata import _io
+from rxdata._text import preview
 from rxdata.errors import OptionsError, StatsError
+from rxdata.naming import CHANNELS
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -174,7 +176,7 @@ class ChannelStats:
 GLOBAL_PIXEL_STATS = ChannelStats(
     mean=np.array([6.74696984, 14.74640167, 10.51260864, 10.45369445, 5.49959796, 9.81545561]),
     std=np.array([7.95876312, 12.17305868, 5.86172946, 7.83451711, 4.701167, 5.43130431]),
-    channels=(1, 2, 3, 4, 5, 6),
+    channels=CHANNELS,
 )
 """The published RxRx1 per-channel pixel mean and standard deviation (channels 1..6)."""
 
@@ -455,7 +457,7 @@ class Normalizer:
             if self.fallback == "raise":
                 raise StatsError(
                     f"no {self.mode} statistics for {key!r} (experiment {experiment!r}, plate "
-                    f"{plate!r}); known: {_preview(self.groups)}. Use fallback='global' to "
+                    f"{plate!r}); known: {preview(self.groups, 5)}. Use fallback='global' to "
                     "fall back to the global statistics"
                 )
             stats = self.global_stats
@@ -586,12 +588,6 @@ class Normalizer:
         return self.to_dict() == other.to_dict()
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def _preview(keys: Iterable[str], n: int = 5) -> str:
-    items = list(keys)
-    head = ", ".join(repr(k) for k in items[:n])
-    return f"[{head}{', ...' if len(items) > n else ''}] ({len(items)} groups)"
 
 
 def _frame_to_stats(

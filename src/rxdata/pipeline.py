@@ -58,8 +58,9 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 import numpy as np
 import tensorflow as tf
 
-from rxdata import _io
+from rxdata import _io, naming
 from rxdata import tfrecord as tfr
+from rxdata._compat import moved
 from rxdata.errors import OptionsError, RecordError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -68,7 +69,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from rxdata.normalization import Normalizer
     from rxdata.splits import Split
 
-__all__ = ["NUM_CLASSES", "PipelineOptions", "make_dataset", "predict", "standardize"]
+__all__ = ["LABEL_SPACES", "PipelineOptions", "make_dataset", "predict", "standardize"]
 
 AUTOTUNE = tf.data.AUTOTUNE
 # The functions handed to tf.data use Python control flow only while tracing, so AutoGraph
@@ -80,9 +81,10 @@ def _no_autograph(fn: _F) -> _F:
     return cast("_F", tf.autograph.experimental.do_not_convert(fn))
 
 
-#: Classes of ``sirna_id``: 1108 siRNA treatments; 1139 with the 30 positive controls
-#: (1108..1137) and the negative control (1138).
-NUM_CLASSES = {"treatments": 1108, "with_controls": 1139}
+#: Size of the ``sirna_id`` label space by ``include_controls``: 1108 siRNA treatments;
+#: 1139 with the 30 positive controls (1108..1137) and the negative control (1138).
+#: (Was ``NUM_CLASSES``; that name now means only the int 1139, :data:`rxdata.naming.NUM_CLASSES`.)
+LABEL_SPACES = {"treatments": naming.NUM_TREATMENTS, "with_controls": naming.NUM_CLASSES}
 
 _DTYPES = ("float32", "bfloat16", "float16", "uint8")
 _COMPRESSIONS = ("auto", *tfr.COMPRESSIONS)
@@ -424,7 +426,7 @@ def make_dataset(
             dropped in training and get ``-1`` otherwise), any other feature name (e.g.
             ``"cell_type"``, ``"experiment"``, ``"plate"``), or ``None``.
         include_controls: Keep control wells (with ``label="sirna_id"``: 1139 classes,
-            :data:`NUM_CLASSES`) or drop them (sirna_id >= 1108; then 1108 classes).
+            :data:`LABEL_SPACES`) or drop them (sirna_id >= 1108; then 1108 classes).
         experiments: Keep only these experiments.
         cell_types: Keep only these cell types.
         well_types: Keep only these well types.
@@ -560,7 +562,7 @@ def make_dataset(
     if label == tfr.SIRNA_ID and training:
         keep_fns.append(({tfr.SIRNA_ID}, lambda p: p[tfr.SIRNA_ID] >= 0))
     if not include_controls:  # controls are classes 1108..1138, whatever the label
-        keep_fns.append(({tfr.SIRNA_ID}, lambda p: p[tfr.SIRNA_ID] < NUM_CLASSES["treatments"]))
+        keep_fns.append(({tfr.SIRNA_ID}, lambda p: p[tfr.SIRNA_ID] < naming.NUM_TREATMENTS))
     for key, values in (
         (tfr.EXPERIMENT, experiments_l),
         (tfr.CELL_TYPE, cell_types_l),
@@ -914,3 +916,12 @@ def predict(model: Any, dataset: tf.data.Dataset) -> tuple[pd.DataFrame, np.ndar
         sites.extend(int(v) for v in meta[tfr.SITE].numpy())
     predictions = np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
     return pd.DataFrame({"id_code": ids, "site": sites}), predictions
+
+
+def __getattr__(name: str) -> Any:
+    """Deprecated names (PEP 562): ``NUM_CLASSES`` was the dict now called LABEL_SPACES."""
+    return moved(
+        __name__,
+        {"NUM_CLASSES": ("rxdata.pipeline.LABEL_SPACES", lambda: LABEL_SPACES)},
+        name,
+    )

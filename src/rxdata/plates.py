@@ -47,7 +47,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.special import log_softmax
 
 from rxdata.errors import MetadataError, SubmissionError
-from rxdata.metadata import NUM_CLASSES, NUM_TREATMENTS
+from rxdata.naming import NUM_CLASSES, NUM_TREATMENTS
 
 __all__ = [
     "CONTROL_IDS",

@@ -52,8 +52,9 @@ import numpy as np
 import pandas as pd
 
 from rxdata import _io
+from rxdata._text import preview
 from rxdata.errors import ParseError, SplitError
-from rxdata.metadata import normalize_experiment
+from rxdata.naming import normalize_experiment
 
 __all__ = [
     "WILDS_TEST_EXPERIMENTS",
@@ -77,7 +78,7 @@ _PART = "part"
 
 
 def _experiments(cell_type: str, first: int, last: int) -> tuple[str, ...]:
-    return tuple(f"{cell_type}-{i:02d}" for i in range(first, last + 1))
+    return tuple(normalize_experiment(f"{cell_type}-{i}") for i in range(first, last + 1))
 
 
 # The WILDS RxRx1 "official" scheme (p-lambda/wilds, wilds/datasets/rxrx1_dataset.py):
@@ -99,14 +100,6 @@ WILDS_TEST_EXPERIMENTS: tuple[str, ...] = (
     + _experiments("RPE", 9, 11)
     + _experiments("U2OS", 5, 5)
 )
-
-
-def _preview(items: Iterable[object], limit: int = 8) -> str:
-    shown = list(items)
-    text = ", ".join(repr(x) for x in shown[:limit])
-    if len(shown) > limit:
-        text += f", ... ({len(shown)} in all)"
-    return text
 
 
 def _require_columns(metadata: pd.DataFrame, columns: Iterable[str], what: str) -> None:
@@ -243,7 +236,7 @@ class Split:
             if absent:
                 raise SplitError(
                     f"{len(absent)} group(s) of the split are not in the metadata: "
-                    f"{_preview(absent)}"
+                    f"{preview(absent)}"
                 )
         parts = pd.Series(row_keys.map(mapping), index=metadata.index, dtype="string")
         return cast("pd.Series", parts)
@@ -402,14 +395,14 @@ class SplitReport:
         for exp, parts in self.shared_experiments.items():
             by_parts.setdefault(parts, []).append(exp)
         shared = "; ".join(
-            f"{len(exps)} in {' and '.join(parts)} ({_preview(exps, 4)})"
+            f"{len(exps)} in {' and '.join(parts)} ({preview(exps, 4)})"
             for parts, exps in by_parts.items()
         )
         lines.append(f"experiments in two or more parts: {shared or 'none'}")
         for part, cells in self.missing_cell_types.items():
             lines.append(f"part {part!r} has no {', '.join(cells)}")
         if self.absent_groups:
-            lines.append(f"groups not in the metadata: {_preview(self.absent_groups)}")
+            lines.append(f"groups not in the metadata: {preview(self.absent_groups)}")
         lines.append(f"rows in no part: {self.unassigned_rows}")
         return "\n".join(lines)
 
@@ -434,7 +427,7 @@ def _candidates(metadata: pd.DataFrame, dataset: str | None, what: str) -> pd.Da
     if len(doubled):
         raise SplitError(
             f"{what}: experiments with more than one cell type: "
-            f"{_preview(sorted(set(doubled['experiment'])))}"
+            f"{preview(sorted(set(doubled['experiment'])))}"
         )
     if table.empty:
         where = "" if dataset is None else f" with dataset == {dataset!r}"
@@ -514,7 +507,7 @@ def holdout_experiments(
             raise SplitError(
                 f"experiment(s) {unknown} are not in the metadata"
                 + ("" if dataset is None else f" (dataset == {dataset!r})")
-                + f"; known: {_preview(sorted(known), 60)}"
+                + f"; known: {preview(sorted(known), 60)}"
             )
         held = set(wanted)
     else:
@@ -768,7 +761,7 @@ def wilds_split(metadata: pd.DataFrame, *, on_missing: OnMissing = "raise") -> S
     if missing:
         _handle_missing(
             f"wilds_split: {len(missing)} of its 51 experiments are not in the metadata: "
-            f"{_preview(missing)}",
+            f"{preview(missing)}",
             on_missing,
         )
 
@@ -890,7 +883,7 @@ def read_split(path: str | os.PathLike[str]) -> Split:
         where = [int(x) for x in lines[doubled]]
         group = frame.loc[doubled, list(by)].iloc[0].tolist()
         raise SplitError(
-            f"{path_s}, lines {_preview(where)}: group {group} is listed more than once"
+            f"{path_s}, lines {preview(where)}: group {group} is listed more than once"
         )
     parts: dict[str, list[Key]] = {}
     keys = frame[list(by)].itertuples(index=False, name=None)

@@ -45,6 +45,7 @@ import pandas as pd
 from rxdata import _io
 from rxdata.errors import ImageDecodeError, ImageNotFoundError, OptionsError, StatsError
 from rxdata.metadata import PIXEL_STATS_COLUMNS
+from rxdata.naming import CHANNELS, find_root, image_path
 
 __all__ = [
     "LEVELS",
@@ -214,20 +215,20 @@ def _stats_of_file(path: str) -> tuple[float, float, float, int, int] | str:
 
 def _tasks(root: str, metadata: pd.DataFrame | None) -> pd.DataFrame:
     """One row per channel image to read: the pixel_stats key columns plus ``path``."""
-    from rxdata.metadata import CHANNELS, detect_layout, image_path, scan_images
+    from rxdata.metadata import scan_images
 
+    data = find_root(root)  # the one layout rule (also for an images/ folder as root)
     if metadata is None:
-        scan = scan_images(root)
-        sites = scan.sites
-        layout = scan.layout
+        sites = scan_images(root).sites
         channels_of = sites["channels"]
     else:
         missing = {"dataset", "experiment", "plate", "well", "site"} - set(metadata.columns)
         if missing:
             raise StatsError(f"metadata lacks columns {sorted(missing)}")
         sites = metadata
-        layout = detect_layout(root)
         channels_of = pd.Series([CHANNELS] * len(sites), index=sites.index, dtype=object)
+    # experiment folders as spelled on disk (HUVEC-1 vs HUVEC-01), looked up once each
+    on_disk: dict[tuple[str | None, str], tuple[str | None, str]] = {}
     rows: list[tuple[Any, ...]] = []
     for ds, exp, plate, well, site, chans in zip(
         sites["dataset"],
@@ -239,8 +240,13 @@ def _tasks(root: str, metadata: pd.DataFrame | None) -> pd.DataFrame:
         strict=True,
     ):
         dataset = None if pd.isna(ds) else str(ds)
+        if (dataset, str(exp)) not in on_disk:
+            on_disk[dataset, str(exp)] = data.locate(dataset, str(exp))
+        folder_ds, folder_exp = on_disk[dataset, str(exp)]
         for c in chans:
-            rel = image_path(dataset, str(exp), int(plate), str(well), int(site), int(c), layout)
+            rel = image_path(
+                folder_ds, folder_exp, int(plate), str(well), int(site), int(c), data.layout
+            )
             rows.append(
                 (
                     f"{exp}_{int(plate)}_{well}",
@@ -249,7 +255,7 @@ def _tasks(root: str, metadata: pd.DataFrame | None) -> pd.DataFrame:
                     str(well),
                     int(site),
                     int(c),
-                    _io.join(root, rel),
+                    data.join(rel),
                 )
             )
     table: pd.DataFrame = pd.DataFrame(rows, columns=[*PIXEL_STATS_COLUMNS[:6], "path"])
@@ -307,7 +313,7 @@ def compute_pixel_stats(
         root: Data root in either layout (local or ``gs://``).
         metadata: The metadata table (:func:`rxdata.read_metadata`): its sites are read,
             all six channels each. ``None``: every channel image found under ``root``
-            (:func:`rxdata.scan_images`), so an incomplete site gives only its channels.
+            (:func:`rxdata.metadata.scan_images`), so an incomplete site gives only its channels.
         out_csv: Also write the table here (atomically), in the ``pixel_stats.csv`` format.
         workers: Worker processes; default ``os.cpu_count()``; ``0`` or ``1`` reads in
             this process.

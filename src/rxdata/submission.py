@@ -8,7 +8,7 @@ Contract:
   probabilities or the mean of logits.
 - :func:`write_submission` writes Kaggle's ``id_code,sirna`` CSV for exactly the wells of
   ``test.csv`` (or of the test treatment wells of a metadata table), in that file's order,
-  and refuses, with a :class:`~rxdata.SubmissionError` naming the ``id_code`` values, a
+  and refuses, with a :class:`~rxdata.errors.SubmissionError` naming the ``id_code`` values, a
   missing, duplicate or unknown well, or a label outside the treatment classes 0..1107.
   It writes integer labels (the 2019 competition) or the re-release's names, which
   renumbered every label (class 0 is ``sirna_332``; :func:`rxdata.metadata.rerelease_names`).
@@ -35,26 +35,15 @@ from scipy import sparse
 from scipy.special import logsumexp
 
 from rxdata import _io
+from rxdata._text import preview
 from rxdata.errors import ParseError, SubmissionError
-from rxdata.metadata import (
-    NUM_CLASSES,
-    NUM_TREATMENTS,
-    from_rerelease_names,
-    rerelease_names,
-    to_rerelease_names,
-)
+from rxdata.metadata import from_rerelease_names, rerelease_names, to_rerelease_names
+from rxdata.naming import NUM_CLASSES, NUM_TREATMENTS
 
 __all__ = ["average_sites", "read_test_wells", "write_submission"]
 
 Kind = Literal["probs", "logits"]
 LabelStyle = Literal["auto", "int", "sirna_N"]
-
-
-def _preview(items: Sequence[object], limit: int = 8) -> str:
-    text = ", ".join(repr(x) for x in list(items)[:limit])
-    if len(items) > limit:
-        text += f", ... ({len(items)} in all)"
-    return text
 
 
 def average_sites(
@@ -114,7 +103,7 @@ def average_sites(
     if not np.isfinite(values).all():
         bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
         raise SubmissionError(
-            f"predictions hold NaN/inf for id_codes {_preview(ids.iloc[bad].tolist())}"
+            f"predictions hold NaN/inf for id_codes {preview(ids.iloc[bad].tolist())}"
         )
     if kind == "probs" and (values < 0).any():
         raise SubmissionError("predictions hold negative probabilities; use kind='logits'?")
@@ -126,7 +115,7 @@ def average_sites(
             detail = [f"{wells[i]} ({counts[i]})" for i in wrong]
             raise SubmissionError(
                 f"expected {sites} site(s) per well; these wells have other counts: "
-                f"{_preview(detail)}"
+                f"{preview(detail)}"
             )
     # Sum rows per well with a sparse one-hot (wells x sites) product, then divide.
     onehot = sparse.csr_matrix(
@@ -180,7 +169,7 @@ def read_test_wells(test_wells: str | os.PathLike[str] | pd.DataFrame) -> pd.Ind
         ids = frame["id_code"].astype("string")
         dup = ids[ids.duplicated()]
         if len(dup):
-            raise SubmissionError(f"{where}: id_code(s) listed twice: {_preview(dup.tolist())}")
+            raise SubmissionError(f"{where}: id_code(s) listed twice: {preview(dup.tolist())}")
     if ids.isna().any() or (ids == "").any():
         raise SubmissionError(f"{where}: empty id_code values")
     return cast("pd.Index", pd.Index(ids.to_numpy(dtype=object), name="id_code", dtype="string"))
@@ -213,7 +202,7 @@ def _labels_series(
             # argmax would turn a NaN row into class 0, and a NaN column would win every row
             bad = predictions.index[~finite].astype(str).tolist()
             raise SubmissionError(
-                f"scores hold NaN or inf for {len(bad)} id_code(s): {_preview(bad)}; "
+                f"scores hold NaN or inf for {len(bad)} id_code(s): {preview(bad)}; "
                 "expected finite scores"
             )
         best = scores.argmax(axis=1)
@@ -256,7 +245,7 @@ def _as_int_labels(labels: pd.Series) -> pd.Series:
     if bad:
         raise SubmissionError(
             "labels must be integer class ids or re-release names ('sirna_332' is class 0); "
-            f"got {_preview(bad)}"
+            f"got {preview(bad)}"
         )
     return pd.Series(out, index=labels.index, dtype="int64")
 
@@ -329,26 +318,26 @@ def write_submission(
     if index.has_duplicates:
         raise SubmissionError(
             "id_code(s) predicted more than once: "
-            f"{_preview(index[index.duplicated()].unique().tolist())}"
+            f"{preview(index[index.duplicated()].unique().tolist())}"
         )
     series = pd.Series(series.to_numpy(), index=index)
     missing = wells.difference(index, sort=False)
     if len(missing):
         raise SubmissionError(
-            f"{len(missing)} test well(s) have no prediction: {_preview(missing.tolist())}"
+            f"{len(missing)} test well(s) have no prediction: {preview(missing.tolist())}"
         )
     unknown = index.difference(wells, sort=False)
     if len(unknown) and extra == "raise":
         raise SubmissionError(
             f"{len(unknown)} predicted id_code(s) are not test wells: "
-            f"{_preview(unknown.tolist())} (pass extra='ignore' to drop them)"
+            f"{preview(unknown.tolist())} (pass extra='ignore' to drop them)"
         )
     chosen = _as_int_labels(series.loc[wells])
     out_of_range = chosen[(chosen < 0) | (chosen >= NUM_TREATMENTS)]
     if len(out_of_range):
         detail = [f"{k}={v}" for k, v in out_of_range.items()]
         raise SubmissionError(
-            f"labels outside the treatment classes 0..{NUM_TREATMENTS - 1}: {_preview(detail)}"
+            f"labels outside the treatment classes 0..{NUM_TREATMENTS - 1}: {preview(detail)}"
         )
     values = chosen.to_numpy()
     sirna = to_rerelease_names(values) if labels == "sirna_N" else values

@@ -58,11 +58,12 @@ from PIL import Image
 
 from rxdata import _io
 from rxdata.errors import OptionsError
-from rxdata.metadata import (
+from rxdata.metadata import FULL_RELEASE_COLUMNS, to_rerelease_names
+from rxdata.naming import (
     CELL_TYPES,
     CHANNELS,
     COLUMNS,
-    FULL_RELEASE_COLUMNS,
+    DATASETS,
     NEGATIVE_CONTROL_ID,
     NEGATIVE_CONTROL_WELL,
     NUM_TREATMENTS,
@@ -70,7 +71,7 @@ from rxdata.metadata import (
     POSITIVE_CONTROL_WELLS,
     ROWS,
     image_path,
-    to_rerelease_names,
+    normalize_experiment,
 )
 
 __all__ = [
@@ -251,10 +252,13 @@ class SyntheticOptions:
     def experiment_names(self) -> tuple[tuple[str, str], ...]:
         """``(dataset, experiment)`` pairs in the order written (real naming ``HEPG2-01``)."""
         out = []
-        for dataset in ("train", "test"):
+        for dataset in DATASETS:
             for ct, n_train, n_test in self.experiments:
                 first, count = (1, n_train) if dataset == "train" else (n_train + 1, n_test)
-                out += [(dataset, f"{ct}-{b:02d}") for b in range(first, first + count)]
+                out += [
+                    (dataset, normalize_experiment(f"{ct}-{b}"))
+                    for b in range(first, first + count)
+                ]
         return tuple(out)
 
 
@@ -501,7 +505,7 @@ def _write_csv(root: str, name: str, frame: pd.DataFrame) -> None:
 
 def _write_kaggle_csvs(root: str, wells: pd.DataFrame, style: str) -> None:
     cols = ["id_code", "experiment", "plate", "well"]
-    for dataset in ("train", "test"):
+    for dataset in DATASETS:
         part = wells[wells["dataset"] == dataset]
         treat = part[part["well_type"] == "treatment"]
         ctrl = part[part["well_type"] != "treatment"]
@@ -556,7 +560,7 @@ def generate(
 
     Returns:
         ``Path(root)``; read it with :func:`rxdata.read_metadata` and
-        :func:`rxdata.scan_images`.
+        :func:`rxdata.metadata.scan_images`.
 
     Raises:
         OptionsError: an option is out of range.

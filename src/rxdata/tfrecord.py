@@ -61,12 +61,13 @@ from typing import Any, Literal
 import numpy as np
 import tensorflow as tf
 
-from rxdata import _io
+from rxdata import _io, naming
+from rxdata._compat import moved
 from rxdata.errors import OptionsError, RecordError
 
 __all__ = [
     "CELL_TYPE",
-    "CHANNELS",
+    "CHANNELS_KEY",
     "COMPRESSIONS",
     "DATASET",
     "DEFAULT_CHANNEL_COUNT",
@@ -138,7 +139,7 @@ IMAGE = "image"
 ENCODING = "encoding"
 HEIGHT = "height"
 WIDTH = "width"
-CHANNELS = "channels"
+CHANNELS_KEY = "channels"  # the feature key (was CHANNELS; channel tuples: naming.CHANNELS)
 ID_CODE = "id_code"
 DATASET = "dataset"
 EXPERIMENT = "experiment"
@@ -153,7 +154,7 @@ SIRNA_LABEL = "sirna_label"
 
 #: Channel count assumed for records without a ``channels`` feature (rxrx1-utils wrote
 #: all six RxRx1 channels).
-DEFAULT_CHANNEL_COUNT = 6
+DEFAULT_CHANNEL_COUNT = len(naming.CHANNELS)
 
 #: Image encodings: ``raw`` uint8 bytes (fast to decode, ~3x larger) or per-channel PNG.
 ENCODINGS: tuple[str, ...] = ("raw", "png")
@@ -318,7 +319,7 @@ def encode_example(
         feature[ENCODING] = _bytes_feature([b"png"])
     feature[HEIGHT] = _int_feature(h)
     feature[WIDTH] = _int_feature(w)
-    feature[CHANNELS] = _int_feature(c)
+    feature[CHANNELS_KEY] = _int_feature(c)
 
     experiment = str(site[EXPERIMENT])
     plate = _as_int(site, PLATE)
@@ -597,7 +598,7 @@ def decode_example(serialized: bytes, *, decode: bool = True) -> dict[str, Any]:
     image_values = features.get(IMAGE, [])
     if not image_values or not all(isinstance(v, bytes) for v in image_values):
         raise RecordError("feature 'image' is missing or not bytes")
-    height, width, channels = scalar(HEIGHT), scalar(WIDTH), scalar(CHANNELS)
+    height, width, channels = scalar(HEIGHT), scalar(WIDTH), scalar(CHANNELS_KEY)
     if encoding == "raw":
         if len(image_values) != 1:
             raise RecordError(f"raw 'image' has {len(image_values)} values, expected one")
@@ -865,7 +866,7 @@ def feature_spec(encoding: str = "raw", channels: int = DEFAULT_CHANNEL_COUNT) -
         spec[key] = fixed([], tf.int64)
     for key in (ID_CODE, DATASET, CELL_TYPE, WELL_TYPE, SIRNA_LABEL):
         spec[key] = fixed([], tf.string, default_value="")
-    for key in (SIRNA, SIRNA_ID, HEIGHT, WIDTH, CHANNELS):
+    for key in (SIRNA, SIRNA_ID, HEIGHT, WIDTH, CHANNELS_KEY):
         spec[key] = fixed([], tf.int64, default_value=-1)
     return spec
 
@@ -981,3 +982,10 @@ def decode_image(
             one, image, fn_output_signature=tf.TensorSpec([height, width, len(picked)], tf.uint8)
         )
     return one(image)
+
+
+def __getattr__(name: str) -> Any:
+    """Deprecated names (PEP 562): ``CHANNELS`` was the feature key now ``CHANNELS_KEY``."""
+    return moved(
+        __name__, {"CHANNELS": ("rxdata.tfrecord.CHANNELS_KEY", lambda: CHANNELS_KEY)}, name
+    )

@@ -36,6 +36,8 @@ import numpy.typing as npt
 import pandas as pd
 
 import rxdata
+from rxdata import color, images
+from rxdata.errors import MetadataError, OptionsError
 
 __all__ = [
     "DEFAULT_BASE_PATH",
@@ -63,16 +65,16 @@ DEFAULT_METADATA_BASE_PATH = f"{DEFAULT_BASE_PATH}/metadata"
 DEFAULT_IMAGES_BASE_PATH = f"{DEFAULT_BASE_PATH}/images"
 """Where the image functions look by default (the old value, ``{bucket}/images``)."""
 
-DEFAULT_CHANNELS: tuple[int, ...] = rxdata.DEFAULT_CHANNELS
+DEFAULT_CHANNELS: tuple[int, ...] = color.DEFAULT_CHANNELS
 """The six RxRx1 channels, ``(1, 2, 3, 4, 5, 6)``: the same object as
-``rxdata.DEFAULT_CHANNELS``."""
+``rxdata.color.DEFAULT_CHANNELS``."""
 
 RGB_MAP: dict[int, dict[str, Any]] = {
     channel: {"rgb": np.array(entry["rgb"]), "range": list(entry["range"])}
-    for channel, entry in rxdata.RGB_MAP.items()
+    for channel, entry in color.RGB_MAP.items()
 }
 """The colour map in the old types (``'rgb'`` a numpy array, ``'range'`` a list), so code
-that edits a copy of it keeps working. Values are those of ``rxdata.RGB_MAP``."""
+that edits a copy of it keeps working. Values are those of ``rxdata.color.RGB_MAP``."""
 
 _RGB_DTYPE = np.int64  # what the old convert_tensor_to_rgb returned (np.array(..., dtype=int))
 
@@ -91,7 +93,7 @@ def _number(value: Any) -> Any:
 def load_image(image_path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
     """Load one channel PNG as an ``(H, W) uint8`` array.
 
-    Calls ``rxdata.read_png``, which also checks that the file is an 8-bit grayscale PNG
+    Calls ``rxdata.images.read_png``, which also checks that the file is an 8-bit grayscale PNG
     (the old function returned whatever ``imread`` made of it, RGB for a colour PNG).
 
     Args:
@@ -113,7 +115,7 @@ def load_image(image_path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
         >>> image.shape, image.dtype.name, int(image[0, 0])
         ((2, 3), 'uint8', 7)
     """
-    image: npt.NDArray[np.uint8] = rxdata.read_png(image_path)
+    image: npt.NDArray[np.uint8] = images.read_png(image_path)
     return image
 
 
@@ -122,7 +124,7 @@ def load_images_as_tensor(
 ) -> npt.NDArray[Any]:
     """Stack channel PNGs into one ``(H, W, len(image_paths))`` array of ``dtype``.
 
-    Each file is read with ``rxdata.read_png``. The old function allocated a
+    Each file is read with ``rxdata.images.read_png``. The old function allocated a
     ``512 x 512`` array whatever the files held; here the size is read from the first file
     and every other file must have the same size. Values are cast to ``dtype`` as before
     (no scaling).
@@ -152,17 +154,17 @@ def load_images_as_tensor(
         ((4, 5, 2), 'float32', [1.0, 2.0])
     """
     if isinstance(image_paths, (str, bytes, os.PathLike)):
-        raise rxdata.OptionsError(
+        raise OptionsError(
             f"image_paths={image_paths!r} is a single path; pass a list with one path per channel"
         )
     paths = list(image_paths)
     if not paths:
-        raise rxdata.OptionsError(
+        raise OptionsError(
             "image_paths is empty; pass one path per channel (the size is read from them)"
         )
-    first: npt.NDArray[np.uint8] = rxdata.read_png(paths[0])
+    first: npt.NDArray[np.uint8] = images.read_png(paths[0])
     shape = (int(first.shape[0]), int(first.shape[1]))
-    planes = [first, *(rxdata.read_png(path, expected_shape=shape) for path in paths[1:])]
+    planes = [first, *(images.read_png(path, expected_shape=shape) for path in paths[1:])]
     stacked: npt.NDArray[Any] = np.stack(planes, axis=-1).astype(dtype, copy=False)
     return stacked
 
@@ -295,7 +297,14 @@ def load_site(
         ((2, 3, 2), 'uint8', [2, 1])
     """
     loaded: npt.NDArray[np.uint8] = rxdata.load_site(
-        dataset, experiment, _number(plate), well, _number(site), channels, base_path
+        dataset,
+        experiment,
+        _number(plate),
+        well,
+        _number(site),
+        channels,
+        base_path,
+        layout="kaggle",  # rxrx1-utils always built {base}/{dataset}/{experiment}/...
     )
     return loaded
 
@@ -352,6 +361,7 @@ def load_site_as_rgb(
         _number(site),
         channels,
         base_path,
+        layout="kaggle",
         rgb_map=rgb_map,
     )
     return rgb.astype(_RGB_DTYPE)
@@ -381,7 +391,7 @@ def _require_every_file(
             needed.append((f"{dataset}_controls.csv", in_dataset & ~is_treatment))
         for name, rows in needed:
             if not rows.any():
-                raise rxdata.MetadataError(
+                raise MetadataError(
                     f"{os.fspath(base_path)!s}: no rows from {name}; combine_metadata needs "
                     "train.csv and test.csv (and train_controls.csv and test_controls.csv "
                     "with include_controls=True), as before. Use rxdata.read_metadata(path) "

@@ -1,0 +1,355 @@
+"""Mechanical checks of the package's shape (read with ``ast``; nothing is imported).
+
+* (a) No import cycle among rxdata modules. Module-level and function-level imports both
+  count (a deferred import is still a dependency); imports under ``if TYPE_CHECKING:`` do
+  not (they never run).
+* (b) No module imports another module's private names: ``from rxdata.x import _y``,
+  ``rxdata.x._y`` / ``alias._y`` on another rxdata module, or importing a private module
+  that is not in :data:`SHARED_PRIVATE_MODULES` (private modules whose public functions
+  siblings may call).
+* (c) The examples use public APIs only: no private rxdata module or name, nothing from
+  ``keras.src``, and no assignment of ``_private`` attributes on objects they do not own
+  (anything but ``self``/``cls``), which is how framework internals get patched.
+* (d) No module under ``src/rxdata`` is longer than :data:`MAX_LINES` lines unless
+  :data:`LONG_MODULES` names it with a reason.
+
+See docs/architecture.md for the module map these checks protect.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+PACKAGE = SRC / "rxdata"
+EXAMPLES = ROOT / "examples"
+
+#: Private modules with public function names that sibling modules may import.
+SHARED_PRIVATE_MODULES = frozenset(
+    {"rxdata._io", "rxdata._parallel", "rxdata._text", "rxdata._compat"}
+)
+MAX_LINES = 900
+#: Modules allowed over MAX_LINES, each with the reason. Keep this empty if you can.
+LONG_MODULES: dict[str, str] = {}
+
+
+# ------------------------------------------------------------------ reading the package
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES: dict[str, Path] = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _type_checking_blocks(tree: ast.AST) -> set[int]:
+    """ids of the nodes under ``if TYPE_CHECKING:`` (they never run)."""
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If):
+            test = node.test
+            name = test.id if isinstance(test, ast.Name) else getattr(test, "attr", None)
+            if name == "TYPE_CHECKING":
+                for child in node.body:
+                    skipped.update(id(n) for n in ast.walk(child))
+    return skipped
+
+
+def _resolve(module: str, node: ast.ImportFrom, is_package: bool) -> str:
+    """The absolute module name of a (possibly relative) ``from ... import``."""
+    if not node.level:
+        return node.module or ""
+    base = module.split(".")
+    base = base if is_package else base[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join([*base, *([node.module] if node.module else [])])
+
+
+def imports(module: str, path: Path) -> Iterator[tuple[str, str | None, int]]:
+    """Yield ``(imported module, imported name or None, line)`` for rxdata imports."""
+    tree = ast.parse(path.read_text(), str(path))
+    skipped = _type_checking_blocks(tree)
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "rxdata":
+                    yield alias.name, None, node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            target = _resolve(module, node, path.name == "__init__.py")
+            if target.split(".")[0] != "rxdata":
+                continue
+            for alias in node.names:
+                submodule = f"{target}.{alias.name}"
+                if submodule in MODULES:
+                    yield submodule, None, node.lineno  # from rxdata import naming
+                else:
+                    yield target, alias.name, node.lineno
+
+
+def _owner(name: str) -> str:
+    """The module a dotted name belongs to (``rxdata.a.b`` -> ``rxdata.a`` if b is not one)."""
+    while name not in MODULES and "." in name:
+        name = name.rsplit(".", 1)[0]
+    return name
+
+
+def import_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {m: set() for m in MODULES}
+    for module, path in MODULES.items():
+        for target, _name, _line in imports(module, path):
+            owner = _owner(target)
+            if owner != module and owner != "rxdata":  # the package __init__ imports lazily
+                graph[module].add(owner)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def _edges_within(component: list[str], graph: dict[str, set[str]]) -> list[str]:
+    members = set(component)
+    return [f"{a} -> {b}" for a in component for b in sorted(graph[a] & members)]
+
+
+# ------------------------------------------------------------------ (a) cycles
+def test_no_import_cycles():
+    graph = import_graph()
+    found = cycles(graph)
+    assert not found, "import cycles among rxdata modules:\n" + "\n".join(
+        f"  {' <-> '.join(c)}: {', '.join(_edges_within(c, graph))}" for c in found
+    )
+
+
+def test_cycle_finder_finds_a_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+# ------------------------------------------------------------------ (b) private names
+def _module_aliases(module: str, tree: ast.AST, is_package: bool) -> dict[str, str]:
+    """Local names bound to rxdata modules (``from rxdata import tfrecord as tfr``...)."""
+    out: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname and alias.name in MODULES:
+                    out[alias.asname] = alias.name
+        elif isinstance(node, ast.ImportFrom):
+            target = _resolve(module, node, is_package)
+            for alias in node.names:
+                if f"{target}.{alias.name}" in MODULES:
+                    out[alias.asname or alias.name] = f"{target}.{alias.name}"
+    return out
+
+
+def _where(path: Path, line: int) -> str:
+    shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    return f"{shown}:{line}"
+
+
+def private_uses(module: str, path: Path) -> Iterator[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    for target, name, line in imports(module, path):
+        owner = _owner(target)
+        if owner == module:
+            continue
+        if name is not None and is_private(name):
+            yield f"{_where(path, line)}: imports {name} from {owner}"
+        elif owner not in SHARED_PRIVATE_MODULES and any(
+            is_private(part) for part in owner.split(".")[1:]
+        ):
+            yield f"{_where(path, line)}: imports the private module {owner}"
+    aliases = _module_aliases(module, tree, path.name == "__init__.py")
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Attribute) and is_private(node.attr)):
+            continue
+        chain: list[str] = []
+        base: ast.AST = node.value
+        while isinstance(base, ast.Attribute):
+            chain.append(base.attr)
+            base = base.value
+        if not isinstance(base, ast.Name):
+            continue
+        names = [base.id, *reversed(chain)]
+        if names[0] == "rxdata":
+            target = ".".join(names)
+        elif names[0] in aliases:
+            target = ".".join([aliases[names[0]], *names[1:]])
+        else:
+            continue
+        if target in MODULES and target != module and target not in SHARED_PRIVATE_MODULES:
+            yield f"{_where(path, node.lineno)}: uses {target}.{node.attr}"
+
+
+def test_no_module_uses_another_modules_private_names():
+    found = sorted({use for module, path in MODULES.items() for use in private_uses(module, path)})
+    assert not found, "private names used across rxdata modules:\n  " + "\n  ".join(found)
+
+
+def test_private_use_checker_catches_each_form(tmp_path):
+    code = (
+        "from rxdata.metadata import _fail\n"
+        "from rxdata import _beam\n"
+        "from rxdata._io import _gfile\n"
+        "from rxdata import tfrecord as tfr\n"
+        "import rxdata.metadata\n"
+        "from rxdata._io import join\n"
+        "x = tfr._int_feature\n"
+        "y = rxdata.metadata._read_csv\n"
+    )
+    path = tmp_path / "naming.py"
+    path.write_text(code)
+    found = " | ".join(private_uses("rxdata.naming", path))
+    assert "imports _fail from rxdata.metadata" in found
+    assert "private module rxdata._beam" in found
+    assert "rxdata.tfrecord._int_feature" in found
+    assert "rxdata.metadata._read_csv" in found
+    assert "imports _gfile from rxdata._io" in found  # private name of a shared module
+    assert "private module rxdata._io" not in found  # its public functions are fine
+
+
+# ------------------------------------------------------------------ (c) examples
+def example_violations(path: Path) -> Iterator[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "rxdata" and any(is_private(p) for p in parts):
+                    yield f"{where}:{node.lineno}: imports private {alias.name}"
+                if parts[:2] == ["keras", "src"]:
+                    yield f"{where}:{node.lineno}: imports Keras internals {alias.name}"
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            parts = node.module.split(".")
+            if parts[:2] == ["keras", "src"] or (parts[0] == "tensorflow" and "src" in parts[1:3]):
+                yield f"{where}:{node.lineno}: imports Keras internals from {node.module}"
+            if parts[0] == "rxdata":
+                if any(is_private(p) for p in parts):
+                    yield f"{where}:{node.lineno}: imports from private {node.module}"
+                for alias in node.names:
+                    if is_private(alias.name):
+                        yield f"{where}:{node.lineno}: imports private {node.module}.{alias.name}"
+        elif isinstance(node, ast.Attribute):
+            chain = []
+            base: ast.AST = node
+            while isinstance(base, ast.Attribute):
+                chain.append(base.attr)
+                base = base.value
+            if isinstance(base, ast.Name):
+                names = [base.id, *reversed(chain)]
+                if names[0] == "keras" and names[1:2] == ["src"]:
+                    yield f"{where}:{node.lineno}: uses Keras internals keras.src"
+                if names[0] == "rxdata" and any(is_private(p) for p in names[1:]):
+                    yield f"{where}:{node.lineno}: uses private {'.'.join(names)}"
+        targets: list[ast.AST] = []
+        if isinstance(node, ast.Assign):
+            targets = list(node.targets)
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        for target in targets:
+            if (
+                isinstance(target, ast.Attribute)
+                and is_private(target.attr)
+                and not (isinstance(target.value, ast.Name) and target.value.id in {"self", "cls"})
+            ):
+                yield f"{where}:{node.lineno}: sets private attribute .{target.attr}"
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "setattr"
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and isinstance(node.args[1].value, str)
+            and is_private(node.args[1].value)
+        ):
+            yield f"{where}:{node.lineno}: setattr of private attribute {node.args[1].value}"
+
+
+def test_examples_use_only_public_apis():
+    found = [v for path in sorted(EXAMPLES.glob("*.py")) for v in example_violations(path)]
+    assert not found, "examples reach into internals:\n  " + "\n  ".join(found)
+
+
+def test_example_checker_catches_each_form(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import keras\n"
+        "from keras.src.trainers import trainer\n"
+        "from rxdata import _io\n"
+        "from rxdata.images import _read_file\n"
+        "model = keras.Model()\n"
+        "model._jit_compile = False\n"
+        "setattr(model, '_distribute_strategy', None)\n"
+        "keras.src.backend\n"
+        "class L:\n"
+        "    def __init__(self):\n"
+        "        self._ok = 1\n"
+    )
+    found = " | ".join(example_violations(probe))
+    assert "Keras internals from keras.src.trainers" in found
+    assert "imports private rxdata._io" in found
+    assert "rxdata.images._read_file" in found
+    assert "uses Keras internals keras.src" in found
+    assert "sets private attribute ._jit_compile" in found
+    assert "setattr of private attribute _distribute_strategy" in found
+    assert "._ok" not in found
+
+
+# ------------------------------------------------------------------ (d) module size
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_module_size(module):
+    lines = len(MODULES[module].read_text().splitlines())
+    if module in LONG_MODULES:
+        assert LONG_MODULES[module].strip(), f"{module}: give the reason it may be long"
+        return
+    assert lines <= MAX_LINES, (
+        f"{MODULES[module].relative_to(ROOT)} has {lines} lines (> {MAX_LINES}): split it "
+        "by concept, or add it to LONG_MODULES with the reason"
+    )
