@@ -52,12 +52,22 @@ NUM_TREATMENTS = 1108
 CHECKPOINTS = ("best.keras", "final.keras")  # looked for, in order, in a run folder
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default; an option whose default is ``None`` says in its help
+    what it falls back to."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line; every option shows its default (``--help`` imports no TF)."""
     p = argparse.ArgumentParser(
         prog="predict.py",
         description="Predict test records with a trained model and write submission.csv.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add = p.add_argument
     add("--model", required=True,
@@ -75,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(needs --metadata)")  # fmt: skip
     add("--batch-size", type=int, default=64, help="sites per prediction batch")
     add("--labels", choices=("auto", "int", "sirna_N"), default="auto",
-        help="label style: auto follows the metadata (sirna_N for the re-release), int: 513")  # fmt: skip
+        help="label style: auto follows the metadata (sirna_N for the re-release), "
+        "int: 513")  # fmt: skip
     return p
 
 

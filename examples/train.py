@@ -171,12 +171,22 @@ class TrainConfig:
         return NUM_CLASSES[self.labels]
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default; an option whose default is ``None`` says in its help
+    what it falls back to."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line; every option shows its default (``--help`` imports no TF)."""
     p = argparse.ArgumentParser(
         prog="train.py",
         description="Train on converted RxRx1 TFRecords on CPU, GPU(s), TPU or several workers.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     d = TrainConfig(data="", out="")
     add = p.add_argument
@@ -187,13 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
     add("--labels", choices=LABELS, default=d.labels,
         help="treatments: 1108 classes; all: 1139 with the controls")  # fmt: skip
     add("--image-size", type=int, default=None,
-        help="input side in px (default: the converted size, raised to the model's minimum)")  # fmt: skip
+        help="input side in px (default: the converted size, raised to the model's "
+        "minimum)")  # fmt: skip
     add("--batch-size", type=int, default=d.batch_size, help="per replica")
     add("--epochs", type=int, default=d.epochs, help="epochs to train")
     add("--steps-per-epoch", type=int, default=None,
         help="default: one pass over the training sites")  # fmt: skip
     add("--learning-rate", type=float, default=d.learning_rate, help="Adam learning rate")
-    add("--normalizer", default=None, help="saved Normalizer JSON (Normalizer.save)")
+    add("--normalizer", default=None,
+        help="saved Normalizer JSON (Normalizer.save); default: see --pixel-stats")  # fmt: skip
     add("--pixel-stats", default=None,
         help="pixel_stats.csv (Kaggle's, or `rxdata stats`) to build the normalizer from; "
         "without it or --normalizer: the published global RxRx1 statistics")  # fmt: skip
@@ -205,15 +217,22 @@ def build_parser() -> argparse.ArgumentParser:
         "batches from tf.data; accelerator: uint8 batches + a Standardize layer")  # fmt: skip
     add("--augment", action="store_true",
         help="random flips and 90-degree rotations of training sites")  # fmt: skip
-    add("--val-data", default=None, help="TFRecord glob of validation shards (other experiments)")
-    add("--val-experiments", default="", help="comma-separated experiments to hold out")
+    add("--val-data", default=None,
+        help="TFRecord glob of validation shards of other experiments (default: hold "
+        "out experiments of --data)")  # fmt: skip
+    add(
+        "--val-experiments",
+        default=None,
+        help="comma-separated experiments to hold out; default: see --val-per-cell-type",
+    )
     add("--val-per-cell-type", type=int, default=None,
         help="experiments held out per cell type (default: 1 of each cell type that has "
         "2 or more; 1 in all when none has)")  # fmt: skip
     add("--seed", type=int, default=d.seed, help="seed of the hold-out and the shuffling")
     add("--precision", choices=PRECISIONS, default=d.precision,
-        help="auto: mixed_float16 on tensor-core GPUs, mixed_bfloat16 on TPUs, else float32")  # fmt: skip
-    add("--tpu", default=None, help="TPU name or 'local' (TPU VM); default: found")
+        help="auto: mixed_float16 on tensor-core GPUs, mixed_bfloat16 on TPUs, else "
+        "float32")  # fmt: skip
+    add("--tpu", default=None, help="TPU name or 'local' (TPU VM); default: TPU_NAME, or found")
     add("--cpu-replicas", type=int, default=d.cpu_replicas,
         help="--target cpu: mirror over this many logical CPUs")  # fmt: skip
     add("--backup-every", type=int, default=None,
@@ -228,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     """The :class:`TrainConfig` of a command line."""
     args = vars(build_parser().parse_args(argv))
-    args["val_experiments"] = tuple(e for e in args["val_experiments"].split(",") if e)
+    args["val_experiments"] = tuple(e for e in (args["val_experiments"] or "").split(",") if e)
     return TrainConfig(**args)
 
 
