@@ -129,6 +129,12 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise OptionsError(f"{name}={value!r}: expected an integer >= 1")
+        if self.val_per_cell_type == 0:
+            raise OptionsError(
+                "--val-per-cell-type 0 would leave nothing to validate on (the best model is "
+                "chosen on held-out experiments): leave it out and train.py picks a valid "
+                "hold-out, or name one with --val-experiments"
+            )
         for name in ("steps_per_epoch", "backup_every", "image_size", "val_per_cell_type"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):

@@ -414,6 +414,7 @@ def test_normalize_on_auto_follows_the_target(target: str, normalize_on: str, wh
         ("steps_per_epoch", -1, "steps_per_epoch="),
         ("normalization", "batch", "normalization="),
         ("pixel_stats", "ps.csv", "needs --metadata"),
+        ("val_per_cell_type", 0, "train.py picks a valid hold-out"),
     ],
 )
 def test_train_config_validates(field: str, value: object, match: str) -> None:
