@@ -295,6 +295,7 @@ def held_out_experiments(table: Any, config: TrainConfig, log: Log) -> list[str]
     """
     import numpy as np
 
+    from rxdata.errors import SplitError
     from rxdata.splits import holdout_experiments
 
     def held(split: Any) -> list[str]:
@@ -304,9 +305,15 @@ def held_out_experiments(table: Any, config: TrainConfig, log: Log) -> list[str]
         split = holdout_experiments(table, experiments=config.val_experiments, dataset=None)
         return held(split)
     if config.val_per_cell_type is not None:
-        split = holdout_experiments(
-            table, per_cell_type=config.val_per_cell_type, seed=config.seed, dataset=None
-        )
+        try:
+            split = holdout_experiments(
+                table, per_cell_type=config.val_per_cell_type, seed=config.seed, dataset=None
+            )
+        except SplitError as err:
+            raise SplitError(
+                f"--val-per-cell-type {config.val_per_cell_type}: {err}; leave the option out "
+                "and train.py picks a valid hold-out, or name one with --val-experiments"
+            ) from err
         return held(split)
     per_type = table.groupby("cell_type")["experiment"].nunique()
     several = per_type[per_type >= 2].index

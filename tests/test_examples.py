@@ -1069,6 +1069,18 @@ def test_default_hold_out_fits_the_data(experiments: list[str], held: int, note:
     assert train.held_out_experiments(table, config, notes.append) == chosen  # seeded
 
 
+def test_impossible_val_per_cell_type_points_to_the_default() -> None:
+    import pandas as pd
+    import train
+
+    from rxdata.errors import SplitError
+
+    table = pd.DataFrame({"experiment": ["RPE-01", "U2OS-01"], "cell_type": ["RPE", "U2OS"]})
+    config = train.TrainConfig(data="x", out="y", val_per_cell_type=1)
+    with pytest.raises(SplitError, match=r"leave the option out and train\.py picks"):
+        train.held_out_experiments(table, config, print)
+
+
 def test_one_labelled_experiment_asks_for_val_data() -> None:
     import pandas as pd
     import train
