@@ -9,35 +9,17 @@ Usage (see docs/training.md for every target)::
     python examples/train.py --target gpu --data 'records/by_experiment-42/train/*.tfrecord' \
         --pixel-stats rxrx1/pixel_stats.csv --metadata rxrx1/ --out runs/seed-cnn
 
-The script reads top-down:
+The script reads top-down: options (``TrainConfig``, ``parse_args``; ``--help`` imports
+no TensorFlow), data (which shards hold which experiments, whole experiments held out for
+validation, the normalization, ``rxdata.make_dataset`` per worker), model (``models.py``,
+after checking the image size), strategy (``strategy.py``; ``--batch-size`` is per
+replica), fit and save. :func:`train` creates the strategy first, because logical devices
+and TPUs must be set up before any other TensorFlow work.
 
-1. **options**: ``TrainConfig`` and ``parse_args`` (``--help`` imports no TensorFlow);
-2. **data**: which shards hold which experiments (``records.py``: the conversion
-   manifest, or the records themselves), whole experiments held out for validation
-   (``rxdata.holdout_experiments``), the normalization, and ``rxdata.make_dataset`` per
-   worker through ``strategy.distribute_datasets_from_function``;
-3. **model**: the seed CNN or ResNet50 (``models.py``), after checking the image size;
-4. **strategy**: the ``tf.distribute`` strategy and precision for ``--target``
-   (``strategy.py``); ``--batch-size`` is per replica, the global batch is
-   ``batch_size x replicas``. It is created first in :func:`train`: logical devices
-   and TPUs must be set up before any other TensorFlow work;
-5. **fit** with checkpoints, backups, a CSV history and TensorBoard;
-6. **save** to ``--out``:
-
-  | path | what |
-  |---|---|
-  | ``best.keras`` | the model with the best validation accuracy so far |
-  | ``final.keras`` | the model after the last epoch |
-  | ``backup/`` | ``BackupAndRestore`` state: re-run the same command to resume |
-  | ``tensorboard/`` | TensorBoard logs |
-  | ``history.csv`` | one row per epoch (appended across resumes) |
-  | ``training_curves.png`` | loss and accuracy per epoch |
-  | ``normalizer.json`` | the normalization used (``predict.py`` re-uses it) |
-  | ``run.json`` | the configuration, split, normalization and record counts |
-
-A run that is killed (preemptible VM, Colab time-out, Ctrl-C) resumes from its last backup
-when the same command is run again: the weights and optimizer state saved every
-``--backup-every`` steps and the epoch it was in.
+It writes ``best.keras``, ``final.keras``, ``history.csv``, ``training_curves.png``,
+``normalizer.json`` (``predict.py`` re-uses it), ``run.json`` (configuration, split,
+normalization) and ``tensorboard/`` to ``--out``. A killed run (preemptible VM, Colab
+time-out, Ctrl-C) resumes from ``backup/`` when the same command is run again.
 """
 
 from __future__ import annotations
