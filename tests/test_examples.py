@@ -1210,3 +1210,42 @@ def test_keras_multi_worker_bug_still_exists(tmp_path: Path) -> None:
         assert "Attempt to convert a value (PerReplica" in lines[0], lines[0]
         assert "Invalid reduction dimension 0 for input with 0 dimensions" in lines[1], lines[1]
         assert lines[2] == "fixes=build+logs: ok", lines[2]
+
+
+@pytest.mark.parametrize("script", ["train", "predict"])
+@pytest.mark.parametrize(("given", "expected"), [(None, "2"), ("0", "0")], ids=["unset", "user"])
+def test_scripts_quiet_tensorflow_unless_the_user_chose(
+    script: str, given: str | None, expected: str
+) -> None:
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    if given is not None:
+        env["TF_CPP_MIN_LOG_LEVEL"] = given
+    code = (
+        f"import sys; sys.path.insert(0, {str(EXAMPLES)!r}); import {script}, os; "
+        "print(os.environ['TF_CPP_MIN_LOG_LEVEL'], 'tensorflow' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.stdout.split() == [expected, "False"], proc.stderr[-2000:]
+
+
+def test_training_curves_count_whole_epochs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import matplotlib.pyplot as plt
+    import train
+
+    (tmp_path / "history.csv").write_text(
+        "epoch,accuracy,loss,val_accuracy,val_loss\n0,0.1,2.0,0.1,2.1\n1,0.2,1.5,0.1,2.0\n"
+    )
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    train.plot_history(str(tmp_path / "history.csv"), str(tmp_path / "curves.png"))
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    for ax in figures[0].axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
