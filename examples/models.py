@@ -29,6 +29,10 @@ if keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on the
     )
 
 MODELS = ("seed-cnn", "resnet50")
+# The smallest input side each model takes: the seed CNN's three conv/pool blocks shrink
+# a side n to ((((n - 5) // 2 + 1) // 4 - 1) // 2 - 1) // 2, which must stay >= 1;
+# keras.applications.ResNet50 refuses inputs under 32 px.
+MIN_IMAGE_SIZE = {"seed-cnn": 59, "resnet50": 32}
 NUM_TREATMENT_CLASSES = 1108  # siRNA classes 0..1107, the Kaggle task
 NUM_ALL_CLASSES = 1139  # plus 30 positive controls and the negative control
 

@@ -3,9 +3,13 @@
 
 Usage::
 
+    python examples/predict.py --model run --data 'records/random-42/test/*.tfrecord' \
+        --out submission.csv
     python examples/predict.py --model runs/seed-cnn/best.keras \
         --data 'records/by_experiment-42/test/*.tfrecord' --metadata rxrx1/ \
         --out submission.csv --plate-assignment
+
+``--model`` is a checkpoint or the run folder of ``train.py`` (its ``best.keras``).
 
 One deterministic pass over the records (``rxdata.make_dataset(..., training=False)``):
 each batch's probabilities are stored next to the ``id_code`` values *of that same batch*,
@@ -18,24 +22,97 @@ with the siRNAs of its plate group, each at most once (``rxdata.plates.assign_pl
 
 The normalization is the one the model was trained with: ``normalizer.json`` next to the
 checkpoint (written by ``train.py``), or ``--normalizer``.
+
+Control wells (whose labels are public) are left out of the submission, and the script
+says how many. With ``--metadata`` the submission must cover every test well of the
+metadata; without it, it covers the treatment wells found in the test records.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
+
+# Quiet TensorFlow's C++ start-up lines unless the user chose a level; this must run
+# before TensorFlow is first imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse
+import posixpath
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from rxdata import _io
 from rxdata.errors import OptionsError, RxDataError, SubmissionError
 
 NUM_TREATMENTS = 1108
+CHECKPOINTS = ("best.keras", "final.keras")  # looked for, in order, in a run folder
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default; an option whose default is ``None`` says in its help
+    what it falls back to."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; every option shows its default (``--help`` imports no TF)."""
+    p = argparse.ArgumentParser(
+        prog="predict.py",
+        description="Predict test records with a trained model and write submission.csv.",
+        formatter_class=HelpFormatter,
+    )
+    add = p.add_argument
+    add("--model", required=True,
+        help="a .keras checkpoint, or the run folder of train.py (its best.keras)")  # fmt: skip
+    add("--data", required=True, help="TFRecord glob of the test shards")
+    add("--out", default="submission.csv", help="submission CSV (local or gs://)")
+    add("--metadata", default=None,
+        help="data root or metadata CSV: the test wells to cover and, for "
+        "--plate-assignment, the labelled training plates (default: the treatment wells "
+        "of the test records)")  # fmt: skip
+    add("--normalizer", default=None,
+        help="default: normalizer.json beside the checkpoint")  # fmt: skip
+    add("--plate-assignment", action="store_true",
+        help="label each plate's wells with the siRNAs of its plate group, each once "
+        "(needs --metadata)")  # fmt: skip
+    add("--batch-size", type=int, default=64, help="sites per prediction batch")
+    add("--labels", choices=("auto", "int", "sirna_N"), default="auto",
+        help="label style: auto follows the metadata (sirna_N for the re-release), "
+        "int: 513")  # fmt: skip
+    return p
+
+
+def resolve_model_path(model: str) -> str:
+    """The checkpoint behind ``--model``: the file itself, or a run folder's best model.
+
+    Raises:
+        OptionsError: nothing at ``model``, or a folder without a checkpoint.
+    """
+    import tensorflow as tf
+
+    if tf.io.gfile.isdir(model):
+        for name in CHECKPOINTS:
+            path = posixpath.join(model, name)
+            if tf.io.gfile.exists(path):
+                return path
+        raise OptionsError(
+            f"--model {model} is a folder without {' or '.join(CHECKPOINTS)}: give the run "
+            "folder of a finished train.py run, or a .keras checkpoint"
+        )
+    if not tf.io.gfile.exists(model):
+        raise OptionsError(
+            f"--model {model}: no such model: give a .keras checkpoint or the --out folder "
+            "of train.py"
+        )
+    return model
 
 
 def model_input_spec(model: Any) -> tuple[int, str]:
@@ -79,32 +156,83 @@ def predict_sites(
     return np.asarray(probs, dtype=np.float64), ids
 
 
-def wells_to_labels(
-    wells: pd.DataFrame, metadata: pd.DataFrame, *, plate_assignment: bool
-) -> pd.Series | pd.DataFrame:
-    """Treatment labels for the test treatment wells of ``metadata``.
+def test_wells_of(
+    wells: pd.DataFrame, metadata: pd.DataFrame | None, *, log: Callable[[str], Any] = print
+) -> tuple[pd.Index, pd.DataFrame]:
+    """The wells the submission covers, and the table ``write_submission`` checks them by.
 
-    Control wells (whose labels are public) are left out; predictions are restricted to
-    the 1108 treatment classes: the best one per well, or with ``plate_assignment`` the
-    plate-constrained assignment (each siRNA of the plate's group at most once).
+    With ``metadata``: its test treatment wells, each of which must have a prediction.
+    Without: the treatment wells among the predicted ones (controls sit at fixed positions
+    on every plate). Control wells are left out either way, and the log says how many.
+
+    Raises:
+        SubmissionError: a test well without a prediction, or a predicted well that is
+            neither a test well nor a control of ``metadata``.
     """
+    from rxdata.metadata import NEGATIVE_CONTROL_WELL, POSITIVE_CONTROL_WELLS, parse_id_code
     from rxdata.submission import read_test_wells
 
-    test_wells = read_test_wells(metadata)
-    missing = test_wells.difference(wells.index)
-    if len(missing):
-        raise SubmissionError(
-            f"{len(missing)} test well(s) have no predicted site, e.g. {missing[0]}: are all "
-            "test shards in --data?"
+    if metadata is None:
+        control_positions = {NEGATIVE_CONTROL_WELL, *POSITIVE_CONTROL_WELLS}
+        is_control = np.array([parse_id_code(w).well in control_positions for w in wells.index])
+        test_wells = pd.Index(wells.index[~is_control], name="id_code")
+        controls = int(is_control.sum())
+        table = pd.DataFrame({"id_code": test_wells})
+        log(
+            f"no --metadata: the submission covers the {len(test_wells)} treatment wells of "
+            "the test records (give --metadata to check that it covers every test well)"
         )
+    else:
+        test_wells = read_test_wells(metadata)
+        missing = test_wells.difference(wells.index)
+        if len(missing):
+            raise SubmissionError(
+                f"{len(missing)} test well(s) have no predicted site, e.g. {missing[0]}: are "
+                "all test shards in --data?"
+            )
+        test_sites = metadata[metadata["dataset"] == "test"]
+        known_controls = set(test_sites.loc[test_sites["well_type"] != "treatment", "id_code"])
+        extra = wells.index.difference(test_wells)
+        unknown = [w for w in extra if w not in known_controls]
+        if unknown:
+            raise SubmissionError(
+                f"{len(unknown)} predicted well(s) are not test wells of the metadata, e.g. "
+                f"{unknown[0]}: give --data the test shards of the data set in --metadata"
+            )
+        controls, table = len(extra), metadata
+    if controls:
+        log(f"left out {controls} control well(s): their labels are public, not predicted")
+    return test_wells, table
+
+
+def wells_to_labels(
+    wells: pd.DataFrame,
+    metadata: pd.DataFrame | None,
+    *,
+    plate_assignment: bool,
+    log: Callable[[str], Any] = print,
+) -> tuple[pd.Series | pd.DataFrame, pd.DataFrame]:
+    """Treatment labels for the test treatment wells, and the table they are checked by.
+
+    Control wells (whose labels are public) are left out (:func:`test_wells_of`);
+    predictions are restricted to the 1108 treatment classes: the best one per well, or
+    with ``plate_assignment`` the plate-constrained assignment (each siRNA of the plate's
+    group at most once; needs ``metadata`` for the plate groups).
+    """
+    test_wells, table = test_wells_of(wells, metadata, log=log)
     treatments: pd.DataFrame = wells.loc[test_wells].iloc[:, :NUM_TREATMENTS]
     if not plate_assignment:
-        return treatments
+        return treatments, table
+    if metadata is None:
+        raise OptionsError(
+            "--plate-assignment needs --metadata: the plate groups are learned from the "
+            "labelled training plates"
+        )
     from rxdata.plates import assign_plates, plate_groups
 
     groups = plate_groups(metadata[metadata["dataset"] == "train"])
     labels: pd.Series = assign_plates(treatments, groups)
-    return labels
+    return labels, table
 
 
 def predict(
@@ -112,68 +240,50 @@ def predict(
     data: str,
     out: str,
     *,
-    metadata: pd.DataFrame | str,
+    metadata: pd.DataFrame | str | None = None,
     normalizer_path: str | None = None,
     plate_assignment: bool = False,
     batch_size: int = 64,
     label_style: Literal["auto", "int", "sirna_N"] = "auto",
-    log: Any = print,
+    log: Callable[[str], Any] = print,
 ) -> pd.DataFrame:
-    """Predict ``data`` with ``model_path`` and write the submission CSV ``out``."""
+    """Predict ``data`` with ``model_path`` (a checkpoint or a run folder) and write the
+    submission CSV ``out``."""
     import keras
+    import tensorflow as tf
 
     from rxdata.metadata import read_metadata
     from rxdata.normalization import Normalizer
     from rxdata.submission import average_sites, write_submission
 
-    files = sorted(_io.glob(data))
+    model_path = resolve_model_path(model_path)
+    files = sorted(tf.io.gfile.glob(data))
     if not files:
         raise OptionsError(f"no TFRecord files match {data!r}")
     if normalizer_path is None:
-        normalizer_path = _io.join(os.path.dirname(model_path) or ".", "normalizer.json")
-    if not _io.exists(normalizer_path):
+        normalizer_path = posixpath.join(posixpath.dirname(model_path), "normalizer.json")
+    if not tf.io.gfile.exists(normalizer_path):
         raise OptionsError(
             f"{normalizer_path} not found: pass --normalizer with the normalization the model "
             "was trained with"
         )
     normalizer = Normalizer.load(normalizer_path)
-    table = metadata if isinstance(metadata, pd.DataFrame) else read_metadata(metadata)
+    if metadata is None or isinstance(metadata, pd.DataFrame):
+        table = metadata
+    else:
+        table = read_metadata(metadata)
     model = keras.models.load_model(model_path)
     log(f"predicting {len(files)} shard(s) with {model_path} ({normalizer.mode} normalization)")
     probs, ids = predict_sites(model, files, normalizer=normalizer, batch_size=batch_size)
     wells = average_sites(probs, id_codes=ids["id_code"])
     log(f"{len(probs)} sites -> {len(wells)} wells")
-    labels = wells_to_labels(wells, table, plate_assignment=plate_assignment)
-    written = write_submission(out, labels, table, labels=label_style)
+    labels, checked_by = wells_to_labels(wells, table, plate_assignment=plate_assignment, log=log)
+    written = write_submission(out, labels, checked_by, labels=label_style)
     log(f"wrote {out}: {len(written)} wells")
     return written
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="predict.py", description=__doc__.split("\n")[0])
-    p.add_argument("--model", required=True, help="checkpoint written by train.py (.keras)")
-    p.add_argument("--data", required=True, help="TFRecord glob of the test shards")
-    p.add_argument("--out", default="submission.csv", help="submission CSV (local or gs://)")
-    p.add_argument(
-        "--metadata",
-        required=True,
-        help="data root or metadata CSV (what rxdata.read_metadata reads): the test wells to "
-        "cover and, for --plate-assignment, the labelled training plates",
-    )
-    p.add_argument("--normalizer", default=None, help="default: normalizer.json beside --model")
-    p.add_argument("--plate-assignment", action="store_true", help="use the plate design")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument(
-        "--labels",
-        choices=("auto", "int", "sirna_N"),
-        default="auto",
-        help="label style: auto follows the metadata (sirna_N for the re-release), int: 513",
-    )
-    return p
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
         predict(

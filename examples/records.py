@@ -1,4 +1,4 @@
-"""Which converted TFRecord shards hold which sites: the conversion manifest, read once.
+"""Which TFRecord shards hold which sites: the conversion manifest, or the records.
 
 ``rxdata-convert`` writes ``manifest.json`` next to its shards, listing every shard's sites
 in order. The training scripts use it to
@@ -10,20 +10,26 @@ in order. The training scripts use it to
 Any conversion strategy works: the pipeline keeps a part's records with its
 ``experiments`` filter. With ``--strategy by_experiment`` (or ``by_exp_plate_site``)
 shards, each part also reads only its own files.
+
+Shards without a manifest (written by rxrx1-utils, or copied without it) are read once,
+without decoding images, to learn the same table; ``load_records`` says so, since on the
+full data set that pass takes minutes.
 """
 
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
-from rxdata import _io
 from rxdata.conversion import MANIFEST_NAME, read_manifest
 from rxdata.errors import OptionsError
 from rxdata.metadata import parse_site_id
+
+COLUMNS = ["site_id", "experiment", "cell_type", "plate", "dataset", "file"]
 
 _WILDCARDS = set("*?[")
 
@@ -44,9 +50,11 @@ def find_manifest_dir(pattern: str) -> str | None:
         >>> find_manifest_dir("/nonexistent/random-42/train/*.tfrecord") is None
         True
     """
+    import tensorflow as tf  # tf.io.gfile reads local paths and gs:// alike
+
     current = _static_prefix(pattern).rstrip("/")
     while current and current not in ("gs:", "gs:/"):
-        if _io.exists(_io.join(current, MANIFEST_NAME)):
+        if tf.io.gfile.exists(posixpath.join(current, MANIFEST_NAME)):
             return current
         parent = posixpath.dirname(current)
         if parent == current:
@@ -96,33 +104,65 @@ class RecordSet:
         return sorted(self.sites.loc[in_part, "file"].unique().tolist())
 
 
-def load_records(pattern: str, manifest_dir: str | None = None) -> RecordSet:
-    """Match ``pattern`` and read the sites of the matched shards from the manifest.
+def load_records(
+    pattern: str, manifest_dir: str | None = None, *, log: Callable[[str], Any] = print
+) -> RecordSet:
+    """Match ``pattern`` and learn which sites the matched shards hold.
+
+    From the conversion manifest at or above the pattern (or in ``manifest_dir``); without
+    one, from the records themselves (one pass, images not decoded; ``log`` says so).
 
     Raises:
-        OptionsError: nothing matches, or no manifest is found above the pattern.
+        OptionsError: nothing matches, or a matched file is not listed in the manifest.
         FileNotFoundError: ``manifest_dir`` has no manifest.
     """
-    files = sorted(_io.glob(pattern))
+    import tensorflow as tf
+
+    files = sorted(tf.io.gfile.glob(pattern))
     if not files:
         raise OptionsError(f"no TFRecord files match {pattern!r}")
     root = manifest_dir or find_manifest_dir(pattern)
     if root is None:
-        raise OptionsError(
-            f"no {MANIFEST_NAME} found at or above {_static_prefix(pattern)!r}: point --data at "
-            "shards written by rxdata-convert (the manifest lists their sites)"
+        log(
+            f"note: no {MANIFEST_NAME} at or above {_static_prefix(pattern)!r} (rxrx1-utils "
+            f"records, or shards copied without it): reading the {len(files)} file(s) once "
+            "to learn their experiments"
         )
+        return _records_from_shards(files)
     manifest = read_manifest(root)
-    by_path = {_io.join(root, entry["path"]): entry for entry in manifest["shards"]}
+    by_path = {posixpath.join(root, entry["path"]): entry for entry in manifest["shards"]}
     rows = []
     for file in files:
         entry = by_path.get(file)
         if entry is None:
-            raise OptionsError(f"{file} is not listed in {_io.join(root, MANIFEST_NAME)}")
+            raise OptionsError(f"{file} is not listed in {posixpath.join(root, MANIFEST_NAME)}")
         for site_id in entry["site_ids"]:
             key = parse_site_id(site_id)
-            rows.append((site_id, key.experiment, key.experiment.split("-")[0], key.plate, file))
-    sites = pd.DataFrame(rows, columns=["site_id", "experiment", "cell_type", "plate", "file"])
-    sites["dataset"] = sites["file"].map({f: by_path[f]["dataset"] for f in files})
+            cell_type = key.experiment.split("-")[0]
+            rows.append((site_id, key.experiment, cell_type, key.plate, entry["dataset"], file))
     height, width = manifest["options"]["image_shape"]
-    return RecordSet(tuple(files), sites, (int(height), int(width)))
+    return RecordSet(tuple(files), pd.DataFrame(rows, columns=COLUMNS), (int(height), int(width)))
+
+
+def _records_from_shards(files: Sequence[str]) -> RecordSet:
+    """The site table read from the records (``dataset`` from the record, or ``train``
+    for labelled and ``test`` for unlabelled sites when records do not say)."""
+    from rxdata.tfrecord import read_tfrecord
+
+    rows, shapes = [], set()
+    for file in files:
+        for record in read_tfrecord(file, decode=False):
+            dataset = record["dataset"] or ("test" if record["sirna"] is None else "train")
+            site_id = f"{record['id_code']}_{record['site']}"
+            experiment = record["experiment"]
+            cell_type = record["cell_type"] or experiment.split("-")[0]
+            rows.append((site_id, experiment, cell_type, record["plate"], dataset, file))
+            shapes.add((int(record["height"]), int(record["width"])))
+    if not rows:
+        raise OptionsError(f"{len(files)} file(s) hold no records: {list(files)[:3]}")
+    if len(shapes) > 1:
+        raise OptionsError(
+            f"the records have several image sizes {sorted(shapes)}; convert "
+            "them again with one size"
+        )
+    return RecordSet(tuple(files), pd.DataFrame(rows, columns=COLUMNS), shapes.pop())
