@@ -8,10 +8,10 @@ import pytest
 
 pytest.importorskip("apache_beam")
 
-from rxdata._beam import pipeline_options
+from helpers import SITE_ID, make_data, shard_bytes, site_png
 from rxdata.conversion import MANIFEST_NAME, ConvertOptions, convert, read_manifest, verify
+from rxdata.conversion.beam import pipeline_options
 from rxdata.errors import ConvertError
-from test_conversion import SITE_ID, make_data, shard_bytes, site_png
 
 
 @pytest.fixture(scope="module")

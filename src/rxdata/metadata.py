@@ -1107,3 +1107,33 @@ def scan_images(root: str | os.PathLike[str]) -> ScanResult:
     table["missing"] = pd.Series([missing_sets[m] for m in mask_arr], dtype=object)
     table["complete"] = mask_arr == (1 << len(CHANNELS)) - 1
     return ScanResult(table, layout, unparsed)
+
+
+def find_metadata(images_root: str | os.PathLike[str]) -> str:
+    """The metadata folder inside or beside ``images_root``.
+
+    Looks for ``metadata.csv``, ``train.csv`` or ``test.csv`` in ``images_root``, its
+    ``metadata/`` folder, its parent, and the parent's ``metadata/`` folder, in this order.
+
+    Raises:
+        MetadataError: None of them holds metadata.
+
+    Example:
+        >>> import os
+        >>> os.makedirs("data/images"); open("data/metadata.csv", "w").close()
+        >>> os.path.basename(find_metadata("data/images"))
+        'data'
+    """
+    images_root = os.fspath(images_root)
+    names = ("metadata.csv", "train.csv", "test.csv")
+    root = images_root.rstrip("/") or images_root
+    parent = _io.parent(root)
+    candidates = [root, _io.join(root, "metadata"), parent, _io.join(parent, "metadata")]
+    for folder in candidates:
+        if any(_io.exists(_io.join(folder, n)) for n in names):
+            return folder
+    raise MetadataError(
+        f"no metadata found beside or inside {images_root} (looked for "
+        f"{', '.join(names)} in {', '.join(candidates)}); pass metadata= "
+        "(--metadata PATH)"
+    )
