@@ -3,7 +3,7 @@
 The public API is re-exported here and listed in ``__all__``. Names are imported lazily:
 ``import rxdata`` is cheap, the pure numpy/pandas parts (metadata, colour, normalization,
 splits) never import TensorFlow, and TensorFlow is loaded only when a TF-backed name
-(``make_dataset``, ``write_tfrecords``, ...) is first used.
+(``make_dataset``, ``convert``, ...) is first used.
 
 Example:
     >>> import rxdata
@@ -71,7 +71,7 @@ _EXPORTS: dict[str, str] = {
     "render_plate": "figures",
     # TFRecords, pipeline and conversion
     "read_tfrecord": "tfrecord",
-    "write_tfrecords": "conversion",
+    "write_tfrecords": "conversion",  # deprecated alias of convert, kept for old code
     "PipelineOptions": "pipeline",
     "make_dataset": "pipeline",
     "ConvertOptions": "conversion",

@@ -7,7 +7,7 @@ A small package whose modules follow the job's seams:
 * :mod:`~rxdata.conversion.shard`: :func:`write_shard_task`, the one function every runner
   calls to write a shard, and the picklable :class:`ShardTask` it takes.
 * :mod:`~rxdata.conversion.manifest`: the manifest, resuming, the skipped-sites report.
-* :mod:`~rxdata.conversion.verify`: :func:`verify`.
+* :mod:`~rxdata.conversion.verification`: :func:`verify`.
 * :mod:`~rxdata.conversion.local` and :mod:`~rxdata.conversion.beam`: the runners (Beam is
   imported only when ``runner="beam"``).
 * :mod:`~rxdata.conversion.job`: :func:`convert`, which ties them together.
@@ -44,7 +44,7 @@ from rxdata.conversion.shard import (
     SkippedSite,
     write_shard_task,
 )
-from rxdata.conversion.verify import VerifyReport, verify
+from rxdata.conversion.verification import VerifyReport, verify
 from rxdata.metadata import find_metadata
 
 __all__ = [

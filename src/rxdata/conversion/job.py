@@ -16,7 +16,7 @@ Contract (see also ``docs/convert.md``):
   sites without images, and images without metadata. ``on_error="raise"`` stops with a
   :class:`~rxdata.errors.ConvertError` naming the file (no partial shard is left);
   ``"skip"`` converts everything else and writes ``OUTPUT_DIR/skipped.csv``.
-* **Verify** (:mod:`rxdata.conversion.verify`).
+* **Verify** (:mod:`rxdata.conversion.verification`).
 """
 
 from __future__ import annotations
