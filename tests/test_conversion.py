@@ -709,3 +709,38 @@ def test_sigterm_to_rxdata_convert_is_an_interrupt_and_resumable(own_root, tmp_p
     assert resumed.n_reused == 1
     assert shard_bytes(out) == shard_bytes(reference)
     assert (out / MANIFEST_NAME).read_bytes() == (reference / MANIFEST_NAME).read_bytes()
+
+
+def test_conversion_modules_form_no_cycle_and_share_no_private_names() -> None:
+    import ast
+    import graphlib
+
+    package = Path(__file__).parents[1] / "src" / "rxdata" / "conversion"
+    graph: dict[str, set[str]] = {}
+    for path in sorted(package.glob("*.py")):
+        name = f"rxdata.conversion.{path.stem}".removesuffix(".__init__")
+        graph[name] = set()
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{path.name} imports private {private} from {node.module}"
+        for node in tree.body:  # module-level imports: what importing the module runs
+            module = (node.module or "") if isinstance(node, ast.ImportFrom) else ""
+            if module == "rxdata.conversion" or module.startswith("rxdata.conversion."):
+                graph[name].add(module)
+    graphlib.TopologicalSorter(graph).prepare()  # raises CycleError on an import cycle
+    assert not any(d.endswith(".beam") for deps in graph.values() for d in deps)  # lazy only
+
+
+def test_importing_conversion_does_not_import_beam() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, rxdata.conversion; "
+        "assert 'rxdata.conversion.beam' not in sys.modules; "
+        "assert 'apache_beam' not in sys.modules"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)

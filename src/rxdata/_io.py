@@ -14,9 +14,10 @@ and whatever a TensorFlow file-system plugin adds (``s3://``, ``hdfs://``, ``az:
 ``tensorflow-io``; without it they fail with TensorFlow's "File system scheme not
 implemented" error).
 
-Durability: :func:`write_bytes_atomic` and :func:`atomic_writer` flush and ``fsync`` the
-temporary file before renaming it into place and then ``fsync`` the directory (local
-paths, where the OS supports it), so a power cut leaves either the old or the new file.
+Durability: :func:`rename` (which :func:`write_bytes_atomic`, :func:`atomic_writer` and
+:func:`rxdata.tfrecord.write_shard` commit with) flushes the file to the disk before
+renaming it into place, and then the directory (local paths, where the OS supports it),
+so a power cut leaves either the old or the new file, never a renamed but empty one.
 Object stores (``gs://``) make a file visible only when it is complete.
 """
 
@@ -161,6 +162,19 @@ def _fsync_file(f: IO[bytes] | HashingWriter) -> None:
         os.fsync(f.fileno())
 
 
+def fsync(path: PathLike) -> None:
+    """Flush a local file's data to the disk (files written by others, e.g. TensorFlow)."""
+    path_s = os.fspath(path)
+    if is_remote(path_s) or not os.path.isfile(path_s):
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(path_s, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def fsync_dir(path: PathLike) -> None:
     """``fsync`` a local folder so a rename in it is durable (no-op remotely / on Windows)."""
     path_s = os.fspath(path)
@@ -272,6 +286,7 @@ def rename(src: PathLike, dst: PathLike) -> None:
     if is_remote(src_s):
         _gfile().rename(src_s, dst_s, overwrite=True)
     else:
+        fsync(src_s)  # the data reaches the disk before the new name does
         os.replace(src_s, dst_s)
         fsync_dir(os.path.dirname(dst_s))
 
@@ -343,6 +358,7 @@ __all__ = [
     "dirname",
     "exists",
     "file_sha256",
+    "fsync",
     "fsync_dir",
     "glob",
     "is_remote",
