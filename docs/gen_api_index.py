@@ -24,7 +24,7 @@ from griffe_rxdata import rewrite  # noqa: E402  (Sphinx roles -> code spans, as
 
 # Areas in reading order: (title, modules).
 AREAS = [
-    ("Names, metadata and synthetic data", ["naming", "metadata", "synthetic"]),
+    ("Names, metadata and synthetic data", ["naming", "labels", "metadata", "synthetic"]),
     ("Images and colour", ["images", "color", "figures"]),
     ("Statistics and normalization", ["stats", "normalization", "layers"]),
     ("TFRecords, input pipeline and conversion", ["tfrecord", "pipeline", "conversion"]),

@@ -247,7 +247,7 @@ def test_private_use_checker_catches_each_form(tmp_path):
     path.write_text(code)
     found = " | ".join(private_uses("rxdata.naming", path))
     assert "imports _fail from rxdata.metadata" in found
-    assert "private module rxdata._beam" in found
+    assert "imports _beam from rxdata" in found  # (rxdata._beam no longer exists)
     assert "rxdata.tfrecord._int_feature" in found
     assert "rxdata.metadata._read_csv" in found
     assert "imports _gfile from rxdata._io" in found  # private name of a shared module
@@ -312,9 +312,21 @@ def example_violations(path: Path) -> Iterator[str]:
             yield f"{where}:{node.lineno}: setattr of private attribute {node.args[1].value}"
 
 
+#: The one example module allowed to touch Keras internals: it isolates the workaround for
+#: a Keras bug (linked there), and tests/test_examples.py has a canary test that fails the
+#: day the bug is fixed upstream, so the workaround is removed rather than kept by habit.
+KERAS_WORKAROUND = EXAMPLES / "keras_workarounds.py"
+
+
 def test_examples_use_only_public_apis():
-    found = [v for path in sorted(EXAMPLES.glob("*.py")) for v in example_violations(path)]
+    scripts = [p for p in sorted(EXAMPLES.glob("*.py")) if p != KERAS_WORKAROUND]
+    found = [v for path in scripts for v in example_violations(path)]
     assert not found, "examples reach into internals:\n  " + "\n  ".join(found)
+
+
+def test_the_keras_workaround_touches_no_private_rxdata_name():
+    found = [v for v in example_violations(KERAS_WORKAROUND) if "rxdata" in v]
+    assert not found, "\n  ".join(found)
 
 
 def test_example_checker_catches_each_form(tmp_path):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import SITE_ID, make_data, shard_bytes, site_png
 from rxdata.cli import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -23,7 +24,6 @@ from rxdata.cli import (
     main,
 )
 from rxdata.conversion import MANIFEST_NAME, REPORT_NAME, ConvertOptions
-from test_conversion import SITE_ID, make_data, shard_bytes, site_png
 
 
 @pytest.fixture(scope="module")

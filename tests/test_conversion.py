@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import os
 import shutil
@@ -15,8 +13,18 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
 
+from helpers import (
+    SITE_ID,
+    SIZE,
+    WELLS,
+    make_data,
+    pixels,
+    png_bytes,
+    rel_image,
+    shard_bytes,
+    site_png,
+)
 from rxdata.conversion import (
     MANIFEST_NAME,
     REPORT_NAME,
@@ -30,94 +38,7 @@ from rxdata.conversion import (
     write_tfrecords,
 )
 from rxdata.errors import ConvertError, MetadataError, OptionsError, OutputExistsError
-from rxdata.metadata import FULL_RELEASE_COLUMNS, read_metadata
-
-SIZE = (12, 10)  # (height, width): small, and not square, to catch transposition
-
-# --- a tiny RxRx1-shaped data set ---------------------------------------------------------
-
-# (dataset, experiment, plate, well, well_type, sirna)
-WELLS = [
-    ("train", "HEPG2-01", 1, "B02", "negative_control", 1138),
-    ("train", "HEPG2-01", 1, "B03", "treatment", 513),
-    ("train", "HEPG2-01", 2, "C04", "treatment", 7),
-    ("train", "U2OS-01", 1, "B03", "treatment", 12),
-    ("train", "U2OS-01", 1, "D05", "positive_control", 1110),
-    ("test", "HEPG2-08", 1, "B03", "treatment", None),
-    ("test", "HEPG2-08", 1, "B02", "negative_control", 1138),
-]
-
-
-def pixels(site_id: str, channel: int, shape: tuple[int, int] = SIZE) -> np.ndarray:
-    seed = abs(hash((site_id, channel))) % (2**32)
-    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
-
-
-def png_bytes(arr: np.ndarray, **kw: object) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG", **kw)
-    return buf.getvalue()
-
-
-def rel_image(layout: str, dataset: str, exp: str, plate: int, well: str, site: int, ch: int):
-    top = dataset if layout == "kaggle" else "images"
-    return f"{top}/{exp}/Plate{plate}/{well}_s{site}_w{ch}.png"
-
-
-def make_data(root: Path, layout: str = "kaggle") -> Path:
-    """Write WELLS (2 sites x 6 channels each) and their metadata under ``root``."""
-    root.mkdir(parents=True, exist_ok=True)
-    for ds, exp, plate, well, _wt, _sirna in WELLS:
-        for site in (1, 2):
-            for ch in range(1, 7):
-                path = root / rel_image(layout, ds, exp, plate, well, site, ch)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(png_bytes(pixels(f"{exp}_{plate}_{well}_{site}", ch)))
-    if layout == "kaggle":
-        files: dict[str, list[list[object]]] = {}
-        for ds, exp, plate, well, wt, sirna in WELLS:
-            controls = wt != "treatment"
-            name = f"{ds}_controls.csv" if controls else f"{ds}.csv"
-            row: list[object] = [f"{exp}_{plate}_{well}", exp, plate, well]
-            if ds == "train" or controls:
-                row.append(sirna)
-            if controls:
-                row.append(wt)
-            files.setdefault(name, []).append(row)
-        headers = {
-            "train.csv": ["id_code", "experiment", "plate", "well", "sirna"],
-            "test.csv": ["id_code", "experiment", "plate", "well"],
-            "train_controls.csv": ["id_code", "experiment", "plate", "well", "sirna", "well_type"],
-            "test_controls.csv": ["id_code", "experiment", "plate", "well", "sirna", "well_type"],
-        }
-        for name, header in headers.items():
-            with open(root / name, "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(header)
-                w.writerows(files.get(name, []))
-    else:
-        with open(root / "metadata.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(FULL_RELEASE_COLUMNS)
-            for ds, exp, plate, well, wt, sirna in WELLS:
-                for site in (1, 2):
-                    label = "EMPTY" if sirna is None else f"s{sirna}"
-                    w.writerow(
-                        [
-                            f"{exp}_{plate}_{well}_{site}",
-                            f"{exp}_{plate}_{well}",
-                            exp.split("-")[0],
-                            ds,
-                            exp,
-                            plate,
-                            well,
-                            site,
-                            wt,
-                            label,
-                            "" if sirna is None else sirna,
-                        ]
-                    )
-    return root
+from rxdata.metadata import read_metadata
 
 
 @pytest.fixture(scope="module")
@@ -134,10 +55,6 @@ def full_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def own_root(tmp_path: Path) -> Path:
     """A private copy to damage."""
     return make_data(tmp_path / "data", "kaggle")
-
-
-def shard_bytes(out: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.tfrecord"))}
 
 
 # --- options ------------------------------------------------------------------------------
@@ -312,14 +229,15 @@ def test_png_encoding_copies_the_source_bytes(kaggle_root, tmp_path) -> None:
 def test_write_tfrecords_and_filters(kaggle_root, tmp_path) -> None:
     md = read_metadata(kaggle_root)
     one = md[md["experiment"] == "U2OS-01"]
-    result = write_tfrecords(
-        one,
-        kaggle_root,
-        tmp_path / "a",
-        include_controls=False,
-        workers=1,
-        strategy="by_experiment",
-    )  # the other experiments' images are no error here (scan defaults to False)
+    with pytest.warns(DeprecationWarning, match="use|convert"):
+        result = write_tfrecords(
+            one,
+            kaggle_root,
+            tmp_path / "a",
+            include_controls=False,
+            workers=1,
+            strategy="by_experiment",
+        )  # the other experiments' images are no error here (scan defaults to False)
     assert [s.path for s in result.shards] == ["by_experiment-42/train/U2OS-01.tfrecord"]
     assert sorted(result.shards[0].site_ids) == ["U2OS-01_1_B03_1", "U2OS-01_1_B03_2"]
     with pytest.raises(ConvertError, match="has no metadata row"):  # convert does scan
@@ -365,13 +283,13 @@ def test_rerun_is_a_checked_noop(kaggle_root, tmp_path) -> None:
 
 
 def test_resume_after_failure_is_byte_identical(own_root, tmp_path, monkeypatch) -> None:
-    import rxdata.conversion as conv
+    import rxdata.conversion.shard as conv
 
     reference = tmp_path / "reference"
     convert(own_root, reference, sites_per_shard=3, workers=1)
 
     out = tmp_path / "out"
-    real = conv._load_site
+    real = conv.load_site
     calls = {"n": 0}
 
     def crash_on_seventh_site(ctx, row):
@@ -380,7 +298,7 @@ def test_resume_after_failure_is_byte_identical(own_root, tmp_path, monkeypatch)
             raise KeyboardInterrupt
         return real(ctx, row)
 
-    monkeypatch.setattr(conv, "_load_site", crash_on_seventh_site)
+    monkeypatch.setattr(conv, "load_site", crash_on_seventh_site)
     with pytest.raises(KeyboardInterrupt):
         convert(own_root, out, sites_per_shard=3, workers=1)
     assert len(shard_bytes(out)) == 2  # two complete shards, no partial third
@@ -390,7 +308,7 @@ def test_resume_after_failure_is_byte_identical(own_root, tmp_path, monkeypatch)
     # a shard damaged while the run was down is detected and rewritten
     damaged = sorted(out.rglob("*.tfrecord"))[0]
     damaged.write_bytes(damaged.read_bytes()[:-3] + b"xyz")
-    monkeypatch.setattr(conv, "_load_site", real)
+    monkeypatch.setattr(conv, "load_site", real)
     resumed = convert(own_root, out, sites_per_shard=3, workers=1)
     assert resumed.n_reused == 1
     assert shard_bytes(out) == shard_bytes(reference)
@@ -427,13 +345,6 @@ def test_refuses_foreign_shards_without_manifest(kaggle_root, tmp_path) -> None:
 
 
 # --- bad input ----------------------------------------------------------------------------
-
-SITE = ("train", "HEPG2-01", 2, "C04", 1)  # a treatment site
-SITE_ID = "HEPG2-01_2_C04_1"
-
-
-def site_png(root: Path, ch: int) -> Path:
-    return root / rel_image("kaggle", *SITE, ch)
 
 
 def corrupt(path: Path) -> None:
@@ -734,3 +645,103 @@ def test_full_disk_is_reported_and_resumable(kaggle_root, tmp_path, monkeypatch)
     monkeypatch.setattr(rxdata.tfrecord, "write_shard", real)
     assert convert(kaggle_root, out, workers=1, sites_per_shard=3).n_reused == 2
     assert shard_bytes(out) == shard_bytes(reference)
+
+
+def test_no_progress_folder_after_a_complete_run(kaggle_root, tmp_path) -> None:
+    out = tmp_path / "o"
+    convert(kaggle_root, out, datasets=("test",), workers=1)
+    assert not (out / "_progress").exists()  # the docs: it exists only while incomplete
+    again = convert(kaggle_root, out, datasets=("test",), workers=1)  # the resume path
+    assert again.n_reused == len(again.shards)
+    assert not (out / "_progress").exists()
+
+
+_BLOCKING_CONVERT = """
+import sys, time
+import rxdata.conversion.shard as shard
+from rxdata.cli import convert_main
+
+real, calls = shard.load_site, []
+
+def load_site(ctx, row):
+    calls.append(row)
+    if len(calls) == 4:  # the second shard: wait here until SIGTERM arrives
+        time.sleep(600)
+    return real(ctx, row)
+
+shard.load_site = load_site
+sys.exit(convert_main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_to_rxdata_convert_is_an_interrupt_and_resumable(own_root, tmp_path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from rxdata.cli import EXIT_INTERRUPTED
+
+    reference = tmp_path / "reference"
+    convert(own_root, reference, sites_per_shard=3, workers=1)
+    out = tmp_path / "out"
+    args = [str(own_root), str(out), "--sites-per-shard", "3", "--workers", "1"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BLOCKING_CONVERT, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list((out / "_progress").glob("*.json")):  # the first shard is complete
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the conversion never finished a shard"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert "interrupted; re-run the same command to resume" in err
+    assert not read_manifest(out)["complete"]
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name]
+    resumed = convert(own_root, out, sites_per_shard=3, workers=1)
+    assert resumed.n_reused == 1
+    assert shard_bytes(out) == shard_bytes(reference)
+    assert (out / MANIFEST_NAME).read_bytes() == (reference / MANIFEST_NAME).read_bytes()
+
+
+def test_conversion_modules_form_no_cycle_and_share_no_private_names() -> None:
+    import ast
+    import graphlib
+
+    package = Path(__file__).parents[1] / "src" / "rxdata" / "conversion"
+    graph: dict[str, set[str]] = {}
+    for path in sorted(package.glob("*.py")):
+        name = f"rxdata.conversion.{path.stem}".removesuffix(".__init__")
+        graph[name] = set()
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            # (`from rxdata import _io` imports a private module, the package's own door)
+            if isinstance(node, ast.ImportFrom) and node.module not in (None, "rxdata"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{path.name} imports private {private} from {node.module}"
+        for node in tree.body:  # module-level imports: what importing the module runs
+            module = (node.module or "") if isinstance(node, ast.ImportFrom) else ""
+            if module == "rxdata.conversion" or module.startswith("rxdata.conversion."):
+                graph[name].add(module)
+    graphlib.TopologicalSorter(graph).prepare()  # raises CycleError on an import cycle
+    assert not any(d.endswith(".beam") for deps in graph.values() for d in deps)  # lazy only
+
+
+def test_importing_conversion_does_not_import_beam() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, rxdata.conversion; "
+        "assert 'rxdata.conversion.beam' not in sys.modules; "
+        "assert 'apache_beam' not in sys.modules"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)

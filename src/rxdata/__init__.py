@@ -50,7 +50,7 @@ _EXPORTS: dict[str, str] = {
     "render_plate": "figures",
     # TFRecords, pipeline and conversion
     "read_tfrecord": "tfrecord",
-    "write_tfrecords": "conversion",
+    "write_tfrecords": "conversion",  # deprecated alias of convert, kept for old code
     "PipelineOptions": "pipeline",
     "make_dataset": "pipeline",
     "ConvertOptions": "conversion",

@@ -1,24 +1,50 @@
-"""File access for local paths and remote URLs (``gs://``, ``s3://``, ``hdfs://``).
+"""The one door to files: every file access of rxdata goes through this module.
 
-Local paths use the standard library (fast, no TensorFlow import). Anything with a URL
-scheme goes through ``tf.io.gfile``, imported only when such a path is first seen, so the
-pure modules never pull in TensorFlow for local data.
+Local paths use the standard library (fast, no TensorFlow import). A path with a URL
+scheme (``scheme://...``) goes through ``tf.io.gfile``, imported only when such a path is
+first seen, so the pure modules never pull in TensorFlow for local data. No other module
+branches on local versus remote itself.
+
+Why ``tf.io.gfile`` rather than fsspec: the shards are written by ``tf.io.TFRecordWriter``
+and read by ``tf.data``, which reach storage through TensorFlow's own file systems; using
+the same door for everything else (images, CSVs, manifests) means one set of credentials,
+one set of supported schemes and one behaviour for every file of a run. The schemes that
+work are those TensorFlow has registered: local paths, ``gs://`` (built into TensorFlow),
+and whatever a TensorFlow file-system plugin adds (``s3://``, ``hdfs://``, ``az://`` need
+``tensorflow-io``; without it they fail with TensorFlow's "File system scheme not
+implemented" error).
+
+Durability: :func:`rename` (which :func:`write_bytes_atomic`, :func:`atomic_writer` and
+:func:`rxdata.tfrecord.write_shard` commit with) flushes the file to the disk before
+renaming it into place, and then the directory (local paths, where the OS supports it),
+so a power cut leaves either the old or the new file, never a renamed but empty one.
+Object stores (``gs://``) make a file visible only when it is complete.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+_BLOCK = 1 << 22  # 4 MiB reads when hashing
 
 PathLike = str | os.PathLike[str]
 
 
 def is_remote(path: PathLike) -> bool:
+    """True for ``scheme://`` paths (handled by ``tf.io.gfile``).
+
+    Example:
+        >>> is_remote("gs://bucket/x"), is_remote("/tmp/x")
+        (True, False)
+    """
     return bool(_URL.match(os.fspath(path)))
 
 
@@ -29,41 +55,203 @@ def _gfile() -> Any:
 
 
 def join(base: PathLike, *parts: str) -> str:
+    """Join path parts with ``/`` for URLs and ``os.path.join`` for local paths.
+
+    Example:
+        >>> join("gs://b/", "x", "y.csv")
+        'gs://b/x/y.csv'
+    """
     base_s = os.fspath(base)
     if is_remote(base_s):
         return "/".join([base_s.rstrip("/"), *(p.strip("/") for p in parts)])
     return os.path.join(base_s, *parts)
 
 
+def dirname(path: PathLike) -> str:
+    """The folder of ``path`` (``/``-separated for URLs).
+
+    Example:
+        >>> dirname("gs://b/x/y.csv")
+        'gs://b/x'
+    """
+    path_s = os.fspath(path)
+    if is_remote(path_s):
+        return path_s.rsplit("/", 1)[0]
+    return os.path.dirname(path_s)
+
+
+def parent(path: PathLike) -> str:
+    """The folder above ``path`` (absolute for local paths; a trailing ``/`` is ignored)."""
+    path_s = os.fspath(path).rstrip("/") or os.fspath(path)
+    if is_remote(path_s):
+        return path_s.rsplit("/", 1)[0]
+    return os.path.dirname(os.path.abspath(path_s))
+
+
+def open(path: PathLike, mode: str = "rb") -> IO[bytes]:
+    """Open a file in binary mode (``"rb"``, ``"wb"`` or ``"ab"``), local or remote.
+
+    Example:
+        >>> with open("door.bin", "wb") as f:
+        ...     _ = f.write(b"abc")
+        >>> open("door.bin").read()
+        b'abc'
+    """
+    if mode not in ("rb", "wb", "ab"):
+        raise ValueError(f"mode={mode!r}: the file door opens binary files only (rb, wb, ab)")
+    path_s = os.fspath(path)
+    if is_remote(path_s):
+        if mode == "rb" and not _gfile().exists(path_s):
+            raise FileNotFoundError(path_s)
+        return cast(IO[bytes], _gfile().GFile(path_s, mode))
+    import builtins
+
+    return cast(IO[bytes], builtins.open(path_s, mode))
+
+
 def read_bytes(path: PathLike) -> bytes:
     """Read a whole file; raises FileNotFoundError (local or remote) when absent."""
-    path_s = os.fspath(path)
-    if is_remote(path_s):
-        gfile = _gfile()
-        if not gfile.exists(path_s):
-            raise FileNotFoundError(path_s)
-        with gfile.GFile(path_s, "rb") as f:
-            data: bytes = f.read()
-        return data
-    with open(path_s, "rb") as f:
-        return f.read()
+    with open(path, "rb") as f:
+        return bytes(f.read())
 
 
-def write_bytes_atomic(path: PathLike, data: bytes) -> None:
-    """Write a file under a temporary name, then rename it into place."""
-    path_s = os.fspath(path)
-    tmp = f"{path_s}.tmp-{os.getpid()}"
-    if is_remote(path_s):
-        gfile = _gfile()
-        with gfile.GFile(tmp, "wb") as f:
-            f.write(data)
-        gfile.rename(tmp, path_s, overwrite=True)
-        return
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
+class HashingWriter:
+    """A binary file writer that computes the SHA-256 and size of what it writes.
+
+    Example:
+        >>> import hashlib
+        >>> with HashingWriter(open("h.bin", "wb")) as w:
+        ...     _ = w.write(b"ab"); _ = w.write(b"c")
+        >>> w.hexdigest() == hashlib.sha256(b"abc").hexdigest(), w.size
+        (True, 3)
+    """
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file = file
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._hash.update(data)
+        self.size += len(data)
+        self._file.write(data)
+        return len(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def __enter__(self) -> HashingWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _fsync_file(f: IO[bytes] | HashingWriter) -> None:
+    f.flush()
+    with contextlib.suppress(OSError, AttributeError, ValueError):
         os.fsync(f.fileno())
-    os.replace(tmp, path_s)
+
+
+def fsync(path: PathLike) -> None:
+    """Flush a local file's data to the disk (files written by others, e.g. TensorFlow)."""
+    path_s = os.fspath(path)
+    if is_remote(path_s) or not os.path.isfile(path_s):
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(path_s, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def fsync_dir(path: PathLike) -> None:
+    """``fsync`` a local folder so a rename in it is durable (no-op remotely / on Windows)."""
+    path_s = os.fspath(path)
+    if is_remote(path_s) or not hasattr(os, "O_DIRECTORY"):
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(path_s or ".", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def temporary_name(path: PathLike) -> str:
+    """A hidden sibling of ``path`` to write to before renaming (``.NAME.tmp-PID-XXXX``)."""
+    path_s = os.fspath(path)
+    folder, name = dirname(path_s), path_s.rsplit("/", 1)[-1]
+    if not is_remote(path_s):
+        name = os.path.basename(path_s)
+    tmp = f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return join(folder, tmp) if folder else tmp
+
+
+@contextlib.contextmanager
+def atomic_writer(path: PathLike) -> Iterator[HashingWriter]:
+    """Write ``path`` atomically and hash it on the way: a temporary file, renamed at the end.
+
+    On an exception the temporary file is removed and ``path`` is left as it was. The
+    writer's ``hexdigest()`` and ``size`` describe the final file.
+
+    Example:
+        >>> with atomic_writer("a.bin") as w:
+        ...     _ = w.write(b"abc")
+        >>> read_bytes("a.bin"), w.size
+        (b'abc', 3)
+    """
+    path_s = os.fspath(path)
+    tmp = temporary_name(path_s)
+    try:
+        with HashingWriter(open(tmp, "wb")) as writer:
+            yield writer
+            _fsync_file(writer)
+        rename(tmp, path_s)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            if exists(tmp):
+                remove(tmp)
+        raise
+
+
+def write_bytes_atomic(path: PathLike, data: bytes) -> str:
+    """Write a file under a temporary name, ``fsync`` it, rename it into place; its sha256."""
+    with atomic_writer(path) as w:
+        w.write(data)
+    return w.hexdigest()
+
+
+def file_sha256(path: PathLike) -> str:
+    """Hex SHA-256 of a local or remote file, read in 4 MiB blocks.
+
+    Example:
+        >>> _ = write_bytes_atomic("x.bin", b"abc")
+        >>> file_sha256("x.bin")[:16]
+        'ba7816bf8f01cfea'
+    """
+    return sha256_and_size(path)[0]
+
+
+def sha256_and_size(path: PathLike) -> tuple[str, int]:
+    """Hex SHA-256 and size in bytes of a local or remote file."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while block := f.read(_BLOCK):
+            h.update(block)
+            size += len(block)
+    return h.hexdigest(), size
 
 
 def exists(path: PathLike) -> bool:
@@ -80,6 +268,10 @@ def isdir(path: PathLike) -> bool:
     return os.path.isdir(path_s)
 
 
+def isfile(path: PathLike) -> bool:
+    return exists(path) and not isdir(path)
+
+
 def makedirs(path: PathLike) -> None:
     path_s = os.fspath(path)
     if is_remote(path_s):
@@ -89,11 +281,14 @@ def makedirs(path: PathLike) -> None:
 
 
 def rename(src: PathLike, dst: PathLike) -> None:
+    """Move ``src`` to ``dst``, replacing it; local renames are made durable (dir fsync)."""
     src_s, dst_s = os.fspath(src), os.fspath(dst)
     if is_remote(src_s):
         _gfile().rename(src_s, dst_s, overwrite=True)
     else:
+        fsync(src_s)  # the data reaches the disk before the new name does
         os.replace(src_s, dst_s)
+        fsync_dir(os.path.dirname(dst_s))
 
 
 def remove(path: PathLike) -> None:
@@ -102,6 +297,30 @@ def remove(path: PathLike) -> None:
         _gfile().remove(path_s)
     else:
         os.remove(path_s)
+
+
+def remove_empty_dir(path: PathLike) -> bool:
+    """Remove ``path`` if it is an empty folder; True when removed."""
+    path_s = os.fspath(path)
+    if not isdir(path_s) or listdir(path_s):
+        return False
+    if is_remote(path_s):
+        with contextlib.suppress(Exception):
+            _gfile().rmtree(path_s)
+        return True
+    try:
+        os.rmdir(path_s)
+    except OSError:
+        return False
+    return True
+
+
+def listdir(path: PathLike) -> list[str]:
+    """The names in a folder, sorted."""
+    path_s = os.fspath(path)
+    if is_remote(path_s):
+        return sorted(str(n).rstrip("/") for n in _gfile().listdir(path_s))
+    return sorted(os.listdir(path_s))
 
 
 def glob(pattern: PathLike) -> list[str]:
@@ -131,3 +350,32 @@ def walk_files(root: PathLike, suffix: str = "") -> Iterator[str]:
 def local_path(path: PathLike) -> Path | None:
     """Return a ``Path`` for local paths, ``None`` for remote ones."""
     return None if is_remote(path) else Path(path)
+
+
+__all__ = [
+    "HashingWriter",
+    "atomic_writer",
+    "dirname",
+    "exists",
+    "file_sha256",
+    "fsync",
+    "fsync_dir",
+    "glob",
+    "is_remote",
+    "isdir",
+    "isfile",
+    "join",
+    "listdir",
+    "local_path",
+    "makedirs",
+    "open",
+    "parent",
+    "read_bytes",
+    "remove",
+    "remove_empty_dir",
+    "rename",
+    "sha256_and_size",
+    "temporary_name",
+    "walk_files",
+    "write_bytes_atomic",
+]

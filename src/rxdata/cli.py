@@ -497,8 +497,11 @@ def _convert_handler(args: argparse.Namespace) -> int:
 def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     handler: Handler = args.func
+    from rxdata._parallel import sigterm_as_interrupt
+
     try:
-        return handler(args)
+        with sigterm_as_interrupt():  # SIGTERM (a scheduler, `kill`) exits like Ctrl-C
+            return handler(args)
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted; re-run the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED

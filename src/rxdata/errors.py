@@ -30,6 +30,7 @@ __all__ = [
     "StatsError",
     "SubmissionError",
     "VerifyError",
+    "WorkerError",
 ]
 
 
@@ -83,3 +84,7 @@ class SplitError(RxDataError, ValueError):
 
 class SubmissionError(RxDataError, ValueError):
     """Predictions cannot become a valid submission (missing, duplicate or bad wells)."""
+
+
+class WorkerError(RxDataError, RuntimeError):
+    """A worker process died (killed, or out of memory) while running a task."""

@@ -60,7 +60,7 @@ def _png(fig: Figure, dpi: int) -> bytes:
 
 def _write(data: bytes, out: str | os.PathLike[str] | None) -> None:
     if out is not None:
-        parent = os.path.dirname(os.fspath(out))
+        parent = _io.dirname(out)
         if parent:
             _io.makedirs(parent)
         _io.write_bytes_atomic(out, data)

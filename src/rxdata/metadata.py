@@ -27,23 +27,25 @@ Example:
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import itertools
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
-from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.typing import ArrayLike
 
 from rxdata import _io
 from rxdata.errors import MetadataError, ParseError
+
+# The re-release's label names live in rxdata.labels; re-exported for old imports.
+from rxdata.labels import REREL_NAME_PATTERN, LabelRelease, rerelease_ids
+from rxdata.labels import from_rerelease_names as from_rerelease_names
+from rxdata.labels import rerelease_names as rerelease_names
+from rxdata.labels import to_rerelease_names as to_rerelease_names
 
 # Names owned by rxdata.naming, re-exported so ``rxdata.metadata.X`` keeps working.
 from rxdata.naming import CELL_TYPES as CELL_TYPES
@@ -222,116 +224,6 @@ def _ints(file: str, df: pd.DataFrame, column: str, allowed: Sequence[int]) -> n
     return values
 
 
-# --------------------------------------------------------------------------- labels
-#: The Kaggle re-release's label names against the competition's class ids (1,139 rows
-#: ``rerelease_sirna, sirna_id``), shipped as package data. Derived by joining both releases
-#: on ``id_code``; the re-release renumbered every label, so ``sirna_N`` is NOT class ``N``.
-_REREL_FILE = "data/sirna_rerelease_map.csv"
-_REREL_NAME = re.compile(r"sirna_\d+|UNTREATED")
-#: Which Kaggle release wrote a CSV's labels: the 2019 competition (class ids) or the
-#: re-release (its own ``sirna_N`` names, see :func:`rerelease_names`).
-LabelRelease = Literal["competition", "rerelease"]
-
-
-@functools.cache
-def _rerelease_map() -> tuple[tuple[str, ...], Mapping[str, int]]:
-    """Load and check the package's re-release map once: (names by id, id by name)."""
-    where = f"rxdata/{_REREL_FILE}"
-    try:
-        text = resources.files("rxdata").joinpath(_REREL_FILE).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise MetadataError(
-            f"{where} is missing from the installed package; reinstall rxdata"
-        ) from None
-    rows = list(csv.reader(io.StringIO(text)))
-    if not rows or rows[0] != ["rerelease_sirna", "sirna_id"]:
-        raise MetadataError(f"{where}: expected the header 'rerelease_sirna,sirna_id'")
-    names: dict[int, str] = {}
-    seen: set[str] = set()
-    for line, row in enumerate(rows[1:], start=2):
-        ok = len(row) == 2 and _REREL_NAME.fullmatch(row[0]) and row[1].isdigit()
-        if not ok or int(row[1]) in names or row[0] in seen:
-            raise MetadataError(
-                f"{where} line {line}: {row!r}; expected a new name 'sirna_N'/'UNTREATED' "
-                "and a new class id (the map is one-to-one)"
-            )
-        names[int(row[1])] = row[0]
-        seen.add(row[0])
-    if sorted(names) != list(range(NUM_CLASSES)) or names[NEGATIVE_CONTROL_ID] != "UNTREATED":
-        raise MetadataError(
-            f"{where}: expected the {NUM_CLASSES} class ids 0..{NUM_CLASSES - 1} once each, "
-            f"with UNTREATED = {NEGATIVE_CONTROL_ID}"
-        )
-    by_id = tuple(names[i] for i in range(NUM_CLASSES))
-    return by_id, MappingProxyType({name: i for i, name in enumerate(by_id)})
-
-
-def rerelease_names() -> tuple[str, ...]:
-    """The Kaggle re-release's label name of every class id (position = ``sirna_id``).
-
-    The re-release of the competition CSVs names labels ``sirna_N`` and the negative
-    control ``UNTREATED``, but ``N`` is its own numbering of all 1,139 labels, positive
-    controls included: ``sirna_N`` is not class ``N``. The correspondence was derived by
-    joining both releases on ``id_code`` and ships with rxdata.
-
-    Example:
-        >>> names = rerelease_names()
-        >>> len(names), names[0], names[1109], names[NEGATIVE_CONTROL_ID]
-        (1139, 'sirna_332', 'sirna_852', 'UNTREATED')
-    """
-    return _rerelease_map()[0]
-
-
-def to_rerelease_names(sirna_ids: ArrayLike) -> np.ndarray:
-    """Class ids (0..1138) to the re-release's names (``0`` -> ``'sirna_332'``).
-
-    Raises:
-        ParseError: a value is not an integer class id in 0..1138 (the message lists them).
-
-    Example:
-        >>> to_rerelease_names([0, 1138]).tolist()
-        ['sirna_332', 'UNTREATED']
-    """
-    values = np.asarray(sirna_ids, dtype=object).ravel()
-    ok = np.array(
-        [
-            isinstance(v, int | np.integer)
-            and not isinstance(v, bool | np.bool_)
-            and 0 <= v < NUM_CLASSES
-            for v in values
-        ],
-        dtype=bool,
-    )
-    if not ok.all():
-        bad = ", ".join(repr(v) for v in values[~ok][:5])
-        raise ParseError(f"class ids {bad}: expected integers in 0..{NUM_CLASSES - 1}")
-    names = np.asarray(rerelease_names(), dtype=object)
-    return np.asarray(names[values.astype(np.int64)], dtype=object)
-
-
-def from_rerelease_names(names: ArrayLike) -> np.ndarray:
-    """The re-release's names to class ids (``'sirna_332'`` -> ``0``, ``'UNTREATED'`` -> 1138).
-
-    Raises:
-        ParseError: a value is not one of the re-release's 1,139 names (the message lists them).
-
-    Example:
-        >>> from_rerelease_names(["sirna_852", "UNTREATED"]).tolist()
-        [1109, 1138]
-    """
-    ids = _rerelease_map()[1]
-    values = np.asarray(names, dtype=object).ravel()
-    found = [ids.get(v, -1) if isinstance(v, str) else -1 for v in values]
-    out = np.asarray(found, dtype=np.int64)
-    if (out < 0).any():
-        bad = ", ".join(repr(v) for v in values[out < 0][:5])
-        raise ParseError(
-            f"labels {bad}: expected re-release names such as 'sirna_332' or 'UNTREATED' "
-            "(see rxdata.metadata.rerelease_names())"
-        )
-    return out
-
-
 def _labels(
     file: str, df: pd.DataFrame, *, required: bool
 ) -> tuple[pd.Series, pd.Series, LabelRelease | None]:
@@ -347,7 +239,7 @@ def _labels(
     if required:
         _fail(file, df, ~given, "sirna", "a label on every row (this file's wells are labelled)")
     integer = sirna.str.fullmatch(r"\d{1,9}").fillna(False).to_numpy(dtype=bool)
-    named = sirna.str.fullmatch(_REREL_NAME.pattern).fillna(False).to_numpy(dtype=bool)
+    named = sirna.str.fullmatch(REREL_NAME_PATTERN).fillna(False).to_numpy(dtype=bool)
     _fail(
         file,
         df,
@@ -364,7 +256,7 @@ def _labels(
             "file (the re-release renumbered the labels, so the two cannot be mixed)"
         )
     if named.any():
-        ids = sirna.map(_rerelease_map()[1]).astype("Int64")
+        ids = sirna.map(rerelease_ids()).astype("Int64")
         _fail(
             file,
             df,
@@ -935,3 +827,33 @@ def scan_images(root: str | os.PathLike[str]) -> ScanResult:
     table["missing"] = pd.Series([missing_sets[m] for m in mask_arr], dtype=object)
     table["complete"] = mask_arr == (1 << len(CHANNELS)) - 1
     return ScanResult(table, layout, unparsed)
+
+
+def find_metadata(images_root: str | os.PathLike[str]) -> str:
+    """The metadata folder inside or beside ``images_root``.
+
+    Looks for ``metadata.csv``, ``train.csv`` or ``test.csv`` in ``images_root``, its
+    ``metadata/`` folder, its parent, and the parent's ``metadata/`` folder, in this order.
+
+    Raises:
+        MetadataError: None of them holds metadata.
+
+    Example:
+        >>> import os
+        >>> os.makedirs("data/images"); open("data/metadata.csv", "w").close()
+        >>> os.path.basename(find_metadata("data/images"))
+        'data'
+    """
+    images_root = os.fspath(images_root)
+    names = ("metadata.csv", "train.csv", "test.csv")
+    root = images_root.rstrip("/") or images_root
+    parent = _io.parent(root)
+    candidates = [root, _io.join(root, "metadata"), parent, _io.join(parent, "metadata")]
+    for folder in candidates:
+        if any(_io.exists(_io.join(folder, n)) for n in names):
+            return folder
+    raise MetadataError(
+        f"no metadata found beside or inside {images_root} (looked for "
+        f"{', '.join(names)} in {', '.join(candidates)}); pass metadata= "
+        "(--metadata PATH)"
+    )

@@ -29,12 +29,9 @@ Example:
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
-import sys
 import warnings
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -43,6 +40,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from rxdata import _io
+from rxdata._parallel import map_tasks
 from rxdata.errors import ImageDecodeError, ImageNotFoundError, OptionsError, StatsError
 from rxdata.metadata import PIXEL_STATS_COLUMNS
 from rxdata.naming import CHANNELS, find_root, image_path
@@ -265,37 +263,17 @@ def _tasks(root: str, metadata: pd.DataFrame | None) -> pd.DataFrame:
 def _map(
     paths: Sequence[str], workers: int, progress: bool
 ) -> Iterator[tuple[float, float, float, int, int] | str]:
-    from tqdm.auto import tqdm
-
-    bar = tqdm(
-        total=len(paths),
-        unit="img",
+    # Worker processes, progress bar or log lines, clean interrupts: rxdata._parallel.
+    return map_tasks(
+        _stats_of_file,
+        paths,
+        workers=workers,
+        progress=None if progress else False,
         desc="pixel stats",
-        disable=not (progress and sys.stderr.isatty()),
+        unit="img",
+        chunksize=32,
+        logger=log,
     )
-    step = max(1, len(paths) // 20)
-    pool: ProcessPoolExecutor | None = None
-    try:
-        if workers <= 1:
-            results: Iterator[Any] = map(_stats_of_file, paths)
-        else:
-            # forkserver/spawn, never fork: forking a process that has started TensorFlow's
-            # (or any) threads can deadlock the children.
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context(
-                "forkserver" if "forkserver" in methods else "spawn"
-            )
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
-            results = pool.map(_stats_of_file, paths, chunksize=32)
-        for i, r in enumerate(results, 1):
-            bar.update(1)
-            if progress and bar.disable and (i % step == 0 or i == len(paths)):
-                log.info("pixel stats: %d/%d images", i, len(paths))
-            yield r
-    finally:  # also when the caller stops early (on_error="raise"): no stray workers
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-        bar.close()
 
 
 def compute_pixel_stats(

@@ -37,7 +37,7 @@ from scipy.special import logsumexp
 from rxdata import _io
 from rxdata._text import preview
 from rxdata.errors import ParseError, SubmissionError
-from rxdata.metadata import from_rerelease_names, rerelease_names, to_rerelease_names
+from rxdata.labels import from_rerelease_names, rerelease_names, to_rerelease_names
 from rxdata.naming import NUM_CLASSES, NUM_TREATMENTS
 
 __all__ = ["average_sites", "read_test_wells", "write_submission"]

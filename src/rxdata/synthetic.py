@@ -40,13 +40,10 @@ from __future__ import annotations
 
 import functools
 import io
-import multiprocessing
-import multiprocessing.context
+import logging
 import os
-import sys
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -57,8 +54,10 @@ import scipy.fft
 from PIL import Image
 
 from rxdata import _io
+from rxdata._parallel import map_tasks
 from rxdata.errors import OptionsError
-from rxdata.metadata import FULL_RELEASE_COLUMNS, to_rerelease_names
+from rxdata.labels import to_rerelease_names
+from rxdata.metadata import FULL_RELEASE_COLUMNS
 from rxdata.naming import (
     CELL_TYPES,
     CHANNELS,
@@ -73,6 +72,8 @@ from rxdata.naming import (
     image_path,
     normalize_experiment,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "REAL_EXPERIMENTS",
@@ -165,7 +166,7 @@ class SyntheticOptions:
     seed: int = 0
     #: worker processes; None uses every CPU (PNG encoding dominates and parallelises).
     workers: int | None = None
-    #: progress bar; None shows it only on a terminal.
+    #: progress: None = a bar on a terminal, log lines otherwise; True = bar; False = none.
     progress: bool | None = None
 
     def __post_init__(self) -> None:
@@ -408,21 +409,13 @@ def _encode_png(image: np.ndarray, level: int = 6) -> bytes:
     return buf.getvalue()
 
 
-def _write_sites(
-    tasks: Sequence[_SiteTask], size: int, seed: int, signal: float, level: int
-) -> int:
-    """Render and write a chunk of sites (runs in worker processes)."""
-    for task in tasks:
-        stack = _render(task, size, seed, signal)
-        for image, channel in zip(stack, task.channels, strict=True):
-            path = f"{task.path_prefix}_s{task.site}_w{channel}.png"
-            data = _encode_png(image, level)
-            if _io.is_remote(path):
-                _io.write_bytes_atomic(path, data)
-            else:
-                with open(path, "wb") as f:
-                    f.write(data)
-    return len(tasks)
+def _write_site(task: _SiteTask, size: int, seed: int, signal: float, level: int) -> None:
+    """Render and write one site's channel PNGs (runs in worker processes)."""
+    stack = _render(task, size, seed, signal)
+    for image, channel in zip(stack, task.channels, strict=True):
+        path = f"{task.path_prefix}_s{task.site}_w{channel}.png"
+        with _io.open(path, "wb") as f:
+            f.write(_encode_png(image, level))
 
 
 def _batch_params(
@@ -475,18 +468,6 @@ def _tasks(options: SyntheticOptions, root: str, wells: pd.DataFrame) -> list[_S
                 )
             )
     return tasks
-
-
-def _mp_context() -> multiprocessing.context.BaseContext | None:
-    """Fork (fast) unless TensorFlow is loaded: forking its threads can deadlock children."""
-    if "tensorflow" in sys.modules and "forkserver" in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("forkserver")
-    return None  # the platform default
-
-
-def _chunks(items: Sequence[_SiteTask], n: int) -> Iterator[Sequence[_SiteTask]]:
-    for i in range(0, len(items), n):
-        yield items[i : i + n]
 
 
 # ----------------------------------------------------------------------------- CSVs
@@ -587,22 +568,24 @@ def generate(
             _io.makedirs(_io.join(root_s, os.path.dirname(folder)))
     tasks = _tasks(opts, root_s, wells)
     workers = opts.workers or os.cpu_count() or 1
-    progress = sys.stderr.isatty() if opts.progress is None else opts.progress
-    from tqdm.auto import tqdm
-
-    args = (opts.image_size, opts.seed, float(opts.signal), opts.png_compression)
-    with tqdm(total=len(tasks), unit="site", desc="synth", disable=not progress) as bar:
-        if workers == 1 or len(tasks) < 64:
-            for chunk in _chunks(tasks, 16):
-                bar.update(_write_sites(chunk, *args))
-        else:
-            chunk_size = max(1, min(64, len(tasks) // (workers * 4)))
-            with ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context()) as pool:
-                futures = [
-                    pool.submit(_write_sites, chunk, *args) for chunk in _chunks(tasks, chunk_size)
-                ]
-                for future in futures:
-                    bar.update(future.result())
+    write = functools.partial(
+        _write_site,
+        size=opts.image_size,
+        seed=opts.seed,
+        signal=float(opts.signal),
+        level=opts.png_compression,
+    )
+    for _ in map_tasks(
+        write,
+        tasks,
+        workers=1 if len(tasks) < 64 else workers,  # tiny sets: no pool start-up
+        progress=opts.progress,
+        desc="synth",
+        unit="site",
+        chunksize=max(1, min(64, len(tasks) // (workers * 4))),
+        logger=log,
+    ):
+        pass
     if opts.layout == "kaggle":
         _write_kaggle_csvs(root_s, wells, opts.label_style)
     else:

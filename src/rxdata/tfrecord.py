@@ -44,14 +44,12 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import itertools
 import math
 import os
 import struct
 import tempfile
-import uuid
 import warnings
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -385,17 +383,6 @@ def _check_compression(compression: str) -> str:
     return compression
 
 
-def _sha256_and_size(path: str) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    opener = tf.io.gfile.GFile if _io.is_remote(path) else open
-    with opener(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
 def write_shard(
     path: str | os.PathLike[str],
     examples: Iterable[bytes],
@@ -427,17 +414,17 @@ def write_shard(
     """
     _check_compression(compression)
     path_s = os.fspath(path)
-    directory, name = os.path.split(path_s) if not _io.is_remote(path_s) else path_s.rsplit("/", 1)
+    directory = _io.dirname(path_s)
     if directory:
         _io.makedirs(directory)
-    tmp = _io.join(directory, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp = _io.temporary_name(path_s)
     count = 0
     try:
         with tf.io.TFRecordWriter(tmp, options=_TF_COMPRESSION[compression]) as writer:
             for record in examples:
                 writer.write(record)
                 count += 1
-        sha256, size = _sha256_and_size(tmp)
+        sha256, size = _io.sha256_and_size(tmp)  # TFRecordWriter cannot hash as it writes
         _io.rename(tmp, path_s)
     except BaseException:
         with contextlib.suppress(OSError, tf.errors.OpError):
@@ -472,14 +459,9 @@ def _masked_crc32c(data: bytes) -> int:
 
 
 def _read_head(path: str, n: int) -> bytes:
-    if _io.is_remote(path):
-        if not tf.io.gfile.exists(path):
-            raise FileNotFoundError(f"TFRecord shard not found: {path}")
-        with tf.io.gfile.GFile(path, "rb") as f:
-            return bytes(f.read(n))
     try:
-        with open(path, "rb") as f:
-            return f.read(n)
+        with _io.open(path, "rb") as f:
+            return bytes(f.read(n))
     except FileNotFoundError:
         raise FileNotFoundError(f"TFRecord shard not found: {path}") from None
 
@@ -769,9 +751,8 @@ class RecordReader(Iterator[dict[str, Any]]):
         self._salvaging = True
         inflater = zlib.decompressobj(31 if self.compression == "gzip" else 15)
         fd, tmp = tempfile.mkstemp(suffix=".tfrecord", prefix="rxdata-salvage-")
-        opener = tf.io.gfile.GFile if _io.is_remote(self.path) else open
         try:
-            with os.fdopen(fd, "wb") as out, opener(self.path, "rb") as source:
+            with os.fdopen(fd, "wb") as out, _io.open(self.path, "rb") as source:
                 while chunk := source.read(1 << 20):
                     try:
                         out.write(inflater.decompress(chunk))
@@ -793,7 +774,7 @@ class RecordReader(Iterator[dict[str, Any]]):
             return itertools.chain(salvaged, records)
         finally:
             with contextlib.suppress(OSError):
-                os.remove(tmp)  # TensorFlow keeps its open handle (POSIX)
+                _io.remove(tmp)  # TensorFlow keeps its open handle (POSIX)
 
 
 def read_tfrecord(

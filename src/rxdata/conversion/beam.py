@@ -4,11 +4,11 @@ The pipeline is the local runner's work spread over Beam workers:
 ``Create(shard numbers) -> Reshuffle -> ParDo(write one shard) -> ToList -> finalize``.
 The shard tasks themselves (each site's metadata row) wait in a job file on the output
 storage, read once per worker, which keeps the job graph small.
-Each shard is written by ``rxdata.conversion._write_shard_task``, the very function the
-local process pool calls, so a Beam run writes the same bytes as a local run, shard for
+Each shard is written by :func:`rxdata.conversion.shard.write_shard_task`, the very
+function the local process pool calls, so a Beam run writes the same bytes as a local run, shard for
 shard, and leaves the same progress records: a failed or cancelled Beam job resumes like a
 local one (complete shards are kept after a checksum check). The last step writes the
-manifest and the skipped-sites report with ``rxdata.conversion._finalize``.
+manifest and the skipped-sites report with :func:`rxdata.conversion.manifest.finalize`.
 
 ``apache_beam`` is imported only when a Beam run starts. On a distributed runner (Dataflow,
 Flink, Spark) the images and the output must be on storage every worker reaches
@@ -21,21 +21,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rxdata import _io
+from rxdata.conversion.manifest import finalize
+from rxdata.conversion.options import PROGRESS_DIR, ConvertOptions
+from rxdata.conversion.shard import ShardRecord, ShardTask, SkippedSite, write_shard_task
 from rxdata.errors import ConvertError, OptionsError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from rxdata.conversion import (
-        ConvertOptions,
-        ShardRecord,
-        SkippedSite,
-        _Context,
-        _Task,
-    )
 
 
 def _import_beam() -> Any:
@@ -65,47 +58,27 @@ def pipeline_options(opts: ConvertOptions) -> Any:
 
 def job_path(output_dir: str) -> str:
     """Where the driver leaves the shard tasks for the workers (shared storage)."""
-    from rxdata.conversion import PROGRESS_DIR
-
     return _io.join(output_dir, PROGRESS_DIR, "beam-job.json")
 
 
-def _write_job(path: str, tasks: Sequence[_Task], orphans: Sequence[SkippedSite]) -> None:
+def _write_job(path: str, tasks: Sequence[ShardTask], orphans: Sequence[SkippedSite]) -> None:
     # The tasks (every site's metadata row) go to a file rather than into the pipeline
     # graph: Dataflow refuses job graphs over 10 MB, and 125,510 rows are about 40 MB.
     body = {
-        "tasks": [
-            {
-                "spec": dataclasses.asdict(t.spec),
-                "rows": list(t.rows),
-                "expected_sha256": t.expected_sha256,
-            }
-            for t in tasks
-        ],
+        "tasks": [t.to_json() for t in tasks],
         "orphans": [dataclasses.asdict(o) for o in orphans],
     }
     _io.write_bytes_atomic(path, json.dumps(body).encode())
 
 
-_JOBS: dict[str, tuple[list[_Task], list[SkippedSite]]] = {}
+_JOBS: dict[str, tuple[list[ShardTask], list[SkippedSite]]] = {}
 
 
-def _load_job(path: str) -> tuple[list[_Task], list[SkippedSite]]:
+def _load_job(path: str) -> tuple[list[ShardTask], list[SkippedSite]]:
     """The job file's tasks, read once per worker process."""
     if path not in _JOBS:
-        from rxdata.conversion import ShardSpec, SkippedSite, _Task
-
         body = json.loads(_io.read_bytes(path))
-        tasks = []
-        for t in body["tasks"]:
-            spec = t["spec"]
-            tasks.append(
-                _Task(
-                    ShardSpec(spec["path"], spec["dataset"], tuple(spec["site_ids"])),
-                    tuple(t["rows"]),
-                    t["expected_sha256"],
-                )
-            )
+        tasks = [ShardTask.from_json(t) for t in body["tasks"]]
         _JOBS.clear()  # one conversion at a time per process
         _JOBS[path] = (tasks, [SkippedSite(**o) for o in body["orphans"]])
     return _JOBS[path]
@@ -114,14 +87,12 @@ def _load_job(path: str) -> tuple[list[_Task], list[SkippedSite]]:
 class _WriteShard:
     """Map body: write shard number ``i`` of the job (picklable; small)."""
 
-    def __init__(self, ctx: _Context, job: str) -> None:
-        self.ctx, self.job = ctx, job
+    def __init__(self, job: str) -> None:
+        self.job = job
 
     def __call__(self, i: int) -> ShardRecord:
-        from rxdata.conversion import _write_shard_task
-
         tasks, _ = _load_job(self.job)
-        return _write_shard_task(tasks[i], self.ctx)
+        return write_shard_task(tasks[i])
 
 
 class _Finalize:
@@ -131,11 +102,9 @@ class _Finalize:
         self.opts, self.shape, self.layout, self.job = opts, shape, layout, job
 
     def __call__(self, records: list[ShardRecord], output_dir: str) -> int:
-        from rxdata.conversion import PROGRESS_DIR, _finalize
-
         tasks, orphans = _load_job(self.job)
         plan = [t.spec for t in tasks]
-        _finalize(output_dir, self.opts, self.shape, plan, self.layout, records, orphans)
+        finalize(output_dir, self.opts, self.shape, plan, self.layout, records, orphans)
         # Tell the driver which shards were kept from a previous run (not in the manifest,
         # which must not depend on how the output was reached).
         reused = sorted(r.path for r in records if r.reused)
@@ -146,14 +115,11 @@ class _Finalize:
 
 def run_summary_path(output_dir: str) -> str:
     """Where the Beam pipeline's last step lists the shards it re-used."""
-    from rxdata.conversion import PROGRESS_DIR
-
     return _io.join(output_dir, PROGRESS_DIR, "beam-reused.json")
 
 
 def run_beam(
-    tasks: Sequence[_Task],
-    ctx: _Context,
+    tasks: Sequence[ShardTask],
     opts: ConvertOptions,
     shape: tuple[int, int],
     layout: str,
@@ -162,8 +128,11 @@ def run_beam(
     """Run the shard tasks as a Beam pipeline and wait for it to finish."""
     beam = _import_beam()
     options = pipeline_options(opts)
-    job = job_path(ctx.output_dir)
-    _io.makedirs(job.rsplit("/", 1)[0] if _io.is_remote(job) else os.path.dirname(job))
+    if not tasks:
+        raise ConvertError("the Beam runner got no shard tasks")
+    output_dir = tasks[0].context.output_dir
+    job = job_path(output_dir)
+    _io.makedirs(_io.dirname(job))
     _write_job(job, tasks, orphans)
     try:
         with beam.Pipeline(options=options) as p:
@@ -171,9 +140,9 @@ def run_beam(
                 p
                 | "ShardNumbers" >> beam.Create(list(range(len(tasks))), reshuffle=False)
                 | "Distribute" >> beam.Reshuffle()
-                | "WriteShard" >> beam.Map(_WriteShard(ctx, job))
+                | "WriteShard" >> beam.Map(_WriteShard(job))
                 | "Collect" >> beam.combiners.ToList()
-                | "Finalize" >> beam.Map(_Finalize(opts, shape, layout, job), ctx.output_dir)
+                | "Finalize" >> beam.Map(_Finalize(opts, shape, layout, job), output_dir)
             )
     except ConvertError:
         raise

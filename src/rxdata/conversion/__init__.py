@@ -1,0 +1,80 @@
+"""Convert RxRx1 channel PNGs to TFRecord shards: plan, write, resume, verify.
+
+A small package whose modules follow the job's seams:
+
+* :mod:`~rxdata.conversion.options`: :class:`ConvertOptions` and the output file names.
+* :mod:`~rxdata.conversion.plan`: site selection and :func:`plan_shards` (pure).
+* :mod:`~rxdata.conversion.shard`: :func:`write_shard_task`, the one function every runner
+  calls to write a shard, and the picklable :class:`ShardTask` it takes.
+* :mod:`~rxdata.conversion.manifest`: the manifest, resuming, the skipped-sites report.
+* :mod:`~rxdata.conversion.verification`: :func:`verify`.
+* :mod:`~rxdata.conversion.local` and :mod:`~rxdata.conversion.beam`: the runners (Beam is
+  imported only when ``runner="beam"``).
+* :mod:`~rxdata.conversion.job`: :func:`convert`, which ties them together.
+
+See :mod:`rxdata.conversion.job` for the contract and ``docs/convert.md`` for the format.
+"""
+
+from __future__ import annotations
+
+from rxdata._io import file_sha256
+from rxdata.conversion.job import ConvertResult, convert, write_tfrecords
+from rxdata.conversion.manifest import read_manifest
+from rxdata.conversion.options import (
+    CHANNELS,
+    COMPRESSIONS,
+    DATASETS,
+    ENCODINGS,
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    MANIFEST_VERSION,
+    ON_ERROR,
+    PROGRESS_DIR,
+    REPORT_COLUMNS,
+    REPORT_NAME,
+    RUNNERS,
+    STRATEGIES,
+    ConvertOptions,
+)
+from rxdata.conversion.plan import ShardSpec, plan_shards
+from rxdata.conversion.shard import (
+    ShardContext,
+    ShardRecord,
+    ShardTask,
+    SkippedSite,
+    write_shard_task,
+)
+from rxdata.conversion.verification import VerifyReport, verify
+from rxdata.metadata import find_metadata
+
+__all__ = [
+    "CHANNELS",
+    "COMPRESSIONS",
+    "DATASETS",
+    "ENCODINGS",
+    "MANIFEST_FORMAT",
+    "MANIFEST_NAME",
+    "MANIFEST_VERSION",
+    "ON_ERROR",
+    "PROGRESS_DIR",
+    "REPORT_COLUMNS",
+    "REPORT_NAME",
+    "RUNNERS",
+    "STRATEGIES",
+    "ConvertOptions",
+    "ConvertResult",
+    "ShardContext",
+    "ShardRecord",
+    "ShardSpec",
+    "ShardTask",
+    "SkippedSite",
+    "VerifyReport",
+    "convert",
+    "file_sha256",
+    "find_metadata",
+    "plan_shards",
+    "read_manifest",
+    "verify",
+    "write_shard_task",
+    "write_tfrecords",
+]

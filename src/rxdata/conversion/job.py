@@ -1,0 +1,362 @@
+"""The conversion job: :func:`convert` checks its inputs, plans, and hands shards to a runner.
+
+Contract (see also ``docs/convert.md``):
+
+* **Plan** (:mod:`rxdata.conversion.plan`): a pure, deterministic function of the metadata
+  and the options. The strategies and shard names follow rxrx1-utils'
+  ``images2tfrecords``, so the seeds give the same grouping their users know.
+* **Write** (:mod:`rxdata.conversion.shard`): each shard is written whole by one worker
+  with :func:`~rxdata.conversion.shard.write_shard_task`; the local runner
+  (:mod:`rxdata.conversion.local`) and the Beam runner (:mod:`rxdata.conversion.beam`,
+  imported only when ``runner="beam"``) both call it.
+* **Resume** (:mod:`rxdata.conversion.manifest`): re-running the same conversion keeps
+  every complete shard after a checksum check, so an interrupted run finishes with
+  byte-identical output.
+* **Bad input.** Missing channel PNGs, corrupt PNGs, wrong size or bit depth, metadata
+  sites without images, and images without metadata. ``on_error="raise"`` stops with a
+  :class:`~rxdata.errors.ConvertError` naming the file (no partial shard is left);
+  ``"skip"`` converts everything else and writes ``OUTPUT_DIR/skipped.csv``.
+* **Verify** (:mod:`rxdata.conversion.verification`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rxdata import _io
+from rxdata.conversion.local import run_local
+from rxdata.conversion.manifest import (
+    drop_progress_dir,
+    finalize,
+    prepare_output,
+    read_manifest,
+)
+from rxdata.conversion.options import CHANNELS, MANIFEST_NAME, REPORT_NAME, ConvertOptions
+from rxdata.conversion.plan import ShardSpec, load_metadata, plan_shards, select_sites
+from rxdata.conversion.shard import (
+    ShardContext,
+    ShardRecord,
+    ShardTask,
+    SkippedSite,
+    channel_file,
+)
+from rxdata.errors import ConvertError, ImageDecodeError, MetadataError, OptionsError
+from rxdata.naming import DataRoot, find_root
+
+log = logging.getLogger("rxdata.conversion")
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    """What a conversion wrote.
+
+    Attributes:
+        output_dir: The output directory.
+        manifest_path: Path of ``manifest.json``.
+        shards: One record per shard, in plan order.
+        skipped: Every skipped site or orphan image (empty with ``on_error="raise"``).
+        report_path: Path of ``skipped.csv``, or ``None`` when nothing was skipped.
+        elapsed_s: Wall time of the run in seconds.
+    """
+
+    output_dir: str
+    manifest_path: str
+    shards: tuple[ShardRecord, ...]
+    skipped: tuple[SkippedSite, ...]
+    report_path: str | None
+    elapsed_s: float
+
+    @property
+    def n_sites(self) -> int:
+        """Number of sites written."""
+        return sum(s.count for s in self.shards)
+
+    @property
+    def n_reused(self) -> int:
+        """Number of shards a resumed run found complete and kept."""
+        return sum(s.reused for s in self.shards)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing was skipped."""
+        return not self.skipped
+
+
+def _find_images(images_root: str, datasets: Sequence[str]) -> DataRoot:
+    """The images' root by the one layout rule (:func:`rxdata.naming.find_root`)."""
+    try:
+        data = find_root(images_root, datasets=datasets)
+    except MetadataError as err:
+        raise ConvertError(f"cannot convert {images_root}: {err}") from err
+    return data
+
+
+def _rows(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for rec in df.to_dict(orient="records"):
+        row = {
+            str(k): (None if pd.isna(v) else v.item() if isinstance(v, np.generic) else v)
+            for k, v in rec.items()
+        }
+        out[str(row["site_id"])] = row
+    return out
+
+
+def _orphans(images_root: str, metadata: pd.DataFrame) -> list[SkippedSite]:
+    """Sites with images under IMAGES_ROOT but no row in the (unfiltered) metadata."""
+    from rxdata.images import channel_path
+    from rxdata.metadata import scan_images
+
+    scan = scan_images(images_root)
+    for path in scan.unparsed[:20]:
+        log.warning("ignoring %s: not an RxRx1 channel image name", path)
+    sites = scan.sites
+    unknown = sites[~sites["site_id"].astype(str).isin(set(metadata["site_id"].astype(str)))]
+    out: list[SkippedSite] = []
+    for rec in unknown.to_dict(orient="records"):
+        dataset = None if pd.isna(rec["dataset"]) else str(rec["dataset"])
+        path = channel_path(
+            images_root,
+            dataset,
+            str(rec["experiment"]),
+            int(rec["plate"]),
+            str(rec["well"]),
+            int(rec["site"]),
+            int(rec["channels"][0]),
+            scan.layout,
+        )
+        out.append(
+            SkippedSite(
+                str(rec["site_id"]), f"image without metadata: {path}", path, "", dataset or ""
+            )
+        )
+    return out
+
+
+def _infer_shape(
+    ctx: ShardContext, plan: Sequence[ShardSpec], rows: Mapping[str, Mapping[str, Any]]
+) -> tuple[int, int]:
+    """The most common image size among the first readable images of a few sites.
+
+    Several sites vote so that one odd-sized file does not set the size for all the others
+    (it is reported instead). Deterministic: the sites are taken in plan order.
+    """
+    from collections import Counter
+
+    from rxdata.images import inspect_png
+
+    votes: Counter[tuple[int, int]] = Counter()
+    site_ids = (site_id for spec in plan for site_id in spec.site_ids)
+    for tried, site_id in enumerate(site_ids, 1):
+        for ch in CHANNELS:
+            path = channel_file(ctx, rows[site_id], ch)
+            try:
+                votes[inspect_png(_io.read_bytes(path), path).shape] += 1
+                break
+            except (FileNotFoundError, ImageDecodeError):
+                continue
+        if sum(votes.values()) >= 5 or tried >= 100:
+            break
+    if not votes:
+        raise ConvertError(
+            f"no readable channel image among the first sites under {ctx.images_root}; "
+            "check the path, or pass image_shape=(height, width)"
+        )
+    return votes.most_common(1)[0][0]
+
+
+def convert(
+    images_root: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    metadata: pd.DataFrame | str | os.PathLike[str] | None = None,
+    options: ConvertOptions | None = None,
+    **overrides: Any,
+) -> ConvertResult:
+    """Convert the RxRx1 PNGs under ``images_root`` to TFRecord shards in ``output_dir``.
+
+    Re-running the same call resumes an interrupted run (complete shards are kept after
+    their sha256 is checked). See the module docstring for the contract and
+    ``docs/convert.md`` for the output format.
+
+    Args:
+        images_root: Folder with the Kaggle layout (``train/``, ``test/``) or the full
+            release (``images/``); local or ``gs://``.
+        output_dir: Where shards, ``manifest.json`` and ``skipped.csv`` go.
+        metadata: The site table, or a path :func:`rxdata.read_metadata` reads; default:
+            the CSVs found inside or beside ``images_root``.
+        options: A :class:`ConvertOptions`; ``overrides`` replace its fields.
+        **overrides: Field values of :class:`ConvertOptions`, e.g. ``encoding="raw"``.
+
+    Returns:
+        What was written (shards, skipped sites, report path).
+
+    Raises:
+        ConvertError: A site could not be converted with ``on_error="raise"`` (the message
+            names the file), or a worker died.
+        OutputExistsError: ``output_dir`` holds a conversion with other options or metadata.
+        OptionsError: An option is invalid.
+        MetadataError: The metadata cannot be found or read.
+
+    Example:
+        >>> from rxdata.synthetic import SyntheticOptions, generate
+        >>> root = generate("rxrx1-tiny", SyntheticOptions.tiny(seed=1))
+        >>> result = convert(root, "tfrecords", datasets=("test",), workers=1)
+        >>> result.n_sites, [s.path for s in result.shards]
+        (112, ['random-42/test/001.tfrecord'])
+    """
+    start = time.monotonic()
+    base = options or ConvertOptions()
+    if not isinstance(base, ConvertOptions):
+        raise OptionsError(f"options={base!r} must be a ConvertOptions")
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(ConvertOptions)})
+    if unknown:
+        raise OptionsError(
+            f"unknown option(s) {unknown}; allowed: "
+            f"{[f.name for f in dataclasses.fields(ConvertOptions)]}"
+        )
+    opts = dataclasses.replace(base, **overrides)
+    root = os.fspath(images_root)
+    out_dir = os.fspath(output_dir)
+    md = load_metadata(metadata, root)
+    plan = plan_shards(md, opts)
+    if not plan:
+        raise ConvertError(
+            f"no sites to convert: the metadata has none in datasets="
+            f"{list(opts.datasets)}"
+            f"{'' if opts.include_controls else ' (controls excluded)'}"
+        )
+    data = _find_images(root, opts.datasets)
+    layout = data.layout
+    rows = _rows(select_sites(md, opts))
+    ctx = ShardContext(
+        data.base,
+        layout,
+        out_dir,
+        opts.encoding,
+        opts.compression,
+        opts.validate,
+        opts.decode,
+        opts.on_error,
+        opts.image_shape or (0, 0),
+    )
+    shape = opts.image_shape or _infer_shape(ctx, plan, rows)
+    ctx = dataclasses.replace(ctx, image_shape=shape)
+
+    orphans = _orphans(root, md) if opts.scan else []
+    if orphans and opts.on_error == "raise":
+        more = f" and {len(orphans) - 1} more" if len(orphans) > 1 else ""
+        raise ConvertError(
+            f"{orphans[0].path} has no metadata row (site {orphans[0].site_id})"
+            f"{more}; pass the matching metadata, or on_error='skip' "
+            "(--on-error skip) to convert the rest and report them"
+        )
+
+    expected = prepare_output(out_dir, opts, shape, plan, layout, orphans)
+    tasks = [
+        ShardTask(s, tuple(rows[i] for i in s.site_ids), ctx, expected.get(s.path)) for s in plan
+    ]
+    total = sum(len(s.site_ids) for s in plan)
+    log.info(
+        "converting %d sites into %d shards in %s (%s runner, %s encoding)",
+        total,
+        len(plan),
+        out_dir,
+        opts.runner,
+        opts.encoding,
+    )
+    if opts.runner == "beam":
+        from rxdata.conversion.beam import run_beam, run_summary_path
+
+        run_beam(tasks, opts, shape, layout, orphans)
+        body = read_manifest(out_dir)
+        if not body.get("complete"):
+            raise ConvertError(f"the Beam pipeline finished without completing {out_dir}")
+        records = [ShardRecord.from_json(s) for s in body["shards"]]
+        summary = run_summary_path(out_dir)
+        if _io.exists(summary):
+            reused = set(json.loads(_io.read_bytes(summary)))
+            _io.remove(summary)
+            records = [dataclasses.replace(r, reused=r.path in reused) for r in records]
+        drop_progress_dir(out_dir)
+    else:
+        records = run_local(tasks, workers=opts.n_workers, progress=opts.progress)
+        finalize(out_dir, opts, shape, plan, layout, records, orphans)
+        order = {s.path: i for i, s in enumerate(plan)}
+        records.sort(key=lambda r: order[r.path])
+    skipped = tuple(s for r in records for s in r.skipped) + tuple(orphans)
+    report = _io.join(out_dir, REPORT_NAME) if skipped else None
+    result = ConvertResult(
+        out_dir,
+        _io.join(out_dir, MANIFEST_NAME),
+        tuple(records),
+        skipped,
+        report,
+        time.monotonic() - start,
+    )
+    log.info(
+        "wrote %d sites in %d shards (%d kept from a previous run), skipped %d, in %.1f s",
+        result.n_sites,
+        len(records),
+        result.n_reused,
+        len(skipped),
+        result.elapsed_s,
+    )
+    return result
+
+
+def write_tfrecords(
+    metadata: pd.DataFrame | str | os.PathLike[str] | None,
+    images_root: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    **options: Any,
+) -> ConvertResult:
+    """Deprecated: use :func:`convert` with ``metadata=`` (and ``scan=False``).
+
+    The same as ``convert(images_root, output_dir, metadata=metadata, scan=False,
+    **options)``: ``scan`` defaults to False here, since images of sites left out of the
+    selection are expected, not "images without metadata". Emits a ``DeprecationWarning``.
+
+    Args:
+        metadata: The site table (or a path to read it from; ``None`` to find it).
+        images_root: Folder of the channel PNGs (Kaggle or full layout).
+        output_dir: Output folder.
+        **options: Fields of :class:`ConvertOptions`.
+
+    Returns:
+        The :class:`ConvertResult`.
+
+    Example:
+        >>> import rxdata
+        >>> from rxdata.synthetic import SyntheticOptions, generate
+        >>> root = generate("rxrx1-tiny", SyntheticOptions.tiny(seed=1))
+        >>> md = rxdata.read_metadata(root)
+        >>> one = md[md["experiment"] == "HEPG2-01"]
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", DeprecationWarning)
+        ...     write_tfrecords(one, root, "out", workers=1).n_sites
+        56
+    """
+    warnings.warn(
+        "rxdata.write_tfrecords is deprecated: call rxdata.convert(images_root, output_dir, "
+        "metadata=metadata, scan=False, ...) instead",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    options.setdefault("scan", False)
+    return convert(images_root, output_dir, metadata=metadata, **options)
+
+
+# --- verification ---------------------------------------------------------------------------

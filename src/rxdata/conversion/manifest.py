@@ -1,0 +1,256 @@
+"""The manifest of a conversion, resuming, the skipped-sites report, and output preparation.
+
+``OUTPUT_DIR/manifest.json`` holds the options, the plan, and (when done) each shard's site
+count, size and sha256. While a run is under way each finished shard leaves a record in
+``OUTPUT_DIR/_progress/`` (removed, with the folder, when the run completes). Re-running
+the same conversion re-uses every shard whose file matches its recorded sha256 and
+rewrites the others, so an interrupted run (Ctrl-C, SIGTERM, ``kill -9``, a full disk)
+finishes with byte-identical output. An output written with different options or
+metadata is refused (:class:`~rxdata.errors.OutputExistsError`) unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import logging
+import os
+import posixpath
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rxdata import _io
+from rxdata.conversion.options import (
+    CHANNELS,
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    MANIFEST_VERSION,
+    PROGRESS_DIR,
+    REPORT_COLUMNS,
+    REPORT_NAME,
+    ConvertOptions,
+)
+from rxdata.conversion.plan import ShardSpec, plan_digest, plan_json
+from rxdata.conversion.shard import ShardRecord, SkippedSite, progress_path
+from rxdata.errors import ConvertError, OutputExistsError, RecordError
+
+log = logging.getLogger(__name__)
+
+
+def read_manifest(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load ``OUTPUT_DIR/manifest.json``.
+
+    Raises:
+        FileNotFoundError: No manifest in ``output_dir``.
+        RecordError: The manifest is not a valid rxdata-convert manifest.
+
+    Example:
+        >>> try:
+        ...     read_manifest("no-such-dir")
+        ... except FileNotFoundError as err:
+        ...     print("missing")
+        missing
+    """
+    path = _io.join(output_dir, MANIFEST_NAME)
+    try:
+        raw = _io.read_bytes(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{path}: no manifest; is this an rxdata-convert output directory?"
+        ) from None
+    try:
+        manifest = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise RecordError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise RecordError(
+            f"{path}: not an rxdata-convert manifest (format "
+            f"{manifest.get('format') if isinstance(manifest, dict) else None!r})"
+        )
+    if manifest.get("format_version") != MANIFEST_VERSION:
+        raise RecordError(
+            f"{path}: manifest format_version {manifest.get('format_version')!r}, "
+            f"this rxdata reads {MANIFEST_VERSION}"
+        )
+    return manifest
+
+
+def build_manifest(
+    options: ConvertOptions,
+    image_shape: tuple[int, int],
+    plan: Sequence[ShardSpec],
+    layout: str,
+    records: Sequence[ShardRecord] | None,
+    orphans: Sequence[SkippedSite],
+) -> dict[str, Any]:
+    """The manifest body: the plan while incomplete (``records=None``), else every shard."""
+    from rxdata import __version__
+
+    body: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "format_version": MANIFEST_VERSION,
+        "rxdata_version": __version__,
+        "complete": records is not None,
+        "options": {**options.output_fields(), "image_shape": list(image_shape)},
+        "layout": layout,
+        "channels": list(CHANNELS),
+        "plan_sha256": plan_digest(plan),
+        "n_shards": len(plan),
+        "n_planned_sites": sum(len(s.site_ids) for s in plan),
+    }
+    if records is None:
+        body["shards"] = plan_json(plan)
+        body["orphan_images"] = [dataclasses.asdict(o) for o in orphans]
+        return body
+    body["n_sites"] = sum(r.count for r in records)
+    body["n_skipped"] = sum(len(r.skipped) for r in records)
+    body["orphan_images"] = [dataclasses.asdict(o) for o in orphans]
+    body["shards"] = [r.to_json() for r in records]
+    return body
+
+
+def _write_json(path: str, body: Mapping[str, Any]) -> None:
+    _io.write_bytes_atomic(path, (json.dumps(body, indent=1) + "\n").encode())
+
+
+def _write_report(path: str, skipped: Sequence[SkippedSite]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=REPORT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for s in skipped:
+        writer.writerow(s.row())
+    _io.write_bytes_atomic(path, buf.getvalue().encode())
+
+
+def finalize(
+    output_dir: str,
+    options: ConvertOptions,
+    image_shape: tuple[int, int],
+    plan: Sequence[ShardSpec],
+    layout: str,
+    records: Sequence[ShardRecord],
+    orphans: Sequence[SkippedSite],
+) -> dict[str, Any]:
+    """Write the complete manifest and the report, and drop the progress records."""
+    by_path = {r.path: r for r in records}
+    missing = [s.path for s in plan if s.path not in by_path]
+    if missing:
+        raise ConvertError(
+            f"{len(missing)} planned shards were not written, e.g. {missing[0]}; "
+            "re-run the same command to finish them"
+        )
+    ordered = [by_path[s.path] for s in plan]
+    body = build_manifest(options, image_shape, plan, layout, ordered, orphans)
+    _write_json(_io.join(output_dir, MANIFEST_NAME), body)
+    skipped = [s for r in ordered for s in r.skipped] + list(orphans)
+    report = _io.join(output_dir, REPORT_NAME)
+    if skipped:
+        _write_report(report, skipped)
+    elif _io.exists(report):
+        _io.remove(report)
+    for spec in plan:
+        record = progress_path(output_dir, spec.path)
+        if _io.exists(record):
+            _io.remove(record)
+    drop_progress_dir(output_dir)
+    return body
+
+
+def drop_progress_dir(output_dir: str) -> None:
+    """Remove ``OUTPUT_DIR/_progress/`` if empty: it exists only while a run is incomplete."""
+    _io.remove_empty_dir(_io.join(output_dir, PROGRESS_DIR))
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+def prepare_output(
+    out_dir: str,
+    opts: ConvertOptions,
+    shape: tuple[int, int],
+    plan: Sequence[ShardSpec],
+    layout: str,
+    orphans: Sequence[SkippedSite],
+) -> dict[str, str]:
+    """Check an existing output, write the initial manifest; return reusable checksums."""
+    _io.makedirs(out_dir)
+    manifest_path = _io.join(out_dir, MANIFEST_NAME)
+    fresh = build_manifest(opts, shape, plan, layout, None, orphans)
+    expected: dict[str, str] = {}
+    if _io.exists(manifest_path):
+        old = read_manifest(out_dir)
+        same = (
+            old.get("options") == fresh["options"]
+            and old.get("plan_sha256") == fresh["plan_sha256"]
+        )
+        if not same and not opts.overwrite:
+            what = (
+                "options"
+                if old.get("options") != fresh["options"]
+                else "metadata (a different shard plan)"
+            )
+            raise OutputExistsError(
+                f"{out_dir} holds a conversion made with different {what}: "
+                f"{old.get('options')} vs now {fresh['options']}; pass overwrite=True "
+                "(--overwrite) to replace it, or choose another output directory"
+            )
+        if not same:
+            _remove_previous(out_dir, old)
+        else:
+            if old.get("complete"):
+                # Bring the complete run's records back as progress records to re-check.
+                _io.makedirs(_io.join(out_dir, PROGRESS_DIR))
+                for entry in old["shards"]:
+                    _io.write_bytes_atomic(
+                        progress_path(out_dir, entry["path"]), json.dumps(entry).encode()
+                    )
+            for spec in plan:
+                record = progress_path(out_dir, spec.path)
+                if _io.exists(record):
+                    expected[spec.path] = str(json.loads(_io.read_bytes(record))["sha256"])
+    else:
+        clash = [s.path for s in plan if _io.exists(_io.join(out_dir, s.path))]
+        if clash and not opts.overwrite:
+            raise OutputExistsError(
+                f"{out_dir} has no manifest but already holds "
+                f"{_io.join(out_dir, clash[0])}; pass overwrite=True "
+                "(--overwrite) or choose another output directory"
+            )
+    _remove_stale_temporaries(out_dir, plan)
+    _write_json(manifest_path, fresh)
+    return expected
+
+
+def _remove_stale_temporaries(out_dir: str, plan: Sequence[ShardSpec]) -> None:
+    """Delete temporary files a killed run left (shards, progress records, manifest)."""
+    patterns = [
+        _io.join(out_dir, f".{MANIFEST_NAME}.tmp-*"),
+        _io.join(out_dir, f".{REPORT_NAME}.tmp-*"),
+        _io.join(out_dir, PROGRESS_DIR, ".*.tmp-*"),
+        # names of temporaries before rxdata 0.2 (left by an older run)
+        _io.join(out_dir, f"{MANIFEST_NAME}.tmp-*"),
+        _io.join(out_dir, f"{REPORT_NAME}.tmp-*"),
+        _io.join(out_dir, PROGRESS_DIR, "*.tmp-*"),
+    ]
+    for folder in sorted({posixpath.dirname(s.path) for s in plan}):
+        base = _io.join(out_dir, *folder.split("/")) if folder else out_dir
+        patterns.append(_io.join(base, ".*.tfrecord.tmp-*"))
+    for pattern in patterns:
+        for tmp in _io.glob(pattern):
+            log.info("removing %s, left by an interrupted run", tmp)
+            _io.remove(tmp)
+
+
+def _remove_previous(out_dir: str, old: Mapping[str, Any]) -> None:
+    for entry in old.get("shards", []):
+        for path in (
+            _io.join(out_dir, str(entry["path"])),
+            progress_path(out_dir, str(entry["path"])),
+        ):
+            if _io.exists(path):
+                _io.remove(path)
+    report = _io.join(out_dir, REPORT_NAME)
+    if _io.exists(report):
+        _io.remove(report)

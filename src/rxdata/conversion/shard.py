@@ -1,0 +1,374 @@
+"""One shard, written by one worker: THE shard task every runner calls.
+
+:func:`write_shard_task` takes a :class:`ShardTask` (a small picklable value holding the
+shard's plan entry, every site's metadata row and the :class:`ShardContext`, i.e. all a
+worker on another machine needs) and writes the shard whole, site by site (memory holds
+one site's PNGs, never a shard), under a temporary name renamed into place when complete
+(:func:`rxdata.tfrecord.write_shard`), so a shard file either is complete or does not
+exist. It then leaves a progress record (``OUTPUT_DIR/_progress/``) that a resumed run
+checks. The local process pool, the Beam pipeline and any other runner call this same
+function, so every runner writes the same bytes, shard for shard.
+
+``encoding="png"`` copies each channel PNG's bytes after validating them with
+:func:`rxdata.images.inspect_png` (signature, chunk CRCs, size, bit depth; no decode);
+``encoding="raw"`` decodes to ``H*W*6`` bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rxdata import _io
+from rxdata.conversion.options import CHANNELS, PROGRESS_DIR
+from rxdata.conversion.plan import ShardSpec
+from rxdata.errors import ConvertError, ImageDecodeError, ImageNotFoundError
+from rxdata.naming import DataRoot, image_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SkippedSite:
+    """A site (or an image) left out of the output, and why.
+
+    Attributes:
+        site_id: The site, e.g. ``HEPG2-01_1_B02_2``.
+        reason: What was wrong, naming the file.
+        path: The offending file, if one.
+        shard: The shard the site was planned for (empty for images without metadata).
+        dataset: ``train``/``test`` where known.
+    """
+
+    site_id: str
+    reason: str
+    path: str = ""
+    shard: str = ""
+    dataset: str = ""
+
+    def row(self) -> dict[str, str]:
+        """The report CSV row of this site."""
+        exp = plate = well = site = ""
+        parts = self.site_id.rsplit("_", 3)
+        if len(parts) == 4:
+            exp, plate, well, site = parts
+        return {
+            "site_id": self.site_id,
+            "dataset": self.dataset,
+            "experiment": exp,
+            "plate": plate,
+            "well": well,
+            "site": site,
+            "shard": self.shard,
+            "reason": self.reason,
+            "path": self.path,
+        }
+
+
+@dataclass(frozen=True)
+class ShardRecord:
+    """A written shard, as recorded in the manifest.
+
+    Attributes:
+        path: Path relative to the output directory.
+        dataset: ``train``/``test``.
+        count: Number of examples (sites) in the file.
+        sha256: Hex SHA-256 of the file.
+        size: File size in bytes.
+        site_ids: The sites written, in order.
+        skipped: Sites of the plan left out (``on_error="skip"``).
+        reused: True if a resumed run found the shard already complete.
+    """
+
+    path: str
+    dataset: str
+    count: int
+    sha256: str
+    size: int
+    site_ids: tuple[str, ...]
+    skipped: tuple[SkippedSite, ...] = ()
+    reused: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest entry of this shard."""
+        return {
+            "path": self.path,
+            "dataset": self.dataset,
+            "count": self.count,
+            "sha256": self.sha256,
+            "size": self.size,
+            "site_ids": list(self.site_ids),
+            "skipped": [dataclasses.asdict(s) for s in self.skipped],
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> ShardRecord:
+        """Read a manifest entry (inverse of :meth:`to_json`)."""
+        return cls(
+            path=str(d["path"]),
+            dataset=str(d["dataset"]),
+            count=int(d["count"]),
+            sha256=str(d["sha256"]),
+            size=int(d["size"]),
+            site_ids=tuple(str(s) for s in d["site_ids"]),
+            skipped=tuple(SkippedSite(**s) for s in d.get("skipped", ())),
+        )
+
+
+@dataclass(frozen=True)
+class ShardContext:
+    """What a worker needs besides its shard: where the data is and how to encode it.
+
+    Attributes:
+        images_root: Folder (or ``gs://`` URL) of the channel PNGs.
+        layout: ``"kaggle"`` or ``"full"``.
+        output_dir: The conversion's output folder.
+        encoding: ``"png"`` or ``"raw"``.
+        compression: ``"none"``, ``"gzip"`` or ``"zlib"``.
+        validate: Check each PNG (``png`` encoding).
+        decode: Also decode each PNG (``png`` encoding).
+        on_error: ``"raise"`` or ``"skip"``.
+        image_shape: ``(height, width)`` every image must have.
+    """
+
+    images_root: str
+    layout: str
+    output_dir: str
+    encoding: str
+    compression: str
+    validate: bool
+    decode: bool
+    on_error: str
+    image_shape: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """Everything needed to write one shard anywhere (picklable; JSON via :meth:`to_json`).
+
+    Attributes:
+        spec: The planned shard.
+        rows: Each site's metadata row (plain JSON values), in write order.
+        context: Paths and encoding.
+        expected_sha256: A previous run's checksum: re-use the file if it still matches.
+    """
+
+    spec: ShardSpec
+    rows: tuple[dict[str, Any], ...]
+    context: ShardContext
+    expected_sha256: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (for job files read by remote workers)."""
+        return {
+            "spec": dataclasses.asdict(self.spec),
+            "rows": list(self.rows),
+            "context": dataclasses.asdict(self.context),
+            "expected_sha256": self.expected_sha256,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> ShardTask:
+        """Inverse of :meth:`to_json`."""
+        spec, ctx = d["spec"], dict(d["context"])
+        ctx["image_shape"] = tuple(ctx["image_shape"])
+        return cls(
+            ShardSpec(spec["path"], spec["dataset"], tuple(spec["site_ids"])),
+            tuple(d["rows"]),
+            ShardContext(**ctx),
+            d.get("expected_sha256"),
+        )
+
+
+def channel_file(ctx: ShardContext, row: Mapping[str, Any], channel: int) -> str:
+    """Path of one channel PNG of a site's metadata row."""
+    kaggle = ctx.layout == "kaggle"
+    data = DataRoot(ctx.images_root, ctx.images_root, "kaggle" if kaggle else "full")
+    dataset, experiment = _folder(data, row["dataset"] if kaggle else None, row["experiment"])
+    relative = image_path(
+        dataset, experiment, row["plate"], row["well"], row["site"], channel, data.layout
+    )
+    return data.join(relative)
+
+
+# Each site asks for its experiment's folder six times; the answer is the same for the
+# whole run, so a worker looks it up once (the one spelling rule: DataRoot.locate).
+@functools.lru_cache(maxsize=256)
+def _folder(data: DataRoot, dataset: str | None, experiment: str) -> tuple[str | None, str]:
+    return data.locate(dataset, experiment)
+
+
+class BadSite(Exception):
+    """A site that cannot be converted: why, and which file (internal)."""
+
+    def __init__(self, error: ImageNotFoundError | ImageDecodeError, path: str) -> None:
+        super().__init__(str(error))
+        self.error, self.path = error, path
+
+
+def load_site(ctx: ShardContext, row: Mapping[str, Any]) -> tuple[list[bytes] | None, Any]:
+    """Read, check and (raw encoding) decode one site's six channels; raise BadSite."""
+    from rxdata.images import inspect_png, read_png
+
+    blobs: list[bytes] = []
+    missing: list[str] = []
+    paths = [channel_file(ctx, row, ch) for ch in CHANNELS]
+    for path in paths:
+        try:
+            blobs.append(_io.read_bytes(path))
+        except (FileNotFoundError, IsADirectoryError):
+            missing.append(path)
+    if len(missing) == len(CHANNELS):
+        raise BadSite(
+            ImageNotFoundError(
+                f"site {row['site_id']} is in the metadata but has no images (expected "
+                f"{missing[0]} and its 5 siblings)"
+            ),
+            missing[0],
+        )
+    if missing:
+        chans = ", ".join(m.rsplit("_w", 1)[-1].removesuffix(".png") for m in missing)
+        raise BadSite(
+            ImageNotFoundError(
+                f"site {row['site_id']} lacks channel(s) {chans}: {missing[0]} not found"
+            ),
+            missing[0],
+        )
+    pixels = None
+    if ctx.encoding == "raw":
+        pixels = np.empty((*ctx.image_shape, len(CHANNELS)), dtype=np.uint8)
+    for i, (path, blob) in enumerate(zip(paths, blobs, strict=True)):
+        try:
+            if pixels is not None:
+                pixels[:, :, i] = read_png(blob, expected_shape=ctx.image_shape, path=path)
+            elif ctx.validate or ctx.decode:
+                inspect_png(blob, path, expected_shape=ctx.image_shape)
+                if ctx.decode:
+                    read_png(blob, expected_shape=ctx.image_shape, path=path)
+        except ImageDecodeError as err:
+            raise BadSite(err, path) from err
+    return (None, pixels) if pixels is not None else (blobs, None)
+
+
+def _examples(
+    ctx: ShardContext, task: ShardTask, written: list[str], skipped: list[SkippedSite]
+) -> Iterator[bytes]:
+    from rxdata.tfrecord import encode_example
+
+    height, width = ctx.image_shape
+    for row in task.rows:
+        try:
+            pngs, pixels = load_site(ctx, row)
+        except BadSite as bad:
+            if ctx.on_error == "raise":
+                raise ConvertError(
+                    f"site {row['site_id']} (shard {task.spec.path}): {bad}. "
+                    "Fix or remove the file, or pass on_error='skip' "
+                    "(--on-error skip) to convert the rest and report it"
+                ) from bad.error
+            skipped.append(
+                SkippedSite(
+                    str(row["site_id"]), str(bad), bad.path, task.spec.path, str(row["dataset"])
+                )
+            )
+            continue
+        if pngs is not None:
+            example = encode_example(row, pngs=pngs, height=height, width=width)
+        else:
+            example = encode_example(row, image=pixels, height=height, width=width)
+        written.append(str(row["site_id"]))
+        yield example
+
+
+def progress_path(output_dir: str, shard_path: str) -> str:
+    """Where a finished shard leaves its record while the run is incomplete.
+
+    Example:
+        >>> import os
+        >>> progress_path("out", "random-42/train/001.tfrecord") == os.path.join(
+        ...     "out", "_progress", "random-42__train__001.tfrecord.json")
+        True
+    """
+    return _io.join(output_dir, PROGRESS_DIR, shard_path.replace("/", "__") + ".json")
+
+
+def _reuse(ctx: ShardContext, task: ShardTask) -> ShardRecord | None:
+    """The record of a previous run's shard if its file is intact, else None."""
+    if task.expected_sha256 is None:
+        return None
+    out = _io.join(ctx.output_dir, task.spec.path)
+    record_path = progress_path(ctx.output_dir, task.spec.path)
+    if not _io.exists(out) or not _io.exists(record_path):
+        return None
+    record = ShardRecord.from_json(json.loads(_io.read_bytes(record_path)))
+    if record.sha256 != task.expected_sha256 or _io.file_sha256(out) != record.sha256:
+        log.warning("shard %s does not match its record; rewriting it", task.spec.path)
+        return None
+    return dataclasses.replace(record, reused=True)
+
+
+def write_shard_task(task: ShardTask) -> ShardRecord:
+    """Write (or re-use) one planned shard and leave its progress record.
+
+    Every runner (local processes, Beam, ...) calls this function with the tasks
+    :func:`rxdata.conversion.convert` plans; it is safe to call in any process that
+    reaches ``task.context.images_root`` and ``task.context.output_dir``. A shard whose
+    file still matches ``task.expected_sha256`` (a resumed run) is kept, not rewritten.
+
+    Args:
+        task: The shard, its sites' metadata rows and the context.
+
+    Returns:
+        The shard's :class:`ShardRecord` (``reused=True`` when a previous file was kept).
+
+    Raises:
+        ConvertError: A site is bad with ``on_error="raise"`` (the message names the file),
+            or writing failed (no partial shard is left).
+    """
+    from rxdata.tfrecord import write_shard
+
+    ctx = task.context
+    reused = _reuse(ctx, task)
+    if reused is not None:
+        return reused
+    out = _io.join(ctx.output_dir, task.spec.path)
+    _io.makedirs(_io.dirname(out))
+    written: list[str] = []
+    skipped: list[SkippedSite] = []
+    import tensorflow as tf
+
+    try:
+        info = write_shard(
+            out,
+            _examples(ctx, task, written, skipped),
+            compression=ctx.compression,  # type: ignore[arg-type]
+        )
+    except (OSError, tf.errors.OpError) as err:  # a full disk, a lost bucket, permissions
+        raise ConvertError(
+            f"writing shard {out} failed: {err}; no partial shard was left and complete "
+            "shards are kept: fix the cause (free space, permissions) and re-run the same "
+            "command to resume"
+        ) from err
+    record = ShardRecord(
+        path=task.spec.path,
+        dataset=task.spec.dataset,
+        count=int(info.count),
+        sha256=str(info.sha256),
+        size=int(info.size),
+        site_ids=tuple(written),
+        skipped=tuple(skipped),
+    )
+    if record.count != len(written):
+        raise ConvertError(f"shard {out}: wrote {record.count} examples for {len(written)} sites")
+    _io.makedirs(_io.join(ctx.output_dir, PROGRESS_DIR))
+    _io.write_bytes_atomic(
+        progress_path(ctx.output_dir, task.spec.path), json.dumps(record.to_json()).encode()
+    )
+    return record
