@@ -50,6 +50,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -84,6 +85,7 @@ def _no_autograph(fn: _F) -> _F:
 #: (1108..1137) and the negative control (1138).
 NUM_CLASSES = {"treatments": 1108, "with_controls": 1139}
 
+_SERVICE = re.compile(r"^(grpc://)?[^:/\s]+:[0-9]{1,5}$")
 _DTYPES = ("float32", "bfloat16", "float16", "uint8")
 _COMPRESSIONS = ("auto", *tfr.COMPRESSIONS)
 _TF_COMPRESSION = {"none": "", "gzip": "GZIP", "zlib": "ZLIB"}
@@ -174,6 +176,12 @@ class PipelineOptions:
             seeded.
         jit: Compile the per-batch normalization arithmetic with XLA (one fused pass over
             the pixels instead of three; the same values).
+        data_service: Address of a tf.data service dispatcher (``"grpc://HOST:PORT"``,
+            started with :mod:`rxdata.service`). Training only: the service's workers
+            read, parse, decode, crop, augment, normalize and batch; shards are split
+            among them dynamically (``ShardingPolicy.DYNAMIC``), so each epoch covers
+            every site once. The shards must be readable from the workers at the same
+            paths (shared disk or ``gs://``). See docs/pipeline.md.
 
     Example:
         >>> opts = PipelineOptions(channels=(1, 2, 3), dtype="bfloat16", dihedral=True)
@@ -213,6 +221,8 @@ class PipelineOptions:
     jit: bool = True  # XLA fuses cast + normalize into one pass: ~5x faster on CPU,
     # bit-identical results (docs/performance.md)
     seed: int | None = None
+    data_service: str | None = None  # the per-record work runs on this host's CPUs unless
+    # a tf.data service is named ("grpc://HOST:PORT"; see rxdata.service)
     _crop: tuple[int, int] | None = field(init=False, repr=False, compare=False, default=None)
     _resize: tuple[int, int] | None = field(init=False, repr=False, compare=False, default=None)
 
@@ -280,6 +290,13 @@ class PipelineOptions:
             isinstance(self.seed, bool) or not isinstance(self.seed, int)
         ):
             raise OptionsError(f"seed={self.seed!r}; expected an int or None")
+        if self.data_service is not None and (
+            not isinstance(self.data_service, str) or not _SERVICE.match(self.data_service)
+        ):
+            raise OptionsError(
+                f"data_service={self.data_service!r}; expected the dispatcher address "
+                "'grpc://HOST:PORT' (or 'HOST:PORT'), or None"
+            )
 
 
 @dataclass(frozen=True)
@@ -301,6 +318,11 @@ def _list_files(
     files: list[str] = []
     for pattern in patterns:
         pattern_s = os.fspath(pattern)
+        if _io.exists(pattern_s) and not _io.isdir(pattern_s):
+            # an existing file is read as itself, even when its name holds glob
+            # characters ("plate[1].tfrecord" would otherwise match "plate1.tfrecord")
+            files.append(pattern_s)
+            continue
         matched = _io.glob(pattern_s)
         # a glob never matches a hidden temp shard (".name.tmp-...") of write_shard
         matched = [f for f in matched if not os.path.basename(f).startswith(".")]
@@ -310,17 +332,53 @@ def _list_files(
     return sorted(set(files))
 
 
-def _peek_layout(files: Sequence[str]) -> _Layout:
-    for path in files:
-        reader = tfr.read_tfrecord(path, decode=False)
-        for record in reader:
-            return _Layout(
-                encoding=record["encoding"],
-                height=int(record["height"]),
-                width=int(record["width"]),
-                channels=int(record["channels"]),
-            )
-    raise RecordError(f"all {len(files)} TFRecord files are empty (first: {files[0]})")
+def _shard_layout(path: str, on_error: str) -> _Layout | None:
+    """The layout of a shard's first good record; ``None`` when the shard has none.
+
+    With ``on_error="raise"`` a corrupt first record raises (naming the file); with
+    ``"skip"``/``"warn"`` it is skipped like any other bad record (``"warn"`` logs it).
+    """
+    reader = tfr.read_tfrecord(path, decode=False, on_error=on_error)  # type: ignore[arg-type]
+    for record in reader:
+        return _Layout(
+            encoding=record["encoding"],
+            height=int(record["height"]),
+            width=int(record["width"]),
+            channels=int(record["channels"]),
+        )
+    return None
+
+
+def _describe_layout(layout: _Layout) -> str:
+    return f"{layout.encoding} {layout.height}x{layout.width}x{layout.channels}"
+
+
+def _peek_layout(files: Sequence[str], on_error: str = "raise", remote: bool = False) -> _Layout:
+    """The one layout of every shard, from the first good record of each.
+
+    One record per shard, read in parallel threads (object-store latency dominates
+    remotely). Shards of different layouts cannot share one pipeline (static shapes, one
+    decoder): that is a wrong glob, not a bad record, so it raises whatever ``on_error``.
+    """
+    with ThreadPoolExecutor(max_workers=min(len(files), 32 if remote else 8)) as pool:
+        layouts = list(pool.map(lambda f: _shard_layout(f, on_error), files))
+    first_of: dict[_Layout, str] = {}
+    for path, layout in zip(files, layouts, strict=True):
+        if layout is not None:
+            first_of.setdefault(layout, path)
+    if not first_of:
+        what = "empty" if on_error == "raise" else "empty or hold only bad records"
+        raise RecordError(f"all {len(files)} TFRecord files are {what} (first: {files[0]})")
+    if len(first_of) > 1:
+        examples = "; ".join(
+            f"{_describe_layout(layout)}: {path}" for layout, path in first_of.items()
+        )
+        raise RecordError(
+            f"the files hold {len(first_of)} different record layouts (encoding "
+            f"HxWxC), which one dataset cannot mix: {examples}. Narrow the file pattern "
+            "to one conversion (or convert the shards to one layout)."
+        )
+    return next(iter(first_of))
 
 
 def _check_value_set(values: Collection[str] | str | None, name: str) -> list[str] | None:
@@ -477,6 +535,8 @@ def make_dataset(
         split_by, split_keys = _split_filter(split, part)
     elif part is not None:
         raise OptionsError("part= needs split=")
+    if opts.data_service is not None:
+        _check_service_use(training, input_context)
 
     per_replica = batch_size
     shard_count, shard_index = 1, 0
@@ -489,7 +549,8 @@ def make_dataset(
         shard_index = input_context.input_pipeline_id
 
     files = _list_files(file_pattern)
-    layout = _peek_layout(files)
+    remote = any(_io.is_remote(f) for f in files)
+    layout = _peek_layout(files, opts.on_error, remote)
     stored = layout.channels
     select = None if opts.channels is None else [c - 1 for c in opts.channels]
     if select is not None and max(select) >= stored:
@@ -512,7 +573,6 @@ def make_dataset(
         )
 
     stats_fn = _stats_function(normalizer, opts.channels, stored, opts.dtype, opts.jit)
-    remote = any(_io.is_remote(f) for f in files)
     buffer = opts.read_buffer_bytes or (16 << 20 if remote else None)
     if opts.compression == "auto":
         # a few bytes per file; threads hide object-store latency for many shards
@@ -525,6 +585,8 @@ def make_dataset(
     deterministic = (not training) if opts.deterministic is None else opts.deterministic
     drop_remainder = training if opts.drop_remainder is None else opts.drop_remainder
 
+    if opts.data_service is not None:  # the workers may run in another directory
+        files = [f if _io.is_remote(f) else os.path.abspath(f) for f in files]
     ds = tf.data.Dataset.from_tensor_slices((files, compressions))
     shard_records = shard_count > 1 and len(files) < shard_count
     if shard_count > 1 and not shard_records:
@@ -651,10 +713,45 @@ def make_dataset(
         num_parallel_calls=opts.num_parallel_calls,
         deterministic=deterministic,
     )
+    if opts.data_service is not None:
+        ds = _distribute(ds, opts.data_service)
     ds = ds.prefetch(opts.prefetch)
     tf_options = tf.data.Options()
     tf_options.deterministic = deterministic
     return ds.with_options(tf_options)
+
+
+def _check_service_use(training: bool, input_context: Any) -> None:
+    if not training:
+        raise OptionsError(
+            "data_service is for training only: the service's dynamic sharding visits each "
+            "site at most once (a worker that restarts loses the rest of its shard) and in "
+            "no fixed order, while evaluation and prediction must see every site exactly "
+            "once; build the evaluation dataset without data_service"
+        )
+    if input_context is not None:
+        raise OptionsError(
+            "data_service with input_context is not supported: the service already splits "
+            "the shards among its workers; build one dataset (without input_context) and "
+            "pass it to strategy.experimental_distribute_dataset"
+        )
+
+
+def _distribute(ds: tf.data.Dataset, service: str) -> tf.data.Dataset:
+    """Run everything above this point on the tf.data service's workers.
+
+    ``ShardingPolicy.DYNAMIC``: the dispatcher hands out the source's elements (one shard
+    file each) to whichever worker asks next, so every shard is read by exactly one
+    worker per epoch (at most once if a worker restarts) and fast workers take more.
+    Static sharding (``FILE``/``DATA``) would need a fixed worker list and workers on
+    the training hosts, which is what the service is meant to avoid.
+    """
+    return ds.apply(
+        tf.data.experimental.service.distribute(
+            processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC,
+            service=service if "://" in service else f"grpc://{service}",
+        )
+    )
 
 
 # ---------------------------------------------------------------------------------------

@@ -760,24 +760,17 @@ class RecordReader(Iterator[dict[str, Any]]):
     def _salvage(self, index: int) -> Iterator[Any] | None:
         """Records ``index``... of a damaged compressed shard that are still intact.
 
-        TensorFlow inflates ahead in blocks, so a damaged GZIP/ZLIB stream fails before
-        its last intact records. Python's ``zlib`` inflates up to the damage; the result
-        goes to an uncompressed temporary file that TensorFlow reads (checking every
-        record's CRC) from record ``index`` on.
+        TensorFlow inflates ahead in blocks of up to 256 KiB and drops a whole block when
+        zlib reports an error in it, so a damaged GZIP/ZLIB stream fails before its last
+        intact records (for a small shard: before the first). :func:`_inflate_to_damage`
+        inflates exactly up to the damage; the result goes to an uncompressed temporary
+        file that TensorFlow reads (checking every record's CRC) from record ``index`` on.
         """
         self._salvaging = True
-        inflater = zlib.decompressobj(31 if self.compression == "gzip" else 15)
         fd, tmp = tempfile.mkstemp(suffix=".tfrecord", prefix="rxdata-salvage-")
-        opener = tf.io.gfile.GFile if _io.is_remote(self.path) else open
         try:
-            with os.fdopen(fd, "wb") as out, opener(self.path, "rb") as source:
-                while chunk := source.read(1 << 20):
-                    try:
-                        out.write(inflater.decompress(chunk))
-                    except zlib.error:
-                        break
-                with contextlib.suppress(zlib.error):
-                    out.write(inflater.flush())
+            with os.fdopen(fd, "wb") as out:
+                _inflate_to_damage(self.path, self.compression, out)
             records = iter(tf.data.TFRecordDataset(tmp))
             salvaged = []
             try:
@@ -793,6 +786,42 @@ class RecordReader(Iterator[dict[str, Any]]):
         finally:
             with contextlib.suppress(OSError):
                 os.remove(tmp)  # TensorFlow keeps its open handle (POSIX)
+
+
+def _inflate_to_damage(path: str, compression: str, out: Any, chunk: int = 1 << 16) -> int:
+    """Write the inflated bytes of a GZIP/ZLIB file to ``out`` up to its first damage.
+
+    Python's ``zlib`` discards the output of a call that fails, so input is fed in
+    ``chunk``-byte pieces and the piece that fails is replayed byte by byte from a copy
+    of the inflater's state: every byte zlib produced before it detected the error is
+    kept. Returns the number of bytes written.
+    """
+    inflater = zlib.decompressobj(31 if compression == "gzip" else 15)
+    opener = tf.io.gfile.GFile if _io.is_remote(path) else open
+    written = 0
+    with opener(path, "rb") as source:
+        while piece := source.read(chunk):
+            before = inflater.copy()
+            try:
+                data = inflater.decompress(piece)
+            except zlib.error:
+                for i in range(len(piece)):
+                    try:
+                        data = before.decompress(piece[i : i + 1])
+                    except zlib.error:
+                        return written
+                    out.write(data)
+                    written += len(data)
+                return written  # pragma: no cover (the byte-wise replay fails too)
+            out.write(data)
+            written += len(data)
+            if inflater.eof:
+                break
+        with contextlib.suppress(zlib.error):
+            data = inflater.flush()
+            out.write(data)
+            written += len(data)
+    return written
 
 
 def read_tfrecord(
