@@ -346,7 +346,7 @@ def test_one_flipped_byte_salvages_every_record_before_the_damage(
     # of its records. Every record that ends before the first damaged inflated byte must
     # come back, and nothing after it.
     plain = tmp_path / "plain.tfrecord"
-    good = write_good_shard(plain, n=12, side=8)
+    good = write_good_shard(plain, n=12, side=16)
     path = tmp_path / "d.tfrecord"
     tfrecord.write_shard(path, good, compression=compression)  # type: ignore[arg-type]
     data = bytearray(path.read_bytes())
