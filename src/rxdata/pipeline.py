@@ -164,8 +164,10 @@ class PipelineOptions:
         compression: ``"auto"`` (detect per file) or a fixed one for every file.
         on_error: ``"raise"`` a TensorFlow error on a corrupt/truncated shard or a bad
             record; ``"skip"`` bad records (a corrupt or truncated shard ends at the
-            damage); ``"warn"``: skip and log each error. Use
-            :func:`rxdata.read_tfrecord` to find and count bad records in a file.
+            damage; in a GZIP/ZLIB shard TensorFlow may also lose up to 256 KiB of
+            inflated records before it, see docs/pipeline.md); ``"warn"``: skip and log
+            each error. Use :func:`rxdata.read_tfrecord` to find, count and salvage bad
+            records in a file. Not about layouts: shards of different layouts raise.
         drop_remainder: Drop the last partial batch; ``None`` means training only.
         repeat: Repeat the (reshuffled) data forever in training.
         deterministic: Force a deterministic element order; ``None`` means only when not
@@ -470,7 +472,11 @@ def make_dataset(
     """A ``tf.data.Dataset`` of batches of sites from TFRecord shards.
 
     Args:
-        file_pattern: A glob (local or ``gs://``) or a list of globs/paths.
+        file_pattern: A glob (local or ``gs://``) or a list of globs/paths. A path that
+            names an existing file is read as itself, even if it holds glob characters
+            (``plate[1].tfrecord``). Every shard must hold one layout (encoding and
+            image size): the first good record of each shard is checked when the
+            dataset is built.
         batch_size: The batch size; with ``input_context`` the **global** batch size
             (each replica gets ``batch_size / num_replicas_in_sync``).
         training: Training (shuffled, augmented, repeatable) or evaluation/prediction
@@ -501,7 +507,10 @@ def make_dataset(
     Raises:
         FileNotFoundError: No file matches a pattern.
         OptionsError: Invalid arguments (names the argument and what is allowed).
-        RecordError: The shards are not TFRecords, or are all empty.
+        RecordError: The shards are not TFRecords, or are all empty (or, with
+            ``on_error="skip"``/``"warn"``, hold only bad records); they hold different
+            layouts (names one file of each, whatever ``on_error``); with
+            ``on_error="raise"``, a shard's first record is corrupt.
 
     Example:
         >>> import numpy as np

@@ -22,7 +22,7 @@ Example:
     >>> ds = tf.data.Dataset.range(3).apply(tf.data.experimental.service.distribute(
     ...     processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC,
     ...     service=dispatcher.target))
-    >>> sorted(ds.as_numpy_iterator())
+    >>> sorted(int(x) for x in ds)
     [0, 1, 2]
     >>> worker.stop(); dispatcher.stop()
 """

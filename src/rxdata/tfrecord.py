@@ -684,8 +684,10 @@ class RecordReader(Iterator[dict[str, Any]]):
         count: Examples yielded so far.
         bad: Bad records skipped so far (``on_error="skip"`` or ``"warn"``). A corrupt or
             truncated record ends the file (TFRecord framing cannot be resynchronised)
-            and counts as one bad record; in a GZIP/ZLIB shard the intact records before
-            the damage are still read (salvaged through Python's ``zlib``).
+            and counts as one bad record; in a GZIP/ZLIB shard every record that ends
+            before the first damaged byte of the inflated stream is still read
+            (inflated with Python's ``zlib`` exactly up to the point where it reports
+            the error; TensorFlow alone loses up to 256 KiB of records before it).
         errors: One message per bad record.
     """
 
