@@ -755,6 +755,32 @@ def test_a_bad_first_record_is_skipped_at_build_time_too(tmp_path: Path, on_erro
     ]
 
 
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+def test_a_corrupt_first_record_is_not_mistaken_for_another_layout(
+    tmp_path: Path, on_error: str
+) -> None:
+    # The layout is peeked without checking the payload CRC; a first record whose shape
+    # was damaged into another consistent one (8x8 -> 16x4, same byte count) must end as
+    # a bad record (raise or skip), not as "two layouts".
+    one_shard(tmp_path / "a.tfrecord")
+    one_shard(tmp_path / "b.tfrecord")
+    data = bytearray((tmp_path / "b.tfrecord").read_bytes())
+    for key, value in ((b"height", 16), (b"width", 4)):
+        at = data.index(key) + len(key) + 6  # key, then Feature > Int64List > value varint
+        assert data[at] == H
+        data[at] = value
+    (tmp_path / "b.tfrecord").write_bytes(bytes(data))
+    opts = PipelineOptions(dtype="uint8", on_error=on_error)  # type: ignore[arg-type]
+    pattern = str(tmp_path / "*.tfrecord")
+    if on_error == "raise":
+        with pytest.raises(RecordError, match=r"b\.tfrecord: record 0: corrupt"):
+            make_dataset(pattern, batch_size=2, options=opts)
+        return
+    ds = make_dataset(pattern, batch_size=2, training=False, options=opts, label=None)
+    # a's 3 sites; b ends at its damaged first record (a payload CRC error ends a shard)
+    assert sum(int(x.shape[0]) for x, _ids in ds) == 3
+
+
 def test_an_existing_path_with_glob_characters_is_read_as_itself(tmp_path: Path) -> None:
     one_shard(tmp_path / "plate[1].tfrecord", n=2)
     one_shard(tmp_path / "plate1.tfrecord", n=3)  # what the name matches as a glob

@@ -301,16 +301,6 @@ class PipelineOptions:
             )
 
 
-@dataclass(frozen=True)
-class _Layout:
-    """What the shards hold, read from the first record (one layout per data set)."""
-
-    encoding: str
-    height: int
-    width: int
-    channels: int
-
-
 def _list_files(
     file_pattern: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
 ) -> list[str]:
@@ -334,53 +324,65 @@ def _list_files(
     return sorted(set(files))
 
 
-def _shard_layout(path: str, on_error: str) -> _Layout | None:
-    """The layout of a shard's first good record; ``None`` when the shard has none.
-
-    With ``on_error="raise"`` a corrupt first record raises (naming the file); with
-    ``"skip"``/``"warn"`` it is skipped like any other bad record (``"warn"`` logs it).
-    """
+def _confirmed_layout(path: str, on_error: str) -> tfr.RecordLayout | None:
+    """The layout of a shard's first good record, every record CRC-checked by TensorFlow."""
     reader = tfr.read_tfrecord(path, decode=False, on_error=on_error)  # type: ignore[arg-type]
-    for record in reader:
-        return _Layout(
-            encoding=record["encoding"],
-            height=int(record["height"]),
-            width=int(record["width"]),
-            channels=int(record["channels"]),
-        )
-    return None
+    record = next(reader, None)
+    if record is None:
+        return None
+    return tfr.RecordLayout(
+        encoding=record["encoding"],
+        height=int(record["height"]),
+        width=int(record["width"]),
+        channels=int(record["channels"]),
+    )
 
 
-def _describe_layout(layout: _Layout) -> str:
-    return f"{layout.encoding} {layout.height}x{layout.width}x{layout.channels}"
-
-
-def _peek_layout(files: Sequence[str], on_error: str = "raise", remote: bool = False) -> _Layout:
+def _peek_layout(
+    files: Sequence[str], on_error: str = "raise", remote: bool = False
+) -> tfr.RecordLayout:
     """The one layout of every shard, from the first good record of each.
 
-    One record per shard, read in parallel threads (object-store latency dominates
-    remotely). Shards of different layouts cannot share one pipeline (static shapes, one
-    decoder): that is a wrong glob, not a bad record, so it raises whatever ``on_error``.
+    One record per shard, read in plain Python (:func:`rxdata.tfrecord.read_layout`) by
+    parallel threads (object-store latency dominates remotely). Shards of different
+    layouts cannot share one pipeline (static shapes, one decoder): that is a wrong glob,
+    not a bad record, so it raises whatever ``on_error``. Before raising, the first shard
+    of each layout is re-read with TensorFlow, which checks the payload CRC, so that a
+    corrupt first record is handled by ``on_error`` instead of reported as a layout.
     """
+
+    def peek(path: str) -> tfr.RecordLayout | None:
+        return tfr.read_layout(path, on_error=on_error)  # type: ignore[arg-type]
+
     with ThreadPoolExecutor(max_workers=min(len(files), 32 if remote else 8)) as pool:
-        layouts = list(pool.map(lambda f: _shard_layout(f, on_error), files))
-    first_of: dict[_Layout, str] = {}
-    for path, layout in zip(files, layouts, strict=True):
-        if layout is not None:
-            first_of.setdefault(layout, path)
-    if not first_of:
+        layouts = list(pool.map(peek, files))
+    groups = _layout_groups(files, layouts)
+    if len(groups) > 1:
+        for path in groups.values():
+            layouts[files.index(path)] = _confirmed_layout(path, on_error)
+        groups = _layout_groups(files, layouts)
+    if not groups:
         what = "empty" if on_error == "raise" else "empty or hold only bad records"
         raise RecordError(f"all {len(files)} TFRecord files are {what} (first: {files[0]})")
-    if len(first_of) > 1:
-        examples = "; ".join(
-            f"{_describe_layout(layout)}: {path}" for layout, path in first_of.items()
-        )
+    if len(groups) > 1:
+        examples = "; ".join(f"{layout}: {path}" for layout, path in groups.items())
         raise RecordError(
-            f"the files hold {len(first_of)} different record layouts (encoding "
+            f"the files hold {len(groups)} different record layouts (encoding "
             f"HxWxC), which one dataset cannot mix: {examples}. Narrow the file pattern "
             "to one conversion (or convert the shards to one layout)."
         )
-    return next(iter(first_of))
+    return next(iter(groups))
+
+
+def _layout_groups(
+    files: Sequence[str], layouts: Sequence[tfr.RecordLayout | None]
+) -> dict[tfr.RecordLayout, str]:
+    """Each layout found, with the first file that holds it."""
+    first_of: dict[tfr.RecordLayout, str] = {}
+    for path, layout in zip(files, layouts, strict=True):
+        if layout is not None:
+            first_of.setdefault(layout, path)
+    return first_of
 
 
 def _check_value_set(values: Collection[str] | str | None, name: str) -> list[str] | None:
@@ -423,7 +425,7 @@ def _split_filter(split: Split, part: str | Iterable[str]) -> tuple[list[str], l
     return list(split.by), keys
 
 
-def _valid_record(layout: _Layout, stored: int) -> Callable[[tf.Tensor], tf.Tensor]:
+def _valid_record(layout: tfr.RecordLayout, stored: int) -> Callable[[tf.Tensor], tf.Tensor]:
     """Keep a raw record whose image has the data set's byte length.
 
     A record that does not parse raises instead, which ``ignore_errors`` drops.

@@ -84,6 +84,7 @@ __all__ = [
     "WELL",
     "WELL_TYPE",
     "WIDTH",
+    "RecordLayout",
     "RecordReader",
     "ShardInfo",
     "decode_example",
@@ -92,6 +93,7 @@ __all__ = [
     "encode_example",
     "feature_spec",
     "parse_example",
+    "read_layout",
     "read_tfrecord",
     "write_shard",
 ]
@@ -673,6 +675,140 @@ def _decode_pngs(pngs: Sequence[bytes], height: int, width: int) -> np.ndarray:
             )
         planes.append(plane)
     return np.stack(planes, axis=-1)
+
+
+@dataclass(frozen=True)
+class RecordLayout:
+    """What a shard's records hold: one image encoding and one image shape.
+
+    Attributes:
+        encoding: ``"raw"`` or ``"png"``.
+        height: Image rows.
+        width: Image columns.
+        channels: Stored channels.
+    """
+
+    encoding: str
+    height: int
+    width: int
+    channels: int
+
+    def __str__(self) -> str:
+        return f"{self.encoding} {self.height}x{self.width}x{self.channels}"
+
+
+def _layout_of(record: Mapping[str, Any]) -> RecordLayout:
+    """The layout of a :func:`decode_example` result."""
+    return RecordLayout(
+        encoding=str(record["encoding"]),
+        height=int(record["height"]),
+        width=int(record["width"]),
+        channels=int(record["channels"]),
+    )
+
+
+class _Stream:
+    """The (inflated) bytes of a shard, read on demand."""
+
+    def __init__(self, source: Any, compression: str) -> None:
+        self._source = source
+        self._inflater = (
+            None
+            if compression == "none"
+            else zlib.decompressobj(31 if compression == "gzip" else 15)
+        )
+        self._buffer = bytearray()
+
+    def read(self, n: int) -> bytes:
+        while len(self._buffer) < n:
+            chunk = self._source.read(max(n - len(self._buffer), 1 << 16))
+            if not chunk:
+                break
+            if self._inflater is None:
+                self._buffer += chunk
+            else:
+                self._buffer += self._inflater.decompress(chunk)  # zlib.error: damaged
+        out = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return out
+
+
+def read_layout(
+    path: str | os.PathLike[str],
+    *,
+    on_error: OnError = "raise",
+    compression: Compression | Literal["auto"] = "auto",
+) -> RecordLayout | None:
+    """The layout of a shard's first good record, read cheaply in plain Python.
+
+    Reads one record (more only when the first ones are bad and ``on_error`` skips
+    them) without starting a TensorFlow iterator, which costs ~50x more per file. The
+    length header's CRC is checked and the example parsed; the payload CRC is not
+    (Python has no fast CRC-32C): callers that must trust a layout confirm it with
+    :func:`read_tfrecord`.
+
+    Args:
+        path: A local path or ``gs://`` URL.
+        on_error: ``"raise"`` a :class:`~rxdata.errors.RecordError` naming the file and
+            record if a record before the first good one is bad; ``"skip"`` it, or
+            ``"warn"`` and skip it.
+        compression: ``"auto"`` (detected) or the file's compression.
+
+    Returns:
+        The :class:`RecordLayout`, or ``None`` for a shard without a good record.
+
+    Example:
+        >>> import numpy as np, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "l.tfrecord")
+        >>> site = {"experiment": "U2OS-01", "plate": 1, "well": "B02", "site": 1}
+        >>> image = np.zeros((4, 6, 3), np.uint8)
+        >>> _ = write_shard(path, [b"junk", encode_example(site, image=image)])
+        >>> str(read_layout(path, on_error="skip"))
+        'raw 4x6x3'
+    """
+    if on_error not in _ON_ERROR:
+        raise OptionsError(f"on_error={on_error!r}; allowed: {', '.join(_ON_ERROR)}")
+    path_s = os.fspath(path)
+    found = detect_compression(path_s) if compression == "auto" else compression
+    _check_compression(found)
+
+    def bad(index: int, what: str) -> None:
+        message = f"{path_s}: record {index}: {what}"
+        if on_error == "raise":
+            raise RecordError(message)
+        if on_error == "warn":
+            warnings.warn(message, stacklevel=3)
+
+    opener = tf.io.gfile.GFile if _io.is_remote(path_s) else open
+    with opener(path_s, "rb") as source:
+        stream = _Stream(source, found)
+        index = 0
+        while True:
+            try:
+                header = stream.read(12)
+                if not header:
+                    return None
+                if len(header) < 12:
+                    bad(index, "truncated record header")
+                    return None
+                length = struct.unpack("<Q", header[:8])[0]
+                if struct.unpack("<I", header[8:12])[0] != _masked_crc32c(header[:8]):
+                    bad(index, "corrupt record length (CRC mismatch)")
+                    return None
+                data = stream.read(length + 4)
+            except zlib.error as err:
+                bad(index, f"corrupt {found} stream ({err})")
+                return None
+            if len(data) < length + 4:
+                bad(index, "truncated record")
+                return None
+            try:
+                record = decode_example(data[:length], decode=False)
+            except RecordError as err:
+                bad(index, str(err))
+                index += 1
+                continue
+            return _layout_of(record)
 
 
 class RecordReader(Iterator[dict[str, Any]]):
