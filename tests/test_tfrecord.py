@@ -498,3 +498,24 @@ def test_example_bytes_are_identical_in_a_fresh_process() -> None:
     image = np.arange(96, dtype=np.uint8).reshape(4, 4, 6)
     here = tfrecord.encode_example(make_site(plate=1, site=2), image=image)
     assert out.stdout.strip().splitlines()[-1] == hashlib.sha256(here).hexdigest()
+
+
+@pytest.mark.parametrize("compression", tfrecord.COMPRESSIONS)
+def test_read_layout_peeks_the_first_good_record(tmp_path: Path, compression: str) -> None:
+    good = write_good_shard(tmp_path / "g.tfrecord", n=2, side=16)
+    path = tmp_path / "l.tfrecord"
+    tfrecord.write_shard(path, [b"\x00junk", *good], compression=compression)  # type: ignore[arg-type]
+    with pytest.raises(RecordError, match=r"l\.tfrecord: record 0: not a serialized"):
+        tfrecord.read_layout(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        layout = tfrecord.read_layout(path, on_error="warn")
+    assert layout == tfrecord.RecordLayout("raw", 16, 16, 6) and len(caught) == 1
+    # a shard cut inside its first record has no good record; an empty one neither
+    data = (tmp_path / "g.tfrecord").read_bytes()
+    (tmp_path / "cut.tfrecord").write_bytes(data[:100])
+    assert tfrecord.read_layout(tmp_path / "cut.tfrecord", on_error="skip") is None
+    with pytest.raises(RecordError, match="record 0: truncated record"):
+        tfrecord.read_layout(tmp_path / "cut.tfrecord")
+    tfrecord.write_shard(tmp_path / "empty.tfrecord", [], compression=compression)  # type: ignore[arg-type]
+    assert tfrecord.read_layout(tmp_path / "empty.tfrecord") is None

@@ -708,7 +708,13 @@ def _layout_of(record: Mapping[str, Any]) -> RecordLayout:
 
 
 class _Stream:
-    """The (inflated) bytes of a shard, read on demand."""
+    """The (inflated) bytes of a shard, read on demand, up to the first damage.
+
+    Python's ``zlib`` discards the output of a call that fails, so compressed input is
+    fed in 64 KiB pieces and a piece that fails is replayed byte by byte from a copy of
+    the inflater's state: every byte zlib produced before it detected the error is
+    returned; after it, reads come back short and :attr:`error` says why.
+    """
 
     def __init__(self, source: Any, compression: str) -> None:
         self._source = source
@@ -718,16 +724,40 @@ class _Stream:
             else zlib.decompressobj(31 if compression == "gzip" else 15)
         )
         self._buffer = bytearray()
+        self._done = False
+        self.error: zlib.error | None = None
+
+    def _fill(self) -> None:
+        piece = self._source.read(1 << 16)
+        if not piece:
+            self._done = True
+            if self._inflater is not None and not self._inflater.eof:
+                try:
+                    self._buffer += self._inflater.flush()
+                except zlib.error as err:  # pragma: no cover (flush rarely fails)
+                    self.error = err
+            return
+        if self._inflater is None:
+            self._buffer += piece
+            return
+        before = self._inflater.copy()
+        try:
+            self._buffer += self._inflater.decompress(piece)
+        except zlib.error as err:
+            self.error, self._done = err, True
+            for i in range(len(piece)):
+                try:
+                    self._buffer += before.decompress(piece[i : i + 1])
+                except zlib.error:
+                    break
+            return
+        if self._inflater.eof:
+            self._done = True
 
     def read(self, n: int) -> bytes:
-        while len(self._buffer) < n:
-            chunk = self._source.read(max(n - len(self._buffer), 1 << 16))
-            if not chunk:
-                break
-            if self._inflater is None:
-                self._buffer += chunk
-            else:
-                self._buffer += self._inflater.decompress(chunk)  # zlib.error: damaged
+        """Up to ``n`` bytes; fewer only at the end of the stream or at its damage."""
+        while len(self._buffer) < n and not self._done:
+            self._fill()
         out = bytes(self._buffer[:n])
         del self._buffer[:n]
         return out
@@ -784,23 +814,25 @@ def read_layout(
         stream = _Stream(source, found)
         index = 0
         while True:
-            try:
-                header = stream.read(12)
-                if not header:
-                    return None
-                if len(header) < 12:
-                    bad(index, "truncated record header")
-                    return None
-                length = struct.unpack("<Q", header[:8])[0]
-                if struct.unpack("<I", header[8:12])[0] != _masked_crc32c(header[:8]):
-                    bad(index, "corrupt record length (CRC mismatch)")
-                    return None
-                data = stream.read(length + 4)
-            except zlib.error as err:
-                bad(index, f"corrupt {found} stream ({err})")
+            damaged = f"corrupt {found} stream ({stream.error})"
+            header = stream.read(12)
+            if not header and stream.error is None:
                 return None
+            if len(header) < 12:
+                bad(index, damaged if stream.error else "truncated record header")
+                return None
+            length = struct.unpack("<Q", header[:8])[0]
+            if struct.unpack("<I", header[8:12])[0] != _masked_crc32c(header[:8]):
+                bad(index, "corrupt record length (CRC mismatch)")
+                return None
+            data = stream.read(length + 4)
             if len(data) < length + 4:
-                bad(index, "truncated record")
+                bad(
+                    index,
+                    f"corrupt {found} stream ({stream.error})"
+                    if stream.error
+                    else "truncated record",
+                )
                 return None
             try:
                 record = decode_example(data[:length], decode=False)
@@ -926,39 +958,18 @@ class RecordReader(Iterator[dict[str, Any]]):
                 os.remove(tmp)  # TensorFlow keeps its open handle (POSIX)
 
 
-def _inflate_to_damage(path: str, compression: str, out: Any, chunk: int = 1 << 16) -> int:
+def _inflate_to_damage(path: str, compression: str, out: Any) -> int:
     """Write the inflated bytes of a GZIP/ZLIB file to ``out`` up to its first damage.
 
-    Python's ``zlib`` discards the output of a call that fails, so input is fed in
-    ``chunk``-byte pieces and the piece that fails is replayed byte by byte from a copy
-    of the inflater's state: every byte zlib produced before it detected the error is
-    kept. Returns the number of bytes written.
+    Returns the number of bytes written.
     """
-    inflater = zlib.decompressobj(31 if compression == "gzip" else 15)
     opener = tf.io.gfile.GFile if _io.is_remote(path) else open
     written = 0
     with opener(path, "rb") as source:
-        while piece := source.read(chunk):
-            before = inflater.copy()
-            try:
-                data = inflater.decompress(piece)
-            except zlib.error:
-                for i in range(len(piece)):
-                    try:
-                        data = before.decompress(piece[i : i + 1])
-                    except zlib.error:
-                        return written
-                    out.write(data)
-                    written += len(data)
-                return written  # pragma: no cover (the byte-wise replay fails too)
-            out.write(data)
-            written += len(data)
-            if inflater.eof:
-                break
-        with contextlib.suppress(zlib.error):
-            data = inflater.flush()
-            out.write(data)
-            written += len(data)
+        stream = _Stream(source, compression)
+        while piece := stream.read(1 << 20):
+            out.write(piece)
+            written += len(piece)
     return written
 
 
