@@ -339,7 +339,7 @@ def _confirmed_layout(path: str, on_error: str) -> tfr.RecordLayout | None:
 
 
 def _peek_layout(
-    files: Sequence[str], on_error: str = "raise", remote: bool = False
+    files: Sequence[str], on_error: str = "raise", remote: bool = False, compression: str = "auto"
 ) -> tfr.RecordLayout:
     """The one layout of every shard, from the first good record of each.
 
@@ -352,7 +352,7 @@ def _peek_layout(
     """
 
     def peek(path: str) -> tfr.RecordLayout | None:
-        return tfr.read_layout(path, on_error=on_error)  # type: ignore[arg-type]
+        return tfr.read_layout(path, on_error=on_error, compression=compression)  # type: ignore[arg-type]
 
     with ThreadPoolExecutor(max_workers=min(len(files), 32 if remote else 8)) as pool:
         layouts = list(pool.map(peek, files))
@@ -561,7 +561,7 @@ def make_dataset(
 
     files = _list_files(file_pattern)
     remote = any(_io.is_remote(f) for f in files)
-    layout = _peek_layout(files, opts.on_error, remote)
+    layout = _peek_layout(files, opts.on_error, remote, opts.compression)
     stored = layout.channels
     select = None if opts.channels is None else [c - 1 for c in opts.channels]
     if select is not None and max(select) >= stored:
