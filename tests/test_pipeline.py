@@ -883,6 +883,12 @@ def test_data_service_epochs_cover_every_site_exactly_once(png_shards: str) -> N
 
 
 def test_data_service_option_checks(shards: tuple[str, list[dict]]) -> None:
+    from rxdata import service
+
+    with pytest.raises(OptionsError, match="port=70000"):
+        service.start_dispatcher(port=70000)
+    with pytest.raises(OptionsError, match="dispatcher='nowhere'"):
+        service.start_worker("nowhere")
     with pytest.raises(OptionsError, match="data_service='localhost'"):
         PipelineOptions(data_service="localhost")
     opts = PipelineOptions(data_service="grpc://localhost:5050")
