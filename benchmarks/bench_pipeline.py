@@ -18,9 +18,16 @@ AUTOTUNE iterator can stall for seconds, so teardown stays outside the timed reg
 
 Prints a table and writes ``bench-output/pipeline.json`` (for ``docs/gen_figures.py``).
 
+``--service`` instead measures the tf.data service (``PipelineOptions(data_service=...)``)
+on PNG records: ``make_dataset`` training throughput (``normalize_on="accelerator"``, so
+uint8 batches travel) with 0 (local pipeline), 1 and 2
+service workers on localhost, each worker in its own process, with the CPU seconds per
+site of the training process and of each worker (from ``/proc``); writes
+``bench-output/pipeline-service.json``.
+
 Usage:
     python benchmarks/bench_pipeline.py [--sites 64] [--size 512] [--seconds 5] [--rounds 2]
-        [--real ../shared/rxrx1-real] [--out bench-output]
+        [--real ../shared/rxrx1-real] [--out bench-output] [--service]
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ import argparse
 import io
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -248,6 +257,115 @@ def measure(
     return best_wall, best_cpu
 
 
+# ---------------------------------------------------------------------------------------
+# tf.data service: 0, 1 and 2 local workers
+# ---------------------------------------------------------------------------------------
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _start_workers(address: str, n: int) -> list[subprocess.Popen[bytes]]:
+    code = f"from rxdata import service; service.start_worker({address!r}).join()"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(n)
+    ]
+
+
+def measure_service(
+    pattern: str, normalizer: Normalizer, workers: int, seconds: float, rounds: int
+) -> dict[str, float]:
+    """Best sites/s of ``make_dataset`` fed by ``workers`` local service workers (0: none),
+    with CPU seconds per site in this process and in each worker process."""
+    from rxdata import service
+
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        dispatcher = service.start_dispatcher() if workers else None
+        procs = (
+            _start_workers(service.dispatcher_address(dispatcher), workers) if dispatcher else []
+        )
+        try:
+            opts = PipelineOptions(
+                repeat=True,
+                normalize_on="accelerator",  # uint8 over the wire: 4x fewer bytes
+                data_service=dispatcher.target if dispatcher else None,
+            )
+            it = iter(make_dataset(pattern, batch_size=BATCH, options=opts, normalizer=normalizer))
+            for _ in range(3):  # warm-up: workers registered, tracing, buffers
+                next(it)
+            sites = 0
+            worker_start = [_cpu_seconds(p.pid) for p in procs]
+            start, cpu_start = time.perf_counter(), time.process_time()
+            while time.perf_counter() - start < seconds:
+                sites += int(next(it)[0]["image"].shape[0])
+            wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+            worker_cpu = [_cpu_seconds(p.pid) - c for p, c in zip(procs, worker_start, strict=True)]
+            run = {
+                "sites_per_s": sites / wall,
+                "client_cpu_s_per_site": cpu / sites,
+                "worker_cpu_s_per_site": sum(worker_cpu) / sites,
+                "worker_cores_busy": sum(worker_cpu) / wall,
+            }
+            if run["sites_per_s"] > best.get("sites_per_s", 0.0):
+                best = run
+            del it
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()
+            if dispatcher is not None:
+                dispatcher.stop()
+    return best
+
+
+def service_main(args: argparse.Namespace) -> int:
+    sites = synthetic_sites(args.sites, args.size)
+    height, width = decode_png(sites[0][1][0]).shape
+    workdir = Path(tempfile.mkdtemp(prefix="bench-service-"))
+    layouts = write_layouts(sites, workdir, min(args.shards, len(sites)))
+    pattern = layouts["png-none"][0]
+    normalizer = plate_normalizer([row for row, _ in sites])
+    print(
+        f"{os.cpu_count()} CPUs, {len(sites)} PNG sites of {height}x{width}x6, batch {BATCH}, "
+        f"best of {args.rounds} runs of {args.seconds:.0f} s; workers on localhost"
+    )
+    print(
+        f"{'workers':>7s} {'sites/s':>8s} {'client cpu-ms/site':>18s} "
+        f"{'worker cpu-ms/site':>18s} {'worker cores':>12s}"
+    )
+    results = []
+    for workers in (0, 1, 2):
+        r = measure_service(pattern, normalizer, workers, args.seconds, args.rounds)
+        print(
+            f"{workers:7d} {r['sites_per_s']:8.1f} {r['client_cpu_s_per_site'] * 1e3:18.2f} "
+            f"{r['worker_cpu_s_per_site'] * 1e3:18.2f} {r['worker_cores_busy']:12.2f}"
+        )
+        results.append({"workers": workers, **r})
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {
+        "title": "tf.data service: PNG records, make_dataset training (sites/s)",
+        "cpus": os.cpu_count(),
+        "sites": len(sites),
+        "size": [height, width],
+        "batch": BATCH,
+        "rounds": args.rounds,
+        "seconds": args.seconds,
+        "results": results,
+    }
+    (args.out / "pipeline-service.json").write_text(json.dumps(report, indent=1), "utf-8")
+    print(f"\nwrote {args.out / 'pipeline-service.json'}")
+    os._exit(0)  # skip iterator teardown (AUTOTUNE iterators can stall on exit)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sites", type=int, default=64, help="synthetic sites written")
@@ -257,7 +375,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--real", type=Path, default=ROOT.parent / "shared" / "rxrx1-real")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-output")
+    parser.add_argument(
+        "--service", action="store_true", help="measure 0, 1 and 2 local tf.data service workers"
+    )
     args = parser.parse_args(argv)
+    if args.service:
+        return service_main(args)
 
     sets = {"synthetic": synthetic_sites(args.sites, args.size)}
     if (args.real / "images").is_dir():

@@ -6,6 +6,7 @@ import gzip
 import io
 import os
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -290,13 +291,15 @@ def test_bad_compression_option(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------
 # Bad shards
 # ---------------------------------------------------------------------------------------
-def write_good_shard(path: Path, compression: str = "none", n: int = 3) -> list[bytes]:
+def write_good_shard(
+    path: Path, compression: str = "none", n: int = 3, side: int = 32
+) -> list[bytes]:
     # Distinct random pixels do not compress, so a cut near the end damages only the last
     # record, in every compression.
     rng = np.random.default_rng(2)
     data = [
         tfrecord.encode_example(
-            make_site(site=s + 1), image=rng.integers(0, 256, (32, 32, 6), dtype=np.uint8)
+            make_site(site=s + 1), image=rng.integers(0, 256, (side, side, 6), dtype=np.uint8)
         )
         for s in range(n)
     ]
@@ -320,6 +323,49 @@ def test_truncated_shard_names_file_and_record(tmp_path: Path, compression: str)
     assert reader.bad == 1 and reader.count == 2
     if compression == "none":
         assert "record 2" in str(info.value)
+
+
+def inflated_until_error(data: bytes, wbits: int) -> bytes:
+    """Everything zlib inflates before it reports an error, fed one byte at a time."""
+    inflater = zlib.decompressobj(wbits)
+    out = []
+    for i in range(len(data)):
+        try:
+            out.append(inflater.decompress(data[i : i + 1]))
+        except zlib.error:
+            break
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zlib"])
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.9], ids=["10%", "50%", "90%"])
+def test_one_flipped_byte_salvages_every_record_before_the_damage(
+    tmp_path: Path, compression: str, where: float
+) -> None:
+    # A small shard: TensorFlow inflates it in one block and, on the error, returns none
+    # of its records. Every record that ends before the first damaged inflated byte must
+    # come back, and nothing after it.
+    plain = tmp_path / "plain.tfrecord"
+    good = write_good_shard(plain, n=12, side=16)
+    path = tmp_path / "d.tfrecord"
+    tfrecord.write_shard(path, good, compression=compression)  # type: ignore[arg-type]
+    data = bytearray(path.read_bytes())
+    data[int(len(data) * where)] ^= 0x01
+    path.write_bytes(bytes(data))
+
+    stream = plain.read_bytes()
+    inflated = inflated_until_error(bytes(data), 31 if compression == "gzip" else 15)
+    damage = next(i for i, (x, y) in enumerate(zip(inflated, stream, strict=False)) if x != y)
+    ends = np.cumsum([len(g) + 16 for g in good])  # 12 bytes of header, 4 of CRC
+    expected = int(np.sum(ends <= damage))
+    assert 0 < expected < len(good)  # records on both sides of the damage
+
+    with pytest.raises(RecordError, match=r"d\.tfrecord: record \d+: corrupt or truncated"):
+        list(tfrecord.read_tfrecord(path))
+    reader = tfrecord.read_tfrecord(path, on_error="skip", decode=False)
+    got = [r["site"] for r in reader]
+    assert got == list(range(1, expected + 1))
+    assert reader.bad == 1 and reader.count == expected
 
 
 def test_corrupt_record_payload(tmp_path: Path) -> None:
@@ -362,10 +408,14 @@ def test_not_a_tfrecord_file(tmp_path: Path) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.binary(min_size=0, max_size=64))
 def test_detection_agrees_with_python_codecs(payload: bytes) -> None:
-    import zlib
+    # through the public function: any GZIP or ZLIB stream, even of a few bytes
+    import tempfile
 
-    assert tfrecord._compression_of_head(gzip.compress(payload)[:12]) == "gzip"
-    assert tfrecord._compression_of_head(zlib.compress(payload)[:12]) == "zlib"
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "x.tfrecord"
+        for data, expected in ((gzip.compress(payload), "gzip"), (zlib.compress(payload), "zlib")):
+            path.write_bytes(data)
+            assert tfrecord.detect_compression(path) == expected
 
 
 def test_empty_shards(tmp_path: Path) -> None:
@@ -452,3 +502,24 @@ def test_example_bytes_are_identical_in_a_fresh_process() -> None:
     image = np.arange(96, dtype=np.uint8).reshape(4, 4, 6)
     here = tfrecord.encode_example(make_site(plate=1, site=2), image=image)
     assert out.stdout.strip().splitlines()[-1] == hashlib.sha256(here).hexdigest()
+
+
+@pytest.mark.parametrize("compression", tfrecord.COMPRESSIONS)
+def test_read_layout_peeks_the_first_good_record(tmp_path: Path, compression: str) -> None:
+    good = write_good_shard(tmp_path / "g.tfrecord", n=2, side=16)
+    path = tmp_path / "l.tfrecord"
+    tfrecord.write_shard(path, [b"\x00junk", *good], compression=compression)  # type: ignore[arg-type]
+    with pytest.raises(RecordError, match=r"l\.tfrecord: record 0: not a serialized"):
+        tfrecord.read_layout(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        layout = tfrecord.read_layout(path, on_error="warn")
+    assert layout == tfrecord.RecordLayout("raw", 16, 16, 6) and len(caught) == 1
+    # a shard cut inside its first record has no good record; an empty one neither
+    data = (tmp_path / "g.tfrecord").read_bytes()
+    (tmp_path / "cut.tfrecord").write_bytes(data[:100])
+    assert tfrecord.read_layout(tmp_path / "cut.tfrecord", on_error="skip") is None
+    with pytest.raises(RecordError, match="record 0: truncated record"):
+        tfrecord.read_layout(tmp_path / "cut.tfrecord")
+    tfrecord.write_shard(tmp_path / "empty.tfrecord", [], compression=compression)  # type: ignore[arg-type]
+    assert tfrecord.read_layout(tmp_path / "empty.tfrecord") is None

@@ -80,6 +80,12 @@ def dirname(path: PathLike) -> str:
     return os.path.dirname(path_s)
 
 
+def absolute(path: PathLike) -> str:
+    """``path`` made absolute (local paths; URLs are already absolute and come back as is)."""
+    path_s = os.fspath(path)
+    return path_s if is_remote(path_s) else os.path.abspath(path_s)
+
+
 def parent(path: PathLike) -> str:
     """The folder above ``path`` (absolute for local paths; a trailing ``/`` is ignored)."""
     path_s = os.fspath(path).rstrip("/") or os.fspath(path)

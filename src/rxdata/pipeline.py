@@ -50,6 +50,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -86,6 +87,7 @@ def _no_autograph(fn: _F) -> _F:
 #: (Was ``NUM_CLASSES``; that name now means only the int 1139, :data:`rxdata.naming.NUM_CLASSES`.)
 LABEL_SPACES = {"treatments": naming.NUM_TREATMENTS, "with_controls": naming.NUM_CLASSES}
 
+_SERVICE = re.compile(r"^(grpc://)?[^:/\s]+:[0-9]{1,5}$")
 _DTYPES = ("float32", "bfloat16", "float16", "uint8")
 _COMPRESSIONS = ("auto", *tfr.COMPRESSIONS)
 _TF_COMPRESSION = {"none": "", "gzip": "GZIP", "zlib": "ZLIB"}
@@ -164,8 +166,10 @@ class PipelineOptions:
         compression: ``"auto"`` (detect per file) or a fixed one for every file.
         on_error: ``"raise"`` a TensorFlow error on a corrupt/truncated shard or a bad
             record; ``"skip"`` bad records (a corrupt or truncated shard ends at the
-            damage); ``"warn"``: skip and log each error. Use
-            :func:`rxdata.read_tfrecord` to find and count bad records in a file.
+            damage; in a GZIP/ZLIB shard TensorFlow may also lose up to 256 KiB of
+            inflated records before it, see docs/pipeline.md); ``"warn"``: skip and log
+            each error. Use :func:`rxdata.read_tfrecord` to find, count and salvage bad
+            records in a file. Not about layouts: shards of different layouts raise.
         drop_remainder: Drop the last partial batch; ``None`` means training only.
         repeat: Repeat the (reshuffled) data forever in training.
         deterministic: Force a deterministic element order; ``None`` means only when not
@@ -176,6 +180,12 @@ class PipelineOptions:
             seeded.
         jit: Compile the per-batch normalization arithmetic with XLA (one fused pass over
             the pixels instead of three; the same values).
+        data_service: Address of a tf.data service dispatcher (``"grpc://HOST:PORT"``,
+            started with :mod:`rxdata.service`). Training only: the service's workers
+            read, parse, decode, crop, augment, normalize and batch; shards are split
+            among them dynamically (``ShardingPolicy.DYNAMIC``), so each epoch covers
+            every site once. The shards must be readable from the workers at the same
+            paths (shared disk or ``gs://``). See docs/pipeline.md.
 
     Example:
         >>> opts = PipelineOptions(channels=(1, 2, 3), dtype="bfloat16", dihedral=True)
@@ -215,6 +225,8 @@ class PipelineOptions:
     jit: bool = True  # XLA fuses cast + normalize into one pass: ~5x faster on CPU,
     # bit-identical results (docs/performance.md)
     seed: int | None = None
+    data_service: str | None = None  # the per-record work runs on this host's CPUs unless
+    # a tf.data service is named ("grpc://HOST:PORT"; see rxdata.service)
     _crop: tuple[int, int] | None = field(init=False, repr=False, compare=False, default=None)
     _resize: tuple[int, int] | None = field(init=False, repr=False, compare=False, default=None)
 
@@ -282,16 +294,13 @@ class PipelineOptions:
             isinstance(self.seed, bool) or not isinstance(self.seed, int)
         ):
             raise OptionsError(f"seed={self.seed!r}; expected an int or None")
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """What the shards hold, read from the first record (one layout per data set)."""
-
-    encoding: str
-    height: int
-    width: int
-    channels: int
+        if self.data_service is not None and (
+            not isinstance(self.data_service, str) or not _SERVICE.match(self.data_service)
+        ):
+            raise OptionsError(
+                f"data_service={self.data_service!r}; expected the dispatcher address "
+                "'grpc://HOST:PORT' (or 'HOST:PORT'), or None"
+            )
 
 
 def _list_files(
@@ -303,6 +312,11 @@ def _list_files(
     files: list[str] = []
     for pattern in patterns:
         pattern_s = os.fspath(pattern)
+        if _io.exists(pattern_s) and not _io.isdir(pattern_s):
+            # an existing file is read as itself, even when its name holds glob
+            # characters ("plate[1].tfrecord" would otherwise match "plate1.tfrecord")
+            files.append(pattern_s)
+            continue
         matched = _io.glob(pattern_s)
         # a glob never matches a hidden temp shard (".name.tmp-...") of write_shard
         matched = [f for f in matched if not os.path.basename(f).startswith(".")]
@@ -312,17 +326,65 @@ def _list_files(
     return sorted(set(files))
 
 
-def _peek_layout(files: Sequence[str]) -> _Layout:
-    for path in files:
-        reader = tfr.read_tfrecord(path, decode=False)
-        for record in reader:
-            return _Layout(
-                encoding=record["encoding"],
-                height=int(record["height"]),
-                width=int(record["width"]),
-                channels=int(record["channels"]),
-            )
-    raise RecordError(f"all {len(files)} TFRecord files are empty (first: {files[0]})")
+def _confirmed_layout(path: str, on_error: str) -> tfr.RecordLayout | None:
+    """The layout of a shard's first good record, every record CRC-checked by TensorFlow."""
+    reader = tfr.read_tfrecord(path, decode=False, on_error=on_error)  # type: ignore[arg-type]
+    record = next(reader, None)
+    if record is None:
+        return None
+    return tfr.RecordLayout(
+        encoding=record["encoding"],
+        height=int(record["height"]),
+        width=int(record["width"]),
+        channels=int(record["channels"]),
+    )
+
+
+def _peek_layout(
+    files: Sequence[str], on_error: str = "raise", remote: bool = False, compression: str = "auto"
+) -> tfr.RecordLayout:
+    """The one layout of every shard, from the first good record of each.
+
+    One record per shard, read in plain Python (:func:`rxdata.tfrecord.read_layout`) by
+    parallel threads (object-store latency dominates remotely). Shards of different
+    layouts cannot share one pipeline (static shapes, one decoder): that is a wrong glob,
+    not a bad record, so it raises whatever ``on_error``. Before raising, the first shard
+    of each layout is re-read with TensorFlow, which checks the payload CRC, so that a
+    corrupt first record is handled by ``on_error`` instead of reported as a layout.
+    """
+
+    def peek(path: str) -> tfr.RecordLayout | None:
+        return tfr.read_layout(path, on_error=on_error, compression=compression)  # type: ignore[arg-type]
+
+    with ThreadPoolExecutor(max_workers=min(len(files), 32 if remote else 8)) as pool:
+        layouts = list(pool.map(peek, files))
+    groups = _layout_groups(files, layouts)
+    if len(groups) > 1:
+        for path in groups.values():
+            layouts[files.index(path)] = _confirmed_layout(path, on_error)
+        groups = _layout_groups(files, layouts)
+    if not groups:
+        what = "empty" if on_error == "raise" else "empty or hold only bad records"
+        raise RecordError(f"all {len(files)} TFRecord files are {what} (first: {files[0]})")
+    if len(groups) > 1:
+        examples = "; ".join(f"{layout}: {path}" for layout, path in groups.items())
+        raise RecordError(
+            f"the files hold {len(groups)} different record layouts (encoding "
+            f"HxWxC), which one dataset cannot mix: {examples}. Narrow the file pattern "
+            "to one conversion (or convert the shards to one layout)."
+        )
+    return next(iter(groups))
+
+
+def _layout_groups(
+    files: Sequence[str], layouts: Sequence[tfr.RecordLayout | None]
+) -> dict[tfr.RecordLayout, str]:
+    """Each layout found, with the first file that holds it."""
+    first_of: dict[tfr.RecordLayout, str] = {}
+    for path, layout in zip(files, layouts, strict=True):
+        if layout is not None:
+            first_of.setdefault(layout, path)
+    return first_of
 
 
 def _check_value_set(values: Collection[str] | str | None, name: str) -> list[str] | None:
@@ -365,7 +427,7 @@ def _split_filter(split: Split, part: str | Iterable[str]) -> tuple[list[str], l
     return list(split.by), keys
 
 
-def _valid_record(layout: _Layout, stored: int) -> Callable[[tf.Tensor], tf.Tensor]:
+def _valid_record(layout: tfr.RecordLayout, stored: int) -> Callable[[tf.Tensor], tf.Tensor]:
     """Keep a raw record whose image has the data set's byte length.
 
     A record that does not parse raises instead, which ``ignore_errors`` drops.
@@ -414,7 +476,11 @@ def make_dataset(
     """A ``tf.data.Dataset`` of batches of sites from TFRecord shards.
 
     Args:
-        file_pattern: A glob (local or ``gs://``) or a list of globs/paths.
+        file_pattern: A glob (local or ``gs://``) or a list of globs/paths. A path that
+            names an existing file is read as itself, even if it holds glob characters
+            (``plate[1].tfrecord``). Every shard must hold one layout (encoding and
+            image size): the first good record of each shard is checked when the
+            dataset is built.
         batch_size: The batch size; with ``input_context`` the **global** batch size
             (each replica gets ``batch_size / num_replicas_in_sync``).
         training: Training (shuffled, augmented, repeatable) or evaluation/prediction
@@ -445,7 +511,10 @@ def make_dataset(
     Raises:
         FileNotFoundError: No file matches a pattern.
         OptionsError: Invalid arguments (names the argument and what is allowed).
-        RecordError: The shards are not TFRecords, or are all empty.
+        RecordError: The shards are not TFRecords, or are all empty (or, with
+            ``on_error="skip"``/``"warn"``, hold only bad records); they hold different
+            layouts (names one file of each, whatever ``on_error``); with
+            ``on_error="raise"``, a shard's first record is corrupt.
 
     Example:
         >>> import numpy as np
@@ -479,6 +548,8 @@ def make_dataset(
         split_by, split_keys = _split_filter(split, part)
     elif part is not None:
         raise OptionsError("part= needs split=")
+    if opts.data_service is not None:
+        _check_service_use(training, input_context)
 
     per_replica = batch_size
     shard_count, shard_index = 1, 0
@@ -491,7 +562,8 @@ def make_dataset(
         shard_index = input_context.input_pipeline_id
 
     files = _list_files(file_pattern)
-    layout = _peek_layout(files)
+    remote = any(_io.is_remote(f) for f in files)
+    layout = _peek_layout(files, opts.on_error, remote, opts.compression)
     stored = layout.channels
     select = None if opts.channels is None else [c - 1 for c in opts.channels]
     if select is not None and max(select) >= stored:
@@ -514,7 +586,6 @@ def make_dataset(
         )
 
     stats_fn = _stats_function(normalizer, opts.channels, stored, opts.dtype, opts.jit)
-    remote = any(_io.is_remote(f) for f in files)
     buffer = opts.read_buffer_bytes or (16 << 20 if remote else None)
     if opts.compression == "auto":
         # a few bytes per file; threads hide object-store latency for many shards
@@ -527,6 +598,8 @@ def make_dataset(
     deterministic = (not training) if opts.deterministic is None else opts.deterministic
     drop_remainder = training if opts.drop_remainder is None else opts.drop_remainder
 
+    if opts.data_service is not None:  # the workers may run in another directory
+        files = [_io.absolute(f) for f in files]
     ds = tf.data.Dataset.from_tensor_slices((files, compressions))
     shard_records = shard_count > 1 and len(files) < shard_count
     if shard_count > 1 and not shard_records:
@@ -653,10 +726,45 @@ def make_dataset(
         num_parallel_calls=opts.num_parallel_calls,
         deterministic=deterministic,
     )
+    if opts.data_service is not None:
+        ds = _distribute(ds, opts.data_service)
     ds = ds.prefetch(opts.prefetch)
     tf_options = tf.data.Options()
     tf_options.deterministic = deterministic
     return ds.with_options(tf_options)
+
+
+def _check_service_use(training: bool, input_context: Any) -> None:
+    if not training:
+        raise OptionsError(
+            "data_service is for training only: the service's dynamic sharding visits each "
+            "site at most once (a worker that restarts loses the rest of its shard) and in "
+            "no fixed order, while evaluation and prediction must see every site exactly "
+            "once; build the evaluation dataset without data_service"
+        )
+    if input_context is not None:
+        raise OptionsError(
+            "data_service with input_context is not supported: the service already splits "
+            "the shards among its workers; build one dataset (without input_context) and "
+            "pass it to strategy.experimental_distribute_dataset"
+        )
+
+
+def _distribute(ds: tf.data.Dataset, service: str) -> tf.data.Dataset:
+    """Run everything above this point on the tf.data service's workers.
+
+    ``ShardingPolicy.DYNAMIC``: the dispatcher hands out the source's elements (one shard
+    file each) to whichever worker asks next, so every shard is read by exactly one
+    worker per epoch (at most once if a worker restarts) and fast workers take more.
+    Static sharding (``FILE``/``DATA``) would need a fixed worker list and workers on
+    the training hosts, which is what the service is meant to avoid.
+    """
+    return ds.apply(
+        tf.data.experimental.service.distribute(
+            processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC,
+            service=service if "://" in service else f"grpc://{service}",
+        )
+    )
 
 
 # ---------------------------------------------------------------------------------------
