@@ -96,6 +96,9 @@ class TrainConfig:
     backup_every: int | None = None  # steps between backups; None: end of each epoch
     steps_per_execution: int = 1  # >1 pays on TPUs (fewer host round trips)
     verbose: int = 2
+    # tf.data service dispatcher ("grpc://HOST:PORT"): the training input's per-record work
+    # (parse, decode, normalize) runs on its workers' CPUs; None: on this host
+    data_service: str | None = None
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -125,6 +128,11 @@ class TrainConfig:
             raise OptionsError(f"learning_rate={self.learning_rate!r}: expected > 0")
         if self.val_data and self.val_experiments:
             raise OptionsError("give --val-data or --val-experiments, not both")
+        if self.data_service and self.target == "multi-worker":
+            raise OptionsError(
+                "--data-service feeds the replicas of one host (cpu, gpu, multi-gpu, tpu); "
+                "with --target multi-worker each worker reads its own shards: leave it out"
+            )
         if self.normalizer and self.pixel_stats:
             raise OptionsError("give --normalizer (a saved JSON) or --pixel-stats, not both")
         if self.normalization is not None and self.normalization not in NORMALIZATIONS:
@@ -227,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="steps between backups (default: every epoch)")  # fmt: skip
     add("--steps-per-execution", type=int, default=d.steps_per_execution,
         help="steps per host round trip (more pays on TPUs)")  # fmt: skip
+    add("--data-service", default=None, metavar="ADDRESS",
+        help="tf.data service dispatcher (grpc://HOST:PORT) whose workers decode and "
+        "normalize the training input (docs/pipeline.md); default: this host")  # fmt: skip
     add("--verbose", type=int, default=d.verbose, choices=(0, 1, 2),
         help="Keras fit verbosity: 0 silent, 1 progress bar, 2 one line per epoch")  # fmt: skip
     return p
@@ -403,6 +414,8 @@ def pipeline_options(
         dihedral=config.augment and training,
         drop_remainder=True if training or fixed else None,
         seed=config.seed,
+        # the service's dynamic sharding is for training; evaluation stays exact on this host
+        data_service=config.data_service if training else None,
     )
 
 
@@ -426,6 +439,21 @@ def make_input(
     import tensorflow as tf
 
     from rxdata.pipeline import make_dataset
+
+    if options.data_service is not None:
+        # The service already splits the shards among its workers: one dataset of global
+        # batches, which the strategy splits among this host's replicas.
+        return strategy.experimental_distribute_dataset(
+            make_dataset(
+                list(files),
+                batch_size=global_batch,
+                training=True,
+                options=options,
+                normalizer=normalizer,
+                include_controls=labels == "all",
+                experiments=list(experiments),
+            )
+        )
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
         ds = make_dataset(

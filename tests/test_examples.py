@@ -1249,3 +1249,55 @@ def test_training_curves_count_whole_epochs(
     for ax in figures[0].axes:
         ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
         assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+@pytest.mark.slow
+def test_train_with_a_data_service_reads_the_training_input_through_its_workers(
+    records: dict[str, Path], tmp_path: Path
+) -> None:
+    """`--data-service`: an in-process dispatcher and two workers feed the training input."""
+    import numpy as np
+    import pandas as pd
+    import train
+
+    from rxdata.service import dispatcher_address, start_dispatcher, start_worker
+
+    dispatcher = start_dispatcher()
+    address = dispatcher_address(dispatcher)
+    workers = [start_worker(address) for _ in range(2)]
+    try:
+        config = train.TrainConfig(
+            data=str(records["train"]),
+            out=str(tmp_path / "run"),
+            batch_size=8,
+            epochs=1,
+            steps_per_epoch=3,
+            verbose=0,
+            data_service=f"grpc://{address}",
+        )
+        result = train.train(config, log=lambda _: None)
+    finally:
+        for worker in workers:
+            worker.stop()
+        dispatcher.stop()
+    assert (tmp_path / "run" / "final.keras").is_file()
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert history["epoch"].tolist() == [0] and np.isfinite(history["loss"]).all()
+    assert result.initial_epoch == 0
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["config"]["data_service"] == f"grpc://{address}"
+
+
+def test_data_service_is_for_one_host() -> None:
+    import train
+
+    with pytest.raises(OptionsError, match="--data-service"):
+        train.TrainConfig(data="x", out="y", target="multi-worker", data_service="grpc://h:1")
+    options = train.pipeline_options(
+        train.TrainConfig(data="x", out="y", data_service="grpc://h:5050"),
+        training=False,
+        precision="float32",
+        stored_size=64,
+        fixed=False,
+    )
+    assert options.data_service is None  # evaluation stays exact on this host
