@@ -98,6 +98,17 @@ def test_bad_inputs_are_rejected(x: np.ndarray, g: list[str], c: list[bool], mat
         center_scale(x, g, c)
 
 
+def test_tvn_drops_directions_controls_do_not_span() -> None:
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(50, 8))
+    controls = np.zeros(50, bool)
+    controls[:5] = True  # 5 controls in 8 dimensions: rank 4 after centering
+    z = tvn(x, np.zeros(50), controls)
+    assert z.shape == (50, 4)
+    np.testing.assert_allclose(np.cov(z[controls].T, bias=True), np.eye(4), atol=1e-6)
+    assert np.isfinite(z).all() and np.abs(z).max() < 1e3  # nothing divided by ~0
+
+
 def test_tvn_needs_two_controls() -> None:
     with pytest.raises(OptionsError, match="at least 2"):
         tvn(np.ones((3, 2)), ["a"] * 3, [True, False, False])

@@ -94,6 +94,14 @@ _EXPORTS: dict[str, str] = {
     "training_sites": "plates",
     "average_sites": "submission",
     "write_submission": "submission",
+    # batch effects: embedding correction, evaluation and test-time adaptation
+    "center_scale": "embedding",
+    "tvn": "embedding",
+    "accuracy_by_group": "evaluation",
+    "accuracy_report": "evaluation",
+    "adapt_batchnorm": "adaptation",
+    "predict_per_group": "adaptation",
+    "dihedral_tta": "adaptation",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

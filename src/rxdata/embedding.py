@@ -105,9 +105,12 @@ def tvn(embeddings: ArrayLike, groups: ArrayLike, controls: ArrayLike) -> NDArra
 
     After :func:`center_scale`, the covariance of all control rows (pooled over the
     batches) is diagonalised; every row is rotated into its eigenvectors and each
-    direction divided by the square root of its eigenvalue (floored at ``EPSILON``). The
-    control rows then have identity covariance when there are more of them than
-    dimensions.
+    direction divided by the square root of its eigenvalue, so the control rows have
+    identity covariance. Directions in which the controls do not vary (eigenvalue below
+    ``EPSILON`` times the largest; e.g. beyond the number of controls, when embeddings
+    have more dimensions than there are controls) are dropped rather than divided by
+    nearly zero, as a PCA whitening of the controls does: the result has ``k <= d``
+    columns, ``k`` the rank of the controls.
 
     Args:
         embeddings: ``(n, d)`` embeddings.
@@ -115,7 +118,7 @@ def tvn(embeddings: ArrayLike, groups: ArrayLike, controls: ArrayLike) -> NDArra
         controls: ``(n,)`` boolean mask of the control rows.
 
     Returns:
-        The normalized ``(n, d)`` embeddings.
+        The normalized ``(n, k)`` embeddings, components by decreasing control variance.
 
     Raises:
         OptionsError: Shapes do not match, an embedding is not finite, or fewer than two
@@ -137,6 +140,9 @@ def tvn(embeddings: ArrayLike, groups: ArrayLike, controls: ArrayLike) -> NDArra
     ref_centered = ref - ref.mean(axis=0)
     cov = ref_centered.T @ ref_centered / len(ref)
     eigenvalues, eigenvectors = np.linalg.eigh(cov)
-    whitening = eigenvectors / np.sqrt(np.maximum(eigenvalues, EPSILON))
+    order = np.argsort(eigenvalues)[::-1]
+    eigenvalues, eigenvectors = eigenvalues[order], eigenvectors[:, order]
+    keep = eigenvalues > EPSILON * max(float(eigenvalues[0]), EPSILON)
+    whitening = eigenvectors[:, keep] / np.sqrt(eigenvalues[keep])
     result: NDArray[np.float64] = (cs - ref.mean(axis=0)) @ whitening
     return result
