@@ -177,7 +177,7 @@ def _dihedral(images: tf.Tensor) -> list[tf.Tensor]:
     return rotations + [tf.image.flip_left_right(r) for r in rotations]
 
 
-class _DihedralMean(keras.layers.Layer):
+class _DihedralMean(keras.layers.Layer):  # type: ignore[misc]
     """Average a model's outputs over the 8 dihedral transforms of its image input."""
 
     def __init__(self, model: keras.Model, **kwargs: Any) -> None:

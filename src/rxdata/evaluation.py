@@ -54,7 +54,8 @@ def accuracy_by_group(predicted: ArrayLike, truth: ArrayLike, groups: ArrayLike)
     table = frame.groupby("group").correct.agg(["size", "mean"])
     table.columns = pd.Index(["n", "accuracy"])
     table.index.name = None
-    return table.astype(float).sort_index()
+    result: pd.DataFrame = table.astype(float).sort_index()
+    return result
 
 
 def accuracy_report(
