@@ -140,3 +140,18 @@ def test_tta_rejects_non_square_inputs() -> None:
     inp = keras.Input((4, 6, 1))
     with pytest.raises(OptionsError, match="square"):
         dihedral_tta(keras.Model(inp, keras.layers.Flatten()(inp)))
+
+
+def test_tta_rejects_several_inputs() -> None:
+    a, b = keras.Input((4, 4, 1)), keras.Input((4, 4, 1))
+    model = keras.Model([a, b], keras.layers.Add()([a, b]))
+    with pytest.raises(OptionsError, match="one image input"):
+        dihedral_tta(model)
+
+
+def test_adabn_restores_momentum_when_a_batch_fails() -> None:
+    model = _bn_model()
+    momentum = model.get_layer("bn1").momentum
+    with pytest.raises(ValueError):  # a batch of the wrong shape fails inside the model
+        adapt_batchnorm(model, [_images(7), np.zeros((2, 5, 5, 3), "float32")])
+    assert model.get_layer("bn1").momentum == momentum
