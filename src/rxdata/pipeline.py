@@ -169,7 +169,7 @@ class PipelineOptions:
             plate (or experiment), as the 5th-place RxRx1 solution trained, so that
             BatchNorm statistics are those of one batch of the assay. Each group keeps
             up to one partial batch in memory (decoded, for png records); a group's last
-            partial batch is dropped when batches are.  ``None``: batches mix groups.
+            partial batch is dropped when batches are. ``None``: batches mix groups.
         repeat: Repeat the (reshuffled) data forever in training.
         deterministic: Force a deterministic element order; ``None`` means only when not
             training.
