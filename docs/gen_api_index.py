@@ -29,6 +29,10 @@ AREAS = [
     ("Statistics and normalization", ["stats", "normalization", "layers"]),
     ("TFRecords, input pipeline and conversion", ["tfrecord", "pipeline", "conversion"]),
     ("Splits, plates and submissions", ["splits", "plates", "submission"]),
+    (
+        "Batch effects: embeddings, evaluation, adaptation",
+        ["embedding", "evaluation", "adaptation"],
+    ),
     ("Errors", ["errors"]),
 ]
 

@@ -2,8 +2,10 @@
 """The batch-effect demo behind ``make demo``: why per-plate control normalization matters.
 
 On a small synthetic RxRx1 (64 px, 8 siRNAs per plate group, 12 training experiments with
-injected per-experiment and per-plate intensity effects) it runs the whole job a user
-would, on a 2-core CPU in a few minutes:
+the generator's calibrated batch effects: per-experiment and per-plate intensity effects
+that control statistics undo, plus a nonlinear response, vignetting, plate-position,
+density, focus and batch-dependent biology that they do not; docs/batch-effects.md) it
+runs the whole job a user would, on a 2-core CPU in a few minutes:
 
 1. generate the data set (``rxdata.synthetic.generate``);
 2. convert it to TFRecords with the ``rxdata-convert`` console script;
@@ -16,7 +18,8 @@ would, on a 2-core CPU in a few minutes:
 6. predict the unlabelled test experiments with the corrected model and write
    ``submission.csv`` (plate-constrained assignment), plus a picture of a site.
 
-The demo exits with status 1 if the correction does not win by ``--min-margin``, so a
+Held-out accuracy stays well below 1 even with the correction, as on the real data. The
+demo exits with status 1 if the correction does not win by ``--min-margin``, so a
 regression in any part of the chain (generator, conversion, normalization, pipeline)
 shows up as a failed ``make demo``. Nothing here is specific to the small size: the same
 scripts take full-size data unchanged (see docs/training.md).
@@ -112,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--min-margin",
         type=float,
-        default=0.2,
+        default=0.1,  # the benchmark's margin is ~0.3 (docs/batch-effects.md); room for noise
         help="fail unless the correction wins by this much held-out site accuracy",
     )
     args = p.parse_args(argv)

@@ -897,3 +897,38 @@ def test_data_service_option_checks(shards: tuple[str, list[dict]]) -> None:
     ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=0)
     with pytest.raises(OptionsError, match="input_context is not supported"):
         make_dataset(shards[0], batch_size=2, options=opts, input_context=ctx)
+
+
+# ---------------------------------------------------------------------------------------
+# Group-pure batches (batch_by)
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("encoding", ["raw", "png"])
+@pytest.mark.parametrize("batch_by", ["plate", "experiment"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_group_pure_batches_hold_one_group(
+    shards: tuple[str, list[dict]], png_shards: str, encoding: str, batch_by: str, training: bool
+) -> None:
+    pattern = shards[0] if encoding == "raw" else png_shards
+    opts = PipelineOptions(batch_by=batch_by, seed=3, drop_remainder=False, dtype="uint8")  # type: ignore[arg-type]
+    ds = make_dataset(pattern, batch_size=3, training=training, options=opts, output="dict")
+    seen = []
+    for batch in ds:
+        keys = {
+            (e, p if batch_by == "plate" else 0)
+            for e, p in zip(batch["experiment"].numpy(), batch["plate"].numpy(), strict=True)
+        }
+        assert len(keys) == 1, keys
+        seen.extend(index_of(batch["image"].numpy()).tolist())
+    expected = [r["index"] for r in shards[1] if not (training and pd.isna(r["sirna_id"]))]
+    assert sorted(seen) == sorted(expected)  # nothing dropped, nothing repeated
+
+
+def test_mixed_batches_mix_plates(shards: tuple[str, list[dict]]) -> None:
+    ds = make_dataset(shards[0], batch_size=6, training=False, output="dict")
+    plates = [len(set(b["plate"].numpy().tolist())) for b in ds]
+    assert max(plates) > 1  # the default is unchanged: batches span plates
+
+
+def test_batch_by_is_validated() -> None:
+    with pytest.raises(OptionsError, match="batch_by='well'"):
+        PipelineOptions(batch_by="well")  # type: ignore[arg-type]

@@ -305,6 +305,17 @@ def _plate_control_normalized(features, md):
     return out
 
 
+_CALIBRATED = (
+    "nonlinearity",
+    "vignetting",
+    "well_position",
+    "density",
+    "focus",
+    "batch_biology",
+)
+_AFFINE_ONLY = dict.fromkeys(_CALIBRATED, 0.0)
+
+
 @pytest.mark.parametrize("signal", [1.0, 0.0], ids=["signal", "no-signal"])
 def test_per_plate_control_normalization_beats_global_on_held_out_experiments(tmp_path, signal):
     """The synthetic data's design: batch effects hide the class signal; controls undo them.
@@ -322,6 +333,7 @@ def test_per_plate_control_normalization_beats_global_on_held_out_experiments(tm
         progress=False,
         signal=signal,
         seed=3,
+        **_AFFINE_ONLY,  # the classic effects, which per-plate control statistics undo
     )
     root = generate(tmp_path, opts)
     md = read_metadata(root)
@@ -345,3 +357,110 @@ def test_cli_synth(tmp_path, capsys):
     assert (tmp_path / "metadata.csv").is_file()
     assert main(["synth", str(tmp_path / "x"), "--tiny", "--plates", "7"]) == 1
     assert "plates=7" in capsys.readouterr().err
+
+
+def _held_out_accuracies(tmp_path, **overrides):
+    opts = SyntheticOptions(
+        experiments=(("HEPG2", 2, 1), ("HUVEC", 2, 1), ("RPE", 1, 0), ("U2OS", 1, 0)),
+        sirnas_per_plate=6,
+        positive_controls=6,
+        image_size=16,
+        layout="full",
+        workers=1,
+        progress=False,
+        seed=3,
+        **overrides,
+    )
+    root = generate(tmp_path, opts)
+    md = read_metadata(root)
+    x = _channel_means(root, md, "full")
+    train = (md.dataset == "train").to_numpy()
+    glob, _ = _nearest_centroid_accuracy((x - x[train].mean(0)) / x[train].std(0), md)
+    plate, _ = _nearest_centroid_accuracy(_plate_control_normalized(x, md), md)
+    return glob, plate
+
+
+def test_calibrated_effects_survive_control_normalization(tmp_path):
+    """The calibrated defaults: controls still help, but no longer undo everything."""
+    glob, plate = _held_out_accuracies(tmp_path / "calibrated")
+    _, affine_plate = _held_out_accuracies(tmp_path / "affine", **_AFFINE_ONLY)
+    assert plate > glob + 0.1, (glob, plate)
+    assert plate < affine_plate - 0.2, (plate, affine_plate)
+
+
+def _site(root, experiment="HEPG2-01", plate=1, well="B02"):
+    path = root / image_path(None, experiment, plate, well, 1, 1, "full")
+    return np.asarray(Image.open(path), dtype=float)
+
+
+_EFFECT_OPTS = {
+    "experiments": (("HEPG2", 2, 0),),
+    "sirnas_per_plate": 2,
+    "positive_controls": 0,
+    "image_size": 32,
+    "layout": "full",
+    "sites": 1,
+    "plates": 2,
+    "workers": 1,
+    "progress": False,
+    "seed": 5,
+}
+
+
+@pytest.mark.parametrize("effect", _CALIBRATED)
+def test_each_calibrated_effect_changes_pixels_and_is_off_at_zero(tmp_path, effect):
+    base = dict(_EFFECT_OPTS, **_AFFINE_ONLY)
+    generate(tmp_path / "off", **base)
+    generate(tmp_path / "off2", **base)
+    generate(tmp_path / "on", **dict(base, **{effect: 0.5}))
+    md = read_metadata(tmp_path / "off")
+    wells = md.drop_duplicates(["experiment", "plate", "well"])
+    off = [_site(tmp_path / "off", r.experiment, r.plate, r.well) for r in wells.itertuples()]
+    off2 = [_site(tmp_path / "off2", r.experiment, r.plate, r.well) for r in wells.itertuples()]
+    on = [_site(tmp_path / "on", r.experiment, r.plate, r.well) for r in wells.itertuples()]
+    assert all(np.array_equal(a, b) for a, b in zip(off, off2, strict=True))  # seeded
+    changed = [not np.array_equal(a, b) for a, b in zip(off, on, strict=True)]
+    if effect == "batch_biology":  # the untreated control has no siRNA effect to vary
+        treated = (wells.well_type == "treatment").to_numpy()
+        assert all(np.array(changed)[treated]) and not any(np.array(changed)[~treated])
+    else:
+        assert all(changed)
+
+
+def test_vignetting_darkens_the_corners(tmp_path):
+    opts = dict(_EFFECT_OPTS, **_AFFINE_ONLY, signal=0.0, image_size=64)
+    generate(tmp_path / "flat", **opts)
+    generate(tmp_path / "vig", **dict(opts, vignetting=0.5))
+    yy, xx = np.mgrid[-1:1:64j, -1:1:64j]
+    corner, centre = (yy**2 + xx**2) > 1.2, (yy**2 + xx**2) < 0.2
+    flat, vig = _site(tmp_path / "flat"), _site(tmp_path / "vig")
+    corner_ratio = vig[corner].mean() / flat[corner].mean()  # same cells, same offset
+    centre_ratio = vig[centre].mean() / flat[centre].mean()
+    assert corner_ratio < 0.95 * centre_ratio, (corner_ratio, centre_ratio)
+
+
+def test_batch_biology_makes_a_class_differ_between_experiments():
+    from rxdata.synthetic import _class_profile
+
+    a0, _ = _class_profile(0, 7, 1.0, experiment=1, biology=0.0)
+    b0, _ = _class_profile(0, 7, 1.0, experiment=2, biology=0.0)
+    a1, _ = _class_profile(0, 7, 1.0, experiment=1, biology=1.0)
+    b1, _ = _class_profile(0, 7, 1.0, experiment=2, biology=1.0)
+    np.testing.assert_array_equal(a0, b0)
+    assert not np.allclose(a1, b1)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("nonlinearity", -0.1),
+        ("vignetting", 0.95),
+        ("well_position", 2.0),
+        ("density", "x"),
+        ("focus", 3.0),
+        ("batch_biology", 6.0),
+    ],
+)
+def test_calibrated_effect_parameters_are_validated(name, value):
+    with pytest.raises(OptionsError, match=name):
+        SyntheticOptions(**{name: value})

@@ -50,7 +50,6 @@ _EXPORTS: dict[str, str] = {
     "render_plate": "figures",
     # TFRecords, pipeline and conversion
     "read_tfrecord": "tfrecord",
-    "write_tfrecords": "conversion",  # deprecated alias of convert, kept for old code
     "PipelineOptions": "pipeline",
     "make_dataset": "pipeline",
     "ConvertOptions": "conversion",
@@ -66,6 +65,11 @@ _EXPORTS: dict[str, str] = {
     "assign_plates": "plates",
     "average_sites": "submission",
     "write_submission": "submission",
+    # batch effects: embedding correction, evaluation and test-time adaptation
+    "tvn": "embedding",
+    "accuracy_report": "evaluation",
+    "predict_per_group": "adaptation",
+    "dihedral_tta": "adaptation",
 }
 
 # Names that were top-level before 0.x and moved: old name -> submodule that has it now.
@@ -88,6 +92,7 @@ _MOVED: dict[str, str] = {
         ),
         "errors",
     ),
+    "write_tfrecords": "conversion",  # deprecated itself: call rxdata.convert
     "ImageKey": "naming",
     "SiteKey": "naming",
     "WellKey": "naming",

@@ -22,7 +22,12 @@ noise so PNG sizes and decode cost resemble the real images. Each siRNA class ha
 per-channel cell-intensity profile and cell size (strength ``signal``); each experiment
 multiplies every channel by a gain and adds an offset, and each plate adds an
 illumination gain and gradient (strength ``batch_effect``). Control wells sit on every
-plate, so per-plate control statistics undo the gain and offset.
+plate, so per-plate control statistics undo the gain and offset. Effects that such
+statistics cannot divide out are calibrated to the real data (docs/batch-effects.md): a
+power-law intensity response per experiment and channel (``nonlinearity``), vignetting
+per plate (``vignetting``), edge and row/column effects on the plate
+(``well_position``), cell density and focus per experiment (``density``, ``focus``), and
+siRNA effects that differ between experiments (``batch_biology``); each is off at 0.
 
 Everything is a deterministic function of ``seed`` and names: a site's pixels depend only
 on the seed, its experiment, plate, well and site, never on worker scheduling.
@@ -155,8 +160,28 @@ class SyntheticOptions:
     label_style: Literal["integer", "string"] = "integer"
     #: strength of the per-siRNA signal (0 = no signal, 1 = default, learnable at 64 px).
     signal: float = 1.0
-    #: strength of experiment and plate batch effects (0 = none).
+    #: master strength of every batch effect below and of the experiment gain/offset and
+    #: plate gain/gradient (0 = none; 1 = the calibrated defaults, docs/batch-effects.md).
     batch_effect: float = 1.0
+    #: sd of log(gamma) of a power-law intensity response per experiment and channel
+    #: (0..2). 0.15: the spread of log(p99/mean) between the 16 real negative-control
+    #: sites (0.07-0.25 by channel) divided by the mean log(p99/mean) (~1.1).
+    nonlinearity: float = 0.15
+    #: mean darkening of the field corners per plate (0..0.9), drawn 0.5x-1.5x per plate;
+    #: 0.05: the 16 real control sites' corners are 5% darker than their centres.
+    vignetting: float = 0.05
+    #: plate-position effects (0..1): edge wells dimmer by this fraction and a row/column
+    #: intensity trend of up to this much across the plate, direction drawn per plate.
+    well_position: float = 0.05
+    #: sd of log cell density per experiment (0..2); density also sets brightness.
+    density: float = 0.2
+    #: focus: cells blurred up to (1 + focus) x wider, drawn per experiment (0..2).
+    focus: float = 0.3
+    #: biology that varies by batch (0..5): each siRNA's effect per experiment is its
+    #: profile plus this times an experiment-specific one (renormalized), at a strength
+    #: multiplied by exp(N(0, this / 2)); calibrated so that globally normalized held-out
+    #: accuracy is about 0.75x held-in accuracy, the WILDS RxRx1 ratio (29.9% / 39.8%).
+    batch_biology: float = 0.5
     #: fraction of sites whose channels 5 and 6 are missing (like the real site-2 sample).
     incomplete_fraction: float = 0.0
     #: zlib level of the PNGs (0-9); 6 is the usual default and gives real-like file sizes,
@@ -209,7 +234,17 @@ class SyntheticOptions:
             )
         if self.label_style not in ("integer", "string"):
             raise OptionsError(f"label_style={self.label_style!r}: expected 'integer' or 'string'")
-        for name, hi in (("signal", 10.0), ("batch_effect", 10.0), ("incomplete_fraction", 1.0)):
+        for name, hi in (
+            ("signal", 10.0),
+            ("batch_effect", 10.0),
+            ("incomplete_fraction", 1.0),
+            ("nonlinearity", 2.0),
+            ("vignetting", 0.9),
+            ("well_position", 1.0),
+            ("density", 2.0),
+            ("focus", 2.0),
+            ("batch_biology", 5.0),
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise OptionsError(f"{name}={value!r}: expected a number in 0..{hi}")
@@ -345,19 +380,35 @@ class _SiteTask:
     site: int
     cell_type: str
     sirna_id: int
-    gain: tuple[float, ...]  # experiment x plate channel gain
+    gain: tuple[float, ...]  # experiment x plate x well-position channel gain
     offset: tuple[float, ...]
     gradient: tuple[float, float]
+    gamma: tuple[float, ...]  # power-law response per channel (experiment)
+    vignette: float  # corner darkening (plate)
+    density: float  # cell-count multiplier (experiment)
+    blur: float  # blob-size multiplier, >= 1 (experiment focus)
+    biology: float  # batch_biology (the experiment is in seed_key)
     channels: tuple[int, ...]
     seed_key: tuple[int, int, str, int]  # experiment hash, plate, well, site
 
 
-def _class_profile(seed: int, sirna_id: int, signal: float) -> tuple[np.ndarray, float]:
-    """Per-channel intensity multipliers and a cell-size factor for one siRNA class."""
+def _class_profile(
+    seed: int, sirna_id: int, signal: float, experiment: int = 0, biology: float = 0.0
+) -> tuple[np.ndarray, float]:
+    """Per-channel intensity multipliers and a cell-size factor for one siRNA class.
+
+    With ``biology > 0`` the profile differs by experiment: the class's own direction
+    plus ``biology`` times an experiment-specific one (renormalized to the same length),
+    at a strength scaled by ``exp(N(0, biology / 2))``.
+    """
     if sirna_id == NEGATIVE_CONTROL_ID:
         return np.ones(len(CHANNELS)), 1.0
     strength = 0.6 if sirna_id in POSITIVE_CONTROL_IDS else 0.35
     z = _rng(seed, "class", sirna_id).standard_normal(len(CHANNELS) + 1)
+    if biology > 0:
+        local = _rng(seed, "biology", experiment, sirna_id).standard_normal(len(CHANNELS) + 2)
+        z = (z + biology * local[:-1]) / np.sqrt(1.0 + biology**2)
+        strength *= float(np.exp(biology / 2 * local[-1]))
     sd = signal * strength  # log-normal multipliers with mean 1 over the classes
     return np.exp(sd * z[:-1] - sd**2 / 2), float(np.exp(signal * 0.1 * z[-1]))
 
@@ -367,10 +418,12 @@ def _render(task: _SiteTask, size: int, seed: int, signal: float) -> np.ndarray:
     rng = _rng(seed, "site", *task.seed_key)
     profiles = _cell_type_profiles()
     base = profiles.get(task.cell_type, profiles["OTHER"])
-    class_gain, size_factor = _class_profile(seed, task.sirna_id, signal)
+    class_gain, size_factor = _class_profile(
+        seed, task.sirna_id, signal, task.seed_key[0], task.biology
+    )
     well_noise = np.exp(_PLATE_NOISE * _rng(seed, "well", *task.seed_key[:3]).standard_normal(6))
     scale = size / 512
-    n_cells = rng.poisson(_CELLS.get(task.cell_type, 250))
+    n_cells = rng.poisson(_CELLS.get(task.cell_type, 250) * task.density)
     # impulses at cell centres (periodic field of view), weighted by per-cell brightness
     pos = rng.integers(0, size, size=(n_cells, 2))
     weight = rng.lognormal(0.0, 0.35, n_cells)
@@ -381,19 +434,24 @@ def _render(task: _SiteTask, size: int, seed: int, signal: float) -> np.ndarray:
     yy = np.linspace(-1.0, 1.0, size)[:, None]
     xx = np.linspace(-1.0, 1.0, size)[None, :]
     illumination = 1.0 + task.gradient[0] * yy + task.gradient[1] * xx
+    illumination *= 1.0 - task.vignette * (yy**2 + xx**2) / 2.0  # corners: 1 - vignette
     # The blur keeps the sum of the impulses, so a level of (target - background) * pixels
     # / (expected cells x mean weight) makes the expected channel mean the published one.
     expected = _CELLS.get(task.cell_type, 250) * _CELLS_MEAN_WEIGHT
     out = np.empty((len(task.channels), size, size), dtype=np.uint8)
     for i, channel in enumerate(task.channels):
         c = channel - 1
-        sigma = max(0.6, _SIGMA[c] * scale * size_factor)
+        sigma = max(0.6, _SIGMA[c] * scale * size_factor) * task.blur  # focus: any size
         blur = np.exp(-2.0 * np.pi**2 * sigma**2 * (fy + fx))
         cells = scipy.fft.irfft2(spectrum * blur, s=(size, size))
         level = (TARGET_CHANNEL_MEANS[c] - _BACKGROUND[c]) * size * size / expected
         cells *= level * base[c] * class_gain[c] * well_noise[c]
         cells *= 1.0 + _SHOT * rng.standard_normal((size, size))
-        img = (cells + _BACKGROUND[c]) * illumination * task.gain[c] + task.offset[c]
+        img = (cells + _BACKGROUND[c]) * illumination * task.gain[c]
+        if task.gamma[c] != 1.0:  # power-law response around the channel's target mean
+            ref = TARGET_CHANNEL_MEANS[c]
+            img = ref * np.power(np.maximum(img, 0.0) / ref, task.gamma[c])
+        img += task.offset[c]
         img += _NOISE * rng.standard_normal((size, size))
         np.clip(np.rint(img), 0, 255, out=img)
         out[i] = img.astype(np.uint8)
@@ -418,18 +476,57 @@ def _write_site(task: _SiteTask, size: int, seed: int, signal: float, level: int
             f.write(_encode_png(image, level))
 
 
-def _batch_params(
-    options: SyntheticOptions, experiment: str, plate: int
-) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, float]]:
+@dataclass(frozen=True)
+class _PlateEffects:
+    """The batch effects shared by every site of one plate."""
+
+    gain: np.ndarray  # per channel: experiment gain x plate gain
+    offset: tuple[float, ...]
+    gradient: tuple[float, float]
+    gamma: tuple[float, ...]
+    vignette: float
+    density: float
+    blur: float
+    trend: tuple[float, float]  # row and column intensity trend (log scale, edge to edge)
+
+    def well_gain(self, well: str, edge: float) -> tuple[float, ...]:
+        """The channel gains of one well: plate gain x edge dimming x row/column trend."""
+        row = (ROWS.index(well[0]) / (len(ROWS) - 1)) * 2 - 1  # -1 (B) .. 1 (O)
+        col = ((int(well[1:]) - COLUMNS[0]) / (COLUMNS[-1] - COLUMNS[0])) * 2 - 1
+        on_edge = abs(row) == 1.0 or abs(col) == 1.0
+        factor = np.exp(self.trend[0] * row / 2 + self.trend[1] * col / 2) * (
+            1.0 - edge if on_edge else 1.0
+        )
+        return tuple(float(g) for g in self.gain * factor)
+
+
+def _batch_params(options: SyntheticOptions, experiment: str, plate: int) -> _PlateEffects:
     be = float(options.batch_effect)
+    n = len(CHANNELS)
     erng = _rng(options.seed, "experiment", experiment)
-    exp_gain = np.exp(be * 0.3 * erng.standard_normal(len(CHANNELS)))
-    offset = be * erng.uniform(-1.0, 4.0, len(CHANNELS))
+    exp_gain = np.exp(be * 0.3 * erng.standard_normal(n))
+    offset = be * erng.uniform(-1.0, 4.0, n)
+    # new effects draw from their own streams, so older effects keep their values
+    xrng = _rng(options.seed, "experiment-response", experiment)
+    gamma = np.exp(be * options.nonlinearity * xrng.standard_normal(n))
+    density = float(np.exp(be * options.density * xrng.standard_normal()))
+    blur = 1.0 + be * options.focus * float(xrng.uniform())
     prng = _rng(options.seed, "illumination", experiment, plate)
     plate_gain = np.exp(be * 0.1 * prng.standard_normal())
     gradient = be * 0.15 * prng.uniform(-1.0, 1.0, 2)
-    gain = tuple(float(g) for g in exp_gain * plate_gain)
-    return gain, tuple(float(o) for o in offset), (float(gradient[0]), float(gradient[1]))
+    qrng = _rng(options.seed, "plate-field", experiment, plate)
+    vignette = min(0.95, be * options.vignetting * float(qrng.uniform(0.5, 1.5)))
+    trend = be * options.well_position * qrng.uniform(-1.0, 1.0, 2)
+    return _PlateEffects(
+        gain=exp_gain * plate_gain,
+        offset=tuple(float(o) for o in offset),
+        gradient=(float(gradient[0]), float(gradient[1])),
+        gamma=tuple(float(g) for g in gamma),
+        vignette=vignette,
+        density=density,
+        blur=blur,
+        trend=(float(trend[0]), float(trend[1])),
+    )
 
 
 def _tasks(options: SyntheticOptions, root: str, wells: pd.DataFrame) -> list[_SiteTask]:
@@ -450,7 +547,8 @@ def _tasks(options: SyntheticOptions, root: str, wells: pd.DataFrame) -> list[_S
         key = (experiment, plate)
         if key not in params:
             params[key] = _batch_params(options, experiment, plate)
-        gain, offset, gradient = params[key]
+        effects: _PlateEffects = params[key]
+        gain = effects.well_gain(well, min(0.9, options.batch_effect * options.well_position))
         folder = os.path.dirname(image_path(dataset, experiment, plate, well, 1, 1, options.layout))
         for site in range(1, options.sites + 1):
             drop = incomplete.random() < options.incomplete_fraction
@@ -461,8 +559,13 @@ def _tasks(options: SyntheticOptions, root: str, wells: pd.DataFrame) -> list[_S
                     cell_type=experiment.split("-")[0],
                     sirna_id=sirna_id,
                     gain=gain,
-                    offset=offset,
-                    gradient=gradient,
+                    offset=effects.offset,
+                    gradient=effects.gradient,
+                    gamma=effects.gamma,
+                    vignette=effects.vignette,
+                    density=effects.density,
+                    blur=effects.blur,
+                    biology=float(options.batch_effect * options.batch_biology),
                     channels=CHANNELS[:4] if drop else CHANNELS,
                     seed_key=(zlib.crc32(experiment.encode()), plate, well, site),
                 )

@@ -1,0 +1,148 @@
+"""Batch correction of embeddings against control wells (numpy only, no TensorFlow).
+
+Contract: every function takes an ``(n, d)`` array of embeddings (a model's
+penultimate-layer outputs, one row per site or well), an ``(n,)`` array naming each row's
+batch (a plate such as ``"HUVEC-01/3"`` or an experiment) and an ``(n,)`` boolean mask of
+control rows, and returns a new ``(n, d)`` float64 array; the inputs are never modified.
+Statistics come from the control rows of each batch only, so a batch never seen in
+training (a held-out experiment) is corrected by its own controls, as Recursion corrects
+its embeddings (Celik et al., "Building, benchmarking, and exploring perturbative maps of
+transcriptional and morphological data", 2024; the EFAAR benchmarking code).
+
+* :func:`center_scale`: per batch, subtract the controls' mean and divide by their
+  standard deviation, dimension by dimension.
+* :func:`tvn` (typical variation normalization): :func:`center_scale`, then a whitening
+  (PCA rotation scaled to unit variance) fitted on all control rows together, so that the
+  variation controls show everywhere ("typical variation") is spread evenly over the
+  dimensions and directions in which treatments differ from controls stand out.
+
+A batch without a control row raises :class:`~rxdata.errors.StatsError`: silently
+leaving it uncorrected would mix corrected and uncorrected rows.
+
+Example:
+    >>> import numpy as np
+    >>> x = np.array([[1.0, 10.0], [3.0, 14.0], [5.0, 30.0], [0.0, 0.0]])
+    >>> center_scale(x, ["p1", "p1", "p1", "p2"], [True, True, False, True]).tolist()
+    [[-1.0, -1.0], [1.0, 1.0], [3.0, 9.0], [0.0, 0.0]]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from rxdata.errors import OptionsError, StatsError
+
+__all__ = ["center_scale", "tvn"]
+
+#: Standard deviations and eigenvalues below this are treated as this (constant
+#: dimensions and rank-deficient control sets are scaled, not divided by zero).
+EPSILON = 1e-6
+
+
+def _inputs(
+    embeddings: ArrayLike, groups: ArrayLike, controls: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.str_], NDArray[np.bool_]]:
+    x = np.asarray(embeddings, dtype=np.float64)
+    if x.ndim != 2:
+        raise OptionsError(f"embeddings: expected an (n, d) array, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        row = int(np.argwhere(~np.isfinite(x))[0, 0])
+        raise OptionsError(f"embeddings: row {row} holds a NaN or infinity")
+    g = np.asarray(groups).astype(str)
+    c = np.asarray(controls)
+    if g.shape != (len(x),) or c.shape != (len(x),):
+        raise OptionsError(
+            f"groups {g.shape} and controls {c.shape} must be 1-D with one entry per "
+            f"embedding row ({len(x)})"
+        )
+    if c.dtype != np.bool_:
+        raise OptionsError(f"controls: expected a boolean mask, got dtype {c.dtype}")
+    return x, g, c
+
+
+def center_scale(
+    embeddings: ArrayLike, groups: ArrayLike, controls: ArrayLike, *, scale: bool = True
+) -> NDArray[np.float64]:
+    """Center (and scale) each batch's embeddings by the statistics of its control rows.
+
+    Args:
+        embeddings: ``(n, d)`` embeddings.
+        groups: ``(n,)`` batch of each row (plate or experiment names; any values).
+        controls: ``(n,)`` boolean mask of the control rows (e.g. negative-control wells).
+        scale: Also divide by the controls' standard deviation (floored at ``EPSILON``);
+            ``False`` only subtracts their mean.
+
+    Returns:
+        The corrected ``(n, d)`` embeddings; each batch's controls have mean 0 (and
+        standard deviation 1 where they vary).
+
+    Raises:
+        OptionsError: Shapes do not match or an embedding is not finite.
+        StatsError: A batch has no control row.
+
+    Example:
+        >>> center_scale([[2.0], [4.0], [9.0]], ["a", "a", "a"], [True, True, False]).ravel()
+        array([-1.,  1.,  6.])
+    """
+    x, g, c = _inputs(embeddings, groups, controls)
+    out = np.empty_like(x)
+    for group in np.unique(g):
+        rows = g == group
+        ref = x[rows & c]
+        if len(ref) == 0:
+            raise StatsError(
+                f"batch {group!r} has no control rows ({int(rows.sum())} rows); every "
+                "batch needs controls to be corrected: drop the batch or mark its controls"
+            )
+        centered = x[rows] - ref.mean(axis=0)
+        out[rows] = centered / np.maximum(ref.std(axis=0), EPSILON) if scale else centered
+    return out
+
+
+def tvn(embeddings: ArrayLike, groups: ArrayLike, controls: ArrayLike) -> NDArray[np.float64]:
+    """Typical variation normalization: per-batch center-scale, then control whitening.
+
+    After :func:`center_scale`, the covariance of all control rows (pooled over the
+    batches) is diagonalised; every row is rotated into its eigenvectors and each
+    direction divided by the square root of its eigenvalue, so the control rows have
+    identity covariance. Directions in which the controls do not vary (eigenvalue below
+    ``EPSILON`` times the largest; e.g. beyond the number of controls, when embeddings
+    have more dimensions than there are controls) are dropped rather than divided by
+    nearly zero, as a PCA whitening of the controls does: the result has ``k <= d``
+    columns, ``k`` the rank of the controls.
+
+    Args:
+        embeddings: ``(n, d)`` embeddings.
+        groups: ``(n,)`` batch of each row.
+        controls: ``(n,)`` boolean mask of the control rows.
+
+    Returns:
+        The normalized ``(n, k)`` embeddings, components by decreasing control variance.
+
+    Raises:
+        OptionsError: Shapes do not match, an embedding is not finite, or fewer than two
+            control rows.
+        StatsError: A batch has no control row.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=(200, 3)) @ [[2.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0, 0, 3]]
+        >>> z = tvn(x, np.repeat(["a", "b"], 100), np.ones(200, bool))
+        >>> np.allclose(np.cov(z.T, bias=True), np.eye(3))
+        True
+    """
+    x, g, c = _inputs(embeddings, groups, controls)
+    if c.sum() < 2:
+        raise OptionsError(f"tvn needs at least 2 control rows, got {int(c.sum())}")
+    cs = center_scale(x, g, c)
+    ref = cs[c]
+    ref_centered = ref - ref.mean(axis=0)
+    cov = ref_centered.T @ ref_centered / len(ref)
+    eigenvalues, eigenvectors = np.linalg.eigh(cov)
+    order = np.argsort(eigenvalues)[::-1]
+    eigenvalues, eigenvectors = eigenvalues[order], eigenvectors[:, order]
+    keep = eigenvalues > EPSILON * max(float(eigenvalues[0]), EPSILON)
+    whitening = eigenvectors[:, keep] / np.sqrt(eigenvalues[keep])
+    result: NDArray[np.float64] = (cs - ref.mean(axis=0)) @ whitening
+    return result
