@@ -133,7 +133,7 @@ def predict_sites(
     """
     from rxdata.pipeline import PipelineOptions, make_dataset
     from rxdata.pipeline import predict as predict_batches
-    from rxdata.tfrecord import read_tfrecord
+    from rxdata.reader import read_tfrecord
 
     image_size, normalize_on = model_input_spec(model)
     first = next(iter(read_tfrecord(files[0], decode=False)), None)

@@ -147,7 +147,7 @@ def load_records(
 def _records_from_shards(files: Sequence[str]) -> RecordSet:
     """The site table read from the records (``dataset`` from the record, or ``train``
     for labelled and ``test`` for unlabelled sites when records do not say)."""
-    from rxdata.tfrecord import read_tfrecord
+    from rxdata.reader import read_tfrecord
 
     rows, shapes = [], set()
     for file in files:

@@ -139,3 +139,66 @@ def pid_alive(pid: int) -> bool:
         except ProcessLookupError:
             return False
         return True
+
+
+# --- TFRecord examples --------------------------------------------------------------------
+def make_site(**overrides: object) -> dict[str, object]:
+    """One metadata-table row (a labelled HEPG2-01 treatment site), with ``overrides``."""
+    site: dict[str, object] = {
+        "site_id": "HEPG2-01_1_B03_2",
+        "id_code": "HEPG2-01_1_B03",
+        "dataset": "train",
+        "experiment": "HEPG2-01",
+        "cell_type": "HEPG2",
+        "plate": np.int8(1),
+        "well": "B03",
+        "site": np.int8(2),
+        "well_type": "treatment",
+        "sirna": "513",
+        "sirna_id": 513,
+    }
+    site.update(overrides)
+    return site
+
+
+def rxrx1_utils_example(image: np.ndarray, sirna: int | None, well_type: str) -> bytes:
+    """One record in rxrx1-utils' exact layout, written with plain TensorFlow."""
+    import tensorflow as tf
+
+    def b(v: str) -> tf.train.Feature:
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode("utf-8")]))
+
+    def i(v: int) -> tf.train.Feature:
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))
+
+    features = {
+        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image.tobytes()])),
+        "well": b("B02"),
+        "well_type": b(well_type),
+        "experiment": b("HEPG2-08"),
+        "plate": i(2),
+        "site": i(1),
+        "cell_type": b("HEPG2"),
+    }
+    if sirna is not None:
+        features["sirna"] = i(sirna)
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def write_good_shard(
+    path: Path, compression: str = "none", n: int = 3, side: int = 32
+) -> list[bytes]:
+    """Write ``n`` distinct sites to ``path``; return their serialized examples."""
+    from rxdata import tfrecord
+
+    # Distinct random pixels do not compress, so a cut near the end damages only the last
+    # record, in every compression.
+    rng = np.random.default_rng(2)
+    data = [
+        tfrecord.encode_example(
+            make_site(site=s + 1), image=rng.integers(0, 256, (side, side, 6), dtype=np.uint8)
+        )
+        for s in range(n)
+    ]
+    tfrecord.write_shard(path, data, compression=compression)  # type: ignore[arg-type]
+    return data

@@ -173,7 +173,7 @@ def test_plan_refuses_shared_shard_names() -> None:
 
 
 def read_back(out: Path) -> dict[str, dict]:
-    from rxdata.tfrecord import read_tfrecord
+    from rxdata.reader import read_tfrecord
 
     records = {}
     for p in sorted(out.rglob("*.tfrecord")):
@@ -214,7 +214,7 @@ def test_end_to_end_pixel_exact(layout, encoding, kaggle_root, full_root, tmp_pa
 
 
 def test_png_encoding_copies_the_source_bytes(kaggle_root, tmp_path) -> None:
-    from rxdata.tfrecord import read_tfrecord
+    from rxdata.reader import read_tfrecord
 
     out = tmp_path / "out"
     convert(kaggle_root, out, datasets=("test",), workers=1, progress=False)

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from rxdata import tfrecord
+from rxdata import reader, tfrecord
 from rxdata.errors import OptionsError, RecordError
 from rxdata.normalization import ChannelStats, Normalizer, normalize, standardize_image
 from rxdata.pipeline import LABEL_SPACES, PipelineOptions, make_dataset, predict, standardize
@@ -815,7 +815,7 @@ def test_flipped_byte_in_a_gzip_shard_keeps_a_clean_prefix(tmp_path: Path, where
         tf.train.Example.FromString(e).features.feature["well"].bytes_list.value[0]
         for e in examples
     ]
-    intact = [r["well"].encode() for r in tfrecord.read_tfrecord(path, on_error="skip")]
+    intact = [r["well"].encode() for r in reader.read_tfrecord(path, on_error="skip")]
     assert intact and intact == wells[: len(intact)] and len(intact) < len(wells)
     with pytest.raises((RecordError, tf.errors.DataLossError)):  # at build or in iteration
         list(

@@ -1,11 +1,10 @@
-"""Tests for rxdata.tfrecord: schema, round trips, rxrx1-utils compatibility, bad shards."""
+"""Tests for rxdata.tfrecord: schema, round trips, rxrx1-utils compatibility, writing."""
 
 from __future__ import annotations
 
 import gzip
 import io
 import os
-import warnings
 import zlib
 from pathlib import Path
 
@@ -17,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from rxdata import tfrecord
+from helpers import make_site, rxrx1_utils_example
+from rxdata import reader, tfrecord
 from rxdata.errors import OptionsError, RecordError
 
 
@@ -25,24 +25,6 @@ def png_bytes(plane: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(plane, mode="L").save(buf, format="PNG")
     return buf.getvalue()
-
-
-def make_site(**overrides: object) -> dict[str, object]:
-    site: dict[str, object] = {
-        "site_id": "HEPG2-01_1_B03_2",
-        "id_code": "HEPG2-01_1_B03",
-        "dataset": "train",
-        "experiment": "HEPG2-01",
-        "cell_type": "HEPG2",
-        "plate": np.int8(1),
-        "well": "B03",
-        "site": np.int8(2),
-        "well_type": "treatment",
-        "sirna": "513",
-        "sirna_id": 513,
-    }
-    site.update(overrides)
-    return site
 
 
 # ---------------------------------------------------------------------------------------
@@ -99,7 +81,7 @@ def test_round_trip(
     assert info.count == 2 and info.size == path.stat().st_size
     assert tfrecord.detect_compression(path) == compression
 
-    records = list(tfrecord.read_tfrecord(path))
+    records = list(reader.read_tfrecord(path))
     assert len(records) == 2
     rec = records[0]
     np.testing.assert_array_equal(rec["image"], image)
@@ -147,60 +129,12 @@ def test_channel_subset_png_decodes_only_selected(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------
 # rxrx1-utils compatibility: records in its exact layout, written with plain TensorFlow
 # ---------------------------------------------------------------------------------------
-def rxrx1_utils_example(image: np.ndarray, sirna: int | None, well_type: str) -> bytes:
-    def b(v: str) -> tf.train.Feature:
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode("utf-8")]))
-
-    def i(v: int) -> tf.train.Feature:
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))
-
-    features = {
-        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image.tobytes()])),
-        "well": b("B02"),
-        "well_type": b(well_type),
-        "experiment": b("HEPG2-08"),
-        "plate": i(2),
-        "site": i(1),
-        "cell_type": b("HEPG2"),
-    }
-    if sirna is not None:
-        features["sirna"] = i(sirna)
-    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
-
-
-def test_reads_rxrx1_utils_records(tmp_path: Path) -> None:
-    rng = np.random.default_rng(1)
-    image = rng.integers(0, 256, (16, 16, 6), dtype=np.uint8)
-    path = str(tmp_path / "001.tfrecord")
-    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-        writer.write(rxrx1_utils_example(image, 1138, "negative_control"))
-        writer.write(rxrx1_utils_example(image, None, "treatment"))  # a test site
-    labelled, unlabelled = list(tfrecord.read_tfrecord(path))
-    np.testing.assert_array_equal(labelled["image"], image)
-    assert labelled["id_code"] == "HEPG2-08_2_B02"
-    assert (labelled["sirna"], labelled["sirna_id"]) == ("1138", 1138)
-    assert (unlabelled["sirna"], unlabelled["sirna_id"]) == (None, None)
-    assert labelled["encoding"] == "raw" and labelled["dataset"] is None
-    assert (labelled["height"], labelled["width"], labelled["channels"]) == (16, 16, 6)
-
+def test_parse_example_reads_rxrx1_utils_records() -> None:
+    image = np.random.default_rng(1).integers(0, 256, (16, 16, 6), dtype=np.uint8)
     serialized = [rxrx1_utils_example(image, 7, "treatment"), rxrx1_utils_example(image, None, "")]
     parsed = tfrecord.parse_example(tf.constant(serialized))
     assert parsed["id_code"].numpy().tolist() == [b"HEPG2-08_2_B02"] * 2
     assert parsed["sirna_id"].numpy().tolist() == [7, -1]
-
-
-def test_rxrx1_utils_channel_subsets_are_inferred(tmp_path: Path) -> None:
-    image = np.random.default_rng(3).integers(0, 256, (16, 16, 3), dtype=np.uint8)
-    path = str(tmp_path / "rgb.tfrecord")
-    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-        writer.write(rxrx1_utils_example(image, 5, "treatment"))
-    record = next(tfrecord.read_tfrecord(path))
-    assert record["channels"] == 3
-    np.testing.assert_array_equal(record["image"], image)
-    bad = tf.train.Example.FromString(rxrx1_utils_example(image, 5, "treatment"))
-    bad.features.feature["image"].bytes_list.value[0] = b"x" * 7
-    with pytest.raises(RecordError, match="7 bytes has no height/width"):
-        tfrecord.decode_example(bad.SerializeToString())
 
 
 def test_rxdata_raw_records_satisfy_rxrx1_utils_parser() -> None:
@@ -289,122 +223,8 @@ def test_bad_compression_option(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Bad shards
+# Compression detection and empty shards
 # ---------------------------------------------------------------------------------------
-def write_good_shard(
-    path: Path, compression: str = "none", n: int = 3, side: int = 32
-) -> list[bytes]:
-    # Distinct random pixels do not compress, so a cut near the end damages only the last
-    # record, in every compression.
-    rng = np.random.default_rng(2)
-    data = [
-        tfrecord.encode_example(
-            make_site(site=s + 1), image=rng.integers(0, 256, (side, side, 6), dtype=np.uint8)
-        )
-        for s in range(n)
-    ]
-    tfrecord.write_shard(path, data, compression=compression)  # type: ignore[arg-type]
-    return data
-
-
-@pytest.mark.parametrize("compression", tfrecord.COMPRESSIONS)
-def test_truncated_shard_names_file_and_record(tmp_path: Path, compression: str) -> None:
-    path = tmp_path / "t.tfrecord"
-    write_good_shard(path, compression)
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) - 1000])
-    with pytest.raises(RecordError, match=r"t\.tfrecord: record \d: corrupt or truncated") as info:
-        list(tfrecord.read_tfrecord(path))
-    reader = tfrecord.read_tfrecord(path, on_error="skip")
-    good = list(reader)
-    # The records before the cut survive; for GZIP/ZLIB (where TensorFlow's inflater
-    # fails early, reading ahead in blocks) they are salvaged through Python's zlib.
-    assert [r["site"] for r in good] == [1, 2]
-    assert reader.bad == 1 and reader.count == 2
-    if compression == "none":
-        assert "record 2" in str(info.value)
-
-
-def inflated_until_error(data: bytes, wbits: int) -> bytes:
-    """Everything zlib inflates before it reports an error, fed one byte at a time."""
-    inflater = zlib.decompressobj(wbits)
-    out = []
-    for i in range(len(data)):
-        try:
-            out.append(inflater.decompress(data[i : i + 1]))
-        except zlib.error:
-            break
-    return b"".join(out)
-
-
-@pytest.mark.parametrize("compression", ["gzip", "zlib"])
-@pytest.mark.parametrize("where", [0.1, 0.5, 0.9], ids=["10%", "50%", "90%"])
-def test_one_flipped_byte_salvages_every_record_before_the_damage(
-    tmp_path: Path, compression: str, where: float
-) -> None:
-    # A small shard: TensorFlow inflates it in one block and, on the error, returns none
-    # of its records. Every record that ends before the first damaged inflated byte must
-    # come back, and nothing after it.
-    plain = tmp_path / "plain.tfrecord"
-    good = write_good_shard(plain, n=12, side=16)
-    path = tmp_path / "d.tfrecord"
-    tfrecord.write_shard(path, good, compression=compression)  # type: ignore[arg-type]
-    data = bytearray(path.read_bytes())
-    data[int(len(data) * where)] ^= 0x01
-    path.write_bytes(bytes(data))
-
-    stream = plain.read_bytes()
-    inflated = inflated_until_error(bytes(data), 31 if compression == "gzip" else 15)
-    damage = next(i for i, (x, y) in enumerate(zip(inflated, stream, strict=False)) if x != y)
-    ends = np.cumsum([len(g) + 16 for g in good])  # 12 bytes of header, 4 of CRC
-    expected = int(np.sum(ends <= damage))
-    assert 0 < expected < len(good)  # records on both sides of the damage
-
-    with pytest.raises(RecordError, match=r"d\.tfrecord: record \d+: corrupt or truncated"):
-        list(tfrecord.read_tfrecord(path))
-    reader = tfrecord.read_tfrecord(path, on_error="skip", decode=False)
-    got = [r["site"] for r in reader]
-    assert got == list(range(1, expected + 1))
-    assert reader.bad == 1 and reader.count == expected
-
-
-def test_corrupt_record_payload(tmp_path: Path) -> None:
-    path = tmp_path / "c.tfrecord"
-    write_good_shard(path)
-    data = bytearray(path.read_bytes())
-    data[1000] ^= 0xFF  # inside record 0's payload: its CRC no longer matches
-    path.write_bytes(bytes(data))
-    with pytest.raises(RecordError, match="record 0: corrupt"):
-        next(tfrecord.read_tfrecord(path))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        reader = tfrecord.read_tfrecord(path, on_error="warn")
-        assert list(reader) == []
-    assert reader.bad == 1 and "c.tfrecord: record 0" in str(caught[0].message)
-
-
-def test_bad_examples_are_counted_and_skipped(tmp_path: Path) -> None:
-    good = write_good_shard(tmp_path / "g.tfrecord", n=2)
-    wrong_size = tf.train.Example.FromString(good[0])
-    wrong_size.features.feature["height"].int64_list.value[0] = 9
-    path = tmp_path / "mixed.tfrecord"
-    tfrecord.write_shard(path, [good[0], b"\x00garbage", wrong_size.SerializeToString(), good[1]])
-    with pytest.raises(RecordError, match=r"mixed\.tfrecord: record 1: not a serialized"):
-        list(tfrecord.read_tfrecord(path))
-    reader = tfrecord.read_tfrecord(path, on_error="skip")
-    assert [r["site"] for r in reader] == [1, 2]
-    assert reader.bad == 2 and "record 2: raw 'image' has 6144 bytes" in reader.errors[1]
-
-
-def test_not_a_tfrecord_file(tmp_path: Path) -> None:
-    path = tmp_path / "x.png"
-    path.write_bytes(png_bytes(np.zeros((2, 2), np.uint8)))
-    with pytest.raises(RecordError, match=r"x\.png: not a TFRecord file \(first bytes 89 50"):
-        tfrecord.read_tfrecord(path)
-    with pytest.raises(FileNotFoundError, match=r"missing\.tfrecord"):
-        tfrecord.read_tfrecord(tmp_path / "missing.tfrecord")
-
-
 @settings(max_examples=200, deadline=None)
 @given(st.binary(min_size=0, max_size=64))
 def test_detection_agrees_with_python_codecs(payload: bytes) -> None:
@@ -424,7 +244,7 @@ def test_empty_shards(tmp_path: Path) -> None:
         info = tfrecord.write_shard(path, [], compression=compression)  # type: ignore[arg-type]
         assert info.count == 0
         assert tfrecord.detect_compression(path) == compression or info.size == 0
-        assert list(tfrecord.read_tfrecord(path)) == []
+        assert list(reader.read_tfrecord(path)) == []
 
 
 # ---------------------------------------------------------------------------------------
@@ -440,7 +260,7 @@ def test_real_site_round_trips_in_both_encodings(real_root: Path, tmp_path: Path
     png = tfrecord.encode_example(site, pngs=pngs)
     assert len(png) < 0.6 * len(raw)  # PNG records are much smaller on real cells
     tfrecord.write_shard(tmp_path / "r.tfrecord", [raw, png])
-    for record in tfrecord.read_tfrecord(tmp_path / "r.tfrecord"):
+    for record in reader.read_tfrecord(tmp_path / "r.tfrecord"):
         np.testing.assert_array_equal(record["image"], expected)
     parsed = tfrecord.parse_example(tf.constant(png), encoding="png", channels=6)
     pixels = tfrecord.decode_image(
@@ -459,7 +279,7 @@ def test_encodes_rows_of_the_metadata_table(tiny_kaggle: Path) -> None:
     image = np.zeros((2, 2, 6), np.uint8)
     for _, row in picks.iterrows():
         for site in (row, row.to_dict()):  # a pandas Series or a plain dict
-            record = tfrecord.decode_example(tfrecord.encode_example(site, image=image))
+            record = reader.decode_example(tfrecord.encode_example(site, image=image))
             for key in ("id_code", "dataset", "experiment", "cell_type", "well", "well_type"):
                 assert record[key] == str(row[key]), key
             assert (record["plate"], record["site"]) == (row["plate"], row["site"])
@@ -504,22 +324,14 @@ def test_example_bytes_are_identical_in_a_fresh_process() -> None:
     assert out.stdout.strip().splitlines()[-1] == hashlib.sha256(here).hexdigest()
 
 
-@pytest.mark.parametrize("compression", tfrecord.COMPRESSIONS)
-def test_read_layout_peeks_the_first_good_record(tmp_path: Path, compression: str) -> None:
-    good = write_good_shard(tmp_path / "g.tfrecord", n=2, side=16)
-    path = tmp_path / "l.tfrecord"
-    tfrecord.write_shard(path, [b"\x00junk", *good], compression=compression)  # type: ignore[arg-type]
-    with pytest.raises(RecordError, match=r"l\.tfrecord: record 0: not a serialized"):
-        tfrecord.read_layout(path)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        layout = tfrecord.read_layout(path, on_error="warn")
-    assert layout == tfrecord.RecordLayout("raw", 16, 16, 6) and len(caught) == 1
-    # a shard cut inside its first record has no good record; an empty one neither
-    data = (tmp_path / "g.tfrecord").read_bytes()
-    (tmp_path / "cut.tfrecord").write_bytes(data[:100])
-    assert tfrecord.read_layout(tmp_path / "cut.tfrecord", on_error="skip") is None
-    with pytest.raises(RecordError, match="record 0: truncated record"):
-        tfrecord.read_layout(tmp_path / "cut.tfrecord")
-    tfrecord.write_shard(tmp_path / "empty.tfrecord", [], compression=compression)  # type: ignore[arg-type]
-    assert tfrecord.read_layout(tmp_path / "empty.tfrecord") is None
+def test_reading_names_moved_to_reader_still_work_and_warn() -> None:
+    # Old code imported the plain-Python readers from rxdata.tfrecord: they still work,
+    # with a DeprecationWarning naming rxdata.reader (looked up only when asked for).
+    for name in ("read_tfrecord", "decode_example", "read_layout", "RecordLayout", "RecordReader"):
+        with pytest.warns(DeprecationWarning, match=rf"use rxdata\.reader\.{name}"):
+            assert getattr(tfrecord, name) is getattr(reader, name)
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        tfrecord.nothing_here  # noqa: B018
+    import rxdata
+
+    assert rxdata.read_tfrecord is reader.read_tfrecord

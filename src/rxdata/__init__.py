@@ -49,7 +49,7 @@ _EXPORTS: dict[str, str] = {
     "render_site": "figures",
     "render_plate": "figures",
     # TFRecords, pipeline and conversion
-    "read_tfrecord": "tfrecord",
+    "read_tfrecord": "reader",
     "PipelineOptions": "pipeline",
     "make_dataset": "pipeline",
     "ConvertOptions": "conversion",

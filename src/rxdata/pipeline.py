@@ -63,6 +63,7 @@ from rxdata import _io, naming
 from rxdata import tfrecord as tfr
 from rxdata._compat import moved
 from rxdata.errors import OptionsError, RecordError
+from rxdata.reader import RecordLayout, read_layout, read_tfrecord
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -335,13 +336,13 @@ def _list_files(
     return sorted(set(files))
 
 
-def _confirmed_layout(path: str, on_error: str) -> tfr.RecordLayout | None:
+def _confirmed_layout(path: str, on_error: str) -> RecordLayout | None:
     """The layout of a shard's first good record, every record CRC-checked by TensorFlow."""
-    reader = tfr.read_tfrecord(path, decode=False, on_error=on_error)  # type: ignore[arg-type]
+    reader = read_tfrecord(path, decode=False, on_error=on_error)  # type: ignore[arg-type]
     record = next(reader, None)
     if record is None:
         return None
-    return tfr.RecordLayout(
+    return RecordLayout(
         encoding=record["encoding"],
         height=int(record["height"]),
         width=int(record["width"]),
@@ -351,10 +352,10 @@ def _confirmed_layout(path: str, on_error: str) -> tfr.RecordLayout | None:
 
 def _peek_layout(
     files: Sequence[str], on_error: str = "raise", remote: bool = False, compression: str = "auto"
-) -> tfr.RecordLayout:
+) -> RecordLayout:
     """The one layout of every shard, from the first good record of each.
 
-    One record per shard, read in plain Python (:func:`rxdata.tfrecord.read_layout`) by
+    One record per shard, read in plain Python (:func:`rxdata.reader.read_layout`) by
     parallel threads (object-store latency dominates remotely). Shards of different
     layouts cannot share one pipeline (static shapes, one decoder): that is a wrong glob,
     not a bad record, so it raises whatever ``on_error``. Before raising, the first shard
@@ -362,8 +363,8 @@ def _peek_layout(
     corrupt first record is handled by ``on_error`` instead of reported as a layout.
     """
 
-    def peek(path: str) -> tfr.RecordLayout | None:
-        return tfr.read_layout(path, on_error=on_error, compression=compression)  # type: ignore[arg-type]
+    def peek(path: str) -> RecordLayout | None:
+        return read_layout(path, on_error=on_error, compression=compression)  # type: ignore[arg-type]
 
     with ThreadPoolExecutor(max_workers=min(len(files), 32 if remote else 8)) as pool:
         layouts = list(pool.map(peek, files))
@@ -386,10 +387,10 @@ def _peek_layout(
 
 
 def _layout_groups(
-    files: Sequence[str], layouts: Sequence[tfr.RecordLayout | None]
-) -> dict[tfr.RecordLayout, str]:
+    files: Sequence[str], layouts: Sequence[RecordLayout | None]
+) -> dict[RecordLayout, str]:
     """Each layout found, with the first file that holds it."""
-    first_of: dict[tfr.RecordLayout, str] = {}
+    first_of: dict[RecordLayout, str] = {}
     for path, layout in zip(files, layouts, strict=True):
         if layout is not None:
             first_of.setdefault(layout, path)
@@ -436,7 +437,7 @@ def _split_filter(split: Split, part: str | Iterable[str]) -> tuple[list[str], l
     return list(split.by), keys
 
 
-def _valid_record(layout: tfr.RecordLayout, stored: int) -> Callable[[tf.Tensor], tf.Tensor]:
+def _valid_record(layout: RecordLayout, stored: int) -> Callable[[tf.Tensor], tf.Tensor]:
     """Keep a raw record whose image has the data set's byte length.
 
     A record that does not parse raises instead, which ``ignore_errors`` drops.

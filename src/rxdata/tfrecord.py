@@ -1,4 +1,4 @@
-"""The rxdata TFRecord format: schema, single-example encoding, atomic shards, reading.
+"""The rxdata TFRecord format: schema, single-example encoding, atomic shards, TF parsing.
 
 Contract:
     * One ``tf.train.Example`` per **site**. The feature layout is the table of key-name
@@ -9,11 +9,11 @@ Contract:
       plus the site's pixels into serialized bytes; :func:`write_shard` writes serialized
       examples to one shard file under a temporary name and renames it into place only
       when complete, so no half-written shard is ever visible.
-    * :func:`read_tfrecord` yields plain dicts of Python/numpy values (image as
-      ``(H, W, C)`` uint8) and needs no flags: it detects the record compression from the
-      file's first bytes and the image encoding from each example.
-    * :func:`parse_example` and :func:`decode_image` are the graph-side twins used by
-      :mod:`rxdata.pipeline` inside ``tf.data``.
+    * :func:`detect_compression` tells a shard's compression from its first bytes.
+    * :func:`parse_example` and :func:`decode_image` are the graph-side readers used by
+      :mod:`rxdata.pipeline` inside ``tf.data``. Reading shards in plain Python
+      (``read_tfrecord``, ``decode_example``, ``read_layout``) lives in
+      :mod:`rxdata.reader`.
 
 Compression detection (:func:`detect_compression`), in this order:
     1. an empty file, or a first 12 bytes that form a valid TFRecord length header (the
@@ -34,9 +34,10 @@ Example:
     >>> image = np.arange(4 * 4 * 6, dtype=np.uint8).reshape(4, 4, 6)
     >>> path = os.path.join(tempfile.mkdtemp(), "demo.tfrecord")
     >>> info = tfrecord.write_shard(path, [tfrecord.encode_example(site, image=image)])
-    >>> info.count
-    1
-    >>> record = next(tfrecord.read_tfrecord(path))
+    >>> info.count, tfrecord.detect_compression(path)
+    (1, 'none')
+    >>> import rxdata
+    >>> record = next(rxdata.read_tfrecord(path))
     >>> record["id_code"], record["sirna_id"], record["image"].shape
     ('HEPG2-01_1_B03', 513, (4, 4, 6))
 """
@@ -44,15 +45,11 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import io
-import itertools
+import importlib
 import math
 import os
 import struct
-import tempfile
-import warnings
-import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -75,25 +72,27 @@ __all__ = [
     "HEIGHT",
     "ID_CODE",
     "IMAGE",
+    "INT_KEYS",
     "PLATE",
+    "REQUIRED_SITE_KEYS",
     "SIRNA",
     "SIRNA_ID",
     "SIRNA_LABEL",
     "SITE",
+    "STRING_KEYS",
+    "TF_COMPRESSION",
     "WELL",
     "WELL_TYPE",
     "WIDTH",
-    "RecordLayout",
-    "RecordReader",
     "ShardInfo",
-    "decode_example",
+    "check_compression",
     "decode_image",
     "detect_compression",
     "encode_example",
     "feature_spec",
+    "masked_crc32c",
     "parse_example",
-    "read_layout",
-    "read_tfrecord",
+    "png_size",
     "write_shard",
 ]
 
@@ -162,15 +161,24 @@ ENCODINGS: tuple[str, ...] = ("raw", "png")
 COMPRESSIONS: tuple[str, ...] = ("none", "gzip", "zlib")
 
 Compression = Literal["none", "gzip", "zlib"]
-OnError = Literal["raise", "skip", "warn"]
-_ON_ERROR = ("raise", "skip", "warn")
-_TF_COMPRESSION = {"none": "", "gzip": "GZIP", "zlib": "ZLIB"}
+#: TensorFlow's ``compression_type`` string for each of :data:`COMPRESSIONS`.
+TF_COMPRESSION: dict[str, str] = {"none": "", "gzip": "GZIP", "zlib": "ZLIB"}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-# Example keys that hold text; all other scalar keys hold int64.
-_STRING_KEYS = (ID_CODE, DATASET, EXPERIMENT, CELL_TYPE, WELL, WELL_TYPE, SIRNA_LABEL)
-_INT_KEYS = (PLATE, SITE, SIRNA, SIRNA_ID)
-_REQUIRED_SITE_KEYS = (EXPERIMENT, PLATE, WELL, SITE)
+#: Metadata keys stored as text (one bytes value each); ``encoding`` is text too.
+STRING_KEYS: tuple[str, ...] = (
+    ID_CODE,
+    DATASET,
+    EXPERIMENT,
+    CELL_TYPE,
+    WELL,
+    WELL_TYPE,
+    SIRNA_LABEL,
+)
+#: Metadata keys stored as one int64 each (``height``/``width``/``channels`` too).
+INT_KEYS: tuple[str, ...] = (PLATE, SITE, SIRNA, SIRNA_ID)
+#: Keys every site has: what :func:`encode_example` needs and every record carries.
+REQUIRED_SITE_KEYS: tuple[str, ...] = (EXPERIMENT, PLATE, WELL, SITE)
 
 
 # ---------------------------------------------------------------------------------------
@@ -218,12 +226,24 @@ def _describe(site: Mapping[str, Any]) -> str:
     for key in ("site_id", ID_CODE):
         if key in site and not _is_missing(site[key]):
             return repr(str(site[key]))
-    parts = [str(site.get(k, "?")) for k in _REQUIRED_SITE_KEYS]
+    parts = [str(site.get(k, "?")) for k in REQUIRED_SITE_KEYS]
     return repr("_".join(parts))
 
 
-def _png_size(png: bytes) -> tuple[int, int]:
-    """(height, width) from a PNG's IHDR chunk, without decoding."""
+def png_size(png: bytes) -> tuple[int, int]:
+    """Read ``(height, width)`` from a PNG's IHDR chunk, without decoding it.
+
+    Raises:
+        RecordError: ``png`` is not a PNG byte string.
+
+    Example:
+        >>> import io, numpy as np
+        >>> from PIL import Image
+        >>> buf = io.BytesIO()
+        >>> Image.fromarray(np.zeros((3, 5), np.uint8)).save(buf, format="PNG")
+        >>> png_size(buf.getvalue())
+        (3, 5)
+    """
     if len(png) < 24 or png[:8] != _PNG_SIGNATURE or png[12:16] != b"IHDR":
         raise RecordError("not a PNG byte string (bad signature or missing IHDR chunk)")
     width, height = struct.unpack(">II", png[16:24])
@@ -274,11 +294,11 @@ def encode_example(
         raise RecordError(
             f"site {_describe(site)}: pass exactly one of image= (raw) or pngs= (png)"
         )
-    for key in _REQUIRED_SITE_KEYS:
+    for key in REQUIRED_SITE_KEYS:
         if key not in site or _is_missing(site[key]):
             raise RecordError(
                 f"site {_describe(site)}: required column {key!r} is missing; "
-                f"need {', '.join(_REQUIRED_SITE_KEYS)}"
+                f"need {', '.join(REQUIRED_SITE_KEYS)}"
             )
     feature: dict[str, _Feature] = {}
     if image is not None:
@@ -304,7 +324,7 @@ def encode_example(
         sizes = []
         for i, png in enumerate(pngs):
             try:
-                sizes.append(_png_size(png))
+                sizes.append(png_size(png))
             except RecordError as err:
                 raise RecordError(f"site {_describe(site)}: channel {i + 1}: {err}") from None
         if len(set(sizes)) != 1:
@@ -379,7 +399,16 @@ class ShardInfo:
     size: int
 
 
-def _check_compression(compression: str) -> str:
+def check_compression(compression: str) -> str:
+    """Return ``compression`` if it is one of :data:`COMPRESSIONS`.
+
+    Raises:
+        OptionsError: Any other value; the message lists the allowed ones.
+
+    Example:
+        >>> check_compression("gzip")
+        'gzip'
+    """
     if compression not in COMPRESSIONS:
         raise OptionsError(f"compression={compression!r}; allowed: {', '.join(COMPRESSIONS)}")
     return compression
@@ -414,7 +443,7 @@ def write_shard(
         >>> write_shard(path, [b"", b"abc"], compression="gzip").count
         2
     """
-    _check_compression(compression)
+    check_compression(compression)
     path_s = os.fspath(path)
     directory = _io.dirname(path_s)
     if directory:
@@ -422,7 +451,7 @@ def write_shard(
     tmp = _io.temporary_name(path_s)
     count = 0
     try:
-        with tf.io.TFRecordWriter(tmp, options=_TF_COMPRESSION[compression]) as writer:
+        with tf.io.TFRecordWriter(tmp, options=TF_COMPRESSION[compression]) as writer:
             for record in examples:
                 writer.write(record)
                 count += 1
@@ -452,7 +481,20 @@ def _crc32c_table() -> list[int]:
 _CRC32C_TABLE = _crc32c_table()
 
 
-def _masked_crc32c(data: bytes) -> int:
+def masked_crc32c(data: bytes) -> int:
+    """The masked CRC-32C that TFRecord framing stores after each length and payload.
+
+    Pure Python (slow): meant for the 8-byte length headers, not for payloads.
+
+    Example:
+        >>> import os, struct, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "x.tfrecord")
+        >>> _ = write_shard(path, [b"abc"])
+        >>> with open(path, "rb") as f:
+        ...     head = f.read(12)  # the 8-byte length, then its masked CRC
+        >>> struct.unpack("<I", head[8:12])[0] == masked_crc32c(head[:8])
+        True
+    """
     crc = 0xFFFFFFFF
     for byte in data:
         crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
@@ -471,7 +513,7 @@ def _read_head(path: str, n: int) -> bytes:
 def _compression_of_head(head: bytes) -> Compression | None:
     if not head:
         return "none"  # an empty file is a valid, empty, uncompressed TFRecord file
-    if len(head) >= 12 and struct.unpack("<I", head[8:12])[0] == _masked_crc32c(head[:8]):
+    if len(head) >= 12 and struct.unpack("<I", head[8:12])[0] == masked_crc32c(head[:8]):
         return "none"
     if head[:2] == b"\x1f\x8b":
         return "gzip"
@@ -506,493 +548,6 @@ def detect_compression(path: str | os.PathLike[str]) -> Compression:
             "TFRecord length header, GZIP magic 1f 8b, nor a ZLIB header)"
         )
     return found
-
-
-# ---------------------------------------------------------------------------------------
-# Reading into numpy
-# ---------------------------------------------------------------------------------------
-def _feature_values(feature: tf.train.Feature) -> list[Any]:
-    kind = feature.WhichOneof("kind")
-    if kind is None:
-        return []
-    return list(getattr(feature, kind).value)
-
-
-def decode_example(serialized: bytes, *, decode: bool = True) -> dict[str, Any]:
-    """Decode one serialized example (rxdata or rxrx1-utils layout) into plain values.
-
-    Args:
-        serialized: A serialized ``tf.train.Example``.
-        decode: Decode the image to an ``(H, W, C)`` uint8 array (default); with
-            ``False`` ``image`` holds the stored bytes (one value for raw, one PNG per
-            channel for png) for callers that only need the metadata.
-
-    Returns:
-        A dict with the metadata-table names ``id_code``, ``dataset``, ``experiment``,
-        ``cell_type``, ``plate``, ``well``, ``site``, ``well_type``, ``sirna`` (the label
-        as text), ``sirna_id`` (int), plus ``image``, ``height``, ``width``,
-        ``channels`` and ``encoding``. Absent optional features are ``None``.
-
-    Raises:
-        RecordError: Not an Example, a required feature missing, or image bytes that do
-            not match the stated shape or encoding.
-
-    Example:
-        >>> import numpy as np
-        >>> data = encode_example({"experiment": "RPE-03", "plate": 4, "well": "D05",
-        ...                        "site": 1}, image=np.ones((2, 2, 1), np.uint8))
-        >>> record = decode_example(data)
-        >>> record["id_code"], record["sirna"], record["image"].sum()
-        ('RPE-03_4_D05', None, np.uint64(4))
-    """
-    try:
-        example = tf.train.Example.FromString(serialized)
-    except Exception as err:  # protobuf raises its own DecodeError type
-        raise RecordError(f"not a serialized tf.train.Example ({err})") from None
-    features = {k: _feature_values(v) for k, v in example.features.feature.items()}
-
-    def scalar(key: str) -> Any:
-        values = features.get(key, [])
-        if len(values) > 1:
-            raise RecordError(f"feature {key!r} has {len(values)} values, expected one")
-        if not values:
-            return None
-        value = values[0]
-        if key in _STRING_KEYS or key == ENCODING:
-            if not isinstance(value, bytes):
-                raise RecordError(f"feature {key!r} must be bytes, got {type(value).__name__}")
-            return value.decode()
-        if not isinstance(value, int):
-            raise RecordError(f"feature {key!r} must be int64, got {type(value).__name__}")
-        return value
-
-    record: dict[str, Any] = {key: scalar(key) for key in (*_STRING_KEYS, *_INT_KEYS)}
-    for key in _REQUIRED_SITE_KEYS:
-        if record[key] is None:
-            raise RecordError(f"required feature {key!r} is missing")
-    if record[ID_CODE] is None:
-        record[ID_CODE] = f"{record[EXPERIMENT]}_{record[PLATE]}_{record[WELL]}"
-    label, class_id, int_label = record.pop(SIRNA_LABEL), record[SIRNA_ID], record[SIRNA]
-    record[SIRNA_ID] = class_id if class_id is not None else int_label
-    record[SIRNA] = label if label is not None else (None if int_label is None else str(int_label))
-
-    encoding = scalar(ENCODING) or "raw"
-    if encoding not in ENCODINGS:
-        raise RecordError(f"feature 'encoding' is {encoding!r}; known: {', '.join(ENCODINGS)}")
-    image_values = features.get(IMAGE, [])
-    if not image_values or not all(isinstance(v, bytes) for v in image_values):
-        raise RecordError("feature 'image' is missing or not bytes")
-    height, width, channels = scalar(HEIGHT), scalar(WIDTH), scalar(CHANNELS_KEY)
-    if encoding == "raw":
-        if len(image_values) != 1:
-            raise RecordError(f"raw 'image' has {len(image_values)} values, expected one")
-        nbytes = len(image_values[0])
-        if height is None or width is None:  # rxrx1-utils: square sites, 6 channels
-            counts = [channels] if channels is not None else _CHANNEL_GUESSES
-            fits = [(_square_side(nbytes, c), c) for c in counts if _square_side(nbytes, c)]
-            shape = fits[0] if fits else None
-            if shape is None:
-                raise RecordError(
-                    f"raw 'image' of {nbytes} bytes has no height/width and is not a square "
-                    f"image of {' or '.join(str(c) for c in counts)} channels"
-                )
-            side, channels = shape
-            height = height or side
-            width = width or side
-        if channels is None:
-            channels = DEFAULT_CHANNEL_COUNT
-        if height * width * channels != nbytes:
-            raise RecordError(
-                f"raw 'image' has {nbytes} bytes, expected {height}x{width}x{channels} = "
-                f"{height * width * channels}"
-            )
-    else:
-        if channels is None:
-            channels = len(image_values)
-        if len(image_values) != channels:
-            raise RecordError(f"png 'image' has {len(image_values)} PNGs, channels={channels}")
-        if height is None or width is None:
-            height, width = _png_size(image_values[0])
-    record.update(height=height, width=width, channels=channels, encoding=encoding)
-    if not decode:
-        record[IMAGE] = image_values[0] if encoding == "raw" else image_values
-    elif encoding == "raw":
-        pixels = np.frombuffer(image_values[0], dtype=np.uint8)
-        record[IMAGE] = pixels.reshape(height, width, channels)
-    else:
-        record[IMAGE] = _decode_pngs(image_values, height, width)
-    return record
-
-
-# Channel counts tried, in order, for raw records without a shape (rxrx1-utils wrote all
-# six channels by default; a channel subset is found when its square side is whole).
-_CHANNEL_GUESSES = [DEFAULT_CHANNEL_COUNT, 3, 4, 5, 2, 1]
-
-
-def _square_side(nbytes: int, channels: int) -> int:
-    """The side of a square ``channels``-channel image of ``nbytes`` bytes, or 0."""
-    if nbytes % channels:
-        return 0
-    side = math.isqrt(nbytes // channels)
-    return side if side * side * channels == nbytes else 0
-
-
-def _decode_pngs(pngs: Sequence[bytes], height: int, width: int) -> np.ndarray:
-    from PIL import Image  # Pillow: a core dependency, imported here to keep import light
-
-    planes = []
-    for i, png in enumerate(pngs):
-        try:
-            with Image.open(io.BytesIO(png)) as img:
-                if img.mode != "L":
-                    raise RecordError(f"channel {i + 1} PNG is mode {img.mode!r}, expected 'L'")
-                plane = np.asarray(img, dtype=np.uint8)
-        except RecordError:
-            raise
-        except Exception as err:  # Pillow raises several types for corrupt data
-            raise RecordError(f"channel {i + 1} PNG cannot be decoded ({err})") from None
-        if plane.shape != (height, width):
-            raise RecordError(
-                f"channel {i + 1} PNG is {plane.shape[0]}x{plane.shape[1]}, "
-                f"expected {height}x{width}"
-            )
-        planes.append(plane)
-    return np.stack(planes, axis=-1)
-
-
-@dataclass(frozen=True)
-class RecordLayout:
-    """What a shard's records hold: one image encoding and one image shape.
-
-    Attributes:
-        encoding: ``"raw"`` or ``"png"``.
-        height: Image rows.
-        width: Image columns.
-        channels: Stored channels.
-    """
-
-    encoding: str
-    height: int
-    width: int
-    channels: int
-
-    def __str__(self) -> str:
-        return f"{self.encoding} {self.height}x{self.width}x{self.channels}"
-
-
-def _layout_of(record: Mapping[str, Any]) -> RecordLayout:
-    """The layout of a :func:`decode_example` result."""
-    return RecordLayout(
-        encoding=str(record["encoding"]),
-        height=int(record["height"]),
-        width=int(record["width"]),
-        channels=int(record["channels"]),
-    )
-
-
-class _Stream:
-    """The (inflated) bytes of a shard, read on demand, up to the first damage.
-
-    Python's ``zlib`` discards the output of a call that fails, so compressed input is
-    fed in 64 KiB pieces and a piece that fails is replayed byte by byte from a copy of
-    the inflater's state: every byte zlib produced before it detected the error is
-    returned; after it, reads come back short and :attr:`error` says why.
-    """
-
-    def __init__(self, source: Any, compression: str) -> None:
-        self._source = source
-        self._inflater = (
-            None
-            if compression == "none"
-            else zlib.decompressobj(31 if compression == "gzip" else 15)
-        )
-        self._buffer = bytearray()
-        self._done = False
-        self.error: zlib.error | None = None
-
-    def _fill(self) -> None:
-        piece = self._source.read(1 << 16)
-        if not piece:
-            self._done = True
-            if self._inflater is not None and not self._inflater.eof:
-                try:
-                    self._buffer += self._inflater.flush()
-                except zlib.error as err:  # pragma: no cover (flush rarely fails)
-                    self.error = err
-            return
-        if self._inflater is None:
-            self._buffer += piece
-            return
-        before = self._inflater.copy()
-        try:
-            self._buffer += self._inflater.decompress(piece)
-        except zlib.error as err:
-            self.error, self._done = err, True
-            for i in range(len(piece)):
-                try:
-                    self._buffer += before.decompress(piece[i : i + 1])
-                except zlib.error:
-                    break
-            return
-        if self._inflater.eof:
-            self._done = True
-
-    def read(self, n: int) -> bytes:
-        """Up to ``n`` bytes; fewer only at the end of the stream or at its damage."""
-        while len(self._buffer) < n and not self._done:
-            self._fill()
-        out = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        return out
-
-
-def read_layout(
-    path: str | os.PathLike[str],
-    *,
-    on_error: OnError = "raise",
-    compression: Compression | Literal["auto"] = "auto",
-) -> RecordLayout | None:
-    """The layout of a shard's first good record, read cheaply in plain Python.
-
-    Reads one record (more only when the first ones are bad and ``on_error`` skips
-    them) without starting a TensorFlow iterator, which costs ~50x more per file. The
-    length header's CRC is checked and the example parsed; the payload CRC is not
-    (Python has no fast CRC-32C): callers that must trust a layout confirm it with
-    :func:`read_tfrecord`.
-
-    Args:
-        path: A local path or ``gs://`` URL.
-        on_error: ``"raise"`` a :class:`~rxdata.errors.RecordError` naming the file and
-            record if a record before the first good one is bad; ``"skip"`` it, or
-            ``"warn"`` and skip it.
-        compression: ``"auto"`` (detected) or the file's compression.
-
-    Returns:
-        The :class:`RecordLayout`, or ``None`` for a shard without a good record.
-
-    Example:
-        >>> import numpy as np, tempfile, os
-        >>> path = os.path.join(tempfile.mkdtemp(), "l.tfrecord")
-        >>> site = {"experiment": "U2OS-01", "plate": 1, "well": "B02", "site": 1}
-        >>> image = np.zeros((4, 6, 3), np.uint8)
-        >>> _ = write_shard(path, [b"junk", encode_example(site, image=image)])
-        >>> str(read_layout(path, on_error="skip"))
-        'raw 4x6x3'
-    """
-    if on_error not in _ON_ERROR:
-        raise OptionsError(f"on_error={on_error!r}; allowed: {', '.join(_ON_ERROR)}")
-    path_s = os.fspath(path)
-    found = detect_compression(path_s) if compression == "auto" else compression
-    _check_compression(found)
-
-    def bad(index: int, what: str) -> None:
-        message = f"{path_s}: record {index}: {what}"
-        if on_error == "raise":
-            raise RecordError(message)
-        if on_error == "warn":
-            warnings.warn(message, stacklevel=3)
-
-    with _io.open(path_s, "rb") as source:
-        stream = _Stream(source, found)
-        index = 0
-        while True:
-            damaged = f"corrupt {found} stream ({stream.error})"
-            header = stream.read(12)
-            if not header and stream.error is None:
-                return None
-            if len(header) < 12:
-                bad(index, damaged if stream.error else "truncated record header")
-                return None
-            length = struct.unpack("<Q", header[:8])[0]
-            if struct.unpack("<I", header[8:12])[0] != _masked_crc32c(header[:8]):
-                bad(index, "corrupt record length (CRC mismatch)")
-                return None
-            data = stream.read(length + 4)
-            if len(data) < length + 4:
-                bad(
-                    index,
-                    f"corrupt {found} stream ({stream.error})"
-                    if stream.error
-                    else "truncated record",
-                )
-                return None
-            try:
-                record = decode_example(data[:length], decode=False)
-            except RecordError as err:
-                bad(index, str(err))
-                index += 1
-                continue
-            return _layout_of(record)
-
-
-class RecordReader(Iterator[dict[str, Any]]):
-    """Iterator over one shard's examples; returned by :func:`read_tfrecord`.
-
-    Attributes:
-        path: The shard.
-        compression: The detected (or given) compression.
-        count: Examples yielded so far.
-        bad: Bad records skipped so far (``on_error="skip"`` or ``"warn"``). A corrupt or
-            truncated record ends the file (TFRecord framing cannot be resynchronised)
-            and counts as one bad record; in a GZIP/ZLIB shard every record that ends
-            before the first damaged byte of the inflated stream is still read
-            (inflated with Python's ``zlib`` exactly up to the point where it reports
-            the error; TensorFlow alone loses up to 256 KiB of records before it).
-        errors: One message per bad record.
-    """
-
-    def __init__(
-        self,
-        path: str,
-        *,
-        on_error: OnError = "raise",
-        compression: Compression | Literal["auto"] = "auto",
-        decode: bool = True,
-    ) -> None:
-        if on_error not in _ON_ERROR:
-            raise OptionsError(f"on_error={on_error!r}; allowed: {', '.join(_ON_ERROR)}")
-        if compression != "auto":
-            _check_compression(compression)
-        self.path = path
-        self.compression: Compression = (
-            detect_compression(path) if compression == "auto" else compression
-        )
-        self.on_error = on_error
-        self.decode = decode
-        self.count = 0
-        self.bad = 0
-        self.errors: list[str] = []
-        self._index = 0
-        self._salvaging = False
-        self._records: Iterator[Any] | None = iter(
-            tf.data.TFRecordDataset(path, compression_type=_TF_COMPRESSION[self.compression])
-        )
-
-    def __iter__(self) -> RecordReader:
-        return self
-
-    def _fail(self, message: str) -> None:
-        if self.on_error == "raise":
-            raise RecordError(message)
-        self.bad += 1
-        self.errors.append(message)
-        if self.on_error == "warn":
-            warnings.warn(message, stacklevel=3)
-
-    def __next__(self) -> dict[str, Any]:
-        while self._records is not None:
-            index = self._index
-            try:
-                serialized = next(self._records).numpy()
-            except StopIteration:
-                self._records = None
-                break
-            except tf.errors.DataLossError as err:
-                self._records = None
-                if self._salvaging:
-                    break  # the damage already counted
-                detail = str(err.message).split(" [Op:")[0].split("}} ")[-1]
-                self._fail(
-                    f"{self.path}: record {index}: corrupt or truncated shard "
-                    f"({self.compression} compression; {detail})"
-                )
-                if self.compression != "none":
-                    self._records = self._salvage(index)
-                continue
-            self._index += 1
-            try:
-                record = decode_example(serialized, decode=self.decode)
-            except RecordError as err:
-                self._fail(f"{self.path}: record {index}: {err}")
-                continue
-            self.count += 1
-            return record
-        raise StopIteration
-
-    def _salvage(self, index: int) -> Iterator[Any] | None:
-        """Records ``index``... of a damaged compressed shard that are still intact.
-
-        TensorFlow inflates ahead in blocks of up to 256 KiB and drops a whole block when
-        zlib reports an error in it, so a damaged GZIP/ZLIB stream fails before its last
-        intact records (for a small shard: before the first). :func:`_inflate_to_damage`
-        inflates exactly up to the damage; the result goes to an uncompressed temporary
-        file that TensorFlow reads (checking every record's CRC) from record ``index`` on.
-        """
-        self._salvaging = True
-        fd, tmp = tempfile.mkstemp(suffix=".tfrecord", prefix="rxdata-salvage-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                _inflate_to_damage(self.path, self.compression, out)
-            records = iter(tf.data.TFRecordDataset(tmp))
-            salvaged = []
-            try:
-                for position, record in enumerate(records):
-                    if position >= index:
-                        salvaged.append(record)
-                        break  # the file is open now; the rest streams from it
-            except tf.errors.DataLossError:
-                return None
-            if not salvaged:
-                return None
-            return itertools.chain(salvaged, records)
-        finally:
-            with contextlib.suppress(OSError):
-                _io.remove(tmp)  # TensorFlow keeps its open handle (POSIX)
-
-
-def _inflate_to_damage(path: str, compression: str, out: Any) -> int:
-    """Write the inflated bytes of a GZIP/ZLIB file to ``out`` up to its first damage.
-
-    Returns the number of bytes written.
-    """
-    written = 0
-    with _io.open(path, "rb") as source:
-        stream = _Stream(source, compression)
-        while piece := stream.read(1 << 20):
-            out.write(piece)
-            written += len(piece)
-    return written
-
-
-def read_tfrecord(
-    path: str | os.PathLike[str],
-    *,
-    on_error: OnError = "raise",
-    compression: Compression | Literal["auto"] = "auto",
-    decode: bool = True,
-) -> RecordReader:
-    """Iterate over a TFRecord shard's sites as dicts of plain Python/numpy values.
-
-    Reads rxdata shards and shards written by rxrx1-utils unchanged: compression is
-    detected from the file's first bytes (:func:`detect_compression`) and the image
-    encoding from each example; missing ``id_code`` is derived from
-    experiment/plate/well. Each dict is described in :func:`decode_example`.
-
-    Args:
-        path: A local path or ``gs://`` URL.
-        on_error: ``"raise"`` (default) a :class:`~rxdata.errors.RecordError` naming the
-            file and record index; ``"skip"`` bad records and count them
-            (``reader.bad``, ``reader.errors``); or ``"warn"``: skip with a warning.
-        compression: ``"auto"`` (default) or one of ``"none"``, ``"gzip"``, ``"zlib"``.
-        decode: Decode images to arrays (default); ``False`` keeps the stored bytes.
-
-    Returns:
-        A :class:`RecordReader` (an iterator of dicts with counters).
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        RecordError: The file is not a TFRecord file; with ``on_error="raise"``, also a
-            corrupt/truncated record or an example that does not match the schema.
-
-    Example:
-        >>> import tempfile, os
-        >>> path = os.path.join(tempfile.mkdtemp(), "bad.tfrecord")
-        >>> _ = write_shard(path, [b"not an example"])
-        >>> reader = read_tfrecord(path, on_error="skip")
-        >>> list(reader), reader.bad
-        ([], 1)
-    """
-    return RecordReader(os.fspath(path), on_error=on_error, compression=compression, decode=decode)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1142,8 +697,27 @@ def decode_image(
     return one(image)
 
 
+#: Names that moved to :mod:`rxdata.reader` (reading shards in plain Python). They are
+#: not forwarded from here: ``rxdata.reader`` imports this module, so forwarding would be
+#: an import cycle. ``rxdata.read_tfrecord`` (the top-level name) is unchanged.
+_MOVED_TO_READER = frozenset(
+    {"OnError", "RecordLayout", "RecordReader", "decode_example", "read_layout", "read_tfrecord"}
+)
+
+
 def __getattr__(name: str) -> Any:
-    """Deprecated names (PEP 562): ``CHANNELS`` was the feature key now ``CHANNELS_KEY``."""
-    return moved(
-        __name__, {"CHANNELS": ("rxdata.tfrecord.CHANNELS_KEY", lambda: CHANNELS_KEY)}, name
-    )
+    """Deprecated names (PEP 562) that still work and warn with their new place.
+
+    ``CHANNELS`` was the feature key now ``CHANNELS_KEY``; the plain-Python reading names
+    moved to :mod:`rxdata.reader`. Those are looked up by name only when an old import
+    asks for them (``reader`` imports this module, never the reverse).
+    """
+    aliases: dict[str, tuple[str, Any]] = {
+        "CHANNELS": ("rxdata.tfrecord.CHANNELS_KEY", lambda: CHANNELS_KEY)
+    }
+    for old in _MOVED_TO_READER:
+        aliases[old] = (
+            f"rxdata.reader.{old}",
+            lambda old=old: getattr(importlib.import_module("rxdata.reader"), old),
+        )
+    return moved(__name__, aliases, name)

@@ -64,7 +64,7 @@ class VerifyReport:
 def _check_examples(
     path: str, entry: Mapping[str, Any], shape: tuple[int, int], decode: bool, problems: list[str]
 ) -> list[str]:
-    from rxdata.tfrecord import read_tfrecord
+    from rxdata.reader import read_tfrecord
 
     ids: list[str] = []
     reader = read_tfrecord(path, on_error="skip", decode=decode)
