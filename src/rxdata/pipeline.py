@@ -62,8 +62,17 @@ import tensorflow as tf
 from rxdata import _io, naming
 from rxdata import tfrecord as tfr
 from rxdata._compat import moved
-from rxdata.errors import OptionsError, RecordError
-from rxdata.reader import RecordLayout, read_layout, read_tfrecord
+from rxdata.errors import OptionsError
+from rxdata.reader import RecordLayout, common_layout, list_shards
+from rxdata.transforms import (
+    StatsFn,
+    compiled,
+    jitter_stats,
+    random_dihedral,
+    standardize_as,
+    stats_function,
+)
+from rxdata.transforms import standardize as standardize
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -313,90 +322,6 @@ class PipelineOptions:
             raise OptionsError(f"batch_by={self.batch_by!r}; allowed: None, plate, experiment")
 
 
-def _list_files(
-    file_pattern: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-) -> list[str]:
-    patterns = (
-        [file_pattern] if isinstance(file_pattern, (str, os.PathLike)) else list(file_pattern)
-    )
-    files: list[str] = []
-    for pattern in patterns:
-        pattern_s = os.fspath(pattern)
-        if _io.exists(pattern_s) and not _io.isdir(pattern_s):
-            # an existing file is read as itself, even when its name holds glob
-            # characters ("plate[1].tfrecord" would otherwise match "plate1.tfrecord")
-            files.append(pattern_s)
-            continue
-        matched = _io.glob(pattern_s)
-        # a glob never matches a hidden temp shard (".name.tmp-...") of write_shard
-        matched = [f for f in matched if not os.path.basename(f).startswith(".")]
-        if not matched:
-            raise FileNotFoundError(f"no TFRecord files match {pattern_s!r}")
-        files.extend(matched)
-    return sorted(set(files))
-
-
-def _confirmed_layout(path: str, on_error: str) -> RecordLayout | None:
-    """The layout of a shard's first good record, every record CRC-checked by TensorFlow."""
-    reader = read_tfrecord(path, decode=False, on_error=on_error)  # type: ignore[arg-type]
-    record = next(reader, None)
-    if record is None:
-        return None
-    return RecordLayout(
-        encoding=record["encoding"],
-        height=int(record["height"]),
-        width=int(record["width"]),
-        channels=int(record["channels"]),
-    )
-
-
-def _peek_layout(
-    files: Sequence[str], on_error: str = "raise", remote: bool = False, compression: str = "auto"
-) -> RecordLayout:
-    """The one layout of every shard, from the first good record of each.
-
-    One record per shard, read in plain Python (:func:`rxdata.reader.read_layout`) by
-    parallel threads (object-store latency dominates remotely). Shards of different
-    layouts cannot share one pipeline (static shapes, one decoder): that is a wrong glob,
-    not a bad record, so it raises whatever ``on_error``. Before raising, the first shard
-    of each layout is re-read with TensorFlow, which checks the payload CRC, so that a
-    corrupt first record is handled by ``on_error`` instead of reported as a layout.
-    """
-
-    def peek(path: str) -> RecordLayout | None:
-        return read_layout(path, on_error=on_error, compression=compression)  # type: ignore[arg-type]
-
-    with ThreadPoolExecutor(max_workers=min(len(files), 32 if remote else 8)) as pool:
-        layouts = list(pool.map(peek, files))
-    groups = _layout_groups(files, layouts)
-    if len(groups) > 1:
-        for path in groups.values():
-            layouts[files.index(path)] = _confirmed_layout(path, on_error)
-        groups = _layout_groups(files, layouts)
-    if not groups:
-        what = "empty" if on_error == "raise" else "empty or hold only bad records"
-        raise RecordError(f"all {len(files)} TFRecord files are {what} (first: {files[0]})")
-    if len(groups) > 1:
-        examples = "; ".join(f"{layout}: {path}" for layout, path in groups.items())
-        raise RecordError(
-            f"the files hold {len(groups)} different record layouts (encoding "
-            f"HxWxC), which one dataset cannot mix: {examples}. Narrow the file pattern "
-            "to one conversion (or convert the shards to one layout)."
-        )
-    return next(iter(groups))
-
-
-def _layout_groups(
-    files: Sequence[str], layouts: Sequence[RecordLayout | None]
-) -> dict[RecordLayout, str]:
-    """Each layout found, with the first file that holds it."""
-    first_of: dict[RecordLayout, str] = {}
-    for path, layout in zip(files, layouts, strict=True):
-        if layout is not None:
-            first_of.setdefault(layout, path)
-    return first_of
-
-
 def _check_value_set(values: Collection[str] | str | None, name: str) -> list[str] | None:
     if values is None:
         return None
@@ -571,9 +496,9 @@ def make_dataset(
         shard_count = input_context.num_input_pipelines
         shard_index = input_context.input_pipeline_id
 
-    files = _list_files(file_pattern)
+    files = list_shards(file_pattern)
     remote = any(_io.is_remote(f) for f in files)
-    layout = _peek_layout(files, opts.on_error, remote, opts.compression)
+    layout = common_layout(files, opts.on_error, remote, opts.compression)
     stored = layout.channels
     select = None if opts.channels is None else [c - 1 for c in opts.channels]
     if select is not None and max(select) >= stored:
@@ -595,7 +520,7 @@ def make_dataset(
             "or resize_to to a square"
         )
 
-    stats_fn = _stats_function(normalizer, opts.channels, stored, opts.dtype, opts.jit)
+    stats_fn = stats_function(normalizer, opts.channels, stored, opts.dtype, opts.jit)
     buffer = opts.read_buffer_bytes or (16 << 20 if remote else None)
     if opts.compression == "auto":
         # a few bytes per file; threads hide object-store latency for many shards
@@ -810,99 +735,8 @@ def _batch(
 
 
 # ---------------------------------------------------------------------------------------
-# Normalization statistics and batch transforms
+# The batch transform (crop/resize, augmentation, normalization, output packing)
 # ---------------------------------------------------------------------------------------
-StatsFn = Any  # (parsed batch dict, uint8 images [B, H, W, C]) -> (mean [B, C], std [B, C])
-
-
-def _compiled(fn: Callable[..., Any], jit: bool) -> Callable[..., Any]:
-    return tf.function(fn, jit_compile=True, reduce_retracing=True, autograph=False) if jit else fn
-
-
-def _image_moments(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Per image and channel mean and ``max(std, 1/sqrt(H*W))`` (mode ``image``)."""
-    x = tf.cast(images, tf.float32)
-    mean = tf.reduce_mean(x, axis=[1, 2])
-    var = tf.reduce_mean(tf.square(x - mean[:, None, None, :]), axis=[1, 2])
-    pixels = tf.cast(tf.shape(x)[1] * tf.shape(x)[2], tf.float32)
-    return mean, tf.maximum(tf.sqrt(var), 1.0 / tf.sqrt(pixels))
-
-
-def _stats_function(
-    normalizer: Normalizer | None,
-    channels: tuple[int, ...] | None,
-    stored: int,
-    dtype: str,
-    jit: bool = True,
-) -> StatsFn | None:
-    """Per-example (mean, std) for a batch, in float32; ``None`` for ``dtype="uint8"``."""
-    if dtype == "uint8":
-        return None
-    picked = list(channels) if channels is not None else list(range(1, stored + 1))
-    n = len(picked)
-    if normalizer is None:
-
-        def unit(parsed: dict[str, tf.Tensor], images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            b = tf.shape(images)[0]
-            return tf.zeros([b, n], tf.float32), tf.fill([b, n], tf.constant(255.0))
-
-        return unit
-    from rxdata.normalization import Normalizer
-
-    if not isinstance(normalizer, Normalizer):
-        raise OptionsError(f"normalizer must be an rxdata.Normalizer, got {normalizer!r}")
-    missing = [c for c in picked if c not in normalizer.channels]
-    if missing:
-        raise OptionsError(
-            f"the normalizer has statistics for channels {normalizer.channels}, not {missing}"
-        )
-    if normalizer.mode == "image":
-        moments = _compiled(_image_moments, jit)
-
-        def per_image(
-            parsed: dict[str, tf.Tensor], images: tf.Tensor
-        ) -> tuple[tf.Tensor, tf.Tensor]:
-            return moments(images)  # type: ignore[no-any-return]
-
-        return per_image
-    from rxdata import layers
-
-    lookup = layers.stats_lookup(normalizer, channels=picked)
-
-    def by_group(parsed: dict[str, tf.Tensor], images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        mean, std = lookup(parsed[tfr.EXPERIMENT], parsed[tfr.PLATE])
-        return tf.cast(mean, tf.float32), tf.cast(std, tf.float32)
-
-    return by_group
-
-
-def standardize(images: tf.Tensor, mean: tf.Tensor, std: tf.Tensor) -> tf.Tensor:
-    """``(images - mean) / std`` in float32, per example and channel.
-
-    The arithmetic of the CPU path; :class:`rxdata.layers.Standardize` does the same on
-    the accelerator.
-
-    Args:
-        images: ``[B, H, W, C]`` (any real dtype).
-        mean: ``[B, C]``.
-        std: ``[B, C]``.
-
-    Example:
-        >>> x = tf.constant([[[[10, 20]]]], tf.uint8)
-        >>> standardize(x, tf.constant([[4.0, 5.0]]), tf.constant([[2.0, 3.0]])).numpy()
-        array([[[[3., 5.]]]], dtype=float32)
-    """
-    x = tf.cast(images, tf.float32)
-    return (x - mean[:, None, None, :]) / std[:, None, None, :]
-
-
-def _standardize_as(dtype: str) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]:
-    def fn(images: tf.Tensor, mean: tf.Tensor, std: tf.Tensor) -> tf.Tensor:
-        return tf.cast(standardize(images, mean, std), dtype)
-
-    return fn
-
-
 @dataclass(frozen=True)
 class _BatchTransform:
     """Crop/resize, dihedral, jitter, normalization and output packing of one batch."""
@@ -927,9 +761,9 @@ class _BatchTransform:
             mean, std = self.stats_fn(parsed, images)
         images = self._crop_resize(images)
         if self.training and opts.dihedral:
-            images = _random_dihedral(images)
+            images = random_dihedral(images)
         if self.training and mean is not None and opts.intensity_jitter != (0.0, 0.0):
-            mean, std = _jitter_stats(mean, std, *opts.intensity_jitter)
+            mean, std = jitter_stats(mean, std, *opts.intensity_jitter)
         images = tf.ensure_shape(images, [self.batch, *self.out_size, self.channels])
         out: dict[str, tf.Tensor] = {}
         if mean is None:
@@ -939,7 +773,7 @@ class _BatchTransform:
             out["mean"] = tf.ensure_shape(mean, [self.batch, self.channels])
             out["std"] = tf.ensure_shape(std, [self.batch, self.channels])
         else:
-            normalize = _compiled(_standardize_as(opts.dtype), opts.jit)
+            normalize = compiled(standardize_as(opts.dtype), opts.jit)
             out[tfr.IMAGE] = normalize(images, mean, std)
         if self.output == "dict":
             for key in _META_KEYS:
@@ -983,32 +817,6 @@ class _BatchTransform:
             tf.cast(images, tf.float32), boxes, tf.range(b), list(resize), method="bilinear"
         )
         return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
-
-
-def _random_dihedral(images: tf.Tensor) -> tf.Tensor:
-    """Apply one of the 8 symmetries of the square to each image of a square batch."""
-    b = tf.shape(images)[0]
-    coins = tf.random.uniform([3, b], 0, 2, dtype=tf.int32) > 0
-
-    def where(flag: tf.Tensor, a: tf.Tensor, other: tf.Tensor) -> tf.Tensor:
-        return tf.where(flag[:, None, None, None], a, other)
-
-    images = where(coins[0], tf.transpose(images, [0, 2, 1, 3]), images)
-    images = where(coins[1], tf.reverse(images, [1]), images)
-    return where(coins[2], tf.reverse(images, [2]), images)
-
-
-def _jitter_stats(
-    mean: tf.Tensor, std: tf.Tensor, scale: float, shift: float
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """Fold ``z' = a * z + b`` (per example and channel) into the statistics.
-
-    ``a * (x - m) / s + b == (x - (m - b * s / a)) / (s / a)``.
-    """
-    shape = tf.shape(mean)
-    a = tf.random.uniform(shape, 1.0 - scale, 1.0 + scale)
-    b = tf.random.uniform(shape, -shift, shift) if shift > 0 else tf.zeros(shape)
-    return mean - b * std / a, std / a
 
 
 # ---------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ import tempfile
 import warnings
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -81,7 +82,9 @@ __all__ = [
     "OnError",
     "RecordLayout",
     "RecordReader",
+    "common_layout",
     "decode_example",
+    "list_shards",
     "read_layout",
     "read_tfrecord",
 ]
@@ -576,3 +579,107 @@ def read_tfrecord(
         ([], 1)
     """
     return RecordReader(os.fspath(path), on_error=on_error, compression=compression, decode=decode)
+
+
+# --------------------------------------------------------------------------- shard sets
+def list_shards(
+    file_pattern: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+) -> list[str]:
+    """The shard files of a pattern (or list of patterns), sorted and without duplicates.
+
+    An existing file is read as itself, even when its name holds glob characters; a
+    glob never matches the hidden temporary files (``.name.tmp-...``) of a shard being
+    written.
+
+    Raises:
+        FileNotFoundError: a pattern matches nothing (the message names it).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "plate[1].tfrecord").write_bytes(b"")
+        >>> [pathlib.Path(f).name for f in list_shards(d / "plate[1].tfrecord")]
+        ['plate[1].tfrecord']
+    """
+    patterns = (
+        [file_pattern] if isinstance(file_pattern, (str, os.PathLike)) else list(file_pattern)
+    )
+    files: list[str] = []
+    for pattern in patterns:
+        pattern_s = os.fspath(pattern)
+        if _io.exists(pattern_s) and not _io.isdir(pattern_s):
+            # an existing file is read as itself, even when its name holds glob
+            # characters ("plate[1].tfrecord" would otherwise match "plate1.tfrecord")
+            files.append(pattern_s)
+            continue
+        matched = _io.glob(pattern_s)
+        # a glob never matches a hidden temp shard (".name.tmp-...") of write_shard
+        matched = [f for f in matched if not os.path.basename(f).startswith(".")]
+        if not matched:
+            raise FileNotFoundError(f"no TFRecord files match {pattern_s!r}")
+        files.extend(matched)
+    return sorted(set(files))
+
+
+def _confirmed_layout(path: str, on_error: str) -> RecordLayout | None:
+    """The layout of a shard's first good record, every record CRC-checked by TensorFlow."""
+    reader = read_tfrecord(path, decode=False, on_error=on_error)  # type: ignore[arg-type]
+    record = next(reader, None)
+    if record is None:
+        return None
+    return RecordLayout(
+        encoding=record["encoding"],
+        height=int(record["height"]),
+        width=int(record["width"]),
+        channels=int(record["channels"]),
+    )
+
+
+def common_layout(
+    files: Sequence[str], on_error: str = "raise", remote: bool = False, compression: str = "auto"
+) -> RecordLayout:
+    """The one layout of every shard, from the first good record of each.
+
+    Raises:
+        RecordError: the shards hold more than one layout (naming one file of each), or
+            only empty/bad shards.
+
+    One record per shard, read in plain Python (:func:`rxdata.reader.read_layout`) by
+    parallel threads (object-store latency dominates remotely). Shards of different
+    layouts cannot share one pipeline (static shapes, one decoder): that is a wrong glob,
+    not a bad record, so it raises whatever ``on_error``. Before raising, the first shard
+    of each layout is re-read with TensorFlow, which checks the payload CRC, so that a
+    corrupt first record is handled by ``on_error`` instead of reported as a layout.
+    """
+
+    def peek(path: str) -> RecordLayout | None:
+        return read_layout(path, on_error=on_error, compression=compression)  # type: ignore[arg-type]
+
+    with ThreadPoolExecutor(max_workers=min(len(files), 32 if remote else 8)) as pool:
+        layouts = list(pool.map(peek, files))
+    groups = _layout_groups(files, layouts)
+    if len(groups) > 1:
+        for path in groups.values():
+            layouts[files.index(path)] = _confirmed_layout(path, on_error)
+        groups = _layout_groups(files, layouts)
+    if not groups:
+        what = "empty" if on_error == "raise" else "empty or hold only bad records"
+        raise RecordError(f"all {len(files)} TFRecord files are {what} (first: {files[0]})")
+    if len(groups) > 1:
+        examples = "; ".join(f"{layout}: {path}" for layout, path in groups.items())
+        raise RecordError(
+            f"the files hold {len(groups)} different record layouts (encoding "
+            f"HxWxC), which one dataset cannot mix: {examples}. Narrow the file pattern "
+            "to one conversion (or convert the shards to one layout)."
+        )
+    return next(iter(groups))
+
+
+def _layout_groups(
+    files: Sequence[str], layouts: Sequence[RecordLayout | None]
+) -> dict[RecordLayout, str]:
+    """Each layout found, with the first file that holds it."""
+    first_of: dict[RecordLayout, str] = {}
+    for path, layout in zip(files, layouts, strict=True):
+        if layout is not None:
+            first_of.setdefault(layout, path)
+    return first_of
