@@ -27,7 +27,10 @@ AREAS = [
     ("Names, metadata and synthetic data", ["naming", "labels", "metadata", "synthetic"]),
     ("Images and colour", ["images", "color", "figures"]),
     ("Statistics and normalization", ["stats", "normalization", "layers"]),
-    ("TFRecords, input pipeline and conversion", ["tfrecord", "reader", "transforms", "pipeline", "conversion"]),
+    (
+        "TFRecords, input pipeline and conversion",
+        ["tfrecord", "reader", "transforms", "pipeline", "conversion"],
+    ),
     ("Splits, plates and submissions", ["splits", "plates", "submission"]),
     (
         "Batch effects: embeddings, evaluation, adaptation",
