@@ -139,3 +139,25 @@ def pid_alive(pid: int) -> bool:
         except ProcessLookupError:
             return False
         return True
+
+
+def slow_sites(seconds: float) -> None:
+    """Make every site load ``seconds`` slower in this process (0: undo); a test hook.
+
+    Sent to Dask workers with ``client.run`` so a test can stop a worker mid-shard.
+    """
+    import time
+
+    from rxdata.conversion import shard
+
+    real = getattr(shard.load_site, "_real", shard.load_site)
+    if seconds <= 0:
+        shard.load_site = real  # type: ignore[assignment]
+        return
+
+    def slow(ctx, row):  # type: ignore[no-untyped-def]
+        time.sleep(seconds)
+        return real(ctx, row)
+
+    slow._real = real  # type: ignore[attr-defined]
+    shard.load_site = slow  # type: ignore[assignment]
