@@ -72,7 +72,11 @@ def _free_port() -> int:
 
 
 def test_unreachable_scheduler_names_the_address(root, tmp_path) -> None:
-    dask = pytest.importorskip("dask")
+    # distributed first: its defaults must be loaded before dask.config.set, whose undo would
+    # otherwise drop the whole "distributed" section it created
+    pytest.importorskip("distributed")
+    import dask
+
     address = f"tcp://127.0.0.1:{_free_port()}"  # nobody listens there
     with (
         dask.config.set({"distributed.comm.timeouts.connect": "1s"}),
@@ -244,3 +248,39 @@ def test_local_cluster_without_address(root, tmp_path) -> None:
     dask = convert(root, tmp_path / "dask", workers=1, datasets=("test",), runner="dask")
     assert [s.sha256 for s in dask.shards] == [s.sha256 for s in local.shards]
     assert shard_bytes(tmp_path / "dask") == shard_bytes(tmp_path / "local")
+
+
+@pytest.mark.slow
+def test_scheduler_lost_mid_run_is_an_error(root, tmp_path) -> None:
+    # An in-process cluster (threads, inproc:// address): closing it mid-run must end the
+    # run with an error that says so, never hang or report success.
+    distributed = pytest.importorskip("distributed")
+    out = tmp_path / "out"
+    failure: list[BaseException] = []
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    )
+
+    def run() -> None:
+        try:
+            convert(root, out, runner="dask", dask_address=cluster.scheduler_address)
+        except BaseException as err:  # reported to the test thread below
+            failure.append(err)
+
+    slow_sites(0.3)  # the workers are threads of this process
+    try:
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while not list(out.rglob(".*.tfrecord.tmp-*")):
+            assert thread.is_alive() and time.monotonic() < deadline, failure
+            time.sleep(0.01)
+        cluster.close()
+        thread.join(60)
+        assert not thread.is_alive()
+    finally:
+        slow_sites(0)
+        cluster.close()
+    assert len(failure) == 1 and isinstance(failure[0], ConvertError), failure
+    assert "scheduler" in str(failure[0]) and "re-run the same command" in str(failure[0])
+    assert not read_manifest(out)["complete"]

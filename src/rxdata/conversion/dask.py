@@ -106,6 +106,15 @@ def _failure(task: ShardTask, err: BaseException, distributed: Any) -> ConvertEr
     )
 
 
+def _cancel_reason(future: Any) -> str:
+    """What Dask says about a cancelled future (its ``result()`` raises with the reason)."""
+    try:
+        future.result(timeout=1)
+    except BaseException as err:  # CancelledError carries the reason as its message
+        return str(err) or type(err).__name__
+    return "no reason given"
+
+
 def run_dask(
     tasks: Sequence[ShardTask],
     *,
@@ -156,11 +165,12 @@ def run_dask(
             try:
                 for future in distributed.as_completed(futures):
                     task = task_of[future]
-                    if future.status == "cancelled":
+                    if future.status == "cancelled":  # e.g. the scheduler went away
                         raise ConvertError(
-                            f"the Dask task writing {task.spec.path} was cancelled on the "
-                            "cluster; complete shards are kept: re-run the same command to "
-                            "resume"
+                            f"the Dask task writing {task.spec.path} was cancelled "
+                            f"({_cancel_reason(future)}): the scheduler closed, lost this "
+                            "client, or another client cancelled it; complete shards are "
+                            "kept: re-run the same command to resume"
                         )
                     if future.status != "finished":
                         err = future.exception()
