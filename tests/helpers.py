@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -161,3 +162,13 @@ def slow_sites(seconds: float) -> None:
 
     slow._real = real  # type: ignore[attr-defined]
     shard.load_site = slow  # type: ignore[assignment]
+
+
+def set_allowed_failures(n: int, dask_scheduler: Any = None) -> int:
+    """Set a Dask scheduler's ``allowed_failures``; returns the old value (a test hook).
+
+    Run with ``client.run_on_scheduler(set_allowed_failures, n)``.
+    """
+    old = int(dask_scheduler.allowed_failures)
+    dask_scheduler.allowed_failures = n
+    return old

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SITE_ID, make_data, shard_bytes, site_png, slow_sites
+from helpers import SITE_ID, make_data, set_allowed_failures, shard_bytes, site_png, slow_sites
 from rxdata.conversion import MANIFEST_NAME, ConvertOptions, convert, read_manifest, verify
 from rxdata.errors import ConvertError, OptionsError
 
@@ -234,10 +234,57 @@ def test_worker_killed_mid_shard_then_resume(root, tmp_path, cluster) -> None:
     assert not read_manifest(out)["complete"]
 
     result = convert(root, out, runner="dask", dask_address=cluster, progress=False, **common)
-    assert result.n_reused == len(written)
+    # kept: every shard complete at the failure (and any a surviving worker finished after
+    # it); rewritten: at least the killed worker's shard
+    assert len(written) <= result.n_reused < len(result.shards)
     assert shard_bytes(out) == complete
     assert (out / MANIFEST_NAME).read_bytes() == (reference / MANIFEST_NAME).read_bytes()
     assert [p for p in out.rglob("*") if ".tmp" in p.name] == []  # the dead worker's is gone
+    assert verify(out, decode=True).ok
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_shard_is_retried_by_dask(root, tmp_path, cluster) -> None:
+    # Dask's default (allowed-failures=3): the lost worker's shard task runs again on another
+    # worker; the task is idempotent, so the run completes with the reference bytes.
+    distributed = pytest.importorskip("distributed")
+    common = {"encoding": "raw", "sites_per_shard": 2}
+    reference = tmp_path / "reference"
+    convert(root, reference, workers=1, **common)
+    out = tmp_path / "out"
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(
+                convert(root, out, runner="dask", dask_address=cluster, progress=False, **common)
+            )
+        except BaseException as err:  # reported to the test thread below
+            outcome.append(err)
+
+    with distributed.Client(cluster) as client:
+        old = client.run_on_scheduler(set_allowed_failures, 3)
+        client.run(slow_sites, 0.5)
+        try:
+            thread = threading.Thread(target=run)
+            thread.start()
+            deadline = time.monotonic() + 120
+            temporaries: list[Path] = []
+            while not temporaries:
+                assert thread.is_alive() and time.monotonic() < deadline, outcome
+                temporaries = list(out.rglob(".*.tfrecord.tmp-*"))
+                time.sleep(0.01)
+            os.kill(int(temporaries[0].name.split(".tmp-")[1].split("-")[0]), signal.SIGKILL)
+            thread.join(120)
+            assert not thread.is_alive()
+        finally:
+            client.run(slow_sites, 0)
+            client.run_on_scheduler(set_allowed_failures, old)
+        client.wait_for_workers(2, timeout=120)
+
+    assert len(outcome) == 1 and not isinstance(outcome[0], BaseException), outcome
+    assert shard_bytes(out) == shard_bytes(reference)
+    assert (out / MANIFEST_NAME).read_bytes() == (reference / MANIFEST_NAME).read_bytes()
     assert verify(out, decode=True).ok
 
 
