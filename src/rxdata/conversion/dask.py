@@ -19,6 +19,13 @@ that has killed more workers than that fails the run with a
 :class:`~rxdata.errors.ConvertError` naming the shard; complete shards are kept, and
 re-running the same conversion resumes (a dead worker's temporary file is removed then).
 
+**Interrupts.** Ctrl-C and SIGTERM end the run with
+:class:`~rxdata._parallel.Interrupted` (exit code 130 from the command): the pending tasks
+are cancelled and a ``LocalCluster`` is stopped. Its worker processes also exit when this
+process is killed outright (Dask's nanny watches its parent). On an existing cluster a
+shard already being written finishes (or not) on its own; either way no partial shard
+appears, and the next run resumes.
+
 ``dask.distributed`` is imported only when a Dask run starts. On a real cluster every
 worker must reach the images and the output directory at the same paths (a shared file
 system, or ``gs://``) and have rxdata installed; see ``docs/convert.md``.
