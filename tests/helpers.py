@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -202,3 +203,35 @@ def write_good_shard(
     ]
     tfrecord.write_shard(path, data, compression=compression)  # type: ignore[arg-type]
     return data
+
+
+def slow_sites(seconds: float) -> None:
+    """Make every site load ``seconds`` slower in this process (0: undo); a test hook.
+
+    Sent to Dask workers with ``client.run`` so a test can stop a worker mid-shard.
+    """
+    import time
+
+    from rxdata.conversion import shard
+
+    real = getattr(shard.load_site, "_real", shard.load_site)
+    if seconds <= 0:
+        shard.load_site = real  # type: ignore[assignment]
+        return
+
+    def slow(ctx, row):  # type: ignore[no-untyped-def]
+        time.sleep(seconds)
+        return real(ctx, row)
+
+    slow._real = real  # type: ignore[attr-defined]
+    shard.load_site = slow  # type: ignore[assignment]
+
+
+def set_allowed_failures(n: int, dask_scheduler: Any = None) -> int:
+    """Set a Dask scheduler's ``allowed_failures``; returns the old value (a test hook).
+
+    Run with ``client.run_on_scheduler(set_allowed_failures, n)``.
+    """
+    old = int(dask_scheduler.allowed_failures)
+    dask_scheduler.allowed_failures = n
+    return old

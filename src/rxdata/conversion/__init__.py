@@ -8,8 +8,9 @@ A small package whose modules follow the job's seams:
   calls to write a shard, and the picklable :class:`ShardTask` it takes.
 * :mod:`~rxdata.conversion.manifest`: the manifest, resuming, the skipped-sites report.
 * :mod:`~rxdata.conversion.verification`: :func:`verify`.
-* :mod:`~rxdata.conversion.local` and :mod:`~rxdata.conversion.beam`: the runners (Beam is
-  imported only when ``runner="beam"``).
+* :mod:`~rxdata.conversion.local`, :mod:`~rxdata.conversion.beam` and
+  :mod:`~rxdata.conversion.dask`: the runners (Beam and Dask are imported only when
+  ``runner="beam"`` or ``runner="dask"``).
 * :mod:`~rxdata.conversion.job`: :func:`convert`, which ties them together.
 
 See :mod:`rxdata.conversion.job` for the contract and ``docs/convert.md`` for the format.

@@ -7,8 +7,9 @@ Contract (see also ``docs/convert.md``):
   ``images2tfrecords``, so the seeds give the same grouping their users know.
 * **Write** (:mod:`rxdata.conversion.shard`): each shard is written whole by one worker
   with :func:`~rxdata.conversion.shard.write_shard_task`; the local runner
-  (:mod:`rxdata.conversion.local`) and the Beam runner (:mod:`rxdata.conversion.beam`,
-  imported only when ``runner="beam"``) both call it.
+  (:mod:`rxdata.conversion.local`), the Beam runner (:mod:`rxdata.conversion.beam`,
+  imported only when ``runner="beam"``) and the Dask runner
+  (:mod:`rxdata.conversion.dask`, imported only when ``runner="dask"``) all call it.
 * **Resume** (:mod:`rxdata.conversion.manifest`): re-running the same conversion keeps
   every complete shard after a checksum check, so an interrupted run finishes with
   byte-identical output.
@@ -291,7 +292,14 @@ def convert(
             records = [dataclasses.replace(r, reused=r.path in reused) for r in records]
         drop_progress_dir(out_dir)
     else:
-        records = run_local(tasks, workers=opts.n_workers, progress=opts.progress)
+        if opts.runner == "dask":
+            from rxdata.conversion.dask import run_dask
+
+            records = run_dask(
+                tasks, address=opts.dask_address, workers=opts.n_workers, progress=opts.progress
+            )
+        else:
+            records = run_local(tasks, workers=opts.n_workers, progress=opts.progress)
         finalize(out_dir, opts, shape, plan, layout, records, orphans)
         order = {s.path: i for i, s in enumerate(plan)}
         records.sort(key=lambda r: order[r.path])

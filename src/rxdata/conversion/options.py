@@ -20,8 +20,10 @@ ENCODINGS = ("png", "raw")
 COMPRESSIONS = ("none", "gzip", "zlib")
 """TFRecord compression of the shard files."""
 ON_ERROR = ("raise", "skip")
-RUNNERS = ("local", "beam")
-"""Every RxRx1 site has these six channel images."""
+RUNNERS = ("local", "beam", "dask")
+"""``local``: a process pool here; ``beam``: Apache Beam; ``dask``: a Dask cluster."""
+DASK_SCHEMES = ("tcp", "tls", "ucx", "inproc", "ws", "wss")
+"""Address schemes of ``dask.distributed`` schedulers (``dask_address``)."""
 
 MANIFEST_NAME = "manifest.json"
 """File name of the manifest in the output directory."""
@@ -83,6 +85,26 @@ def _parse_beam_options(value: object) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(pairs))
 
 
+def _check_dask_address(address: object, runner: str, workers: int | None) -> None:
+    if runner != "dask":
+        raise OptionsError(
+            f"dask_address={address!r} needs runner='dask' (--runner dask); runner={runner!r}"
+        )
+    scheme, sep, rest = address.partition("://") if isinstance(address, str) else ("", "", "")
+    if not sep or scheme not in DASK_SCHEMES or not rest.strip():
+        raise OptionsError(
+            f"dask_address={address!r} is not a Dask scheduler address; expected "
+            f"SCHEME://HOST:PORT with SCHEME one of {list(DASK_SCHEMES)}, "
+            "e.g. 'tcp://10.0.0.5:8786'"
+        )
+    if workers is not None:
+        raise OptionsError(
+            f"workers={workers!r} has no effect with dask_address={address!r}: the cluster's "
+            "workers write the shards; scale the cluster instead (or drop dask_address to "
+            "start a LocalCluster of `workers` processes)"
+        )
+
+
 @dataclass(frozen=True)
 class ConvertOptions:
     """How to convert RxRx1 PNGs to TFRecord shards. Every field is validated on creation.
@@ -120,8 +142,11 @@ class ConvertOptions:
     workers: int | None = None
     # Silent data loss is worse than a stopped run; "skip" writes a report instead.
     on_error: str = "raise"
-    # The local process pool needs no extra installation; "beam" scales out.
+    # The local process pool needs no extra installation; "beam" and "dask" scale out.
     runner: str = "local"
+    # runner="dask": the scheduler to submit to, e.g. "tcp://10.0.0.5:8786"; None starts a
+    # LocalCluster of `workers` processes on this machine.
+    dask_address: str | None = None
     # Extra Beam pipeline options (KEY=VALUE), e.g. runner=DataflowRunner, project=...
     beam_options: tuple[tuple[str, str], ...] = ()
     # Never destroy a previous conversion made with other options unless asked.
@@ -159,6 +184,8 @@ class ConvertOptions:
             _positive_int("workers", self.workers)
         _choice("on_error", self.on_error, ON_ERROR)
         _choice("runner", self.runner, RUNNERS)
+        if self.dask_address is not None:
+            _check_dask_address(self.dask_address, self.runner, self.workers)
         object.__setattr__(self, "beam_options", _parse_beam_options(self.beam_options))
         for name in ("include_controls", "overwrite", "validate", "decode", "scan"):
             if not isinstance(getattr(self, name), bool):
