@@ -512,3 +512,19 @@ def test_convert_prints_no_tensorflow_info_lines(root, tmp_path) -> None:
     # others); the few that TensorFlow 2.19+ prints before its logging starts
     # (tensorflow/tensorflow#100442) no setting hides.
     assert "cpu_feature_guard" not in proc.stderr
+
+
+def test_option_text_speaks_python_or_flags(monkeypatch) -> None:
+    import json
+
+    from rxdata.errors import OPTION_FLAGS_ENV, option_text
+
+    monkeypatch.delenv(OPTION_FLAGS_ENV, raising=False)
+    assert option_text("overwrite") == "overwrite=True"
+    assert option_text("image_shape", (512, 512)) == "image_shape=(512, 512)"
+    monkeypatch.setenv(OPTION_FLAGS_ENV, json.dumps({"beam_options": "--beam-option"}))
+    assert option_text("overwrite") == "--overwrite"
+    assert option_text("on_error", "skip") == "--on-error skip"
+    assert option_text("image_shape", (512, 512)) == "--image-shape 512,512"
+    assert option_text("metadata", placeholder="PATH") == "--metadata PATH"
+    assert option_text("beam_options", "k=v") == "--beam-option k=v"

@@ -49,7 +49,6 @@ Handler = Callable[[argparse.Namespace], int]
 _FLAGS = {
     "beam_options": "--beam-option",
     "include_controls": "--no-controls",
-    "base_path": "--root",
 }
 
 
