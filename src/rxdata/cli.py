@@ -33,7 +33,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
-from rxdata.errors import OPTION_FLAGS_ENV, OptionsError, RxDataError
+from rxdata.errors import OPTION_FLAGS_ENV, OptionsError, ParseError, RxDataError
 from rxdata.naming import CHANNELS, DATASETS, LAYOUTS, normalize_experiment
 
 EXIT_OK = 0
@@ -173,7 +173,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         ),
         ("--workers", int, "worker processes (default: every core; --tiny 1)"),
     ):
-        p.add_argument(flag, type=kind, help=text)
+        p.add_argument(flag, type=kind, metavar="N" if kind is int else "X", help=text)
     _progress_flag(p)
     p.set_defaults(func=_synth_handler)
 
@@ -321,8 +321,8 @@ def _show_handler(args: argparse.Namespace) -> int:
         if (
             args.root is not None
             or os.environ.get("RXDATA_ROOT")
-            or isinstance(err, InputNotFoundError)
-        ):
+            or isinstance(err, (InputNotFoundError, OptionsError, ParseError))
+        ):  # only "nothing found here" errors get the hint
             raise
         raise InputNotFoundError(
             f"{err}\nhint: no --root was given and RXDATA_ROOT is not set, so the current "
