@@ -423,7 +423,7 @@ def test_show_without_root_hints_at_root(tmp_path, capsys, monkeypatch) -> None:
     err = _error(["show", "HUVEC-01", "1", "B02"], capsys)
     assert "--root" in err and "RXDATA_ROOT" in err
     monkeypatch.setenv("RXDATA_ROOT", str(tmp_path))  # the user chose a root: no hint
-    assert "hint" not in _error(["show", "HUVEC-01", "1", "B02"], capsys)
+    assert "no --root was given" not in _error(["show", "HUVEC-01", "1", "B02"], capsys)
     err = _error(["show", "HUVEC-01", "1", "B02", "--root", str(tmp_path / "nope")], capsys)
     assert "--root" in err and "does not exist" in err
 
