@@ -353,7 +353,7 @@ def _add_stats(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         default="raise",
         help="a missing or corrupt image: fail, skip it, or warn and skip (default: %(default)s)",
     )
-    _progress_flag(p)
+    _progress_flag(p, default=True)  # stats: True = bar or log lines
     p.set_defaults(func=_stats_handler)
 
 
@@ -430,7 +430,6 @@ def _verify_handler(args: argparse.Namespace) -> int:
 
     _must_exist(args.output_dir, "OUTPUT_DIR")
     metadata = args.metadata and _must_exist(args.metadata, "--metadata")
-    _setup_logging()
     try:
         with _site_progress(args.output_dir, getattr(args, "progress", None)) as progress:
             report = verify(
@@ -714,7 +713,6 @@ def _convert_handler(args: argparse.Namespace) -> int:
     _must_exist(images_root, "IMAGES_ROOT")
     if args.metadata is not None:
         _must_exist(args.metadata, "--metadata")
-    _setup_logging()
     extra = {} if args.dask_address is None else {"dask_address": args.dask_address}
     result = convert(
         images_root,
@@ -776,6 +774,7 @@ def _messages_name_flags() -> Iterator[None]:
 def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     handler: Handler = args.func
+    _setup_logging()  # progress log lines when stderr is not a terminal
     from rxdata._parallel import sigterm_as_interrupt
 
     try:
