@@ -3,7 +3,7 @@
 
 Usage (see docs/training.md for every target)::
 
-    rxdata synth --tiny data && rxdata-convert data records
+    rxdata synth --tiny data && rxdata convert data records
     python examples/train.py --data 'records/random-42/train/*.tfrecord' --out run --epochs 2
 
     python examples/train.py --target gpu --data 'records/by_experiment-42/train/*.tfrecord' \

@@ -1,4 +1,5 @@
-"""Tests for the ``rxdata-convert`` and ``rxdata verify`` command lines."""
+"""Tests for the ``rxdata`` command line (``convert``, ``verify``, ``synth``, ``show``) and
+its ``rxdata-convert`` alias."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from rxdata.cli import (
     main,
 )
 from rxdata.conversion import MANIFEST_NAME, REPORT_NAME, ConvertOptions
+
+COMMANDS = ("synth", "convert", "verify", "stats", "show")
 
 
 @pytest.fixture(scope="module")
@@ -259,3 +262,271 @@ def test_show_finds_full_release_site_in_either_spelling(tmp_path, capsys, spell
     argv = ["show", spelling, "2", "B02", "--site", "1", "--root", str(given), "--out", str(out)]
     assert main(argv) == EXIT_OK
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+# ------------------------------------------------------------ one CLI: help, version
+def test_help_lists_every_command_with_one_line(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for command in COMMANDS:
+        lines = [line for line in out.splitlines() if line.strip().startswith(command + " ")]
+        assert len(lines) == 1, (command, out)
+        assert len(lines[0].split()) > 3  # a summary follows the name
+
+
+def test_version(capsys) -> None:
+    import rxdata
+
+    for run in (main, convert_main):
+        with pytest.raises(SystemExit) as exit_:
+            run(["--version"])
+        assert exit_.value.code == 0
+        assert capsys.readouterr().out.strip() == f"rxdata {rxdata.__version__}"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_option_shows_its_default(command, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    options = text[text.index("options:") :]
+    # each option's help (from one "--flag" line to the next) says its default
+    entries = [e for e in options.split("\n  -")[1:] if not e.startswith("h, --help")]
+    assert entries
+    for entry in entries:
+        flat = " ".join(entry.split())
+        if not flat.startswith("-version"):
+            assert "default: " in flat or "is required)" in flat, (command, flat)
+
+
+def test_convert_subcommand_is_the_alias(root, tmp_path, capsys) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["convert", str(root), str(a), "--workers", "1", "--no-progress"]) == EXIT_OK
+    assert convert_main([str(root), str(b), "--workers", "1", "--no-progress"]) == EXIT_OK
+    assert shard_bytes(a) == shard_bytes(b)
+    assert (a / MANIFEST_NAME).read_bytes() == (b / MANIFEST_NAME).read_bytes()
+
+
+# ------------------------------------------------------- options reach the library
+def _captured_convert(monkeypatch, argv: list[str]) -> dict[str, object]:
+    import rxdata.conversion
+
+    seen: dict[str, object] = {}
+
+    def fake(images_root, output_dir, **kwargs):
+        seen.update(kwargs)
+        raise KeyboardInterrupt  # stop here; the CLI returns EXIT_INTERRUPTED
+
+    monkeypatch.setattr(rxdata.conversion, "convert", fake)
+    assert main(["convert", *argv]) == EXIT_INTERRUPTED
+    return seen
+
+
+def test_runner_progress_and_dask_flags_reach_the_library(root, tmp_path, monkeypatch) -> None:
+    base = [str(root), str(tmp_path / "out")]
+    seen = _captured_convert(monkeypatch, base)
+    assert seen["progress"] is None and seen["runner"] == "local"
+    assert "dask_address" not in seen  # passed only when given
+    assert _captured_convert(monkeypatch, [*base, "--no-progress"])["progress"] is False
+    assert _captured_convert(monkeypatch, [*base, "--progress"])["progress"] is True
+    seen = _captured_convert(
+        monkeypatch, [*base, "--runner", "dask", "--dask-address", "tcp://10.0.0.1:8786"]
+    )
+    assert seen["runner"] == "dask" and seen["dask_address"] == "tcp://10.0.0.1:8786"
+    seen = _captured_convert(monkeypatch, [*base, "--image-shape", "12x10"])
+    assert seen["image_shape"] == (12, 10) and seen["experiments"] is None
+
+
+def test_dask_address_needs_the_dask_runner(root, tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["convert", str(root), str(tmp_path / "o"), "--dask-address", "tcp://x:1"])
+    assert exit_.value.code == EXIT_USAGE
+    assert "--dask-address needs --runner dask" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("spelling", ["HEPG2-1", "HEPG2-01"])
+def test_convert_experiments_in_either_spelling(root, tmp_path, spelling) -> None:
+    import json
+
+    out = tmp_path / "out"
+    argv = ["convert", str(root), str(out), "--workers", "1", "--experiments", spelling]
+    assert main([*argv, "--datasets", "train"]) == EXIT_OK
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert manifest["options"]["experiments"] == ["HEPG2-01"]
+    ids = [i for shard in manifest["shards"] for i in shard["site_ids"]]
+    assert len(ids) == 6 and all(i.startswith("HEPG2-01_") for i in ids)
+    assert main(["verify", str(out), "--metadata", str(root)]) == EXIT_OK
+
+
+def test_convert_image_shape(root, tmp_path, capsys) -> None:
+    import json
+
+    out = tmp_path / "out"
+    argv = ["convert", str(root), str(out), "--workers", "1", "--image-shape", "12,10"]
+    assert main(argv) == EXIT_OK
+    assert json.loads((out / MANIFEST_NAME).read_text())["options"]["image_shape"] == [12, 10]
+    wrong = ["convert", str(root), str(tmp_path / "w"), "--workers", "1", "--image-shape", "10"]
+    assert main(wrong) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert ".png: image is 12x10 (HxW), expected 10x10" in err and "--on-error skip" in err
+    with pytest.raises(SystemExit) as exit_:
+        main(["convert", str(root), str(out), "--image-shape", "1,2,3"])
+    assert exit_.value.code == EXIT_USAGE
+    assert "argument --image-shape: '1,2,3'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------- errors in CLI words
+def _error(argv: list[str], capsys, code: int = EXIT_ERROR) -> str:
+    assert main(argv) == code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_errors_name_files_and_flags_not_python_keywords(root, tmp_path, capsys) -> None:
+    missing = tmp_path / "no-such-folder"
+    err = _error(["convert", str(missing), str(tmp_path / "o")], capsys)
+    assert f"{missing} does not exist" in err
+    err = _error(["convert", str(root), str(tmp_path / "o"), "--metadata", str(missing)], capsys)
+    assert f"--metadata {missing} does not exist" in err
+    err = _error(["verify", str(missing)], capsys)
+    assert f"{missing} does not exist" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    err = _error(["convert", str(empty), str(tmp_path / "o")], capsys)
+    assert "--metadata PATH" in err and "metadata=" not in err
+    err = _error(["convert", str(root), str(tmp_path / "o"), "--sites-per-shard", "0"], capsys)
+    assert "--sites-per-shard 0 must be" in err and "sites_per_shard=" not in err
+    err = _error(["convert", str(root), str(tmp_path / "o"), "--experiments", "RPE-09"], capsys)
+    assert "--experiments RPE-09" in err and "experiments=" not in err
+    # the same library errors speak Python outside the CLI
+    from rxdata.conversion import convert
+
+    with pytest.raises(ValueError, match="sites_per_shard=0"):
+        convert(root, tmp_path / "p", sites_per_shard=0)
+
+
+def test_different_options_refusal_names_only_what_differs(root, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    assert main(["convert", str(root), str(out), "--workers", "1"]) == EXIT_OK
+    err = _error(["convert", str(root), str(out), "--workers", "1", "--encoding", "raw"], capsys)
+    assert "different options: encoding: png -> raw;" in err
+    assert "--overwrite" in err and "overwrite=True" not in err and "{" not in err
+    assert "seed" not in err and "strategy" not in err
+
+
+def test_show_without_root_hints_at_root(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("RXDATA_ROOT", raising=False)
+    err = _error(["show", "HUVEC-01", "1", "B02"], capsys)
+    assert "--root" in err and "RXDATA_ROOT" in err
+    monkeypatch.setenv("RXDATA_ROOT", str(tmp_path))  # the user chose a root: no hint
+    assert "no --root was given" not in _error(["show", "HUVEC-01", "1", "B02"], capsys)
+    err = _error(["show", "HUVEC-01", "1", "B02", "--root", str(tmp_path / "nope")], capsys)
+    assert "--root" in err and "does not exist" in err
+
+
+@pytest.mark.parametrize("spelling", ["HUVEC-1", "HUVEC-01"])
+def test_show_plate_with_metadata_in_either_spelling(tmp_path, capsys, spelling) -> None:
+    root = _full_release_site(tmp_path / "data")
+    (root / "metadata.csv").write_text(
+        "site_id,well_id,cell_type,dataset,experiment,plate,well,site,well_type,sirna,sirna_id\n"
+        "HUVEC-01_2_B02_1,HUVEC-01_2_B02,HUVEC,train,HUVEC-01,2,B02,1,treatment,s1,3\n"
+    )
+    out = tmp_path / "plate.png"
+    argv = ["show", spelling, "2", "--root", str(root), "--metadata", str(root / "metadata.csv")]
+    assert main([*argv, "--out", str(out)]) == EXIT_OK
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+# ------------------------------------------------------------------- rxdata synth
+def test_synth_needs_a_size_and_an_empty_folder(tmp_path, capsys) -> None:
+    target = tmp_path / "data"
+    with pytest.raises(SystemExit) as exit_:
+        main(["synth", str(target)])  # the 46 GB default never starts without --full
+    assert exit_.value.code == EXIT_USAGE
+    assert "--tiny --full" in capsys.readouterr().err and not target.exists()
+    argv = ["synth", "--tiny", str(target), "--image-size", "8", "--plates", "1"]
+    assert main(argv) == EXIT_OK
+    before = sorted(p.name for p in target.rglob("*"))
+    err = _error(argv, capsys)
+    assert "is not empty" in err and "--overwrite" in err
+    assert main([*argv, "--overwrite"]) == EXIT_OK
+    assert sorted(p.name for p in target.rglob("*")) == before
+
+
+def test_synth_full_says_how_big_before_starting(tmp_path, capsys, monkeypatch) -> None:
+    import rxdata.synthetic
+
+    def fake(root, options):
+        raise KeyboardInterrupt  # do not write 46 GB
+
+    monkeypatch.setattr(rxdata.synthetic, "generate", fake)
+    assert main(["synth", "--full", str(tmp_path / "d"), "--workers", "2"]) == EXIT_INTERRUPTED
+    err = capsys.readouterr().err
+    assert "125,664 sites" in err and "GB" in err and "h on 2 core(s)" in err
+
+
+# ------------------------------------------------------------------ verify progress
+def test_verify_shows_progress(root, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    assert main(["convert", str(root), str(out), "--workers", "1", "--no-progress"]) == EXIT_OK
+    capsys.readouterr()
+    for extra in ([], ["--decode"]):
+        assert main(["verify", str(out), "--progress", *extra]) == EXIT_OK
+        err = capsys.readouterr().err
+        assert "verify" in err and "14/14" in err
+    assert main(["verify", str(out), "--no-progress"]) == EXIT_OK
+    assert "14/14" not in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ quiet TensorFlow
+@pytest.mark.parametrize(("given", "expected"), [(None, "2"), ("0", "0")], ids=["unset", "user"])
+def test_cli_quiets_tensorflow_unless_the_user_chose(given, expected) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    if given is not None:
+        env["TF_CPP_MIN_LOG_LEVEL"] = given
+    code = (
+        "import os, sys, rxdata.cli; "
+        "print(os.environ['TF_CPP_MIN_LOG_LEVEL'], 'tensorflow' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.stdout.split() == [expected, "False"], proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_convert_prints_no_tensorflow_info_lines(root, tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    rxdata_bin = Path(sys.executable).parent / "rxdata"
+    proc = subprocess.run(
+        [str(rxdata_bin), "convert", str(root), str(tmp_path / "o"), "--workers", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == EXIT_OK, proc.stderr[-3000:]
+    # TF_CPP_MIN_LOG_LEVEL=2 hides TensorFlow's INFO/WARNING lines (this one, among
+    # others); the few that TensorFlow 2.19+ prints before its logging starts
+    # (tensorflow/tensorflow#100442) no setting hides.
+    assert "cpu_feature_guard" not in proc.stderr
+
+
+def test_option_text_speaks_python_or_flags(monkeypatch) -> None:
+    import json
+
+    from rxdata.errors import OPTION_FLAGS_ENV, option_text
+
+    monkeypatch.delenv(OPTION_FLAGS_ENV, raising=False)
+    assert option_text("overwrite") == "overwrite=True"
+    assert option_text("image_shape", (512, 512)) == "image_shape=(512, 512)"
+    monkeypatch.setenv(OPTION_FLAGS_ENV, json.dumps({"beam_options": "--beam-option"}))
+    assert option_text("overwrite") == "--overwrite"
+    assert option_text("on_error", "skip") == "--on-error skip"
+    assert option_text("image_shape", (512, 512)) == "--image-shape 512,512"
+    assert option_text("metadata", placeholder="PATH") == "--metadata PATH"
+    assert option_text("beam_options", "k=v") == "--beam-option k=v"

@@ -745,3 +745,16 @@ def test_importing_conversion_does_not_import_beam() -> None:
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
+
+
+def test_experiments_option_takes_either_spelling_and_checks_names() -> None:
+    from rxdata.errors import OptionsError
+
+    assert ConvertOptions(experiments="HUVEC-1").experiments == ("HUVEC-01",)
+    both = ConvertOptions(experiments=("HUVEC-01", "HUVEC-1", "HEPG2-2"))
+    assert both.experiments == ("HEPG2-02", "HUVEC-01")
+    assert both.output_fields()["experiments"] == ["HEPG2-02", "HUVEC-01"]
+    assert "experiments" not in ConvertOptions().output_fields()  # old manifests still match
+    for bad in ((), ("HUVEC",), (3,)):
+        with pytest.raises(OptionsError, match="experiments="):
+            ConvertOptions(experiments=bad)

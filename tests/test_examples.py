@@ -1115,7 +1115,7 @@ def test_from_nothing_to_a_submission(tmp_path: Path) -> None:
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the scripts quiet TensorFlow themselves
     commands = [
         [str(bin_dir / "rxdata"), "synth", "--tiny", "data"],
-        [str(bin_dir / "rxdata-convert"), "data", "records"],
+        [str(bin_dir / "rxdata"), "convert", "data", "records"],
         [sys.executable, str(EXAMPLES / "train.py"), "--data",
          "records/random-42/train/*.tfrecord", "--out", "run", "--epochs", "2"],
         [sys.executable, str(EXAMPLES / "predict.py"), "--model", "run", "--data",

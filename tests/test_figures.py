@@ -141,3 +141,20 @@ def test_cli_show_and_stats(tiny_kaggle, tmp_path, capsys):
     )
     table = pd.read_csv(csv)
     assert len(table) == len(meta) * 6
+
+
+def test_render_plate_draws_the_whole_384_well_plate(tmp_path):
+    """The montage is always rows A-P by columns 1-24, whatever wells the plate has: a
+    plate with only A01 and one with only P24 give pictures of the same size."""
+    from PIL import Image
+
+    sizes = []
+    for well in ("A01", "P24", "B02"):
+        root = tmp_path / well
+        folder = root / "train" / "HUVEC-01" / "Plate1"
+        folder.mkdir(parents=True)
+        for c in range(1, 7):
+            Image.fromarray(np.full((8, 8), 40 * c, np.uint8)).save(folder / f"{well}_s1_w{c}.png")
+        sizes.append(decode(rxdata.render_plate("train", "HUVEC-01", 1, base_path=root)).shape)
+    assert sizes[0] == sizes[1] == sizes[2]
+    assert sizes[0][1] > 1.3 * sizes[0][0]  # 24 columns are wider than 16 rows are tall

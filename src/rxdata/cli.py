@@ -2,6 +2,8 @@
 
 The CLI only parses arguments and calls one library function per command; every option
 maps onto a keyword of that function, so anything the CLI does can be done from Python.
+``rxdata-convert`` is an alias of ``rxdata convert`` (it also takes ``--verify OUTPUT_DIR``
+alone, as it always did).
 
 Exit codes (shared by both scripts):
 
@@ -17,12 +19,22 @@ Exit codes (shared by both scripts):
 
 from __future__ import annotations
 
-import argparse
-import sys
-from collections.abc import Callable, Sequence
+import os
 
-from rxdata.errors import RxDataError
-from rxdata.naming import CHANNELS, DATASETS, LAYOUTS
+# Quiet TensorFlow's C++ start-up lines unless the user chose a level; this must run
+# before TensorFlow is first imported (here or in spawned workers, which inherit it).
+# TensorFlow 2.19 and later still print a few lines that no setting silences
+# (tensorflow/tensorflow#100442).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+from rxdata.errors import OPTION_FLAGS_ENV, OptionsError, ParseError, RxDataError
+from rxdata.naming import CHANNELS, DATASETS, LAYOUTS, normalize_experiment
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -33,47 +45,152 @@ EXIT_INTERRUPTED = 130
 
 Handler = Callable[[argparse.Namespace], int]
 
+# Library option fields whose flag is not ``--field-name`` (messages name the flag).
+_FLAGS = {
+    "beam_options": "--beam-option",
+    "include_controls": "--no-controls",
+}
+
+
+class InputNotFoundError(RxDataError, FileNotFoundError):
+    """A path given on the command line does not exist."""
+
+
+def _must_exist(path: str, what: str) -> str:
+    """``path`` (a local path; ``gs://`` is left to the library) or an error naming it."""
+    if "://" not in path and not os.path.exists(path):
+        raise InputNotFoundError(f"{what} {path} does not exist; check the path")
+    return path
+
+
+def _version() -> str:
+    from rxdata import __version__
+
+    return f"rxdata {__version__}"
+
+
+def _progress_flag(p: argparse.ArgumentParser, default: bool | None = None) -> None:
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=default,
+        help="a progress bar (default: a bar on a terminal, a log line every 30 s otherwise)",
+    )
+
+
+def _synthetic_estimate(n_sites: int, image_size: int, workers: int) -> str:
+    # Calibrated on the full default data set: 125,510 sites of 6 PNGs at 512 px make
+    # ~46 GB and took ~17 hours on 2 cores (rxdata 0.1). Size and time scale with pixels.
+    pixels = n_sites * 6 * image_size**2
+    gigabytes = pixels * 0.233 / 1e9
+    hours = pixels / (125_510 * 6 * 512**2) * 17 * 2 / max(workers, 1)
+    return (
+        f"{n_sites:,} sites, about {gigabytes:,.1f} GB, roughly {hours:,.1f} h on {workers} core(s)"
+    )
+
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from rxdata.synthetic import SyntheticOptions
+
+    d, t = SyntheticOptions(), SyntheticOptions.tiny()
     p = sub.add_parser(
         "synth",
-        help="write a synthetic RxRx1-shaped data set",
+        help="write a synthetic RxRx1-shaped data set (--tiny: 336 sites in seconds)",
         description="Write a synthetic RxRx1 data set (images + CSVs) with the real plate "
         "layout, a learnable per-siRNA signal and batch effects; see docs/synthetic.md. "
-        "Defaults mirror the real data set (51 experiments, 512 px: about 46 GB); use "
-        "--tiny for a 336-site data set of 32 px images.",
+        "Choose a size: --tiny (336 sites of 32 px images, seconds) or --full (the real "
+        f"data set's shape: {_synthetic_estimate(d.n_sites, d.image_size, 2)}); the "
+        "options below change either.",
     )
-    p.add_argument("root", metavar="ROOT", help="output folder")
-    p.add_argument("--tiny", action="store_true", help="start from SyntheticOptions.tiny()")
+    p.add_argument("root", metavar="ROOT", help="output folder (must be empty or new)")
+    size = p.add_mutually_exclusive_group(required=True)
+    size.add_argument(
+        "--tiny",
+        action="store_true",
+        help="start from SyntheticOptions.tiny(): 336 sites of 32 px, seconds (--tiny or "
+        "--full is required)",
+    )
+    size.add_argument(
+        "--full",
+        action="store_true",
+        help="start from SyntheticOptions(): the real data set's shape, a long job (--tiny "
+        "or --full is required)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a non-empty ROOT, replacing files of the same names; other files "
+        "stay (default: refuse)",
+    )
     p.add_argument(
         "--experiments",
         metavar="CT:TRAIN:TEST,...",
-        help="experiments per cell type, e.g. HEPG2:2:1,HUVEC:2:1 (default: the real 33+18)",
+        help="experiments per cell type, e.g. HEPG2:2:1,HUVEC:2:1 (default: --full the real "
+        "33+18, --tiny HEPG2:1:1,HUVEC:1:1,RPE:1:0,U2OS:1:0)",
     )
-    p.add_argument("--layout", choices=LAYOUTS, help="output layout (kaggle)")
-    p.add_argument("--label-style", choices=("integer", "string"), help="Kaggle label style")
-    for flag, kind, text in (
-        ("--plates", int, "plates per experiment, 1-4"),
-        ("--sirnas-per-plate", int, "treatment wells per plate, 1-277"),
-        ("--positive-controls", int, "positive-control wells per plate, 0-30"),
-        ("--sites", int, "sites per well, 1-2"),
-        ("--image-size", int, "image side in pixels (512)"),
-        ("--signal", float, "strength of the per-siRNA signal (1.0)"),
-        ("--batch-effect", float, "strength of experiment/plate batch effects (1.0)"),
-        ("--incomplete-fraction", float, "fraction of sites missing channels 5-6 (0)"),
-        ("--seed", int, "random seed (0)"),
-        ("--png-compression", int, "zlib level 0-9 (6; 1 is ~5x faster at 512 px)"),
-        ("--workers", int, "worker processes (all CPUs)"),
-    ):
-        p.add_argument(flag, type=kind, help=text)
+    p.add_argument("--layout", choices=LAYOUTS, help=f"output layout (default: {d.layout})")
     p.add_argument(
-        "--progress", action=argparse.BooleanOptionalAction, help="progress bar (on a terminal)"
+        "--label-style",
+        choices=("integer", "string"),
+        help=f"Kaggle label style (default: {d.label_style})",
     )
+    for flag, kind, text in (
+        ("--plates", int, f"plates per experiment, 1-4 (default: {d.plates})"),
+        (
+            "--sirnas-per-plate",
+            int,
+            f"treatment wells per plate, 1-277 (default: {d.sirnas_per_plate}; --tiny "
+            f"{t.sirnas_per_plate})",
+        ),
+        (
+            "--positive-controls",
+            int,
+            f"positive-control wells per plate, 0-30 (default: {d.positive_controls}; "
+            f"--tiny {t.positive_controls})",
+        ),
+        ("--sites", int, f"sites per well, 1-2 (default: {d.sites})"),
+        (
+            "--image-size",
+            int,
+            f"image side in pixels (default: {d.image_size}; --tiny {t.image_size})",
+        ),
+        ("--signal", float, f"strength of the per-siRNA signal (default: {d.signal})"),
+        (
+            "--batch-effect",
+            float,
+            f"strength of experiment/plate batch effects (default: {d.batch_effect})",
+        ),
+        (
+            "--incomplete-fraction",
+            float,
+            f"fraction of sites missing channels 5-6 (default: {d.incomplete_fraction})",
+        ),
+        ("--seed", int, f"random seed (default: {d.seed})"),
+        (
+            "--png-compression",
+            int,
+            f"zlib level 0-9 (default: {d.png_compression}; 1 is ~5x faster at 512 px)",
+        ),
+        ("--workers", int, "worker processes (default: every core; --tiny 1)"),
+    ):
+        p.add_argument(flag, type=kind, metavar="N" if kind is int else "X", help=text)
+    _progress_flag(p)
     p.set_defaults(func=_synth_handler)
 
 
+def _synth_experiments(text: str) -> tuple[tuple[str, int, int], ...]:
+    try:
+        return tuple(
+            (ct, int(tr), int(te)) for ct, tr, te in (item.split(":") for item in text.split(","))
+        )
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected CELLTYPE:TRAIN:TEST items separated by commas, e.g. "
+            "HEPG2:2:1,HUVEC:2:1"
+        ) from None
+
+
 def _synth_handler(args: argparse.Namespace) -> int:
-    from rxdata.errors import OptionsError
     from rxdata.metadata import read_metadata
     from rxdata.synthetic import SyntheticOptions, generate
 
@@ -96,16 +213,22 @@ def _synth_handler(args: argparse.Namespace) -> int:
     overrides = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     if args.experiments:
         try:
-            overrides["experiments"] = tuple(
-                (ct, int(tr), int(te))
-                for ct, tr, te in (item.split(":") for item in args.experiments.split(","))
-            )
-        except ValueError:
-            raise OptionsError(
-                f"--experiments {args.experiments!r}: expected CELLTYPE:TRAIN:TEST items "
-                "separated by commas, e.g. HEPG2:2:1,HUVEC:2:1"
-            ) from None
+            overrides["experiments"] = _synth_experiments(args.experiments)
+        except argparse.ArgumentTypeError as err:
+            raise OptionsError(f"--experiments {err}") from None
     options = SyntheticOptions.tiny(**overrides) if args.tiny else SyntheticOptions(**overrides)
+    if os.path.isdir(args.root) and os.listdir(args.root) and not args.overwrite:
+        raise OptionsError(
+            f"{args.root} is not empty; choose a new or empty folder, or pass --overwrite to "
+            "write into it (files of the same names are replaced, others stay)"
+        )
+    if not args.tiny:
+        workers = options.workers or os.cpu_count() or 1
+        print(
+            f"writing {_synthetic_estimate(options.n_sites, options.image_size, workers)}"
+            " to {args.root}; Ctrl-C stops it",
+            file=sys.stderr,
+        )
     root = generate(args.root, options)
     md = read_metadata(root if options.layout == "kaggle" else root / "metadata.csv")
     print(
@@ -127,60 +250,84 @@ def _channel_list(text: str) -> tuple[int, ...]:
 def _add_show(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "show",
-        help="render a site (RGB composite + channel grid) to a PNG",
+        help="render a site (RGB composite + channel grid) or a whole plate to a PNG",
         description="Render one site (RGB composite in the rxrx1-utils colours plus each "
-        "channel in grayscale) or, without WELL, a montage of a whole plate. Example: "
-        "rxdata show HUVEC-01 2 B02 --site 1 --root data --out site.png",
+        "channel in grayscale) or, without WELL, a montage of a whole 384-well plate. "
+        "Example: rxdata show HUVEC-01 2 B02 --site 1 --root data --out site.png",
     )
-    p.add_argument("experiment", metavar="EXPERIMENT", help="e.g. HUVEC-01")
+    p.add_argument("experiment", metavar="EXPERIMENT", help="e.g. HUVEC-01 (or HUVEC-1)")
     p.add_argument("plate", metavar="PLATE", type=int, help="plate number 1-4")
     p.add_argument("well", metavar="WELL", nargs="?", help="e.g. B02; omit for a plate montage")
-    p.add_argument("--site", type=int, default=1, help="site number (1)")
-    p.add_argument("--dataset", choices=DATASETS, help="Kaggle subset (found if omitted)")
-    p.add_argument("--root", help="data root (default $RXDATA_ROOT or the current folder)")
-    p.add_argument("--layout", choices=LAYOUTS, help="data layout (detected)")
+    p.add_argument("--site", type=int, default=1, help="site number (default: %(default)s)")
+    p.add_argument(
+        "--dataset", choices=DATASETS, help="Kaggle subset (default: found from the folders)"
+    )
+    p.add_argument(
+        "--root", help="data root (default: $RXDATA_ROOT if set, else the current folder)"
+    )
+    p.add_argument("--layout", choices=LAYOUTS, help="data layout (default: detected)")
     p.add_argument(
         "--channels",
         type=_channel_list,
         default=CHANNELS,
-        help="channels to draw, e.g. 1,2,3 (all six)",
+        help="channels to draw, e.g. 1,2,3 (default: all six)",
     )
-    p.add_argument("--metadata", help="metadata folder/CSV: adds a plate map of well types")
-    p.add_argument("--out", help="output PNG (default {experiment}_{plate}[_{well}_s{site}].png)")
-    p.add_argument("--dpi", type=int, default=100, help="resolution (100)")
+    p.add_argument(
+        "--metadata", help="metadata folder/CSV: adds a plate map of well types (default: none)"
+    )
+    p.add_argument(
+        "--out",
+        help="output PNG (default: {experiment}_{plate}.png, or "
+        "{experiment}_{plate}_{well}_s{site}.png with WELL)",
+    )
+    p.add_argument("--dpi", type=int, default=100, help="resolution (default: %(default)s)")
     p.set_defaults(func=_show_handler)
 
 
 def _show_handler(args: argparse.Namespace) -> int:
     from rxdata.figures import render_plate, render_site
 
+    if args.root is not None:
+        _must_exist(args.root, "--root")
     common = {
         "base_path": args.root,
         "channels": args.channels,
         "layout": args.layout,
         "dpi": args.dpi,
     }
-    if args.well is None:
-        out = args.out or f"{args.experiment}_{args.plate}.png"
-        metadata = None
-        if args.metadata:
-            from rxdata.metadata import read_metadata
+    try:
+        if args.well is None:
+            out = args.out or f"{args.experiment}_{args.plate}.png"
+            metadata = None
+            if args.metadata:
+                from rxdata.metadata import read_metadata
 
-            metadata = read_metadata(args.metadata)
-        render_plate(
-            args.dataset,
-            args.experiment,
-            args.plate,
-            site=args.site,
-            metadata=metadata,
-            out=out,
-            **common,
-        )
-    else:
-        out = args.out or f"{args.experiment}_{args.plate}_{args.well}_s{args.site}.png"
-        render_site(
-            args.dataset, args.experiment, args.plate, args.well, args.site, out=out, **common
-        )
+                metadata = read_metadata(_must_exist(args.metadata, "--metadata"))
+            render_plate(
+                args.dataset,
+                args.experiment,
+                args.plate,
+                site=args.site,
+                metadata=metadata,
+                out=out,
+                **common,
+            )
+        else:
+            out = args.out or f"{args.experiment}_{args.plate}_{args.well}_s{args.site}.png"
+            render_site(
+                args.dataset, args.experiment, args.plate, args.well, args.site, out=out, **common
+            )
+    except (FileNotFoundError, RxDataError) as err:
+        if (
+            args.root is not None
+            or os.environ.get("RXDATA_ROOT")
+            or isinstance(err, (InputNotFoundError, OptionsError, ParseError))
+        ):  # only "nothing found here" errors get the hint
+            raise
+        raise InputNotFoundError(
+            f"{err}\nhint: no --root was given and RXDATA_ROOT is not set, so the current "
+            "folder was searched; pass --root DATA_ROOT or set RXDATA_ROOT"
+        ) from err
     print(out)
     return EXIT_OK
 
@@ -193,36 +340,32 @@ def _add_stats(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "image under ROOT, in Kaggle's pixel_stats.csv format, in parallel.",
     )
     p.add_argument("root", metavar="ROOT", help="data root (Kaggle or full-release layout)")
-    p.add_argument("--out", default="pixel_stats.csv", help="output CSV (pixel_stats.csv)")
+    p.add_argument("--out", default="pixel_stats.csv", help="output CSV (default: %(default)s)")
     p.add_argument(
         "--metadata",
-        help="metadata folder/CSV: read exactly its sites (all six "
-        "channels) instead of the images found under ROOT",
+        help="metadata folder/CSV: read exactly its sites (all six channels) instead of the "
+        "images found under ROOT (default: the images found)",
     )
-    p.add_argument("--workers", type=int, help="worker processes (all CPUs)")
+    p.add_argument("--workers", type=int, help="worker processes (default: every core)")
     p.add_argument(
         "--on-error",
         choices=("raise", "skip", "warn"),
         default="raise",
-        help="a missing or corrupt image: fail, skip it, or warn and skip (raise)",
+        help="a missing or corrupt image: fail, skip it, or warn and skip (default: %(default)s)",
     )
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="progress bar (on a terminal)",
-    )
+    _progress_flag(p, default=True)  # stats: True = bar or log lines
     p.set_defaults(func=_stats_handler)
 
 
 def _stats_handler(args: argparse.Namespace) -> int:
     from rxdata.stats import compute_pixel_stats
 
+    _must_exist(args.root, "ROOT")
     metadata = None
     if args.metadata:
         from rxdata.metadata import read_metadata
 
-        metadata = read_metadata(args.metadata)
+        metadata = read_metadata(_must_exist(args.metadata, "--metadata"))
     table = compute_pixel_stats(
         args.root,
         metadata,
@@ -238,13 +381,14 @@ def _stats_handler(args: argparse.Namespace) -> int:
 def _add_verify(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "verify",
-        help="re-read converted shards and check them",
-        description="Re-read every shard of an rxdata-convert output and check sizes, sha256 "
-        "checksums, example counts and site ids against its manifest.json (and the metadata, "
-        "with --metadata). Exit code 3 and a report when anything mismatches.",
+        help="re-read converted shards and check them against their manifest",
+        description="Re-read every shard of an `rxdata convert` output and check sizes, "
+        "sha256 checksums, example counts and site ids against its manifest.json (and the "
+        "metadata, with --metadata). Exit code 3 and a report when anything mismatches.",
     )
-    p.add_argument("output_dir", metavar="OUTPUT_DIR", help="folder written by rxdata-convert")
+    p.add_argument("output_dir", metavar="OUTPUT_DIR", help="folder written by rxdata convert")
     _add_verify_options(p)
+    _progress_flag(p)
     p.set_defaults(func=_verify_handler)
 
 
@@ -264,11 +408,33 @@ def _add_verify_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+@contextmanager
+def _site_progress(output_dir: str, enabled: bool | None) -> Iterator[Callable[[int], None]]:
+    """A progress bar over the sites a manifest lists (verify reports each shard's)."""
+    from rxdata._parallel import Progress
+    from rxdata.conversion import read_manifest
+
+    try:
+        total = sum(int(s.get("count", 0)) for s in read_manifest(output_dir).get("shards", []))
+    except (FileNotFoundError, RxDataError):
+        total = 0  # verify itself reports the missing or bad manifest
+    bar = Progress(total, enabled, desc="verify", unit="site")
+    try:
+        yield bar.update
+    finally:
+        bar.close()
+
+
 def _verify_handler(args: argparse.Namespace) -> int:
     from rxdata.conversion import verify
 
+    _must_exist(args.output_dir, "OUTPUT_DIR")
+    metadata = args.metadata and _must_exist(args.metadata, "--metadata")
     try:
-        report = verify(args.output_dir, decode=args.decode, metadata=args.metadata)
+        with _site_progress(args.output_dir, getattr(args, "progress", None)) as progress:
+            report = verify(
+                args.output_dir, decode=args.decode, metadata=metadata, progress=progress
+            )
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_ERROR
@@ -276,51 +442,52 @@ def _verify_handler(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_VERIFY_FAILED
 
 
-def _not_yet(args: argparse.Namespace) -> int:
-    raise NotImplementedError(f"'rxdata {args.command}' is not implemented yet")
+def _image_shape(text: str) -> tuple[int, int]:
+    parts = text.lower().replace("x", ",").split(",")
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        shape = ()
+    if len(shape) == 1:
+        shape = (shape[0], shape[0])
+    if len(shape) != 2 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected HEIGHT,WIDTH in pixels (or one number for a square), e.g. 512,512"
+        )
+    return shape[0], shape[1]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the ``rxdata`` argument parser with all its subcommands."""
-    parser = argparse.ArgumentParser(
-        prog="rxdata",
-        description="RxRx1 data tools: synthetic data, pictures, statistics, verification.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_synth, _add_show, _add_stats, _add_verify):
-        add(sub)
-    return parser
+def _experiment_list(text: str) -> tuple[str, ...]:
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    try:
+        return tuple(normalize_experiment(n) for n in names) or _no_experiments(text)
+    except RxDataError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def build_convert_parser() -> argparse.ArgumentParser:
-    """Build the ``rxdata-convert`` argument parser."""
-    from rxdata.conversion import COMPRESSIONS, ENCODINGS, STRATEGIES, ConvertOptions
+def _no_experiments(text: str) -> tuple[str, ...]:
+    raise argparse.ArgumentTypeError(f"{text!r}: expected experiments like HUVEC-01,HEPG2-1")
+
+
+def _add_convert_options(parser: argparse.ArgumentParser) -> None:
+    """The conversion options shared by ``rxdata convert`` and ``rxdata-convert``."""
+    from rxdata.conversion import COMPRESSIONS, ENCODINGS, RUNNERS, STRATEGIES, ConvertOptions
 
     d = ConvertOptions()
-    parser = argparse.ArgumentParser(
-        prog="rxdata-convert",
-        usage="%(prog)s IMAGES_ROOT OUTPUT_DIR [options]\n       %(prog)s --verify OUTPUT_DIR "
-        "[--decode] [--metadata PATH]",
-        description="Convert RxRx1 PNGs to TFRecord shards. Re-running the same command "
-        "after an interruption resumes it: complete shards are checked against their "
-        "sha256 and kept, the rest are rewritten. Exit codes: 0 done, 1 bad input (the "
-        "message names the file), 2 bad command line, 3 verification failed, 4 done but "
-        "sites were skipped (OUTPUT_DIR/skipped.csv), 130 interrupted.",
-    )
-    parser.add_argument(
-        "paths",
-        nargs="*",
-        metavar="IMAGES_ROOT OUTPUT_DIR",
-        help="IMAGES_ROOT: folder with the Kaggle layout (train/, test/) or the full release "
-        "(images/), local or gs://; OUTPUT_DIR: where shards, manifest.json and skipped.csv "
-        "go. With --verify alone: just OUTPUT_DIR.",
-    )
     parser.add_argument(
         "--metadata",
         metavar="PATH",
         default=None,
         help="metadata folder (Kaggle CSVs) or metadata.csv (default: found inside or beside "
         "IMAGES_ROOT, also in a metadata/ folder there)",
+    )
+    parser.add_argument(
+        "--experiments",
+        type=_experiment_list,
+        metavar="EXP,...",
+        default=None,
+        help="convert only these experiments, e.g. HUVEC-01,HEPG2-1 (either spelling); "
+        "recorded in the manifest (default: every experiment)",
     )
     parser.add_argument(
         "--strategy",
@@ -366,6 +533,14 @@ def build_convert_parser() -> argparse.ArgumentParser:
         help="leave out positive and negative control wells (default: controls included)",
     )
     parser.add_argument(
+        "--image-shape",
+        type=_image_shape,
+        metavar="HEIGHT,WIDTH",
+        default=None,
+        help="the size every image must have, e.g. 512,512 (default: the most common size "
+        "among the first images read)",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=None,
@@ -381,10 +556,11 @@ def build_convert_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--runner",
-        choices=("local", "beam"),
+        choices=tuple(dict.fromkeys((*RUNNERS, "dask"))),
         default=d.runner,
         help="local: a process pool on this machine; beam: an Apache Beam pipeline "
-        "(pip install 'rxdata[beam]'; DirectRunner unless --beam-option runner=...) "
+        "(pip install 'rxdata[beam]'; DirectRunner unless --beam-option runner=...); dask: "
+        "a Dask cluster (pip install 'rxdata[dask]'; see --dask-address) "
         "(default: %(default)s)",
     )
     parser.add_argument(
@@ -394,6 +570,13 @@ def build_convert_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="Beam pipeline option, repeatable, e.g. --beam-option runner=DataflowRunner "
         "--beam-option project=my-project (default: none)",
+    )
+    parser.add_argument(
+        "--dask-address",
+        metavar="ADDRESS",
+        default=None,
+        help="with --runner dask: the scheduler to connect to, e.g. tcp://10.0.0.1:8786 "
+        "(default: a local cluster)",
     )
     parser.add_argument(
         "--overwrite",
@@ -408,8 +591,7 @@ def build_convert_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--verify",
         action="store_true",
-        help="verify OUTPUT_DIR after converting (exit code 3 on a mismatch); with only "
-        "OUTPUT_DIR given, verify without converting (default: off)",
+        help="verify OUTPUT_DIR after converting (exit code 3 on a mismatch) (default: off)",
     )
     parser.add_argument(
         "--decode",
@@ -417,6 +599,77 @@ def build_convert_parser() -> argparse.ArgumentParser:
         help="with --verify: also decode every image; when converting with --encoding png: "
         "fully decode every PNG instead of only validating it (default: off)",
     )
+    _progress_flag(parser)
+
+
+_CONVERT_DESCRIPTION = (
+    "Convert RxRx1 PNGs to TFRecord shards. Re-running the same command after an "
+    "interruption resumes it: complete shards are checked against their sha256 and kept, "
+    "the rest are rewritten. Exit codes: 0 done, 1 bad input (the message names the file), "
+    "2 bad command line, 3 verification failed, 4 done but sites were skipped "
+    "(OUTPUT_DIR/skipped.csv), 130 interrupted."
+)
+
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "convert",
+        help="convert RxRx1 PNGs to TFRecord shards (resumable; also: rxdata-convert)",
+        description=_CONVERT_DESCRIPTION,
+    )
+    p.add_argument(
+        "images_root",
+        metavar="IMAGES_ROOT",
+        help="folder with the Kaggle layout (train/, test/) or the full release (images/), "
+        "local or gs://",
+    )
+    p.add_argument(
+        "output_dir",
+        metavar="OUTPUT_DIR",
+        help="where shards, manifest.json and skipped.csv go",
+    )
+    _add_convert_options(p)
+    p.set_defaults(func=_convert_handler, parser=p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``rxdata`` argument parser with all its subcommands.
+
+    Example:
+        >>> build_parser().parse_args(["convert", "data", "records"]).encoding
+        'png'
+    """
+    parser = argparse.ArgumentParser(
+        prog="rxdata",
+        description="RxRx1 data tools. From nothing to training records: "
+        "`rxdata synth --tiny data` then `rxdata convert data records`. "
+        "`rxdata COMMAND --help` explains a command.",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_synth, _add_convert, _add_verify, _add_stats, _add_show):
+        add(sub)
+    return parser
+
+
+def build_convert_parser() -> argparse.ArgumentParser:
+    """Build the ``rxdata-convert`` argument parser (an alias of ``rxdata convert``)."""
+    parser = argparse.ArgumentParser(
+        prog="rxdata-convert",
+        usage="%(prog)s IMAGES_ROOT OUTPUT_DIR [options]\n       %(prog)s --verify OUTPUT_DIR "
+        "[--decode] [--metadata PATH]",
+        description=_CONVERT_DESCRIPTION + " The same as `rxdata convert`.",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        metavar="IMAGES_ROOT OUTPUT_DIR",
+        help="IMAGES_ROOT: folder with the Kaggle layout (train/, test/) or the full release "
+        "(images/), local or gs://; OUTPUT_DIR: where shards, manifest.json and skipped.csv "
+        "go. With --verify alone: just OUTPUT_DIR.",
+    )
+    _add_convert_options(parser)
     parser.set_defaults(func=_convert_handler, command="convert", parser=parser)
     return parser
 
@@ -447,17 +700,25 @@ def _convert_handler(args: argparse.Namespace) -> int:
     from rxdata.conversion import convert
 
     parser: argparse.ArgumentParser = args.parser
-    if args.verify and len(args.paths) == 1:
-        args.output_dir = args.paths[0]
-        return _verify_handler(args)
-    if len(args.paths) != 2:
-        parser.error("give IMAGES_ROOT and OUTPUT_DIR (or --verify OUTPUT_DIR)")
-    images_root, output_dir = args.paths
-    _setup_logging()
+    if hasattr(args, "paths"):  # rxdata-convert
+        if args.verify and len(args.paths) == 1:
+            args.output_dir = args.paths[0]
+            return _verify_handler(args)
+        if len(args.paths) != 2:
+            parser.error("give IMAGES_ROOT and OUTPUT_DIR (or --verify OUTPUT_DIR)")
+        args.images_root, args.output_dir = args.paths
+    if args.dask_address is not None and args.runner != "dask":
+        parser.error("--dask-address needs --runner dask")
+    images_root, output_dir = args.images_root, args.output_dir
+    _must_exist(images_root, "IMAGES_ROOT")
+    if args.metadata is not None:
+        _must_exist(args.metadata, "--metadata")
+    extra = {} if args.dask_address is None else {"dask_address": args.dask_address}
     result = convert(
         images_root,
         output_dir,
         metadata=args.metadata,
+        experiments=args.experiments,
         strategy=args.strategy,
         sites_per_shard=args.sites_per_shard,
         seed=args.seed,
@@ -465,6 +726,7 @@ def _convert_handler(args: argparse.Namespace) -> int:
         compression=args.compression,
         datasets=tuple(args.datasets),
         include_controls=not args.no_controls,
+        image_shape=args.image_shape,
         workers=args.workers,
         on_error=args.on_error,
         runner=args.runner,
@@ -472,6 +734,8 @@ def _convert_handler(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         decode=args.decode and not args.verify,
         scan=not args.no_scan,
+        progress=args.progress,
+        **extra,
     )
     print(
         f"wrote {result.n_sites} sites in {len(result.shards)} shards to {result.output_dir} "
@@ -485,7 +749,6 @@ def _convert_handler(args: argparse.Namespace) -> int:
     if args.verify:
         from rxdata.conversion import find_metadata
 
-        args.output_dir = output_dir
         if args.metadata is None:
             args.metadata = find_metadata(images_root)
         code = _verify_handler(args)
@@ -494,13 +757,29 @@ def _convert_handler(args: argparse.Namespace) -> int:
     return EXIT_SKIPPED if result.skipped else EXIT_OK
 
 
+@contextmanager
+def _messages_name_flags() -> Iterator[None]:
+    """Library messages name CLI flags (``--overwrite``), not keywords, during a command."""
+    before = os.environ.get(OPTION_FLAGS_ENV)
+    os.environ[OPTION_FLAGS_ENV] = json.dumps(_FLAGS)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(OPTION_FLAGS_ENV, None)
+        else:
+            os.environ[OPTION_FLAGS_ENV] = before
+
+
 def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     handler: Handler = args.func
+    _setup_logging()  # progress log lines when stderr is not a terminal
     from rxdata._parallel import sigterm_as_interrupt
 
     try:
-        with sigterm_as_interrupt():  # SIGTERM (a scheduler, `kill`) exits like Ctrl-C
+        # SIGTERM (a scheduler, `kill`) exits like Ctrl-C
+        with _messages_name_flags(), sigterm_as_interrupt():
             return handler(args)
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted; re-run the same command to resume", file=sys.stderr)
@@ -516,7 +795,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def convert_main(argv: Sequence[str] | None = None) -> int:
-    """Run ``rxdata-convert``; returns the exit code."""
+    """Run ``rxdata-convert`` (the same as ``rxdata convert``); returns the exit code."""
     return _run(build_convert_parser(), argv)
 
 

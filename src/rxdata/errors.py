@@ -16,6 +16,9 @@ Example:
 
 from __future__ import annotations
 
+import json
+import os
+
 __all__ = [
     "ConvertError",
     "ImageDecodeError",
@@ -31,7 +34,47 @@ __all__ = [
     "SubmissionError",
     "VerifyError",
     "WorkerError",
+    "option_text",
 ]
+
+OPTION_FLAGS_ENV = "RXDATA_OPTION_FLAGS"
+"""Set by the ``rxdata`` command line to a JSON object ``{field: flag}``: messages then
+name options by their flags (spawned workers inherit it). Unset: Python keywords."""
+
+
+def option_text(name: str, value: object = True, *, placeholder: str | None = None) -> str:
+    """How an error message names an option: ``name=value`` in Python, else its CLI flag.
+
+    The one rule for naming options in messages, so that a CLI user reads
+    ``--on-error skip`` and a Python user ``on_error='skip'`` from the same ``raise``.
+    Under the CLI (:data:`OPTION_FLAGS_ENV` set), a field the CLI's table does not list
+    is spelled ``--field-name``; ``True`` is the bare flag.
+
+    Args:
+        name: The option's field or keyword name, e.g. ``"on_error"``.
+        value: Its value; ``True`` means "pass the switch".
+        placeholder: Describes the value instead, e.g. ``"PATH"``.
+
+    Example:
+        >>> option_text("on_error", "skip"), option_text("metadata", placeholder="PATH")
+        ("on_error='skip'", 'metadata=PATH')
+    """
+    raw = os.environ.get(OPTION_FLAGS_ENV)
+    if raw is None:
+        return f"{name}={placeholder if placeholder is not None else repr(value)}"
+    try:
+        table = json.loads(raw)
+    except ValueError:
+        table = {}
+    flag = str(table.get(name) if isinstance(table, dict) and name in table else "")
+    flag = flag or "--" + name.replace("_", "-")
+    if placeholder is not None:
+        return f"{flag} {placeholder}"
+    if value is True:
+        return flag
+    if isinstance(value, (tuple, list)):
+        return f"{flag} {','.join(str(v) for v in value)}"
+    return f"{flag} {value}"
 
 
 class RxDataError(Exception):

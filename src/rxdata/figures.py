@@ -26,7 +26,7 @@ from rxdata import _io
 from rxdata.color import DEFAULT_CHANNELS, RGB_MAP, RgbMap, convert_tensor_to_rgb
 from rxdata.errors import ImageNotFoundError, OptionsError
 from rxdata.images import default_root, load_site
-from rxdata.naming import find_root
+from rxdata.naming import find_root, normalize_experiment
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -45,6 +45,7 @@ CHANNEL_NAMES: dict[int, str] = {
 """The stain imaged in each RxRx1 channel."""
 
 _ROWS = "ABCDEFGHIJKLMNOP"  # a 384-well plate: rows A..P, columns 1..24
+_N_COLUMNS = 24
 _WELL_TYPE_COLOURS = {
     "treatment": (0.80, 0.80, 0.80),
     "positive_control": (0.90, 0.45, 0.10),
@@ -226,8 +227,9 @@ def render_plate(
     dataset, on_disk = data_root.locate(dataset, experiment)
     well_types: dict[str, str] = {}
     if metadata is not None:
+        canonical = normalize_experiment(experiment)  # HUVEC-1 finds HUVEC-01's rows
         rows = metadata[
-            (metadata["experiment"].astype(str) == str(experiment))
+            (metadata["experiment"].astype(str).map(normalize_experiment) == canonical)
             & (metadata["plate"].astype(int) == int(plate))
         ]
         wells = sorted(set(rows["well"].astype(str)))
@@ -245,8 +247,8 @@ def render_plate(
         raise ImageNotFoundError(
             f"no wells of {experiment} plate {plate} site {site} under {os.fspath(root)}"
         )
-    n_rows = max(_ROWS.index(w[0]) for w in wells) + 1
-    n_cols = max(int(w[1:]) for w in wells)
+    # Always the whole 384-well plate, so that every plate's picture has the same grid.
+    n_rows, n_cols = len(_ROWS), _N_COLUMNS
     montage = np.zeros((n_rows * thumb, n_cols * thumb, 3), np.uint8)
     for w in wells:
         try:

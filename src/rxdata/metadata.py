@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from rxdata import _io
-from rxdata.errors import MetadataError, ParseError
+from rxdata.errors import MetadataError, ParseError, option_text
 
 # The re-release's label names live in rxdata.labels; re-exported for old imports.
 from rxdata.labels import REREL_NAME_PATTERN, LabelRelease, rerelease_ids
@@ -854,6 +854,6 @@ def find_metadata(images_root: str | os.PathLike[str]) -> str:
             return folder
     raise MetadataError(
         f"no metadata found beside or inside {images_root} (looked for "
-        f"{', '.join(names)} in {', '.join(candidates)}); pass metadata= "
-        "(--metadata PATH)"
+        f"{', '.join(names)} in {', '.join(candidates)}); pass "
+        f"{option_text('metadata', placeholder='PATH')}"
     )

@@ -285,6 +285,20 @@ class SyntheticOptions:
         return cls(**base)
 
     @property
+    def n_sites(self) -> int:
+        """The number of sites written: experiments x plates x wells x sites per well.
+
+        Each plate has one negative control, ``positive_controls`` and ``sirnas_per_plate``
+        wells.
+
+        Example:
+            >>> SyntheticOptions.tiny().n_sites
+            336
+        """
+        wells = 1 + self.positive_controls + self.sirnas_per_plate
+        return len(self.experiment_names) * self.plates * wells * self.sites
+
+    @property
     def experiment_names(self) -> tuple[tuple[str, str], ...]:
         """``(dataset, experiment)`` pairs in the order written (real naming ``HEPG2-01``)."""
         out = []

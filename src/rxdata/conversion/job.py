@@ -52,7 +52,13 @@ from rxdata.conversion.shard import (
     SkippedSite,
     channel_file,
 )
-from rxdata.errors import ConvertError, ImageDecodeError, MetadataError, OptionsError
+from rxdata.errors import (
+    ConvertError,
+    ImageDecodeError,
+    MetadataError,
+    OptionsError,
+    option_text,
+)
 from rxdata.naming import DataRoot, find_root
 
 log = logging.getLogger("rxdata.conversion")
@@ -172,7 +178,7 @@ def _infer_shape(
     if not votes:
         raise ConvertError(
             f"no readable channel image among the first sites under {ctx.images_root}; "
-            "check the path, or pass image_shape=(height, width)"
+            f"check the path, or pass the size, e.g. {option_text('image_shape', (512, 512))}"
         )
     return votes.most_common(1)[0][0]
 
@@ -234,8 +240,8 @@ def convert(
     plan = plan_shards(md, opts)
     if not plan:
         raise ConvertError(
-            f"no sites to convert: the metadata has none in datasets="
-            f"{list(opts.datasets)}"
+            "no sites to convert: the metadata has none in "
+            f"{option_text('datasets', list(opts.datasets))}"
             f"{'' if opts.include_controls else ' (controls excluded)'}"
         )
     data = _find_images(root, opts.datasets)
@@ -260,8 +266,8 @@ def convert(
         more = f" and {len(orphans) - 1} more" if len(orphans) > 1 else ""
         raise ConvertError(
             f"{orphans[0].path} has no metadata row (site {orphans[0].site_id})"
-            f"{more}; pass the matching metadata, or on_error='skip' "
-            "(--on-error skip) to convert the rest and report them"
+            f"{more}; pass the matching metadata, or {option_text('on_error', 'skip')} "
+            "to convert the rest and report them"
         )
 
     expected = prepare_output(out_dir, opts, shape, plan, layout, orphans)

@@ -34,7 +34,7 @@ from rxdata.conversion.options import (
 )
 from rxdata.conversion.plan import ShardSpec, plan_digest, plan_json
 from rxdata.conversion.shard import ShardRecord, SkippedSite, progress_path
-from rxdata.errors import ConvertError, OutputExistsError, RecordError
+from rxdata.errors import ConvertError, OutputExistsError, RecordError, option_text
 
 log = logging.getLogger(__name__)
 
@@ -192,9 +192,9 @@ def prepare_output(
                 else "metadata (a different shard plan)"
             )
             raise OutputExistsError(
-                f"{out_dir} holds a conversion made with different {what}: "
-                f"{old.get('options')} vs now {fresh['options']}; pass overwrite=True "
-                "(--overwrite) to replace it, or choose another output directory"
+                f"{out_dir} holds a conversion made with different {what}"
+                f"{_option_changes(old.get('options') or {}, fresh['options'])}; pass "
+                f"{option_text('overwrite')} to replace it, or choose another output directory"
             )
         if not same:
             _remove_previous(out_dir, old)
@@ -215,12 +215,24 @@ def prepare_output(
         if clash and not opts.overwrite:
             raise OutputExistsError(
                 f"{out_dir} has no manifest but already holds "
-                f"{_io.join(out_dir, clash[0])}; pass overwrite=True "
-                "(--overwrite) or choose another output directory"
+                f"{_io.join(out_dir, clash[0])}; pass {option_text('overwrite')} "
+                "or choose another output directory"
             )
     _remove_stale_temporaries(out_dir, plan)
     _write_json(manifest_path, fresh)
     return expected
+
+
+def _option_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """``": encoding: png -> raw, seed: 1 -> 2"``: the options that differ, old to new."""
+
+    def text(v: Any) -> str:
+        return "(unset)" if v is None else ",".join(map(str, v)) if isinstance(v, list) else str(v)
+
+    changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return (": " if changed else "") + ", ".join(
+        f"{k}: {text(old.get(k))} -> {text(new.get(k))}" for k in changed
+    )
 
 
 def _remove_stale_temporaries(out_dir: str, plan: Sequence[ShardSpec]) -> None:

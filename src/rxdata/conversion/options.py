@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from rxdata.errors import OptionsError
+from rxdata.errors import OptionsError, ParseError, option_text
 from rxdata.naming import CHANNELS as CHANNELS
 from rxdata.naming import DATASETS as DATASETS
+from rxdata.naming import normalize_experiment
 
 STRATEGIES = ("random", "by_exp_plate_site", "by_experiment")
 """Ways to group sites into shards (see :func:`plan_shards`)."""
@@ -47,12 +48,14 @@ REPORT_COLUMNS = (
 
 def _choice(name: str, value: object, allowed: Sequence[str]) -> None:
     if value not in allowed:
-        raise OptionsError(f"{name}={value!r} is not allowed; choose one of {list(allowed)}")
+        raise OptionsError(
+            f"{option_text(name, value)} is not allowed; choose one of {list(allowed)}"
+        )
 
 
 def _positive_int(name: str, value: object, *, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise OptionsError(f"{name}={value!r} must be an integer >= {minimum}")
+        raise OptionsError(f"{option_text(name, value)} must be an integer >= {minimum}")
 
 
 def _parse_beam_options(value: object) -> tuple[tuple[str, str], ...]:
@@ -163,6 +166,9 @@ class ConvertOptions:
     # None: a progress bar on a terminal, periodic log lines otherwise; True: always a
     # bar; False: neither.
     progress: bool | None = None
+    # None: every experiment of the metadata; else only these, in either spelling
+    # (``HUVEC-1`` or ``HUVEC-01``), kept in canonical spelling.
+    experiments: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         _choice("strategy", self.strategy, STRATEGIES)
@@ -199,6 +205,17 @@ class ConvertOptions:
             for v in shape:
                 _positive_int("image_shape", v)
             object.__setattr__(self, "image_shape", (int(shape[0]), int(shape[1])))
+        if self.experiments is not None:
+            given = (self.experiments,) if isinstance(self.experiments, str) else self.experiments
+            try:
+                names = tuple(sorted({normalize_experiment(e) for e in given}))
+            except (ParseError, TypeError) as err:
+                raise OptionsError(
+                    f"{option_text('experiments', self.experiments)}: {err}"
+                ) from None
+            if not names:
+                raise OptionsError(f"{option_text('experiments', ())} is empty; use None for all")
+            object.__setattr__(self, "experiments", names)
 
     @property
     def n_workers(self) -> int:
@@ -220,4 +237,6 @@ class ConvertOptions:
             "compression": self.compression,
             "datasets": list(self.datasets),
             "include_controls": self.include_controls,
+            # Only when set, so outputs of every experiment keep their manifests.
+            **({"experiments": list(self.experiments)} if self.experiments else {}),
         }

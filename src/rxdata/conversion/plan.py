@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from rxdata.conversion.options import DATASETS, ConvertOptions
-from rxdata.errors import MetadataError
+from rxdata.errors import MetadataError, option_text
+from rxdata.naming import normalize_experiment
 
 _SORT = ["dataset", "experiment", "plate", "well", "site"]
 
@@ -53,6 +54,16 @@ def select_sites(metadata: pd.DataFrame, options: ConvertOptions) -> pd.DataFram
             f"metadata lacks the columns {missing}; pass the table rxdata.read_metadata returns"
         )
     df = metadata[metadata["dataset"].astype(str).isin(options.datasets)]
+    if options.experiments is not None:
+        canonical = df["experiment"].astype(str).map(normalize_experiment)
+        absent = sorted(set(options.experiments) - set(canonical))
+        if absent:
+            raise MetadataError(
+                f"{option_text('experiments', options.experiments)}: {absent} not in the "
+                f"metadata's {list(options.datasets)} sites; it has "
+                f"{sorted(set(canonical))}"
+            )
+        df = df[canonical.isin(options.experiments).to_numpy()]
     if not options.include_controls:
         df = df[df["well_type"].astype(str) == "treatment"]
     dup = df["site_id"][df["site_id"].duplicated()]

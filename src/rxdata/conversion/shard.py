@@ -29,7 +29,7 @@ import numpy as np
 from rxdata import _io
 from rxdata.conversion.options import CHANNELS, PROGRESS_DIR
 from rxdata.conversion.plan import ShardSpec
-from rxdata.errors import ConvertError, ImageDecodeError, ImageNotFoundError
+from rxdata.errors import ConvertError, ImageDecodeError, ImageNotFoundError, option_text
 from rxdata.naming import DataRoot, image_path
 
 log = logging.getLogger(__name__)
@@ -270,8 +270,8 @@ def _examples(
             if ctx.on_error == "raise":
                 raise ConvertError(
                     f"site {row['site_id']} (shard {task.spec.path}): {bad}. "
-                    "Fix or remove the file, or pass on_error='skip' "
-                    "(--on-error skip) to convert the rest and report it"
+                    f"Fix or remove the file, or pass {option_text('on_error', 'skip')} "
+                    "to convert the rest and report it"
                 ) from bad.error
             skipped.append(
                 SkippedSite(

@@ -154,7 +154,9 @@ def verify(
     if metadata is not None:
         md = metadata if isinstance(metadata, pd.DataFrame) else load_metadata(metadata, "")
         sel = ConvertOptions(
-            datasets=tuple(opts["datasets"]), include_controls=bool(opts["include_controls"])
+            datasets=tuple(opts["datasets"]),
+            include_controls=bool(opts["include_controls"]),
+            experiments=opts.get("experiments"),
         )
         expected = set(select_sites(md, sel)["site_id"].astype(str))
         skipped = {str(s["site_id"]) for e in manifest["shards"] for s in e.get("skipped", ())}
