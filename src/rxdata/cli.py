@@ -556,7 +556,7 @@ def _add_convert_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--runner",
-        choices=tuple(dict.fromkeys((*RUNNERS, "dask"))),
+        choices=RUNNERS,
         default=d.runner,
         help="local: a process pool on this machine; beam: an Apache Beam pipeline "
         "(pip install 'rxdata[beam]'; DirectRunner unless --beam-option runner=...); dask: "
