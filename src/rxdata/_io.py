@@ -254,6 +254,31 @@ def sha256_and_size(path: PathLike) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
+def file_identity(path: PathLike) -> tuple[int, int] | None:
+    """``(size, mtime_ns)`` of a file, or ``None`` when it does not exist (as make and rsync).
+
+    Other errors (a symlink loop, no permission on the folder) are raised: the caller
+    reports them for the file.
+
+    Example:
+        >>> _ = write_bytes_atomic("id.bin", b"abcd")
+        >>> file_identity("id.bin")[0], file_identity("no-such-file")
+        (4, None)
+    """
+    path_s = os.fspath(path)
+    if is_remote(path_s):
+        gfile = _gfile()
+        if not gfile.exists(path_s):
+            return None
+        st = gfile.stat(path_s)
+        return int(st.length), int(st.mtime_nsec)
+    try:
+        st = os.stat(path_s)
+    except FileNotFoundError:
+        return None
+    return int(st.st_size), int(st.st_mtime_ns)
+
+
 def exists(path: PathLike) -> bool:
     path_s = os.fspath(path)
     if is_remote(path_s):
@@ -357,6 +382,7 @@ __all__ = [
     "atomic_writer",
     "dirname",
     "exists",
+    "file_identity",
     "file_sha256",
     "fsync",
     "fsync_dir",

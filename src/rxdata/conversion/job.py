@@ -36,6 +36,7 @@ import pandas as pd
 
 from rxdata import _io
 from rxdata.conversion.local import run_local
+from rxdata.conversion.lock import holding_output_lock
 from rxdata.conversion.manifest import (
     drop_progress_dir,
     finalize,
@@ -86,6 +87,11 @@ class ConvertResult:
     def n_reused(self) -> int:
         """Number of shards a resumed run found complete and kept."""
         return sum(s.reused for s in self.shards)
+
+    @property
+    def n_changed(self) -> int:
+        """Number of shards a re-run rewrote because their inputs changed (``changed``)."""
+        return sum(bool(s.changed) for s in self.shards)
 
     @property
     def ok(self) -> bool:
@@ -164,7 +170,7 @@ def _infer_shape(
             try:
                 votes[inspect_png(_io.read_bytes(path), path).shape] += 1
                 break
-            except (FileNotFoundError, ImageDecodeError):
+            except (OSError, ImageDecodeError):  # missing or unreadable: reported later
                 continue
         if sum(votes.values()) >= 5 or tried >= 100:
             break
@@ -176,6 +182,7 @@ def _infer_shape(
     return votes.most_common(1)[0][0]
 
 
+@holding_output_lock  # a second run into the same folder is refused at once
 def convert(
     images_root: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
@@ -204,8 +211,10 @@ def convert(
 
     Raises:
         ConvertError: A site could not be converted with ``on_error="raise"`` (the message
-            names the file), or a worker died.
-        OutputExistsError: ``output_dir`` holds a conversion with other options or metadata.
+            names the file), a worker died, or another conversion is using ``output_dir``.
+        OutputExistsError: ``output_dir`` holds a conversion with other options or metadata,
+            ``.tfrecord`` files this conversion does not write, or (``overwrite``) files
+            rxdata did not write.
         OptionsError: An option is invalid.
         MetadataError: The metadata cannot be found or read.
 
@@ -306,10 +315,12 @@ def convert(
         time.monotonic() - start,
     )
     log.info(
-        "wrote %d sites in %d shards (%d kept from a previous run), skipped %d, in %.1f s",
+        "wrote %d sites in %d shards (%d kept from a previous run, %d rewritten because "
+        "their input changed), skipped %d, in %.1f s",
         result.n_sites,
         len(records),
         result.n_reused,
+        result.n_changed,
         len(skipped),
         result.elapsed_s,
     )

@@ -24,6 +24,7 @@ from typing import Any
 from rxdata import _io
 from rxdata.conversion.options import (
     CHANNELS,
+    LOCK_NAME,
     MANIFEST_FORMAT,
     MANIFEST_NAME,
     MANIFEST_VERSION,
@@ -179,45 +180,57 @@ def prepare_output(
     manifest_path = _io.join(out_dir, MANIFEST_NAME)
     fresh = build_manifest(opts, shape, plan, layout, None, orphans)
     expected: dict[str, str] = {}
-    if _io.exists(manifest_path):
-        old = read_manifest(out_dir)
-        same = (
-            old.get("options") == fresh["options"]
-            and old.get("plan_sha256") == fresh["plan_sha256"]
+    old = read_manifest(out_dir) if _io.exists(manifest_path) else None
+    same = (
+        old is not None
+        and old.get("options") == fresh["options"]
+        and old.get("plan_sha256") == fresh["plan_sha256"]
+    )
+    if old is not None and not same and not opts.overwrite:
+        what = (
+            "options"
+            if old.get("options") != fresh["options"]
+            else "metadata (a different shard plan)"
         )
-        if not same and not opts.overwrite:
-            what = (
-                "options"
-                if old.get("options") != fresh["options"]
-                else "metadata (a different shard plan)"
-            )
-            raise OutputExistsError(
-                f"{out_dir} holds a conversion made with different {what}: "
-                f"{old.get('options')} vs now {fresh['options']}; pass overwrite=True "
-                "(--overwrite) to replace it, or choose another output directory"
-            )
-        if not same:
-            _remove_previous(out_dir, old)
-        else:
-            if old.get("complete"):
-                # Bring the complete run's records back as progress records to re-check.
-                _io.makedirs(_io.join(out_dir, PROGRESS_DIR))
-                for entry in old["shards"]:
-                    _io.write_bytes_atomic(
-                        progress_path(out_dir, entry["path"]), json.dumps(entry).encode()
-                    )
-            for spec in plan:
-                record = progress_path(out_dir, spec.path)
-                if _io.exists(record):
-                    expected[spec.path] = str(json.loads(_io.read_bytes(record))["sha256"])
-    else:
-        clash = [s.path for s in plan if _io.exists(_io.join(out_dir, s.path))]
-        if clash and not opts.overwrite:
+        raise OutputExistsError(
+            f"{out_dir} holds a conversion made with different {what}: "
+            f"{old.get('options')} vs now {fresh['options']}; pass overwrite=True "
+            "(--overwrite) to replace it, or choose another output directory"
+        )
+    planned = {s.path for s in plan}
+    shards = list_shards(out_dir)
+    strays = [p for p in shards if p not in planned]
+    if old is None and not opts.overwrite:
+        clash = [p for p in shards if p in planned]
+        if clash:
             raise OutputExistsError(
                 f"{out_dir} has no manifest but already holds "
                 f"{_io.join(out_dir, clash[0])}; pass overwrite=True "
                 "(--overwrite) or choose another output directory"
             )
+    if strays and not opts.overwrite:
+        raise OutputExistsError(
+            f"{out_dir} holds {len(strays)} .tfrecord file(s) that this conversion does not "
+            f"write, e.g. {_io.join(out_dir, strays[0])}: a glob over the folder would read "
+            "them with the new shards. Remove them, or pass overwrite=True (--overwrite) to "
+            "delete them"
+        )
+    if opts.overwrite:
+        # Same conversion: keep what a resume keeps (checked shard by shard); another
+        # one (or no manifest to tell): delete every shard, whatever its name.
+        _clear_for_overwrite(out_dir, strays if same else shards, keep_progress=same)
+    if same and old is not None:
+        if old.get("complete"):
+            # Bring the complete run's records back as progress records to re-check.
+            _io.makedirs(_io.join(out_dir, PROGRESS_DIR))
+            for entry in old["shards"]:
+                _io.write_bytes_atomic(
+                    progress_path(out_dir, entry["path"]), json.dumps(entry).encode()
+                )
+        for spec in plan:
+            record = progress_path(out_dir, spec.path)
+            if _io.exists(record):
+                expected[spec.path] = str(json.loads(_io.read_bytes(record))["sha256"])
     _remove_stale_temporaries(out_dir, plan)
     _write_json(manifest_path, fresh)
     return expected
@@ -243,14 +256,75 @@ def _remove_stale_temporaries(out_dir: str, plan: Sequence[ShardSpec]) -> None:
             _io.remove(tmp)
 
 
-def _remove_previous(out_dir: str, old: Mapping[str, Any]) -> None:
-    for entry in old.get("shards", []):
-        for path in (
-            _io.join(out_dir, str(entry["path"])),
-            progress_path(out_dir, str(entry["path"])),
-        ):
-            if _io.exists(path):
-                _io.remove(path)
-    report = _io.join(out_dir, REPORT_NAME)
-    if _io.exists(report):
-        _io.remove(report)
+def list_shards(output_dir: str) -> list[str]:
+    """Every ``*.tfrecord`` file under ``output_dir``, as sorted POSIX paths relative to it.
+
+    Example:
+        >>> list_shards("no-such-dir")
+        []
+    """
+    if not _io.isdir(output_dir):
+        return []
+    return sorted(
+        _relative(output_dir, p)
+        for p in _io.walk_files(output_dir, ".tfrecord")
+        if not _is_temporary(p)
+    )
+
+
+def _relative(output_dir: str, path: str) -> str:
+    if _io.is_remote(output_dir):
+        return path[len(output_dir.rstrip("/")) + 1 :]
+    return os.path.relpath(path, output_dir).replace(os.sep, "/")
+
+
+def _is_temporary(path: str) -> bool:
+    """An rxdata temporary: ``.NAME.tmp-PID-XXXX`` (or ``NAME.tmp-...`` before 0.2)."""
+    return ".tmp-" in posixpath.basename(path.replace(os.sep, "/"))
+
+
+def _is_rxdata_file(relative: str) -> bool:
+    """A file that a conversion writes into its output directory."""
+    if relative.endswith(".tfrecord") or _is_temporary(relative):
+        return True
+    if relative.startswith(PROGRESS_DIR + "/"):
+        return True
+    return relative in (MANIFEST_NAME, REPORT_NAME, LOCK_NAME)
+
+
+def _clear_for_overwrite(
+    out_dir: str, doomed_shards: Sequence[str], *, keep_progress: bool
+) -> None:
+    """Delete what ``overwrite=True`` replaces; refuse if the folder holds other files."""
+    files = [_relative(out_dir, p) for p in _io.walk_files(out_dir)]
+    foreign = sorted(f for f in files if not _is_rxdata_file(f))
+    if foreign:
+        raise OutputExistsError(
+            f"{out_dir} holds {len(foreign)} file(s) that rxdata did not write, e.g. "
+            f"{[_io.join(out_dir, f) for f in foreign[:5]]}; overwrite=True (--overwrite) "
+            "deletes conversion outputs only and will not leave them mixed in: move them "
+            "out, or choose another output directory"
+        )
+    doomed = list(doomed_shards)
+    doomed += [f for f in files if _is_temporary(f)]
+    if not keep_progress:
+        doomed += [f for f in files if f.startswith(PROGRESS_DIR + "/") and f not in doomed]
+        doomed += [f for f in files if f == REPORT_NAME]
+    for relative in doomed:
+        path = _io.join(out_dir, *relative.split("/"))
+        if _io.exists(path):
+            log.info("overwrite: removing %s", path)
+            _io.remove(path)
+    if doomed_shards:
+        log.warning(
+            "overwrite: removed %d .tfrecord file(s) of a previous conversion, e.g. %s",
+            len(doomed_shards),
+            _io.join(out_dir, doomed_shards[0]),
+        )
+    folders = {posixpath.dirname(f) for f in doomed if "/" in f}
+    for folder in sorted(folders, key=lambda f: -f.count("/")):
+        parts = folder.split("/")
+        while parts:  # remove folders the removals emptied, deepest first
+            if not _io.remove_empty_dir(_io.join(out_dir, *parts)):
+                break
+            parts.pop()
