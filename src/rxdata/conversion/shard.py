@@ -435,6 +435,8 @@ def write_shard_task(task: ShardTask) -> ShardRecord:
             more,
         )
     out = _io.join(ctx.output_dir, task.spec.path)
+    if _io.isdir(out):
+        raise ConvertError(f"{out} is a directory where the shard goes: remove it and re-run")
     _io.makedirs(_io.dirname(out))
     written: list[str] = []
     skipped: list[SkippedSite] = []

@@ -10,9 +10,10 @@ from typing import Any
 import pandas as pd
 
 from rxdata import _io
-from rxdata.conversion.manifest import read_manifest
+from rxdata.conversion.manifest import list_shards, read_manifest
 from rxdata.conversion.options import CHANNELS, ConvertOptions
 from rxdata.conversion.plan import load_metadata, select_sites
+from rxdata.errors import RxDataError
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,28 @@ class VerifyReport:
 def _check_examples(
     path: str, entry: Mapping[str, Any], shape: tuple[int, int], decode: bool, problems: list[str]
 ) -> list[str]:
+    """The site ids of a shard's examples; what is wrong goes to ``problems``."""
+    ids: list[str] = []
+    try:
+        _read_examples(path, entry, shape, decode, problems, ids)
+    except (RxDataError, OSError) as err:  # not a TFRecord at all, unreadable
+        problems.append(
+            f"{entry['path']}: unreadable after {len(ids)} example(s): {err}; re-run the "
+            "same conversion command to rewrite it"
+        )
+    return ids
+
+
+def _read_examples(
+    path: str,
+    entry: Mapping[str, Any],
+    shape: tuple[int, int],
+    decode: bool,
+    problems: list[str],
+    ids: list[str],
+) -> None:
     from rxdata.tfrecord import read_tfrecord
 
-    ids: list[str] = []
     reader = read_tfrecord(path, on_error="skip", decode=decode)
     for ex in reader:
         site_id = f"{ex['id_code']}_{ex['site']}"
@@ -79,7 +99,6 @@ def _check_examples(
                 f"{shape[0]}x{shape[1]}x{len(CHANNELS)}"
             )
     problems.extend(f"{entry['path']}: {msg}" for msg in reader.errors)
-    return ids
 
 
 def verify(
@@ -93,8 +112,10 @@ def verify(
 
     Checks that the conversion completed, that every shard exists with the recorded size
     and sha256, that it holds the recorded number of examples with the recorded site ids,
-    that no site appears twice, and, with ``metadata``, that every selected site of the
-    metadata is either written or reported skipped and that nothing else was written.
+    that no site appears twice, that no ``.tfrecord`` file under ``output_dir`` is missing
+    from the manifest, and, with ``metadata``, that every selected site of the metadata
+    is either written or reported skipped and that nothing else was written. Every shard
+    is checked and every problem reported (a damaged shard does not stop the check).
 
     Args:
         output_dir: A directory written by :func:`convert`.
@@ -133,7 +154,17 @@ def verify(
         if not _io.exists(path):
             problems.append(f"{entry['path']}: missing (manifest lists {entry['count']} sites)")
             continue
-        digest = _io.file_sha256(path)
+        if _io.isdir(path):
+            problems.append(
+                f"{entry['path']}: a directory, not a shard file (manifest lists "
+                f"{entry['count']} sites); remove it and re-run the same conversion"
+            )
+            continue
+        try:
+            digest = _io.file_sha256(path)
+        except OSError as err:
+            problems.append(f"{entry['path']}: cannot be read: {err}")
+            continue
         if digest != entry["sha256"]:
             problems.append(
                 f"{entry['path']}: sha256 {digest[:12]}... differs from the "
@@ -151,6 +182,13 @@ def verify(
             seen[site_id] = entry["path"]
         if progress is not None:
             progress(len(ids))
+    listed = {str(e["path"]) for e in manifest["shards"]}
+    for stray in list_shards(out_dir):
+        if stray not in listed:
+            problems.append(
+                f"{stray}: a .tfrecord the manifest does not list (a stray copy, or left by "
+                "another conversion); a glob over the folder would read it too: remove it"
+            )
     if metadata is not None:
         md = metadata if isinstance(metadata, pd.DataFrame) else load_metadata(metadata, "")
         sel = ConvertOptions(
