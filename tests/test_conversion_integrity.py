@@ -189,20 +189,25 @@ def _wait_for(predicate, what: str, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
+def _start_slow_run(root: Path, out: Path, tmp_path: Path, workers: int) -> subprocess.Popen[bytes]:
+    """``rxdata-convert ROOT OUT`` in a subprocess, each site slowed down."""
+    hook = tmp_path / "hook"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(SLOW)
+    src = str(Path(__file__).parents[1] / "src")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": f"{hook}{os.pathsep}{src}"}
+    args = [str(root), str(out), "--sites-per-shard", str(PER), "--workers", str(workers)]
+    return subprocess.Popen(
+        [sys.executable, "-c", CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="fcntl locks")
 def test_second_run_into_the_same_folder_is_refused(root, tmp_path) -> None:
     reference = tmp_path / "reference"
     run(root, reference)
     out = tmp_path / "out"
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(SLOW)
-    src = str(Path(__file__).parents[1] / "src")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": f"{hook}{os.pathsep}{src}"}
-    args = [str(root), str(out), "--sites-per-shard", str(PER), "--workers", "1"]
-    first = subprocess.Popen(
-        [sys.executable, "-c", CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    first = _start_slow_run(root, out, tmp_path, workers=1)
     try:
         lock = out / LOCK_NAME
         _wait_for(lambda: lock.exists() and str(first.pid) in lock.read_text(), "the lock")
@@ -224,6 +229,45 @@ def test_second_run_into_the_same_folder_is_refused(root, tmp_path) -> None:
     assert resumed.n_reused >= 1  # what the killed run finished is kept
     assert shard_bytes(out) == shard_bytes(reference)
     assert not (out / LOCK_NAME).exists()
+
+
+def _workers(pid: int) -> list[int]:
+    """The pool's worker processes among ``pid``'s children."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+                found.append(int(child))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
+def test_killing_the_parent_of_a_multi_worker_conversion(root, tmp_path) -> None:
+    from helpers import pid_alive
+
+    reference = tmp_path / "reference"
+    run(root, reference)
+    out = tmp_path / "out"
+    proc = _start_slow_run(root, out, tmp_path, workers=2)
+    try:
+        _wait_for(lambda: (out / "_progress").is_dir(), "the run to start writing")
+        _wait_for(lambda: len(_workers(proc.pid)) >= 2, "the workers")
+        workers = _workers(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)  # the parent runs no clean-up at all
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    _wait_for(lambda: not any(pid_alive(p) for p in workers), "the orphaned workers to exit")
+    assert 0 < len(shard_bytes(out)) < len(shard_bytes(reference))
+    run(root, out)  # the folder is not left locked, and the run resumes
+    assert shard_bytes(out) == shard_bytes(reference)
 
 
 def test_lock_is_released_after_a_failed_run(root, tmp_path) -> None:
