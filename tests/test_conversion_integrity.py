@@ -84,6 +84,19 @@ def test_edited_label_rewrites_exactly_its_shards(root, tmp_path, overwrite) -> 
     assert verify(out, metadata=root).ok
 
 
+def test_verify_with_metadata_reports_a_stale_label(root, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    run(root, out)
+    assert main(["verify", str(out), "--metadata", str(root)]) == 0
+    edit_label(root, "HEPG2-01_1_B03", 513, 514)  # edited after converting, not re-run
+    assert main(["verify", str(out), "--metadata", str(root)]) == EXIT_VERIFY_FAILED
+    report = capsys.readouterr().out
+    for site in ("HEPG2-01_1_B03_1", "HEPG2-01_1_B03_2"):
+        assert f"{site}: sirna is '513' in the shard but '514' in the metadata" in report
+    run(root, out)  # the fix the message gives
+    assert verify(out, metadata=root).ok
+
+
 def test_replaced_image_rewrites_its_shard(root, tmp_path) -> None:
     out = tmp_path / "out"
     run(root, out)

@@ -31,7 +31,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from rxdata import _io
@@ -44,7 +43,13 @@ from rxdata.conversion.manifest import (
     read_manifest,
 )
 from rxdata.conversion.options import CHANNELS, MANIFEST_NAME, REPORT_NAME, ConvertOptions
-from rxdata.conversion.plan import ShardSpec, load_metadata, plan_shards, select_sites
+from rxdata.conversion.plan import (
+    ShardSpec,
+    load_metadata,
+    plan_shards,
+    select_sites,
+    site_rows,
+)
 from rxdata.conversion.shard import (
     ShardContext,
     ShardRecord,
@@ -106,17 +111,6 @@ def _find_images(images_root: str, datasets: Sequence[str]) -> DataRoot:
     except MetadataError as err:
         raise ConvertError(f"cannot convert {images_root}: {err}") from err
     return data
-
-
-def _rows(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for rec in df.to_dict(orient="records"):
-        row = {
-            str(k): (None if pd.isna(v) else v.item() if isinstance(v, np.generic) else v)
-            for k, v in rec.items()
-        }
-        out[str(row["site_id"])] = row
-    return out
 
 
 def _orphans(images_root: str, metadata: pd.DataFrame) -> list[SkippedSite]:
@@ -248,7 +242,7 @@ def convert(
         )
     data = _find_images(root, opts.datasets)
     layout = data.layout
-    rows = _rows(select_sites(md, opts))
+    rows = site_rows(select_sites(md, opts))
     ctx = ShardContext(
         data.base,
         layout,

@@ -7,12 +7,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from rxdata import _io
 from rxdata.conversion.manifest import list_shards, read_manifest
 from rxdata.conversion.options import CHANNELS, ConvertOptions
-from rxdata.conversion.plan import load_metadata, select_sites
+from rxdata.conversion.plan import load_metadata, select_sites, site_rows
 from rxdata.errors import RxDataError
 
 
@@ -62,13 +63,38 @@ class VerifyReport:
         return "\n".join(lines)
 
 
+_IMAGE_FEATURES = frozenset({"image", "height", "width", "channels", "encoding"})
+
+
+def _metadata_mismatch(example: Mapping[str, Any], row: Mapping[str, Any]) -> str:
+    """How an example's metadata features differ from what ``row`` gives ('' if not)."""
+    from rxdata.tfrecord import decode_example, encode_example
+
+    try:
+        blank = np.zeros((1, 1, 1), np.uint8)
+        want = decode_example(encode_example(row, image=blank), decode=False)
+    except RxDataError as err:
+        return f"its metadata row cannot be encoded ({err})"
+    diffs = [
+        f"{key} is {example.get(key)!r} in the shard but {value!r} in the metadata"
+        for key, value in want.items()
+        if key not in _IMAGE_FEATURES and example.get(key) != value
+    ]
+    return "; ".join(diffs)
+
+
 def _check_examples(
-    path: str, entry: Mapping[str, Any], shape: tuple[int, int], decode: bool, problems: list[str]
+    path: str,
+    entry: Mapping[str, Any],
+    shape: tuple[int, int],
+    decode: bool,
+    problems: list[str],
+    rows: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[str]:
     """The site ids of a shard's examples; what is wrong goes to ``problems``."""
     ids: list[str] = []
     try:
-        _read_examples(path, entry, shape, decode, problems, ids)
+        _read_examples(path, entry, shape, decode, problems, ids, rows)
     except (RxDataError, OSError) as err:  # not a TFRecord at all, unreadable
         problems.append(
             f"{entry['path']}: unreadable after {len(ids)} example(s): {err}; re-run the "
@@ -84,6 +110,7 @@ def _read_examples(
     decode: bool,
     problems: list[str],
     ids: list[str],
+    rows: Mapping[str, Mapping[str, Any]] | None,
 ) -> None:
     from rxdata.tfrecord import read_tfrecord
 
@@ -97,6 +124,13 @@ def _read_examples(
                 f"{entry['path']}: example {len(ids) - 1} ({site_id}) is "
                 f"{got[0]}x{got[1]}x{got[2]}, expected "
                 f"{shape[0]}x{shape[1]}x{len(CHANNELS)}"
+            )
+        row = rows.get(site_id) if rows is not None else None
+        mismatch = _metadata_mismatch(ex, row) if row is not None else ""
+        if mismatch:
+            problems.append(
+                f"{entry['path']}: {site_id}: {mismatch}; the metadata changed since the "
+                "conversion: re-run the same conversion command to rewrite its shards"
             )
     problems.extend(f"{entry['path']}: {msg}" for msg in reader.errors)
 
@@ -114,7 +148,9 @@ def verify(
     and sha256, that it holds the recorded number of examples with the recorded site ids,
     that no site appears twice, that no ``.tfrecord`` file under ``output_dir`` is missing
     from the manifest, and, with ``metadata``, that every selected site of the metadata
-    is either written or reported skipped and that nothing else was written. Every shard
+    is either written or reported skipped, that nothing else was written, and that each
+    record's metadata features (labels, well type, cell type, data set, ...) are those
+    the metadata gives its site now. Every shard
     is checked and every problem reported (a damaged shard does not stop the check).
 
     Args:
@@ -147,6 +183,13 @@ def verify(
         return VerifyReport(out_dir, 0, 0, tuple(problems), decode)
     opts = manifest["options"]
     shape = (int(opts["image_shape"][0]), int(opts["image_shape"][1]))
+    rows: dict[str, dict[str, Any]] | None = None
+    if metadata is not None:
+        md = metadata if isinstance(metadata, pd.DataFrame) else load_metadata(metadata, "")
+        sel = ConvertOptions(
+            datasets=tuple(opts["datasets"]), include_controls=bool(opts["include_controls"])
+        )
+        rows = site_rows(select_sites(md, sel))
     seen: dict[str, str] = {}
     n_sites = 0
     for entry in manifest["shards"]:
@@ -170,7 +213,7 @@ def verify(
                 f"{entry['path']}: sha256 {digest[:12]}... differs from the "
                 f"manifest's {entry['sha256'][:12]}...: the file changed"
             )
-        ids = _check_examples(path, entry, shape, decode, problems)
+        ids = _check_examples(path, entry, shape, decode, problems, rows)
         n_sites += len(ids)
         if len(ids) != entry["count"]:
             problems.append(f"{entry['path']}: {len(ids)} examples, manifest says {entry['count']}")
@@ -189,12 +232,8 @@ def verify(
                 f"{stray}: a .tfrecord the manifest does not list (a stray copy, or left by "
                 "another conversion); a glob over the folder would read it too: remove it"
             )
-    if metadata is not None:
-        md = metadata if isinstance(metadata, pd.DataFrame) else load_metadata(metadata, "")
-        sel = ConvertOptions(
-            datasets=tuple(opts["datasets"]), include_controls=bool(opts["include_controls"])
-        )
-        expected = set(select_sites(md, sel)["site_id"].astype(str))
+    if rows is not None:
+        expected = set(rows)
         skipped = {str(s["site_id"]) for e in manifest["shards"] for s in e.get("skipped", ())}
         lost = sorted(expected - set(seen) - skipped)
         extra = sorted(set(seen) - expected)
