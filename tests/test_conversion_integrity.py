@@ -17,12 +17,15 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from helpers import SITE_ID, make_data, pixels, png_bytes, shard_bytes, site_png
 from rxdata.cli import EXIT_VERIFY_FAILED, main
 from rxdata.conversion import MANIFEST_NAME, convert, verify
 from rxdata.conversion.lock import output_lock
 from rxdata.conversion.options import LOCK_NAME
+from rxdata.conversion.shard import ShardContext, ShardRecord, site_input
 from rxdata.errors import ConvertError, ImageReadError, OutputExistsError
 from rxdata.tfrecord import read_tfrecord
 
@@ -95,6 +98,37 @@ def test_verify_with_metadata_reports_a_stale_label(root, tmp_path, capsys) -> N
         assert f"{site}: sirna is '513' in the shard but '514' in the metadata" in report
     run(root, out)  # the fix the message gives
     assert verify(out, metadata=root).ok
+
+
+BASE_ROW = {
+    "site_id": "HEPG2-01_1_B03_1",
+    "dataset": "train",
+    "experiment": "HEPG2-01",
+    "cell_type": "HEPG2",
+    "plate": 1,
+    "well": "B03",
+    "site": 1,
+    "well_type": "treatment",
+    "sirna": "513",
+    "sirna_id": 513,
+}
+values = st.one_of(st.none(), st.integers(-(2**40), 2**40), st.text(max_size=12))
+
+
+LABELS = sorted(set(BASE_ROW) - {"dataset", "experiment", "plate", "well", "site"})
+
+
+@settings(max_examples=100, deadline=None)
+@given(key=st.sampled_from(LABELS), value=values, inputs=st.lists(st.text(max_size=40)))
+def test_site_input_tracks_every_row_value(key, value, inputs) -> None:
+    # (dataset, experiment, plate, well and site also name the image files)
+    ctx = ShardContext("no-such-root", "kaggle", "out", "png", "none", True, False, "raise", (8, 8))
+    before = site_input(ctx, BASE_ROW)
+    after = site_input(ctx, {**BASE_ROW, key: value})
+    assert (before.split(":")[0] == after.split(":")[0]) == (BASE_ROW[key] == value)
+    assert before.split(":")[1] == after.split(":")[1]
+    record = ShardRecord("a.tfrecord", "train", 1, "ab" * 32, 10, ("x",), site_inputs=tuple(inputs))
+    assert ShardRecord.from_json(record.to_json()) == record
 
 
 def test_replaced_image_rewrites_its_shard(root, tmp_path) -> None:

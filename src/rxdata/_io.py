@@ -267,10 +267,12 @@ def file_identity(path: PathLike) -> tuple[int, int] | None:
     """
     path_s = os.fspath(path)
     if is_remote(path_s):
-        gfile = _gfile()
-        if not gfile.exists(path_s):
+        import tensorflow as tf
+
+        try:  # one request per file: no exists() first
+            st = _gfile().stat(path_s)
+        except tf.errors.NotFoundError:
             return None
-        st = gfile.stat(path_s)
         return int(st.length), int(st.mtime_nsec)
     try:
         st = os.stat(path_s)
