@@ -87,6 +87,22 @@ def test_edited_label_rewrites_exactly_its_shards(root, tmp_path, overwrite) -> 
     assert verify(out, metadata=root).ok
 
 
+def test_every_runner_rewrites_what_changed(root, tmp_path) -> None:
+    # The guarantee lives in the shared shard task and manifest code, not in a runner.
+    pytest.importorskip("apache_beam")
+    out = tmp_path / "out"
+    first = run(root, out, runner="beam")
+    edit_label(root, "HEPG2-01_1_B03", 513, 514)
+    again = run(root, out, runner="beam")
+    edited = {"HEPG2-01_1_B03_1", "HEPG2-01_1_B03_2"}
+    touched = {s.path for s in first.shards if edited & set(s.site_ids)}
+    assert {s.path for s in again.shards if s.changed} == touched
+    assert again.n_reused == len(first.shards) - len(touched)
+    local = tmp_path / "local"
+    run(root, local)
+    assert shard_bytes(out) == shard_bytes(local)
+
+
 def test_verify_with_metadata_reports_a_stale_label(root, tmp_path, capsys) -> None:
     out = tmp_path / "out"
     run(root, out)

@@ -22,7 +22,6 @@ Contract (see also ``docs/convert.md``):
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -37,6 +36,7 @@ from rxdata import _io
 from rxdata.conversion.local import run_local
 from rxdata.conversion.lock import holding_output_lock
 from rxdata.conversion.manifest import (
+    apply_run_summary,
     drop_progress_dir,
     finalize,
     prepare_output,
@@ -287,11 +287,7 @@ def convert(
         if not body.get("complete"):
             raise ConvertError(f"the Beam pipeline finished without completing {out_dir}")
         records = [ShardRecord.from_json(s) for s in body["shards"]]
-        summary = run_summary_path(out_dir)
-        if _io.exists(summary):
-            reused = set(json.loads(_io.read_bytes(summary)))
-            _io.remove(summary)
-            records = [dataclasses.replace(r, reused=r.path in reused) for r in records]
+        records = apply_run_summary(run_summary_path(out_dir), records)
         drop_progress_dir(out_dir)
     else:
         records = run_local(tasks, workers=opts.n_workers, progress=opts.progress)

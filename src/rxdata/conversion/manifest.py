@@ -159,6 +159,37 @@ def finalize(
     return body
 
 
+def write_run_summary(path: str, records: Sequence[ShardRecord]) -> None:
+    """Leave at ``path`` which shards were kept, and which rewritten because of their input.
+
+    For runners whose last step runs away from the driver (Beam, Dask). That is not in
+    the manifest, which must not depend on how the output was reached.
+    The driver reads it back with :func:`apply_run_summary`.
+    """
+    body = {
+        "reused": sorted(r.path for r in records if r.reused),
+        "changed": {r.path: list(r.changed) for r in records if r.changed},
+    }
+    _io.makedirs(_io.dirname(path))
+    _io.write_bytes_atomic(path, json.dumps(body).encode())
+
+
+def apply_run_summary(path: str, records: Sequence[ShardRecord]) -> list[ShardRecord]:
+    """``records`` (read from the manifest) with ``reused`` and ``changed`` from ``path``.
+
+    The file is removed; without it the records are returned as they are.
+    """
+    if not _io.exists(path):
+        return list(records)
+    body = json.loads(_io.read_bytes(path))
+    _io.remove(path)
+    reused, changed = set(body["reused"]), body["changed"]
+    return [
+        dataclasses.replace(r, reused=r.path in reused, changed=tuple(changed.get(r.path, ())))
+        for r in records
+    ]
+
+
 def drop_progress_dir(output_dir: str) -> None:
     """Remove ``OUTPUT_DIR/_progress/`` if empty: it exists only while a run is incomplete."""
     _io.remove_empty_dir(_io.join(output_dir, PROGRESS_DIR))
