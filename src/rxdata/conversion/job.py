@@ -10,8 +10,10 @@ Contract (see also ``docs/convert.md``):
   (:mod:`rxdata.conversion.local`) and the Beam runner (:mod:`rxdata.conversion.beam`,
   imported only when ``runner="beam"``) both call it.
 * **Resume** (:mod:`rxdata.conversion.manifest`): re-running the same conversion keeps
-  every complete shard after a checksum check, so an interrupted run finishes with
-  byte-identical output.
+  every complete shard whose checksum and inputs (metadata rows, image files) are
+  unchanged and rewrites the others, so an interrupted run finishes with byte-identical
+  output and an edited label or image is never served stale.
+* **One run per folder** (:mod:`rxdata.conversion.lock`).
 * **Bad input.** Missing channel PNGs, corrupt PNGs, wrong size or bit depth, metadata
   sites without images, and images without metadata. ``on_error="raise"`` stops with a
   :class:`~rxdata.errors.ConvertError` naming the file (no partial shard is left);
@@ -188,8 +190,9 @@ def convert(
     """Convert the RxRx1 PNGs under ``images_root`` to TFRecord shards in ``output_dir``.
 
     Re-running the same call resumes an interrupted run (complete shards are kept after
-    their sha256 is checked). See the module docstring for the contract and
-    ``docs/convert.md`` for the output format.
+    their sha256 and their inputs are checked; shards whose inputs changed are
+    rewritten). See the module docstring for the contract and ``docs/convert.md`` for the
+    output format.
 
     Args:
         images_root: Folder with the Kaggle layout (``train/``, ``test/``) or the full

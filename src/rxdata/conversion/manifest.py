@@ -1,12 +1,20 @@
 """The manifest of a conversion, resuming, the skipped-sites report, and output preparation.
 
 ``OUTPUT_DIR/manifest.json`` holds the options, the plan, and (when done) each shard's site
-count, size and sha256. While a run is under way each finished shard leaves a record in
-``OUTPUT_DIR/_progress/`` (removed, with the folder, when the run completes). Re-running
-the same conversion re-uses every shard whose file matches its recorded sha256 and
-rewrites the others, so an interrupted run (Ctrl-C, SIGTERM, ``kill -9``, a full disk)
-finishes with byte-identical output. An output written with different options or
-metadata is refused (:class:`~rxdata.errors.OutputExistsError`) unless ``overwrite=True``.
+count, size, sha256 and its sites' input identities. While a run is under way each
+finished shard leaves a record in ``OUTPUT_DIR/_progress/`` (removed, with the folder,
+when the run completes). Re-running the same conversion re-uses every shard whose file
+matches its recorded sha256 and whose inputs are unchanged (see
+:mod:`rxdata.conversion.shard`), and rewrites the others, so an interrupted run (Ctrl-C,
+SIGTERM, ``kill -9``, a full disk) finishes with byte-identical output and an edited
+input is never served stale.
+
+:func:`prepare_output` refuses (:class:`~rxdata.errors.OutputExistsError`), unless
+``overwrite=True``: an output written with different options or metadata, and any
+``.tfrecord`` under the folder that this conversion does not write. With
+``overwrite=True`` it deletes every such ``.tfrecord`` (found by listing the folder, not
+from a manifest that may be lost), but refuses, deleting nothing, when the folder holds
+files rxdata did not write.
 """
 
 from __future__ import annotations
