@@ -415,3 +415,36 @@ def test_shards_manifest_and_report_are_fsynced_before_rename(root, tmp_path, mo
     for name in (MANIFEST_NAME, "skipped.csv"):
         assert any(n.startswith(f".{name}.tmp-") for n in names), name
     assert str(out) in synced
+
+
+def test_remote_read_failures_are_os_errors(monkeypatch) -> None:
+    # A denied gs:// read must reach load_site as an OSError (an input problem), not as a
+    # TensorFlow error that the shard writer would report as its own failure.
+    import tensorflow as tf
+
+    from rxdata import _io
+
+    class Denied:
+        def __init__(self, *args: object) -> None:
+            pass
+
+        def __enter__(self) -> Denied:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def read(self) -> bytes:
+            raise tf.errors.PermissionDeniedError(None, None, "403 Forbidden")
+
+    class FakeGfile:
+        GFile = Denied
+
+        @staticmethod
+        def exists(path: str) -> bool:
+            return True
+
+    monkeypatch.setattr(_io, "_gfile", lambda: FakeGfile)
+    with pytest.raises(PermissionError, match="403 Forbidden") as err:
+        _io.read_bytes("gs://bucket/train/HEPG2-01/Plate1/B03_s1_w1.png")
+    assert err.value.filename == "gs://bucket/train/HEPG2-01/Plate1/B03_s1_w1.png"

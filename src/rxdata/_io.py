@@ -24,6 +24,7 @@ Object stores (``gs://``) make a file visible only when it is complete.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -110,9 +111,26 @@ def open(path: PathLike, mode: str = "rb") -> IO[bytes]:
 
 
 def read_bytes(path: PathLike) -> bytes:
-    """Read a whole file; raises FileNotFoundError (local or remote) when absent."""
-    with open(path, "rb") as f:
-        return bytes(f.read())
+    """Read a whole file; raises FileNotFoundError (local or remote) when absent.
+
+    Remote read failures are ``OSError`` too (``PermissionError`` for a denied read), as
+    local ones are, so a caller tells an input problem from its own writing failing.
+    """
+    path_s = os.fspath(path)
+    if not is_remote(path_s):
+        with open(path_s, "rb") as f:
+            return bytes(f.read())
+    import tensorflow as tf
+
+    try:
+        with open(path_s, "rb") as f:
+            return bytes(f.read())
+    except tf.errors.NotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "not found", path_s) from None
+    except tf.errors.PermissionDeniedError as err:
+        raise PermissionError(errno.EACCES, err.message, path_s) from err
+    except tf.errors.OpError as err:
+        raise OSError(errno.EIO, err.message, path_s) from err
 
 
 class HashingWriter:
