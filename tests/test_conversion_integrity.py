@@ -274,7 +274,7 @@ def test_second_run_into_the_same_folder_is_refused(root, tmp_path) -> None:
     try:
         lock = out / LOCK_NAME
         _wait_for(lambda: lock.exists() and str(first.pid) in lock.read_text(), "the lock")
-        _wait_for(lambda: (out / "_progress").is_dir(), "the first run to start writing")
+        _wait_for(lambda: any(out.glob("_progress/*.json")), "a first shard")
         with pytest.raises(ConvertError) as err:
             run(root, out)
         message = str(err.value)
@@ -318,7 +318,7 @@ def test_killing_the_parent_of_a_multi_worker_conversion(root, tmp_path) -> None
     out = tmp_path / "out"
     proc = _start_slow_run(root, out, tmp_path, workers=2)
     try:
-        _wait_for(lambda: (out / "_progress").is_dir(), "the run to start writing")
+        _wait_for(lambda: any(out.glob("_progress/*.json")), "a first shard")
         _wait_for(lambda: len(_workers(proc.pid)) >= 2, "the workers")
         workers = _workers(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)  # the parent runs no clean-up at all
@@ -341,6 +341,17 @@ def test_lock_is_released_after_a_failed_run(root, tmp_path) -> None:
     with output_lock(out):  # free again
         assert (out / LOCK_NAME).exists()
     assert not (out / LOCK_NAME).exists()
+
+
+def test_lock_is_not_followed_through_a_symlink(root, tmp_path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    (out / LOCK_NAME).symlink_to(victim)
+    with pytest.raises(ConvertError, match="symbolic link"):
+        run(root, out)
+    assert victim.read_text() == "keep me"
 
 
 # --- input problems are input problems --------------------------------------------------------

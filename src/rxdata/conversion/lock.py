@@ -88,7 +88,13 @@ def output_lock(output_dir: str | os.PathLike[str]) -> Iterator[None]:
 
 def _acquire(path: str, out_dir: str) -> int:
     for _ in range(100):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # never through a symbolic link: the holder's record is written into the file
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as err:
+            raise ConvertError(
+                f"cannot open the lock {path} ({err.strerror}); if it is a symbolic link or "
+                "not a file, remove it"
+            ) from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
