@@ -152,12 +152,12 @@ def test_bad_input_exit_codes(tmp_path, capsys) -> None:
 SLOW_SITECUSTOMIZE = textwrap.dedent(
     """
     import time
-    import rxdata.conversion as conv
-    _real = conv._load_site
+    import rxdata.conversion.shard as conv
+    _real = conv.load_site
     def _slow(ctx, row):
         time.sleep(0.15)
         return _real(ctx, row)
-    conv._load_site = _slow
+    conv.load_site = _slow
     """
 )
 CLI = "import sys; from rxdata.cli import convert_main; sys.exit(convert_main(sys.argv[1:]))"

@@ -24,6 +24,7 @@ Object stores (``gs://``) make a file visible only when it is complete.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -116,9 +117,26 @@ def open(path: PathLike, mode: str = "rb") -> IO[bytes]:
 
 
 def read_bytes(path: PathLike) -> bytes:
-    """Read a whole file; raises FileNotFoundError (local or remote) when absent."""
-    with open(path, "rb") as f:
-        return bytes(f.read())
+    """Read a whole file; raises FileNotFoundError (local or remote) when absent.
+
+    Remote read failures are ``OSError`` too (``PermissionError`` for a denied read), as
+    local ones are, so a caller tells an input problem from its own writing failing.
+    """
+    path_s = os.fspath(path)
+    if not is_remote(path_s):
+        with open(path_s, "rb") as f:
+            return bytes(f.read())
+    import tensorflow as tf
+
+    try:
+        with open(path_s, "rb") as f:
+            return bytes(f.read())
+    except tf.errors.NotFoundError:
+        raise FileNotFoundError(errno.ENOENT, "not found", path_s) from None
+    except tf.errors.PermissionDeniedError as err:
+        raise PermissionError(errno.EACCES, err.message, path_s) from err
+    except tf.errors.OpError as err:
+        raise OSError(errno.EIO, err.message, path_s) from err
 
 
 class HashingWriter:
@@ -260,6 +278,33 @@ def sha256_and_size(path: PathLike) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
+def file_identity(path: PathLike) -> tuple[int, int] | None:
+    """``(size, mtime_ns)`` of a file, or ``None`` when it does not exist (as make and rsync).
+
+    Other errors (a symlink loop, no permission on the folder) are raised: the caller
+    reports them for the file.
+
+    Example:
+        >>> _ = write_bytes_atomic("id.bin", b"abcd")
+        >>> file_identity("id.bin")[0], file_identity("no-such-file")
+        (4, None)
+    """
+    path_s = os.fspath(path)
+    if is_remote(path_s):
+        import tensorflow as tf
+
+        try:  # one request per file: no exists() first
+            st = _gfile().stat(path_s)
+        except tf.errors.NotFoundError:
+            return None
+        return int(st.length), int(st.mtime_nsec)
+    try:
+        st = os.stat(path_s)
+    except FileNotFoundError:
+        return None
+    return int(st.st_size), int(st.st_mtime_ns)
+
+
 def exists(path: PathLike) -> bool:
     path_s = os.fspath(path)
     if is_remote(path_s):
@@ -363,6 +408,7 @@ __all__ = [
     "atomic_writer",
     "dirname",
     "exists",
+    "file_identity",
     "file_sha256",
     "fsync",
     "fsync_dir",

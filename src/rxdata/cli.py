@@ -739,7 +739,8 @@ def _convert_handler(args: argparse.Namespace) -> int:
     )
     print(
         f"wrote {result.n_sites} sites in {len(result.shards)} shards to {result.output_dir} "
-        f"({result.n_reused} kept from a previous run) in {result.elapsed_s:.1f} s"
+        f"({result.n_reused} kept from a previous run, {result.n_changed} rewritten because "
+        f"their input changed) in {result.elapsed_s:.1f} s"
     )
     if result.skipped:
         print(

@@ -23,6 +23,7 @@ __all__ = [
     "ConvertError",
     "ImageDecodeError",
     "ImageNotFoundError",
+    "ImageReadError",
     "MetadataError",
     "OptionsError",
     "OutputExistsError",
@@ -95,6 +96,10 @@ class MetadataError(RxDataError, ValueError):
 
 class ImageNotFoundError(RxDataError, FileNotFoundError):
     """A channel image that should exist is missing (names the path)."""
+
+
+class ImageReadError(RxDataError, OSError):
+    """A channel image exists but cannot be read: no permission, a symlink loop, an I/O error."""
 
 
 class ImageDecodeError(RxDataError, ValueError):

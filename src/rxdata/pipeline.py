@@ -707,7 +707,7 @@ def _batch(
     size: int,
     drop_remainder: bool,
     batch_by: str | None,
-    layout: tfr.RecordLayout,
+    layout: RecordLayout,
     stored: int,
 ) -> tf.data.Dataset:
     """Batch serialized records (raw) or parsed sites (png), mixed or one group per batch.

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rxdata import _io
-from rxdata.conversion.manifest import finalize
+from rxdata.conversion.manifest import finalize, write_run_summary
 from rxdata.conversion.options import PROGRESS_DIR, ConvertOptions
 from rxdata.conversion.shard import ShardRecord, ShardTask, SkippedSite, write_shard_task
 from rxdata.errors import ConvertError, OptionsError
@@ -105,11 +105,7 @@ class _Finalize:
         tasks, orphans = _load_job(self.job)
         plan = [t.spec for t in tasks]
         finalize(output_dir, self.opts, self.shape, plan, self.layout, records, orphans)
-        # Tell the driver which shards were kept from a previous run (not in the manifest,
-        # which must not depend on how the output was reached).
-        reused = sorted(r.path for r in records if r.reused)
-        _io.makedirs(_io.join(output_dir, PROGRESS_DIR))
-        _io.write_bytes_atomic(run_summary_path(output_dir), json.dumps(reused).encode())
+        write_run_summary(run_summary_path(output_dir), records)
         return len(records)
 
 

@@ -11,8 +11,10 @@ Contract (see also ``docs/convert.md``):
   imported only when ``runner="beam"``) and the Dask runner
   (:mod:`rxdata.conversion.dask`, imported only when ``runner="dask"``) all call it.
 * **Resume** (:mod:`rxdata.conversion.manifest`): re-running the same conversion keeps
-  every complete shard after a checksum check, so an interrupted run finishes with
-  byte-identical output.
+  every complete shard whose checksum and inputs (metadata rows, image files) are
+  unchanged and rewrites the others, so an interrupted run finishes with byte-identical
+  output and an edited label or image is never served stale.
+* **One run per folder** (:mod:`rxdata.conversion.lock`).
 * **Bad input.** Missing channel PNGs, corrupt PNGs, wrong size or bit depth, metadata
   sites without images, and images without metadata. ``on_error="raise"`` stops with a
   :class:`~rxdata.errors.ConvertError` naming the file (no partial shard is left);
@@ -23,7 +25,6 @@ Contract (see also ``docs/convert.md``):
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -32,19 +33,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from rxdata import _io
 from rxdata.conversion.local import run_local
+from rxdata.conversion.lock import holding_output_lock
 from rxdata.conversion.manifest import (
+    apply_run_summary,
     drop_progress_dir,
     finalize,
     prepare_output,
     read_manifest,
 )
 from rxdata.conversion.options import CHANNELS, MANIFEST_NAME, REPORT_NAME, ConvertOptions
-from rxdata.conversion.plan import ShardSpec, load_metadata, plan_shards, select_sites
+from rxdata.conversion.plan import (
+    ShardSpec,
+    load_metadata,
+    plan_shards,
+    select_sites,
+    site_rows,
+)
 from rxdata.conversion.shard import (
     ShardContext,
     ShardRecord,
@@ -95,6 +103,11 @@ class ConvertResult:
         return sum(s.reused for s in self.shards)
 
     @property
+    def n_changed(self) -> int:
+        """Number of shards a re-run rewrote because their inputs changed (``changed``)."""
+        return sum(bool(s.changed) for s in self.shards)
+
+    @property
     def ok(self) -> bool:
         """True when nothing was skipped."""
         return not self.skipped
@@ -107,17 +120,6 @@ def _find_images(images_root: str, datasets: Sequence[str]) -> DataRoot:
     except MetadataError as err:
         raise ConvertError(f"cannot convert {images_root}: {err}") from err
     return data
-
-
-def _rows(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for rec in df.to_dict(orient="records"):
-        row = {
-            str(k): (None if pd.isna(v) else v.item() if isinstance(v, np.generic) else v)
-            for k, v in rec.items()
-        }
-        out[str(row["site_id"])] = row
-    return out
 
 
 def _orphans(images_root: str, metadata: pd.DataFrame) -> list[SkippedSite]:
@@ -171,7 +173,7 @@ def _infer_shape(
             try:
                 votes[inspect_png(_io.read_bytes(path), path).shape] += 1
                 break
-            except (FileNotFoundError, ImageDecodeError):
+            except (OSError, ImageDecodeError):  # missing or unreadable: reported later
                 continue
         if sum(votes.values()) >= 5 or tried >= 100:
             break
@@ -183,6 +185,7 @@ def _infer_shape(
     return votes.most_common(1)[0][0]
 
 
+@holding_output_lock  # a second run into the same folder is refused at once
 def convert(
     images_root: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
@@ -194,8 +197,9 @@ def convert(
     """Convert the RxRx1 PNGs under ``images_root`` to TFRecord shards in ``output_dir``.
 
     Re-running the same call resumes an interrupted run (complete shards are kept after
-    their sha256 is checked). See the module docstring for the contract and
-    ``docs/convert.md`` for the output format.
+    their sha256 and their inputs are checked; shards whose inputs changed are
+    rewritten). See the module docstring for the contract and ``docs/convert.md`` for the
+    output format.
 
     Args:
         images_root: Folder with the Kaggle layout (``train/``, ``test/``) or the full
@@ -211,8 +215,10 @@ def convert(
 
     Raises:
         ConvertError: A site could not be converted with ``on_error="raise"`` (the message
-            names the file), or a worker died.
-        OutputExistsError: ``output_dir`` holds a conversion with other options or metadata.
+            names the file), a worker died, or another conversion is using ``output_dir``.
+        OutputExistsError: ``output_dir`` holds a conversion with other options or metadata,
+            ``.tfrecord`` files this conversion does not write, or (``overwrite``) files
+            rxdata did not write.
         OptionsError: An option is invalid.
         MetadataError: The metadata cannot be found or read.
 
@@ -246,7 +252,7 @@ def convert(
         )
     data = _find_images(root, opts.datasets)
     layout = data.layout
-    rows = _rows(select_sites(md, opts))
+    rows = site_rows(select_sites(md, opts))
     ctx = ShardContext(
         data.base,
         layout,
@@ -291,11 +297,7 @@ def convert(
         if not body.get("complete"):
             raise ConvertError(f"the Beam pipeline finished without completing {out_dir}")
         records = [ShardRecord.from_json(s) for s in body["shards"]]
-        summary = run_summary_path(out_dir)
-        if _io.exists(summary):
-            reused = set(json.loads(_io.read_bytes(summary)))
-            _io.remove(summary)
-            records = [dataclasses.replace(r, reused=r.path in reused) for r in records]
+        records = apply_run_summary(run_summary_path(out_dir), records)
         drop_progress_dir(out_dir)
     else:
         if opts.runner == "dask":
@@ -320,10 +322,12 @@ def convert(
         time.monotonic() - start,
     )
     log.info(
-        "wrote %d sites in %d shards (%d kept from a previous run), skipped %d, in %.1f s",
+        "wrote %d sites in %d shards (%d kept from a previous run, %d rewritten because "
+        "their input changed), skipped %d, in %.1f s",
         result.n_sites,
         len(records),
         result.n_reused,
+        result.n_changed,
         len(skipped),
         result.elapsed_s,
     )

@@ -1,12 +1,20 @@
 """The manifest of a conversion, resuming, the skipped-sites report, and output preparation.
 
 ``OUTPUT_DIR/manifest.json`` holds the options, the plan, and (when done) each shard's site
-count, size and sha256. While a run is under way each finished shard leaves a record in
-``OUTPUT_DIR/_progress/`` (removed, with the folder, when the run completes). Re-running
-the same conversion re-uses every shard whose file matches its recorded sha256 and
-rewrites the others, so an interrupted run (Ctrl-C, SIGTERM, ``kill -9``, a full disk)
-finishes with byte-identical output. An output written with different options or
-metadata is refused (:class:`~rxdata.errors.OutputExistsError`) unless ``overwrite=True``.
+count, size, sha256 and its sites' input identities. While a run is under way each
+finished shard leaves a record in ``OUTPUT_DIR/_progress/`` (removed, with the folder,
+when the run completes). Re-running the same conversion re-uses every shard whose file
+matches its recorded sha256 and whose inputs are unchanged (see
+:mod:`rxdata.conversion.shard`), and rewrites the others, so an interrupted run (Ctrl-C,
+SIGTERM, ``kill -9``, a full disk) finishes with byte-identical output and an edited
+input is never served stale.
+
+:func:`prepare_output` refuses (:class:`~rxdata.errors.OutputExistsError`), unless
+``overwrite=True``: an output written with different options or metadata, and any
+``.tfrecord`` under the folder that this conversion does not write. With
+``overwrite=True`` it deletes every such ``.tfrecord`` (found by listing the folder, not
+from a manifest that may be lost), but refuses, deleting nothing, when the folder holds
+files rxdata did not write.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from typing import Any
 from rxdata import _io
 from rxdata.conversion.options import (
     CHANNELS,
+    LOCK_NAME,
     MANIFEST_FORMAT,
     MANIFEST_NAME,
     MANIFEST_VERSION,
@@ -158,6 +167,37 @@ def finalize(
     return body
 
 
+def write_run_summary(path: str, records: Sequence[ShardRecord]) -> None:
+    """Leave at ``path`` which shards were kept, and which rewritten because of their input.
+
+    For runners whose last step runs away from the driver (Beam, Dask). That is not in
+    the manifest, which must not depend on how the output was reached.
+    The driver reads it back with :func:`apply_run_summary`.
+    """
+    body = {
+        "reused": sorted(r.path for r in records if r.reused),
+        "changed": {r.path: list(r.changed) for r in records if r.changed},
+    }
+    _io.makedirs(_io.dirname(path))
+    _io.write_bytes_atomic(path, json.dumps(body).encode())
+
+
+def apply_run_summary(path: str, records: Sequence[ShardRecord]) -> list[ShardRecord]:
+    """``records`` (read from the manifest) with ``reused`` and ``changed`` from ``path``.
+
+    The file is removed; without it the records are returned as they are.
+    """
+    if not _io.exists(path):
+        return list(records)
+    body = json.loads(_io.read_bytes(path))
+    _io.remove(path)
+    reused, changed = set(body["reused"]), body["changed"]
+    return [
+        dataclasses.replace(r, reused=r.path in reused, changed=tuple(changed.get(r.path, ())))
+        for r in records
+    ]
+
+
 def drop_progress_dir(output_dir: str) -> None:
     """Remove ``OUTPUT_DIR/_progress/`` if empty: it exists only while a run is incomplete."""
     _io.remove_empty_dir(_io.join(output_dir, PROGRESS_DIR))
@@ -179,45 +219,57 @@ def prepare_output(
     manifest_path = _io.join(out_dir, MANIFEST_NAME)
     fresh = build_manifest(opts, shape, plan, layout, None, orphans)
     expected: dict[str, str] = {}
-    if _io.exists(manifest_path):
-        old = read_manifest(out_dir)
-        same = (
-            old.get("options") == fresh["options"]
-            and old.get("plan_sha256") == fresh["plan_sha256"]
+    old = read_manifest(out_dir) if _io.exists(manifest_path) else None
+    same = (
+        old is not None
+        and old.get("options") == fresh["options"]
+        and old.get("plan_sha256") == fresh["plan_sha256"]
+    )
+    if old is not None and not same and not opts.overwrite:
+        what = (
+            "options"
+            if old.get("options") != fresh["options"]
+            else "metadata (a different shard plan)"
         )
-        if not same and not opts.overwrite:
-            what = (
-                "options"
-                if old.get("options") != fresh["options"]
-                else "metadata (a different shard plan)"
-            )
-            raise OutputExistsError(
-                f"{out_dir} holds a conversion made with different {what}"
-                f"{_option_changes(old.get('options') or {}, fresh['options'])}; pass "
-                f"{option_text('overwrite')} to replace it, or choose another output directory"
-            )
-        if not same:
-            _remove_previous(out_dir, old)
-        else:
-            if old.get("complete"):
-                # Bring the complete run's records back as progress records to re-check.
-                _io.makedirs(_io.join(out_dir, PROGRESS_DIR))
-                for entry in old["shards"]:
-                    _io.write_bytes_atomic(
-                        progress_path(out_dir, entry["path"]), json.dumps(entry).encode()
-                    )
-            for spec in plan:
-                record = progress_path(out_dir, spec.path)
-                if _io.exists(record):
-                    expected[spec.path] = str(json.loads(_io.read_bytes(record))["sha256"])
-    else:
-        clash = [s.path for s in plan if _io.exists(_io.join(out_dir, s.path))]
-        if clash and not opts.overwrite:
+        raise OutputExistsError(
+            f"{out_dir} holds a conversion made with different {what}"
+            f"{_option_changes(old.get('options') or {}, fresh['options'])}; pass "
+            f"{option_text('overwrite')} to replace it, or choose another output directory"
+        )
+    planned = {s.path for s in plan}
+    shards = list_shards(out_dir)
+    strays = [p for p in shards if p not in planned]
+    if old is None and not opts.overwrite:
+        clash = [p for p in shards if p in planned]
+        if clash:
             raise OutputExistsError(
                 f"{out_dir} has no manifest but already holds "
                 f"{_io.join(out_dir, clash[0])}; pass {option_text('overwrite')} "
                 "or choose another output directory"
             )
+    if strays and not opts.overwrite:
+        raise OutputExistsError(
+            f"{out_dir} holds {len(strays)} .tfrecord file(s) that this conversion does not "
+            f"write, e.g. {_io.join(out_dir, strays[0])}: a glob over the folder would read "
+            "them with the new shards. Remove them, or pass "
+            f"{option_text('overwrite')} to delete them"
+        )
+    if opts.overwrite:
+        # Same conversion: keep what a resume keeps (checked shard by shard); another
+        # one (or no manifest to tell): delete every shard, whatever its name.
+        _clear_for_overwrite(out_dir, strays if same else shards, keep_progress=same)
+    if same and old is not None:
+        if old.get("complete"):
+            # Bring the complete run's records back as progress records to re-check.
+            _io.makedirs(_io.join(out_dir, PROGRESS_DIR))
+            for entry in old["shards"]:
+                _io.write_bytes_atomic(
+                    progress_path(out_dir, entry["path"]), json.dumps(entry).encode()
+                )
+        for spec in plan:
+            record = progress_path(out_dir, spec.path)
+            if _io.exists(record):
+                expected[spec.path] = str(json.loads(_io.read_bytes(record))["sha256"])
     _remove_stale_temporaries(out_dir, plan)
     _write_json(manifest_path, fresh)
     return expected
@@ -255,14 +307,75 @@ def _remove_stale_temporaries(out_dir: str, plan: Sequence[ShardSpec]) -> None:
             _io.remove(tmp)
 
 
-def _remove_previous(out_dir: str, old: Mapping[str, Any]) -> None:
-    for entry in old.get("shards", []):
-        for path in (
-            _io.join(out_dir, str(entry["path"])),
-            progress_path(out_dir, str(entry["path"])),
-        ):
-            if _io.exists(path):
-                _io.remove(path)
-    report = _io.join(out_dir, REPORT_NAME)
-    if _io.exists(report):
-        _io.remove(report)
+def list_shards(output_dir: str) -> list[str]:
+    """Every ``*.tfrecord`` file under ``output_dir``, as sorted POSIX paths relative to it.
+
+    Example:
+        >>> list_shards("no-such-dir")
+        []
+    """
+    if not _io.isdir(output_dir):
+        return []
+    return sorted(
+        _relative(output_dir, p)
+        for p in _io.walk_files(output_dir, ".tfrecord")
+        if not _is_temporary(p)
+    )
+
+
+def _relative(output_dir: str, path: str) -> str:
+    if _io.is_remote(output_dir):
+        return path[len(output_dir.rstrip("/")) + 1 :]
+    return os.path.relpath(path, output_dir).replace(os.sep, "/")
+
+
+def _is_temporary(path: str) -> bool:
+    """An rxdata temporary: ``.NAME.tmp-PID-XXXX`` (or ``NAME.tmp-...`` before 0.2)."""
+    return ".tmp-" in posixpath.basename(path.replace(os.sep, "/"))
+
+
+def _is_rxdata_file(relative: str) -> bool:
+    """A file that a conversion writes into its output directory."""
+    if relative.endswith(".tfrecord") or _is_temporary(relative):
+        return True
+    if relative.startswith(PROGRESS_DIR + "/"):
+        return True
+    return relative in (MANIFEST_NAME, REPORT_NAME, LOCK_NAME)
+
+
+def _clear_for_overwrite(
+    out_dir: str, doomed_shards: Sequence[str], *, keep_progress: bool
+) -> None:
+    """Delete what ``overwrite=True`` replaces; refuse if the folder holds other files."""
+    files = [_relative(out_dir, p) for p in _io.walk_files(out_dir)]
+    foreign = sorted(f for f in files if not _is_rxdata_file(f))
+    if foreign:
+        raise OutputExistsError(
+            f"{out_dir} holds {len(foreign)} file(s) that rxdata did not write, e.g. "
+            f"{[_io.join(out_dir, f) for f in foreign[:5]]}; {option_text('overwrite')} "
+            "deletes conversion outputs only and will not leave them mixed in: move them "
+            "out, or choose another output directory"
+        )
+    doomed = list(doomed_shards)
+    doomed += [f for f in files if _is_temporary(f)]
+    if not keep_progress:
+        doomed += [f for f in files if f.startswith(PROGRESS_DIR + "/") and f not in doomed]
+        doomed += [f for f in files if f == REPORT_NAME]
+    for relative in doomed:
+        path = _io.join(out_dir, *relative.split("/"))
+        if _io.exists(path):
+            log.info("overwrite: removing %s", path)
+            _io.remove(path)
+    if doomed_shards:
+        log.warning(
+            "overwrite: removed %d .tfrecord file(s) of a previous conversion, e.g. %s",
+            len(doomed_shards),
+            _io.join(out_dir, doomed_shards[0]),
+        )
+    folders = {posixpath.dirname(f) for f in doomed if "/" in f}
+    for folder in sorted(folders, key=lambda f: -f.count("/")):
+        parts = folder.split("/")
+        while parts:  # remove folders the removals emptied, deepest first
+            if not _io.remove_empty_dir(_io.join(out_dir, *parts)):
+                break
+            parts.pop()

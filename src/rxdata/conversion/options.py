@@ -31,6 +31,8 @@ MANIFEST_NAME = "manifest.json"
 REPORT_NAME = "skipped.csv"
 """File name of the skipped-sites report in the output directory."""
 PROGRESS_DIR = "_progress"
+LOCK_NAME = ".rxdata-convert.lock"
+"""File name of the lock a running conversion holds in its output directory."""
 MANIFEST_FORMAT = "rxdata-convert-manifest"
 MANIFEST_VERSION = 1
 REPORT_COLUMNS = (

@@ -79,6 +79,26 @@ def select_sites(metadata: pd.DataFrame, options: ConvertOptions) -> pd.DataFram
     return result
 
 
+def site_rows(sites: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Each site's row as plain Python values (missing: ``None``), by site id.
+
+    These rows are what a shard's records are made of, and what identifies its content.
+
+    Example:
+        >>> md = pd.DataFrame({"site_id": ["E-1_1_B02_1"], "sirna_id": [np.nan]})
+        >>> site_rows(md)
+        {'E-1_1_B02_1': {'site_id': 'E-1_1_B02_1', 'sirna_id': None}}
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for rec in sites.to_dict(orient="records"):
+        row = {
+            str(k): (None if pd.isna(v) else v.item() if isinstance(v, np.generic) else v)
+            for k, v in rec.items()
+        }
+        out[str(row["site_id"])] = row
+    return out
+
+
 def _sort_key(col: pd.Series) -> pd.Series:
     # Categories sort in category order; the plan must depend on the values only.
     return col.astype(str) if isinstance(col.dtype, pd.CategoricalDtype) else col

@@ -6,7 +6,17 @@ worker on another machine needs) and writes the shard whole, site by site (memor
 one site's PNGs, never a shard), under a temporary name renamed into place when complete
 (:func:`rxdata.tfrecord.write_shard`), so a shard file either is complete or does not
 exist. It then leaves a progress record (``OUTPUT_DIR/_progress/``) that a resumed run
-checks. The local process pool, the Beam pipeline and any other runner call this same
+checks.
+
+**What identifies a shard's content.** Each site's input identity (:func:`site_input`) is
+a digest of its whole metadata row (so every label, well type, cell type and data set
+value that goes into its record) and of its six channel files' size and modification
+time in nanoseconds (``mtime_ns``, the identity make and rsync use: cheap, and it changes
+whenever a file is written, copied without ``-p`` or touched). The shard's record keeps
+them; a re-run keeps a shard only when its file still matches its sha256, every site's
+input identity is unchanged, and the previous run skipped none of its sites (skipped
+sites are retried). Otherwise the shard is rewritten and the run says which inputs
+changed. The local process pool, the Beam pipeline and any other runner call this same
 function, so every runner writes the same bytes, shard for shard.
 
 ``encoding="png"`` copies each channel PNG's bytes after validating them with
@@ -18,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import logging
 from collections.abc import Iterator, Mapping
@@ -29,7 +40,13 @@ import numpy as np
 from rxdata import _io
 from rxdata.conversion.options import CHANNELS, PROGRESS_DIR
 from rxdata.conversion.plan import ShardSpec
-from rxdata.errors import ConvertError, ImageDecodeError, ImageNotFoundError, option_text
+from rxdata.errors import (
+    ConvertError,
+    ImageDecodeError,
+    ImageNotFoundError,
+    ImageReadError,
+    option_text,
+)
 from rxdata.naming import DataRoot, image_path
 
 log = logging.getLogger(__name__)
@@ -85,6 +102,10 @@ class ShardRecord:
         site_ids: The sites written, in order.
         skipped: Sites of the plan left out (``on_error="skip"``).
         reused: True if a resumed run found the shard already complete.
+        site_inputs: Each planned site's input identity (:func:`site_input`), in plan
+            order; a re-run rewrites the shard when one differs.
+        changed: Why a re-run rewrote the shard instead of keeping it (which sites'
+            metadata rows or images changed, skipped sites retried); not in the manifest.
     """
 
     path: str
@@ -95,6 +116,8 @@ class ShardRecord:
     site_ids: tuple[str, ...]
     skipped: tuple[SkippedSite, ...] = ()
     reused: bool = False
+    site_inputs: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The manifest entry of this shard."""
@@ -106,6 +129,7 @@ class ShardRecord:
             "size": self.size,
             "site_ids": list(self.site_ids),
             "skipped": [dataclasses.asdict(s) for s in self.skipped],
+            "site_inputs": list(self.site_inputs),
         }
 
     @classmethod
@@ -119,6 +143,7 @@ class ShardRecord:
             size=int(d["size"]),
             site_ids=tuple(str(s) for s in d["site_ids"]),
             skipped=tuple(SkippedSite(**s) for s in d.get("skipped", ())),
+            site_inputs=tuple(str(s) for s in d.get("site_inputs", ())),
         )
 
 
@@ -208,7 +233,9 @@ def _folder(data: DataRoot, dataset: str | None, experiment: str) -> tuple[str |
 class BadSite(Exception):
     """A site that cannot be converted: why, and which file (internal)."""
 
-    def __init__(self, error: ImageNotFoundError | ImageDecodeError, path: str) -> None:
+    def __init__(
+        self, error: ImageNotFoundError | ImageDecodeError | ImageReadError, path: str
+    ) -> None:
         super().__init__(str(error))
         self.error, self.path = error, path
 
@@ -225,6 +252,14 @@ def load_site(ctx: ShardContext, row: Mapping[str, Any]) -> tuple[list[bytes] | 
             blobs.append(_io.read_bytes(path))
         except (FileNotFoundError, IsADirectoryError):
             missing.append(path)
+        except OSError as err:  # an input problem (permissions, a symlink loop, I/O)
+            raise BadSite(
+                ImageReadError(
+                    f"site {row['site_id']}: cannot read {path}: {err.strerror or err}; "
+                    "fix the file (or its permissions)"
+                ),
+                path,
+            ) from err
     if len(missing) == len(CHANNELS):
         raise BadSite(
             ImageNotFoundError(
@@ -299,19 +334,73 @@ def progress_path(output_dir: str, shard_path: str) -> str:
     return _io.join(output_dir, PROGRESS_DIR, shard_path.replace("/", "__") + ".json")
 
 
-def _reuse(ctx: ShardContext, task: ShardTask) -> ShardRecord | None:
-    """The record of a previous run's shard if its file is intact, else None."""
+def site_input(ctx: ShardContext, row: Mapping[str, Any]) -> str:
+    """A site's input identity: ``ROW:IMAGES``, digests of its metadata row and files.
+
+    ``ROW`` covers every value of the row (what the record's features come from);
+    ``IMAGES`` each channel file's ``(size, mtime_ns)``, or that it is missing or
+    unreadable. Each part is the first 16 hex digits of a SHA-256.
+
+    Example:
+        >>> ctx = ShardContext("no-such-root", "kaggle", "out", "png", "none", True, False,
+        ...     "raise", (8, 8))
+        >>> row = {"site_id": "HEPG2-01_1_B02_1", "dataset": "train",
+        ...     "experiment": "HEPG2-01", "plate": 1, "well": "B02", "site": 1, "sirna": 3}
+        >>> a = site_input(ctx, row)
+        >>> b = site_input(ctx, {**row, "sirna": 4})
+        >>> a.split(":")[0] != b.split(":")[0], a.split(":")[1] == b.split(":")[1]
+        (True, True)
+    """
+    row_json = json.dumps(dict(row), sort_keys=True, default=str, separators=(",", ":"))
+    files: list[Any] = []
+    for ch in CHANNELS:
+        path = channel_file(ctx, row, ch)
+        try:
+            files.append(_io.file_identity(path))
+        except OSError as err:  # reported when the site is read
+            files.append(f"unreadable: {err.errno}")
+    files_json = json.dumps(files, separators=(",", ":"))
+    return f"{_digest(row_json)}:{_digest(files_json)}"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _changes(task: ShardTask, previous: ShardRecord, inputs: tuple[str, ...]) -> list[str]:
+    """What differs from the run that wrote ``previous`` (empty: nothing)."""
+    if previous.skipped:
+        ids = [s.site_id for s in previous.skipped]
+        return [f"retrying {len(ids)} skipped site(s): {', '.join(ids[:5])}"]
+    if len(previous.site_inputs) != len(inputs):
+        return ["the previous run recorded no input identities (written by an older rxdata)"]
+    changes: list[str] = []
+    for site_id, old, new in zip(task.spec.site_ids, previous.site_inputs, inputs, strict=True):
+        old_row, _, old_files = old.partition(":")
+        new_row, _, new_files = new.partition(":")
+        what = []
+        if old_row != new_row:
+            what.append("metadata row")
+        if old_files != new_files:
+            what.append("images")
+        if what:
+            changes.append(f"site {site_id}: {' and '.join(what)} changed")
+    return changes
+
+
+def _previous(ctx: ShardContext, task: ShardTask) -> ShardRecord | None:
+    """The record a previous run left for this shard, if its file is intact; else None."""
     if task.expected_sha256 is None:
         return None
     out = _io.join(ctx.output_dir, task.spec.path)
     record_path = progress_path(ctx.output_dir, task.spec.path)
-    if not _io.exists(out) or not _io.exists(record_path):
+    if not _io.isfile(out) or not _io.exists(record_path):
         return None
     record = ShardRecord.from_json(json.loads(_io.read_bytes(record_path)))
     if record.sha256 != task.expected_sha256 or _io.file_sha256(out) != record.sha256:
         log.warning("shard %s does not match its record; rewriting it", task.spec.path)
         return None
-    return dataclasses.replace(record, reused=True)
+    return record
 
 
 def write_shard_task(task: ShardTask) -> ShardRecord:
@@ -320,7 +409,8 @@ def write_shard_task(task: ShardTask) -> ShardRecord:
     Every runner (local processes, Beam, ...) calls this function with the tasks
     :func:`rxdata.conversion.convert` plans; it is safe to call in any process that
     reaches ``task.context.images_root`` and ``task.context.output_dir``. A shard whose
-    file still matches ``task.expected_sha256`` (a resumed run) is kept, not rewritten.
+    file still matches ``task.expected_sha256`` (a resumed run) is kept, not rewritten,
+    when none of its sites' inputs changed (:func:`site_input`) and none was skipped.
 
     Args:
         task: The shard, its sites' metadata rows and the context.
@@ -335,10 +425,24 @@ def write_shard_task(task: ShardTask) -> ShardRecord:
     from rxdata.tfrecord import write_shard
 
     ctx = task.context
-    reused = _reuse(ctx, task)
-    if reused is not None:
-        return reused
+    # Identify the inputs before reading them: a file changed meanwhile is seen next run.
+    inputs = tuple(site_input(ctx, row) for row in task.rows)
+    previous = _previous(ctx, task)
+    changed: tuple[str, ...] = ()
+    if previous is not None:
+        changed = tuple(_changes(task, previous, inputs))
+        if not changed:
+            return dataclasses.replace(previous, reused=True)
+        more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+        log.warning(
+            "rewriting shard %s: its input changed since the previous run (%s%s)",
+            task.spec.path,
+            "; ".join(changed[:5]),
+            more,
+        )
     out = _io.join(ctx.output_dir, task.spec.path)
+    if _io.isdir(out):
+        raise ConvertError(f"{out} is a directory where the shard goes: remove it and re-run")
     _io.makedirs(_io.dirname(out))
     written: list[str] = []
     skipped: list[SkippedSite] = []
@@ -364,6 +468,8 @@ def write_shard_task(task: ShardTask) -> ShardRecord:
         size=int(info.size),
         site_ids=tuple(written),
         skipped=tuple(skipped),
+        site_inputs=inputs,
+        changed=changed,
     )
     if record.count != len(written):
         raise ConvertError(f"shard {out}: wrote {record.count} examples for {len(written)} sites")

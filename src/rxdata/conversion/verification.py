@@ -7,12 +7,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from rxdata import _io
-from rxdata.conversion.manifest import read_manifest
+from rxdata.conversion.manifest import list_shards, read_manifest
 from rxdata.conversion.options import CHANNELS, ConvertOptions
-from rxdata.conversion.plan import load_metadata, select_sites
+from rxdata.conversion.plan import load_metadata, select_sites, site_rows
+from rxdata.errors import RxDataError
 
 
 @dataclass(frozen=True)
@@ -61,12 +63,58 @@ class VerifyReport:
         return "\n".join(lines)
 
 
+_IMAGE_FEATURES = frozenset({"image", "height", "width", "channels", "encoding"})
+
+
+def _metadata_mismatch(example: Mapping[str, Any], row: Mapping[str, Any]) -> str:
+    """How an example's metadata features differ from what ``row`` gives ('' if not)."""
+    from rxdata.reader import decode_example
+    from rxdata.tfrecord import encode_example
+
+    try:
+        blank = np.zeros((1, 1, 1), np.uint8)
+        want = decode_example(encode_example(row, image=blank), decode=False)
+    except RxDataError as err:
+        return f"its metadata row cannot be encoded ({err})"
+    diffs = [
+        f"{key} is {example.get(key)!r} in the shard but {value!r} in the metadata"
+        for key, value in want.items()
+        if key not in _IMAGE_FEATURES and example.get(key) != value
+    ]
+    return "; ".join(diffs)
+
+
 def _check_examples(
-    path: str, entry: Mapping[str, Any], shape: tuple[int, int], decode: bool, problems: list[str]
+    path: str,
+    entry: Mapping[str, Any],
+    shape: tuple[int, int],
+    decode: bool,
+    problems: list[str],
+    rows: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[str]:
+    """The site ids of a shard's examples; what is wrong goes to ``problems``."""
+    ids: list[str] = []
+    try:
+        _read_examples(path, entry, shape, decode, problems, ids, rows)
+    except (RxDataError, OSError) as err:  # not a TFRecord at all, unreadable
+        problems.append(
+            f"{entry['path']}: unreadable after {len(ids)} example(s): {err}; re-run the "
+            "same conversion command to rewrite it"
+        )
+    return ids
+
+
+def _read_examples(
+    path: str,
+    entry: Mapping[str, Any],
+    shape: tuple[int, int],
+    decode: bool,
+    problems: list[str],
+    ids: list[str],
+    rows: Mapping[str, Mapping[str, Any]] | None,
+) -> None:
     from rxdata.reader import read_tfrecord
 
-    ids: list[str] = []
     reader = read_tfrecord(path, on_error="skip", decode=decode)
     for ex in reader:
         site_id = f"{ex['id_code']}_{ex['site']}"
@@ -78,8 +126,14 @@ def _check_examples(
                 f"{got[0]}x{got[1]}x{got[2]}, expected "
                 f"{shape[0]}x{shape[1]}x{len(CHANNELS)}"
             )
+        row = rows.get(site_id) if rows is not None else None
+        mismatch = _metadata_mismatch(ex, row) if row is not None else ""
+        if mismatch:
+            problems.append(
+                f"{entry['path']}: {site_id}: {mismatch}; the metadata changed since the "
+                "conversion: re-run the same conversion command to rewrite its shards"
+            )
     problems.extend(f"{entry['path']}: {msg}" for msg in reader.errors)
-    return ids
 
 
 def verify(
@@ -93,8 +147,12 @@ def verify(
 
     Checks that the conversion completed, that every shard exists with the recorded size
     and sha256, that it holds the recorded number of examples with the recorded site ids,
-    that no site appears twice, and, with ``metadata``, that every selected site of the
-    metadata is either written or reported skipped and that nothing else was written.
+    that no site appears twice, that no ``.tfrecord`` file under ``output_dir`` is missing
+    from the manifest, and, with ``metadata``, that every selected site of the metadata
+    is either written or reported skipped, that nothing else was written, and that each
+    record's metadata features (labels, well type, cell type, data set, ...) are those
+    the metadata gives its site now. Every shard
+    is checked and every problem reported (a damaged shard does not stop the check).
 
     Args:
         output_dir: A directory written by :func:`convert`.
@@ -126,6 +184,15 @@ def verify(
         return VerifyReport(out_dir, 0, 0, tuple(problems), decode)
     opts = manifest["options"]
     shape = (int(opts["image_shape"][0]), int(opts["image_shape"][1]))
+    rows: dict[str, dict[str, Any]] | None = None
+    if metadata is not None:
+        md = metadata if isinstance(metadata, pd.DataFrame) else load_metadata(metadata, "")
+        sel = ConvertOptions(
+            datasets=tuple(opts["datasets"]),
+            include_controls=bool(opts["include_controls"]),
+            experiments=opts.get("experiments"),
+        )
+        rows = site_rows(select_sites(md, sel))
     seen: dict[str, str] = {}
     n_sites = 0
     for entry in manifest["shards"]:
@@ -133,13 +200,23 @@ def verify(
         if not _io.exists(path):
             problems.append(f"{entry['path']}: missing (manifest lists {entry['count']} sites)")
             continue
-        digest = _io.file_sha256(path)
+        if _io.isdir(path):
+            problems.append(
+                f"{entry['path']}: a directory, not a shard file (manifest lists "
+                f"{entry['count']} sites); remove it and re-run the same conversion"
+            )
+            continue
+        try:
+            digest = _io.file_sha256(path)
+        except OSError as err:
+            problems.append(f"{entry['path']}: cannot be read: {err}")
+            continue
         if digest != entry["sha256"]:
             problems.append(
                 f"{entry['path']}: sha256 {digest[:12]}... differs from the "
                 f"manifest's {entry['sha256'][:12]}...: the file changed"
             )
-        ids = _check_examples(path, entry, shape, decode, problems)
+        ids = _check_examples(path, entry, shape, decode, problems, rows)
         n_sites += len(ids)
         if len(ids) != entry["count"]:
             problems.append(f"{entry['path']}: {len(ids)} examples, manifest says {entry['count']}")
@@ -151,14 +228,15 @@ def verify(
             seen[site_id] = entry["path"]
         if progress is not None:
             progress(len(ids))
-    if metadata is not None:
-        md = metadata if isinstance(metadata, pd.DataFrame) else load_metadata(metadata, "")
-        sel = ConvertOptions(
-            datasets=tuple(opts["datasets"]),
-            include_controls=bool(opts["include_controls"]),
-            experiments=opts.get("experiments"),
-        )
-        expected = set(select_sites(md, sel)["site_id"].astype(str))
+    listed = {str(e["path"]) for e in manifest["shards"]}
+    for stray in list_shards(out_dir):
+        if stray not in listed:
+            problems.append(
+                f"{stray}: a .tfrecord the manifest does not list (a stray copy, or left by "
+                "another conversion); a glob over the folder would read it too: remove it"
+            )
+    if rows is not None:
+        expected = set(rows)
         skipped = {str(s["site_id"]) for e in manifest["shards"] for s in e.get("skipped", ())}
         lost = sorted(expected - set(seen) - skipped)
         extra = sorted(set(seen) - expected)
