@@ -183,3 +183,8 @@ def test_list_shards_names_a_folder_and_its_shards(tmp_path) -> None:
         list_shards(tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="is a folder"):
         list_shards(str(tmp_path / "o*"))
+
+
+def test_read_tfrecord_of_a_folder_names_the_fix(tmp_path) -> None:
+    with pytest.raises(IsADirectoryError, match=r"is a folder, not a TFRecord shard"):
+        list(read_tfrecord(tmp_path))
