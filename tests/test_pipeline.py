@@ -247,6 +247,9 @@ def test_labels_filters_and_split(shards: tuple[str, list[dict]]) -> None:
     )
     split = Split({"train": ["HEPG2-01", "RPE-03"], "val": ["U2OS-02"]})
     assert indices(split=split, part="val") == expect(lambda r: r["experiment"] == "U2OS-02")
+    # the records spell U2OS-02: a split written U2OS-2 selects the same sites
+    split = Split({"train": ["HEPG2-01", "RPE-03"], "val": ["U2OS-2"]})
+    assert indices(split=split, part="val") == expect(lambda r: r["experiment"] == "U2OS-02")
     plates = Split({"a": [("HEPG2-01", "2")]}, by=("experiment", "plate"))
     assert indices(split=plates, part="a") == expect(
         lambda r: r["experiment"] == "HEPG2-01" and r["plate"] == 2

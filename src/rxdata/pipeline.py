@@ -372,7 +372,20 @@ def _split_filter(split: Split, part: str | Iterable[str]) -> tuple[list[str], l
         raise OptionsError(
             f"split groups by {bad}, which the records do not hold; usable: {list(allowed)}"
         )
-    keys = sorted({"\x1f".join(key) for p in parts for key in split.keys(p)})
+
+    def spelled(column: str, value: str) -> str:
+        # the records spell experiments HEPG2-01; a split may say HEPG2-1
+        if column == tfr.EXPERIMENT and re.fullmatch(naming.EXPERIMENT_PATTERN, value):
+            return naming.normalize_experiment(value)
+        return value
+
+    keys = sorted(
+        {
+            "\x1f".join(spelled(c, v) for c, v in zip(split.by, key, strict=True))
+            for p in parts
+            for key in split.keys(p)
+        }
+    )
     return list(split.by), keys
 
 
