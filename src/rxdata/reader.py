@@ -592,7 +592,8 @@ def list_shards(
     written.
 
     Raises:
-        FileNotFoundError: a pattern matches nothing (the message names it).
+        FileNotFoundError: a pattern matches nothing, or only folders (the message names
+            it, and a shard inside the folder).
 
     Example:
         >>> import tempfile, pathlib
