@@ -401,6 +401,8 @@ def test_errors_name_files_and_flags_not_python_keywords(root, tmp_path, capsys)
     assert "--sites-per-shard 0 must be" in err and "sites_per_shard=" not in err
     err = _error(["convert", str(root), str(tmp_path / "o"), "--experiments", "RPE-09"], capsys)
     assert "--experiments RPE-09" in err and "experiments=" not in err
+    err = _error(["convert", str(root), str(tmp_path / "o"), "--beam-option", "foo"], capsys)
+    assert "--beam-option foo" in err and "beam_options" not in err
     # the same library errors speak Python outside the CLI
     from rxdata.conversion import convert
 

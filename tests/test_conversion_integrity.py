@@ -354,6 +354,19 @@ def test_lock_is_not_followed_through_a_symlink(root, tmp_path) -> None:
     assert victim.read_text() == "keep me"
 
 
+@pytest.mark.parametrize("where", ["file", "under a file"])
+def test_output_dir_that_cannot_be_a_folder_is_named(root, tmp_path, where, capsys) -> None:
+    """OUTPUT_DIR is an existing file (or lies under one): an error naming it, exit 1."""
+    (tmp_path / "afile").write_text("not a folder")
+    out = tmp_path / "afile" if where == "file" else tmp_path / "afile" / "out"
+    with pytest.raises(ConvertError, match=r"cannot create the output directory .*afile"):
+        run(root, out)
+    argv = ["convert", str(root), str(out), "--workers", "1", "--no-progress"]
+    assert main(argv) == 1
+    assert "afile" in capsys.readouterr().err
+    assert (tmp_path / "afile").read_text() == "not a folder"
+
+
 # --- input problems are input problems --------------------------------------------------------
 
 

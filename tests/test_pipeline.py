@@ -239,11 +239,16 @@ def test_labels_filters_and_split(shards: tuple[str, list[dict]]) -> None:
     )
     assert indices(include_controls=False, label="cell_type") == indices(include_controls=False)
     assert indices(experiments="U2OS-02") == expect(lambda r: r["experiment"] == "U2OS-02")
+    # either spelling, as `rxdata convert --experiments` takes it (not a silent empty dataset)
+    assert indices(experiments=["U2OS-2"]) == expect(lambda r: r["experiment"] == "U2OS-02")
     assert indices(cell_types=["HEPG2", "RPE"]) == expect(lambda r: r["experiment"] != "U2OS-02")
     assert indices(well_types=["negative_control"]) == expect(
         lambda r: r["well_type"] == "negative_control"
     )
     split = Split({"train": ["HEPG2-01", "RPE-03"], "val": ["U2OS-02"]})
+    assert indices(split=split, part="val") == expect(lambda r: r["experiment"] == "U2OS-02")
+    # the records spell U2OS-02: a split written U2OS-2 selects the same sites
+    split = Split({"train": ["HEPG2-01", "RPE-03"], "val": ["U2OS-2"]})
     assert indices(split=split, part="val") == expect(lambda r: r["experiment"] == "U2OS-02")
     plates = Split({"a": [("HEPG2-01", "2")]}, by=("experiment", "plate"))
     assert indices(split=plates, part="a") == expect(
@@ -617,6 +622,13 @@ def test_make_dataset_argument_errors(shards: tuple[str, list[dict]], tmp_path: 
         make_dataset(str(tmp_path / "*.tfrecord"), batch_size=2)
     with pytest.raises(OptionsError, match="batch_size=0"):
         make_dataset(pattern, batch_size=0)
+    # a filter value no record can hold would give an empty dataset silently
+    with pytest.raises(OptionsError, match=r"cell_types='hepg2'.*HEPG2"):
+        make_dataset(pattern, batch_size=2, cell_types="hepg2")
+    with pytest.raises(OptionsError, match=r"well_types='treated'.*treatment"):
+        make_dataset(pattern, batch_size=2, well_types=["treated"])
+    with pytest.raises(OptionsError, match=r"experiments='HEPG2_01'.*HEPG2-01"):
+        make_dataset(pattern, batch_size=2, experiments="HEPG2_01")
     with pytest.raises(OptionsError, match=r"records hold channels 1\.\.6"):
         make_dataset(pattern, batch_size=2, options=PipelineOptions(channels=(7,)))
     with pytest.raises(OptionsError, match="label='colour'"):

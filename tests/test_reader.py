@@ -13,7 +13,7 @@ import tensorflow as tf
 from helpers import png_bytes, rxrx1_utils_example, write_good_shard
 from rxdata import tfrecord
 from rxdata.errors import RecordError
-from rxdata.reader import RecordLayout, decode_example, read_layout, read_tfrecord
+from rxdata.reader import RecordLayout, decode_example, list_shards, read_layout, read_tfrecord
 
 
 # ---------------------------------------------------------------------------------------
@@ -172,3 +172,19 @@ def test_read_layout_peeks_the_first_good_record(tmp_path: Path, compression: st
         read_layout(tmp_path / "cut.tfrecord")
     tfrecord.write_shard(tmp_path / "empty.tfrecord", [], compression=compression)  # type: ignore[arg-type]
     assert read_layout(tmp_path / "empty.tfrecord") is None
+
+
+def test_list_shards_names_a_folder_and_its_shards(tmp_path) -> None:
+    """A conversion's output folder passed as the pattern: an error naming the fix."""
+    shard = tmp_path / "out" / "random-42" / "train" / "001.tfrecord"
+    shard.parent.mkdir(parents=True)
+    shard.write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"is a folder.*random-42/train/001\.tfrecord"):
+        list_shards(tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="is a folder"):
+        list_shards(str(tmp_path / "o*"))
+
+
+def test_read_tfrecord_of_a_folder_names_the_fix(tmp_path) -> None:
+    with pytest.raises(IsADirectoryError, match=r"is a folder, not a TFRecord shard"):
+        list(read_tfrecord(tmp_path))

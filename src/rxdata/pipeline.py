@@ -328,6 +328,20 @@ def _check_value_set(values: Collection[str] | str | None, name: str) -> list[st
     items = [values] if isinstance(values, str) else [str(v) for v in values]
     if not items:
         raise OptionsError(f"{name} is empty; pass None to keep every site")
+    # a value no record holds would filter everything out: an empty dataset, silently
+    for i, item in enumerate(items):
+        if name == "experiments":
+            m = re.fullmatch(naming.EXPERIMENT_PATTERN, item)
+            if m is not None and m["cell_type"] in naming.CELL_TYPES:
+                items[i] = naming.normalize_experiment(item)  # HUVEC-1 is HUVEC-01
+                continue
+            allowed = "'{CELLTYPE}-{batch}' such as 'HEPG2-01' or 'HEPG2-1'"
+        else:
+            known = naming.CELL_TYPES if name == "cell_types" else naming.WELL_TYPES
+            if item in known:
+                continue
+            allowed = f"one of {', '.join(known)}"
+        raise OptionsError(f"{name}={item!r}: no record holds it; expected {allowed}")
     return items
 
 
@@ -358,7 +372,20 @@ def _split_filter(split: Split, part: str | Iterable[str]) -> tuple[list[str], l
         raise OptionsError(
             f"split groups by {bad}, which the records do not hold; usable: {list(allowed)}"
         )
-    keys = sorted({"\x1f".join(key) for p in parts for key in split.keys(p)})
+
+    def spelled(column: str, value: str) -> str:
+        # the records spell experiments HEPG2-01; a split may say HEPG2-1
+        if column == tfr.EXPERIMENT and re.fullmatch(naming.EXPERIMENT_PATTERN, value):
+            return naming.normalize_experiment(value)
+        return value
+
+    keys = sorted(
+        {
+            "\x1f".join(spelled(c, v) for c, v in zip(split.by, key, strict=True))
+            for p in parts
+            for key in split.keys(p)
+        }
+    )
     return list(split.by), keys
 
 

@@ -592,7 +592,8 @@ def list_shards(
     written.
 
     Raises:
-        FileNotFoundError: a pattern matches nothing (the message names it).
+        FileNotFoundError: a pattern matches nothing, or only folders (the message names
+            it, and a shard inside the folder).
 
     Example:
         >>> import tempfile, pathlib
@@ -614,6 +615,17 @@ def list_shards(
         matched = _io.glob(pattern_s)
         # a glob never matches a hidden temp shard (".name.tmp-...") of write_shard
         matched = [f for f in matched if not os.path.basename(f).startswith(".")]
+        # (a ".tfrecord" name is taken for a file: no metadata request per shard on gs://)
+        folders = [f for f in matched if not f.endswith(".tfrecord") and _io.isdir(f)]
+        if folders and len(folders) == len(matched):
+            # a conversion's output folder: reading it would fail with "Is a directory"
+            inside = next(_io.walk_files(folders[0], ".tfrecord"), None)
+            example = f", e.g. {inside!r}" if inside else ""
+            raise FileNotFoundError(
+                f"{pattern_s!r} is a folder (or matches only folders: {folders[0]!r}), not "
+                f"TFRecord files: pass a pattern of its shards{example}"
+            )
+        matched = [f for f in matched if f not in folders]
         if not matched:
             raise FileNotFoundError(f"no TFRecord files match {pattern_s!r}")
         files.extend(matched)

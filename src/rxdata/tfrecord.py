@@ -508,6 +508,10 @@ def _read_head(path: str, n: int) -> bytes:
             return bytes(f.read(n))
     except FileNotFoundError:
         raise FileNotFoundError(f"TFRecord shard not found: {path}") from None
+    except IsADirectoryError:
+        raise IsADirectoryError(
+            f"{path} is a folder, not a TFRecord shard: pass one of its .tfrecord files"
+        ) from None
 
 
 def _compression_of_head(head: bytes) -> Compression | None:

@@ -71,7 +71,14 @@ def output_lock(output_dir: str | os.PathLike[str]) -> Iterator[None]:
         yield
         return
     created = not os.path.isdir(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as err:  # a file at OUTPUT_DIR (or above it), no permission, ...
+        what = "it is a file" if os.path.isfile(out_dir) else err.strerror
+        raise ConvertError(
+            f"cannot create the output directory {out_dir} ({what}); choose another "
+            "output directory"
+        ) from err
     path = os.path.join(out_dir, LOCK_NAME)
     fd = _acquire(path, out_dir)
     try:

@@ -76,7 +76,7 @@ def _parse_beam_options(value: object) -> tuple[tuple[str, str], ...]:
             key, sep, val = item.partition("=")
             if not sep:
                 raise OptionsError(
-                    f"beam_options: {item!r} is not of the form KEY=VALUE "
+                    f"{option_text('beam_options', item)}: not of the form KEY=VALUE "
                     "(e.g. 'runner=DataflowRunner')"
                 )
         elif isinstance(item, tuple) and len(item) == 2:
