@@ -32,8 +32,9 @@ Methods (one row per method and seed in ``OUT/batch_effects.csv``):
 
 Usage: ``python benchmarks/bench_batch_effects.py [--quick] [--out DIR] [--seeds N]``.
 ``--quick`` (64 px, 16 siRNAs per plate group, 16 experiments, 3 seeds) takes about 15
-CPU-minutes (876 CPU-seconds measured; 22 minutes of wall-clock time on a 2-core machine
-shared with other jobs); the default is larger (5 seeds, 32 siRNAs per plate group,
+CPU-minutes (876 CPU-seconds measured before the embedding head was added) and 15-22
+minutes of wall-clock time on a 2-core machine shared with other jobs (877 s in the
+latest run); the default is larger (5 seeds, 32 siRNAs per plate group,
 24 experiments, more epochs). Prints each method's mean and sd over seeds and the
 OOD/ID ratio against ``global``; writes the CSV and ``batch_effects.png``.
 """
