@@ -50,6 +50,25 @@ def test_center_only_keeps_the_scale() -> None:
         np.testing.assert_allclose(z[rows], x[rows] - x[rows & c].mean(0))
 
 
+def test_a_dimension_constant_on_a_batchs_controls_is_centered_not_blown_up() -> None:
+    """A ReLU unit silent on every control of one plate: divide by 1 (as StandardScaler).
+
+    Flooring the sd at EPSILON instead multiplied the treatments' values by 1e6, which
+    wrecked the benchmark's TVN row; this is the attack that found it.
+    """
+    rng = np.random.default_rng(6)
+    x = np.abs(rng.normal(size=(20, 3)))
+    c = np.arange(20) < 10
+    x[c, 1] = 0.0  # the unit never fires on this plate's controls
+    z = center_scale(x, np.zeros(20), c)
+    np.testing.assert_allclose(z[:, 1], x[:, 1])  # centered on 0, not scaled
+    assert np.abs(z).max() < 100
+    other = x.copy()
+    other[c, 1] = np.abs(rng.normal(size=10))  # on another plate its controls do vary
+    zt = tvn(np.vstack([x, other]), np.repeat(["a", "b"], 20), np.tile(c, 2))
+    assert np.abs(zt).max() < 1e3
+
+
 def test_inputs_are_not_modified() -> None:
     x, g, c = _batches(3)
     before = x.copy()

@@ -35,8 +35,11 @@ from rxdata.errors import OptionsError, StatsError
 
 __all__ = ["center_scale", "tvn"]
 
-#: Standard deviations and eigenvalues below this are treated as this (constant
-#: dimensions and rank-deficient control sets are scaled, not divided by zero).
+#: A batch's control standard deviation below this marks a constant dimension, which is
+#: centered but not scaled (divided by 1, as scikit-learn's StandardScaler, which EFAAR
+#: uses, does): dividing by a floor instead would blow a dimension the controls never
+#: use, such as a ReLU unit silent on every control of one plate, up to 1/EPSILON times
+#: the treatments' values. Eigenvalues below EPSILON x the largest are dropped by tvn.
 EPSILON = 1e-6
 
 
@@ -70,8 +73,9 @@ def center_scale(
         embeddings: ``(n, d)`` embeddings.
         groups: ``(n,)`` batch of each row (plate or experiment names; any values).
         controls: ``(n,)`` boolean mask of the control rows (e.g. negative-control wells).
-        scale: Also divide by the controls' standard deviation (floored at ``EPSILON``);
-            ``False`` only subtracts their mean.
+        scale: Also divide by the controls' standard deviation (a dimension whose
+            controls are constant, sd below ``EPSILON``, is divided by 1); ``False`` only
+            subtracts their mean.
 
     Returns:
         The corrected ``(n, d)`` embeddings; each batch's controls have mean 0 (and
@@ -84,6 +88,8 @@ def center_scale(
     Example:
         >>> center_scale([[2.0], [4.0], [9.0]], ["a", "a", "a"], [True, True, False]).ravel()
         array([-1.,  1.,  6.])
+        >>> center_scale([[0.0], [0.0], [5.0]], ["a", "a", "a"], [True, True, False]).ravel()
+        array([0., 0., 5.])
     """
     x, g, c = _inputs(embeddings, groups, controls)
     out = np.empty_like(x)
@@ -96,7 +102,8 @@ def center_scale(
                 "batch needs controls to be corrected: drop the batch or mark its controls"
             )
         centered = x[rows] - ref.mean(axis=0)
-        out[rows] = centered / np.maximum(ref.std(axis=0), EPSILON) if scale else centered
+        sd = ref.std(axis=0)
+        out[rows] = centered / np.where(sd < EPSILON, 1.0, sd) if scale else centered
     return out
 
 
