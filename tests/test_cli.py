@@ -346,6 +346,18 @@ def test_dask_address_needs_the_dask_runner(root, tmp_path, capsys) -> None:
     assert "--dask-address needs --runner dask" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("strategy", ["by_experiment", "by_exp_plate_site"])
+def test_sites_per_shard_is_refused_where_it_would_be_ignored(
+    root, tmp_path, capsys, strategy
+) -> None:
+    argv = ["convert", str(root), str(tmp_path / "o"), "--strategy", strategy]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--sites-per-shard", "10"])
+    assert exit_.value.code == EXIT_USAGE
+    assert "--sites-per-shard applies to --strategy random only" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("spelling", ["HEPG2-1", "HEPG2-01"])
 def test_convert_experiments_in_either_spelling(root, tmp_path, spelling) -> None:
     import json

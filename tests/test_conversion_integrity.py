@@ -472,3 +472,18 @@ def test_remote_read_failures_are_os_errors(monkeypatch) -> None:
     with pytest.raises(PermissionError, match="403 Forbidden") as err:
         _io.read_bytes("gs://bucket/train/HEPG2-01/Plate1/B03_s1_w1.png")
     assert err.value.filename == "gs://bucket/train/HEPG2-01/Plate1/B03_s1_w1.png"
+
+
+def test_a_run_that_wrote_no_shard_does_not_lock_in_its_options(
+    tmp_path: Path, tiny_kaggle: Path
+) -> None:
+    """A first run that fails before writing a shard leaves a manifest; the corrected
+    command is not refused (nothing would be lost), while one that wrote shards is."""
+    out = tmp_path / "out"
+    with pytest.raises(ConvertError):
+        convert(tiny_kaggle, out, image_shape=(16, 16), workers=1, progress=False)
+    assert (out / "manifest.json").is_file() and not list(out.rglob("*.tfrecord"))
+    result = convert(tiny_kaggle, out, workers=1, progress=False)
+    assert result.ok and list(out.rglob("*.tfrecord"))
+    with pytest.raises(OutputExistsError, match="different options"):
+        convert(tiny_kaggle, out, encoding="raw", workers=1, progress=False)

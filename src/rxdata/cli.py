@@ -32,6 +32,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from rxdata.errors import OPTION_FLAGS_ENV, OptionsError, ParseError, RxDataError
 from rxdata.naming import CHANNELS, DATASETS, LAYOUTS, normalize_experiment
@@ -500,9 +501,10 @@ def _add_convert_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sites-per-shard",
         type=int,
-        default=d.sites_per_shard,
+        default=None,
         metavar="N",
-        help="sites per shard for --strategy random (default: %(default)s, ~200 MB of PNGs)",
+        help=f"sites per shard, --strategy random only (default: {d.sites_per_shard}, "
+        "~200 MB of PNGs)",
     )
     parser.add_argument(
         "--seed", type=int, default=d.seed, metavar="N", help="shuffle seed (default: %(default)s)"
@@ -709,18 +711,27 @@ def _convert_handler(args: argparse.Namespace) -> int:
         args.images_root, args.output_dir = args.paths
     if args.dask_address is not None and args.runner != "dask":
         parser.error("--dask-address needs --runner dask")
+    if args.sites_per_shard is not None and args.strategy != "random":
+        parser.error(
+            f"--sites-per-shard applies to --strategy random only; --strategy "
+            f"{args.strategy} writes one shard per "
+            + ("experiment" if args.strategy == "by_experiment" else "experiment, plate and site")
+        )
     images_root, output_dir = args.images_root, args.output_dir
     _must_exist(images_root, "IMAGES_ROOT")
     if args.metadata is not None:
         _must_exist(args.metadata, "--metadata")
-    extra = {} if args.dask_address is None else {"dask_address": args.dask_address}
+    extra: dict[str, Any] = {}
+    if args.dask_address is not None:
+        extra["dask_address"] = args.dask_address
+    if args.sites_per_shard is not None:
+        extra["sites_per_shard"] = args.sites_per_shard
     result = convert(
         images_root,
         output_dir,
         metadata=args.metadata,
         experiments=args.experiments,
         strategy=args.strategy,
-        sites_per_shard=args.sites_per_shard,
         seed=args.seed,
         encoding=args.encoding,
         compression=args.compression,

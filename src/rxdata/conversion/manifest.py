@@ -225,6 +225,13 @@ def prepare_output(
         and old.get("options") == fresh["options"]
         and old.get("plan_sha256") == fresh["plan_sha256"]
     )
+    planned = {s.path for s in plan}
+    shards = list_shards(out_dir)
+    if old is not None and not same and not shards:
+        # A run that stopped before writing any shard (a wrong --image-shape, a bad input
+        # under --on-error raise) leaves only its manifest: nothing to lose by replacing it.
+        log.info("%s: replacing the manifest of a run that wrote no shard", out_dir)
+        old = None
     if old is not None and not same and not opts.overwrite:
         what = (
             "options"
@@ -236,8 +243,6 @@ def prepare_output(
             f"{_option_changes(old.get('options') or {}, fresh['options'])}; pass "
             f"{option_text('overwrite')} to replace it, or choose another output directory"
         )
-    planned = {s.path for s in plan}
-    shards = list_shards(out_dir)
     strays = [p for p in shards if p not in planned]
     if old is None and not opts.overwrite:
         clash = [p for p in shards if p in planned]
