@@ -63,6 +63,7 @@ from rxdata import _io, naming
 from rxdata import tfrecord as tfr
 from rxdata._compat import moved
 from rxdata.errors import OptionsError
+from rxdata.filters import KeepFn, feature_in, in_set, split_keys, value_list
 from rxdata.reader import RecordLayout, common_layout, list_shards
 from rxdata.transforms import (
     StatsFn,
@@ -322,73 +323,6 @@ class PipelineOptions:
             raise OptionsError(f"batch_by={self.batch_by!r}; allowed: None, plate, experiment")
 
 
-def _check_value_set(values: Collection[str] | str | None, name: str) -> list[str] | None:
-    if values is None:
-        return None
-    items = [values] if isinstance(values, str) else [str(v) for v in values]
-    if not items:
-        raise OptionsError(f"{name} is empty; pass None to keep every site")
-    # a value no record holds would filter everything out: an empty dataset, silently
-    for i, item in enumerate(items):
-        if name == "experiments":
-            m = re.fullmatch(naming.EXPERIMENT_PATTERN, item)
-            if m is not None and m["cell_type"] in naming.CELL_TYPES:
-                items[i] = naming.normalize_experiment(item)  # HUVEC-1 is HUVEC-01
-                continue
-            allowed = "'{CELLTYPE}-{batch}' such as 'HEPG2-01' or 'HEPG2-1'"
-        else:
-            known = naming.CELL_TYPES if name == "cell_types" else naming.WELL_TYPES
-            if item in known:
-                continue
-            allowed = f"one of {', '.join(known)}"
-        raise OptionsError(f"{name}={item!r}: no record holds it; expected {allowed}")
-    return items
-
-
-KeepFn = Callable[[dict[str, tf.Tensor]], tf.Tensor]
-
-
-def _in_set(tensor: tf.Tensor, values: Sequence[str]) -> tf.Tensor:
-    return tf.reduce_any(tf.equal(tensor[..., None], tf.constant(list(values))), axis=-1)
-
-
-def _feature_in(key: str, values: Sequence[str]) -> KeepFn:
-    @_no_autograph
-    def keep(parsed: dict[str, tf.Tensor]) -> tf.Tensor:
-        return _in_set(parsed[key], values)
-
-    return keep
-
-
-def _split_filter(split: Split, part: str | Iterable[str]) -> tuple[list[str], list[str]]:
-    """(feature names, allowed joined keys) for a Split part."""
-    parts = [part] if isinstance(part, str) else list(part)
-    unknown = [p for p in parts if p not in split.names]
-    if unknown:
-        raise OptionsError(f"part {unknown} is not in the split's parts {list(split.names)}")
-    allowed = (*_STRING_FEATURES, tfr.PLATE, tfr.SITE)
-    bad = [c for c in split.by if c not in allowed]
-    if bad:
-        raise OptionsError(
-            f"split groups by {bad}, which the records do not hold; usable: {list(allowed)}"
-        )
-
-    def spelled(column: str, value: str) -> str:
-        # the records spell experiments HEPG2-01; a split may say HEPG2-1
-        if column == tfr.EXPERIMENT and re.fullmatch(naming.EXPERIMENT_PATTERN, value):
-            return naming.normalize_experiment(value)
-        return value
-
-    keys = sorted(
-        {
-            "\x1f".join(spelled(c, v) for c, v in zip(split.by, key, strict=True))
-            for p in parts
-            for key in split.keys(p)
-        }
-    )
-    return list(split.by), keys
-
-
 def _valid_record(layout: RecordLayout, stored: int) -> Callable[[tf.Tensor], tf.Tensor]:
     """Keep a raw record whose image has the data set's byte length.
 
@@ -499,15 +433,15 @@ def make_dataset(
     if normalizer is not None and opts.dtype == "uint8":
         raise OptionsError("dtype='uint8' ships unnormalized pixels; drop the normalizer")
     label = _label_spec(label)
-    experiments_l = _check_value_set(experiments, "experiments")
-    cell_types_l = _check_value_set(cell_types, "cell_types")
-    well_types_l = _check_value_set(well_types, "well_types")
+    experiments_l = value_list(experiments, "experiments")
+    cell_types_l = value_list(cell_types, "cell_types")
+    well_types_l = value_list(well_types, "well_types")
     split_by: list[str] | None = None
-    split_keys: list[str] = []
+    split_allowed: list[str] = []
     if split is not None:
         if part is None:
             raise OptionsError("split= needs part= (the part name(s) to keep)")
-        split_by, split_keys = _split_filter(split, part)
+        split_by, split_allowed = split_keys(split, part)
     elif part is not None:
         raise OptionsError("part= needs split=")
     if opts.data_service is not None:
@@ -604,7 +538,7 @@ def make_dataset(
         (tfr.WELL_TYPE, well_types_l),
     ):
         if values is not None:
-            keep_fns.append(({key}, _feature_in(key, values)))
+            keep_fns.append(({key}, feature_in(key, values)))
     if split_by is not None:
 
         def in_split(p: dict[str, tf.Tensor]) -> tf.Tensor:
@@ -612,7 +546,7 @@ def make_dataset(
                 p[c] if p[c].dtype == tf.string else tf.strings.as_string(p[c]) for c in split_by
             ]
             joined = tf.strings.join(parts, "\x1f") if len(parts) > 1 else parts[0]
-            return _in_set(joined, split_keys)
+            return in_set(joined, split_allowed)
 
         keep_fns.append((set(split_by), in_split))
     if keep_fns:
