@@ -8,7 +8,7 @@ density, focus and batch-dependent biology that they do not; docs/batch-effects.
 runs the whole job a user would, on a 2-core CPU in a few minutes:
 
 1. generate the data set (``rxdata.synthetic.generate``);
-2. convert it to TFRecords with the ``rxdata-convert`` console script;
+2. convert it to TFRecords with ``rxdata convert``, as a user types it;
 3. compute pixel statistics and two normalizers: ``global`` (one set of statistics for
    everything) and ``controls`` (per plate, from its negative-control wells);
 4. train the seed CNN twice with ``examples/train.py``, once per normalizer, holding out
@@ -52,14 +52,12 @@ class _Clock:
         print(f"[{time.perf_counter() - self.start:6.1f}s] {message}", flush=True)
 
 
-def _convert_script() -> str:
-    """The ``rxdata-convert`` console script of this environment."""
-    beside = Path(sys.executable).with_name("rxdata-convert")
-    found = str(beside) if beside.exists() else shutil.which("rxdata-convert")
+def _rxdata_script() -> str:
+    """The ``rxdata`` console script of this environment."""
+    beside = Path(sys.executable).with_name("rxdata")
+    found = str(beside) if beside.exists() else shutil.which("rxdata")
     if not found:
-        raise SystemExit(
-            "rxdata-convert is not installed: run `pip install -e .` (or `make install`)"
-        )
+        raise SystemExit("rxdata is not installed: run `pip install -e .` (or `make install`)")
     return found
 
 
@@ -158,7 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # 2. conversion, as a user runs it -----------------------------------------------------
     command = [
-        _convert_script(),
+        _rxdata_script(),
+        "convert",
         str(data),
         str(records_dir),
         "--strategy",
@@ -166,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--workers",
         str(args.workers),
     ]
-    clock.log("2/6 rxdata-convert " + " ".join(command[1:]))
+    clock.log("2/6 rxdata " + " ".join(command[1:]))
     subprocess.run(command, check=True)
     train_glob = str(records_dir / "by_experiment-42" / "train" / "*.tfrecord")
     test_glob = str(records_dir / "by_experiment-42" / "test" / "*.tfrecord")

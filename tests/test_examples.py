@@ -751,7 +751,7 @@ def test_demo_refuses_to_wipe_a_folder_it_did_not_write(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The demo's plumbing (generate, rxdata-convert CLI, 2 trainings, evaluation, submission,
+    """The demo's plumbing (generate, rxdata convert CLI, 2 trainings, evaluation, submission,
     picture) at a size that only checks the wiring; `make demo` checks the margin."""
     import demo
 
