@@ -91,6 +91,8 @@ class Config:
     seeds: int
     batch_size: int = 16
     workers: int = 2
+    #: positive-control wells per plate; a real plate carries 30 (with 1 untreated well)
+    positive_controls: int = 30
 
 
 QUICK = Config(image_size=64, sirnas_per_plate=16, experiments_per_cell_type=4, epochs=12, seeds=3)
@@ -119,7 +121,7 @@ def make_data(cfg: Config, out: Path) -> dict[str, Any]:
     options = SyntheticOptions(
         experiments=tuple((ct, n, 0) for ct in CELL_TYPES),
         sirnas_per_plate=cfg.sirnas_per_plate,
-        positive_controls=4,
+        positive_controls=cfg.positive_controls,
         image_size=cfg.image_size,
         layout="full",
         seed=0,

@@ -1,19 +1,23 @@
 #!/usr/bin/env python
-"""Single-seed probe: the ``global`` model's OOD/ID ratio with one generator option changed.
+"""Calibration probe: held-in and held-out accuracy with generator options changed.
 
 Generates the ``--quick`` data set of ``bench_batch_effects.py`` with the given
-:class:`rxdata.synthetic.SyntheticOptions` overrides, trains the benchmark's models for
-the given normalization modes (default: ``global``) with one model seed, and prints
-their held-in and held-out site accuracy and ratio. The calibration probes in
+:class:`rxdata.synthetic.SyntheticOptions` overrides (and, with ``--positive-controls``,
+another number of positive-control wells per plate), trains the benchmark's models for
+the given normalization modes (default: ``global``) with each given model seed, and
+prints their held-in and held-out site accuracy and ratio. The mode ``tvn`` trains the
+``controls`` model and prints the benchmark's two embedding rows
+(``controls+embedding_head`` and ``controls+tvn``). The calibration probes in
 docs/batch-effects.md were made with it.
 
-Usage: ``python benchmarks/probe_global_ratio.py OUT '{"batch_biology": 1.0}' [--seed N]
-[--modes global,controls]``.
+Usage: ``python benchmarks/probe_global_ratio.py OUT '{"morphology": 2.0}' [--seeds 0,1,2]
+[--modes global,image,tvn] [--positive-controls 4]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import sys
@@ -24,31 +28,50 @@ sys.path.insert(0, str(Path(__file__).parent))
 import bench_batch_effects as bench
 
 
+def _line(label: str, s: dict[str, float]) -> str:
+    return (
+        f"{label}: held-in {s['id_site_acc']:.3f} held-out {s['ood_site_acc']:.3f} "
+        f"OOD/ID {s['ood_site_acc'] / max(s['id_site_acc'], 1e-9):.2f}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("out", help="output folder")
     p.add_argument("overrides", help="SyntheticOptions overrides as a JSON object")
-    p.add_argument("--seed", type=int, default=0, help="model seed")
-    p.add_argument("--modes", default="global", help="comma-separated normalization modes")
+    p.add_argument("--seeds", default="0", help="comma-separated model seeds")
+    p.add_argument("--modes", default="global", help="comma-separated modes (or 'tvn')")
+    p.add_argument(
+        "--positive-controls",
+        type=int,
+        default=bench.QUICK.positive_controls,
+        help="positive-control wells per plate",
+    )
     args = p.parse_args(argv)
     import rxdata.synthetic as synthetic
 
     overrides = json.loads(args.overrides)
     synthetic.SyntheticOptions(**overrides)  # validate before the long work
+    cfg = dataclasses.replace(bench.QUICK, positive_controls=args.positive_controls)
     original = synthetic.SyntheticOptions
     synthetic.SyntheticOptions = functools.partial(original, **overrides)  # type: ignore[misc]
     try:
-        data = bench.make_data(bench.QUICK, Path(args.out))
+        data = bench.make_data(cfg, Path(args.out))
     finally:
         synthetic.SyntheticOptions = original  # type: ignore[misc]
+    label = f"{overrides} positive_controls={args.positive_controls}"
     for mode in args.modes.split(","):
-        model = bench.train(data, mode, bench.QUICK, args.seed, None)
-        preds = {p: bench.predict_part(model, data, p, mode, bench.QUICK) for p in ("id", "ood")}
-        s = bench.scores(data, preds["id"], preds["ood"])
-        print(
-            f"{overrides} {mode} seed {args.seed}: held-in {s['id_site_acc']:.3f} "
-            f"held-out {s['ood_site_acc']:.3f} OOD/ID {s['ood_site_acc'] / s['id_site_acc']:.2f}"
-        )
+        for seed in (int(s) for s in args.seeds.split(",")):
+            model = bench.train(data, "controls" if mode == "tvn" else mode, cfg, seed, None)
+            if mode == "tvn":
+                e = bench.embedding_predict(model, data, cfg)
+                for name in ("embedding_head", "tvn"):
+                    s = bench.scores(data, e[name]["id"], e[name]["ood"])
+                    print(_line(f"{label} controls+{name} seed {seed}", s), flush=True)
+                continue
+            preds = {p: bench.predict_part(model, data, p, mode, cfg) for p in ("id", "ood")}
+            s = bench.scores(data, preds["id"], preds["ood"])
+            print(_line(f"{label} {mode} seed {seed}", s), flush=True)
     return 0
 
 

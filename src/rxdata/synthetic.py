@@ -19,7 +19,9 @@ whole group, in an order that varies by experiment.
 Pixels: dark background, bright Gaussian cells with per-channel mean intensities near the
 published RxRx1 means (6.7, 14.7, 10.5, 10.5, 5.5, 9.8 at ``batch_effect=0``), sensor
 noise so PNG sizes and decode cost resemble the real images. Each siRNA class has its own
-per-channel cell-intensity profile and cell size (strength ``signal``); each experiment
+per-channel cell-intensity profile and cell size (strength ``signal``) and a
+morphology, per-channel cell sizes and cell-to-cell spread (``morphology``), which
+survives per-image standardization; each experiment
 multiplies every channel by a gain and adds an offset, and each plate adds an
 illumination gain and gradient (strength ``batch_effect``). Control wells sit on every
 plate, so per-plate control statistics undo the gain and offset. Effects that such
@@ -179,11 +181,18 @@ class SyntheticOptions:
     focus: float = 0.3
     #: biology that varies by batch (0..5): each siRNA's effect per experiment is its
     #: profile plus this times an experiment-specific one (renormalized), at a strength
-    #: multiplied by exp(N(0, this / 2)). Not measured; 0.5 keeps every method's held-out
-    #: accuracy below its held-in one. It lowers held-in and held-out accuracy together
-    #: and does not bring the globally normalized OOD/ID ratio to WILDS's 0.75 (the
-    #: single-seed probes in docs/batch-effects.md, "Calibration").
+    #: multiplied by exp(N(0, this / 2)); the same for its morphology. Not measured; 0.5
+    #: keeps every method's held-out accuracy below its held-in one. It lowers held-in and
+    #: held-out accuracy together rather than their ratio (docs/batch-effects.md).
     batch_biology: float = 0.5
+    #: strength of each siRNA's morphology (0..5): per channel, a class changes its cells'
+    #: size (log sd 0.2 x this) and their cell-to-cell brightness spread (log sd 0.3 for
+    #: untreated cells, times exp(N(0, 0.5 x this)) per class, at most 1). Unlike the
+    #: intensity profile these survive a gain, an offset and per-image standardization, as
+    #: real morphology does. 0 = intensity-only classes. 3: the strength at which the
+    #: benchmark's globally normalized held-out / held-in ratio comes near WILDS's 0.75
+    #: (docs/batch-effects.md, "Calibration").
+    morphology: float = 3.0
     #: fraction of sites whose channels 5 and 6 are missing (like the real site-2 sample).
     incomplete_fraction: float = 0.0
     #: zlib level of the PNGs (0-9); 6 is the usual default and gives real-like file sizes,
@@ -246,6 +255,7 @@ class SyntheticOptions:
             ("density", 2.0),
             ("focus", 2.0),
             ("batch_biology", 5.0),
+            ("morphology", 5.0),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
@@ -404,29 +414,65 @@ class _SiteTask:
     density: float  # cell-count multiplier (experiment)
     blur: float  # blob-size multiplier, >= 1 (experiment focus)
     biology: float  # batch_biology (the experiment is in seed_key)
+    morphology: float  # strength of the classes' cell size and spread signal
     channels: tuple[int, ...]
     seed_key: tuple[int, int, str, int]  # experiment hash, plate, well, site
 
 
-def _class_profile(
-    seed: int, sirna_id: int, signal: float, experiment: int = 0, biology: float = 0.0
-) -> tuple[np.ndarray, float]:
-    """Per-channel intensity multipliers and a cell-size factor for one siRNA class.
+@dataclass(frozen=True)
+class _ClassLook:
+    """How one siRNA class looks in one experiment: per channel."""
 
-    With ``biology > 0`` the profile differs by experiment: the class's own direction
-    plus ``biology`` times an experiment-specific one (renormalized to the same length),
-    at a strength scaled by ``exp(N(0, biology / 2))``.
+    gain: np.ndarray  # cell-intensity multipliers
+    size: np.ndarray  # cell-size (blob radius) multipliers
+    spread: np.ndarray  # log-sd of the cell-to-cell brightness variation added by the class
+
+
+def _class_profile(
+    seed: int,
+    sirna_id: int,
+    signal: float,
+    experiment: int = 0,
+    biology: float = 0.0,
+    morphology: float = 0.0,
+) -> _ClassLook:
+    """The per-channel intensity, cell size and cell-to-cell spread of one siRNA class.
+
+    The intensity profile is the class's own direction (strength ``signal``); with
+    ``morphology > 0`` the class also changes the size of its cells and how much their
+    brightness varies from cell to cell, per channel: signals that survive a gain, an
+    offset and per-image standardization. With ``biology > 0`` both differ by experiment:
+    the class's own direction plus ``biology`` times an experiment-specific one
+    (renormalized to the same length), at a strength scaled by ``exp(N(0, biology / 2))``.
     """
+    n = len(CHANNELS)
+    spread = np.full(n, _SPREAD if morphology else 0.0)  # the untreated cells' own variation
     if sirna_id == NEGATIVE_CONTROL_ID:
-        return np.ones(len(CHANNELS)), 1.0
+        return _ClassLook(np.ones(n), np.ones(n), spread)
     strength = 0.6 if sirna_id in POSITIVE_CONTROL_IDS else 0.35
-    z = _rng(seed, "class", sirna_id).standard_normal(len(CHANNELS) + 1)
+    z = _rng(seed, "class", sirna_id).standard_normal(n + 1)
+    shape = _rng(seed, "morphology", sirna_id).standard_normal(2 * n)
+    shape_strength = strength
     if biology > 0:
-        local = _rng(seed, "biology", experiment, sirna_id).standard_normal(len(CHANNELS) + 2)
+        local = _rng(seed, "biology", experiment, sirna_id).standard_normal(n + 2)
         z = (z + biology * local[:-1]) / np.sqrt(1.0 + biology**2)
         strength *= float(np.exp(biology / 2 * local[-1]))
+        local_shape = _rng(seed, "biology-morphology", experiment, sirna_id).standard_normal(
+            2 * n + 1
+        )
+        shape = (shape + biology * local_shape[:-1]) / np.sqrt(1.0 + biology**2)
+        shape_strength *= float(np.exp(biology / 2 * local_shape[-1]))
     sd = signal * strength  # log-normal multipliers with mean 1 over the classes
-    return np.exp(sd * z[:-1] - sd**2 / 2), float(np.exp(signal * 0.1 * z[-1]))
+    m = signal * morphology * shape_strength / 0.35  # = morphology for a treatment
+    size = np.exp(signal * 0.1 * z[-1] + 0.2 * m * shape[:n])
+    return _ClassLook(
+        gain=np.exp(sd * z[:-1] - sd**2 / 2),
+        size=size,
+        spread=np.minimum(_SPREAD * np.exp(0.5 * m * shape[n:]), 1.0) if morphology else spread,
+    )
+
+
+_SPREAD = 0.3  # log-sd of the untreated cells' brightness variation per channel (morphology)
 
 
 def _render(task: _SiteTask, size: int, seed: int, signal: float) -> np.ndarray:
@@ -434,8 +480,8 @@ def _render(task: _SiteTask, size: int, seed: int, signal: float) -> np.ndarray:
     rng = _rng(seed, "site", *task.seed_key)
     profiles = _cell_type_profiles()
     base = profiles.get(task.cell_type, profiles["OTHER"])
-    class_gain, size_factor = _class_profile(
-        seed, task.sirna_id, signal, task.seed_key[0], task.biology
+    look = _class_profile(
+        seed, task.sirna_id, signal, task.seed_key[0], task.biology, task.morphology
     )
     well_noise = np.exp(_PLATE_NOISE * _rng(seed, "well", *task.seed_key[:3]).standard_normal(6))
     scale = size / 512
@@ -445,6 +491,9 @@ def _render(task: _SiteTask, size: int, seed: int, signal: float) -> np.ndarray:
     weight = rng.lognormal(0.0, 0.35, n_cells)
     impulses = np.bincount(pos[:, 0] * size + pos[:, 1], weights=weight, minlength=size * size)
     spectrum = scipy.fft.rfft2(impulses.reshape(size, size))
+    # the class's cell-to-cell spread: each channel re-weights the same cells (own stream,
+    # so that the other draws keep their values)
+    crng = _rng(seed, "cells", *task.seed_key)
     fy = scipy.fft.fftfreq(size)[:, None] ** 2
     fx = scipy.fft.rfftfreq(size)[None, :] ** 2
     yy = np.linspace(-1.0, 1.0, size)[:, None]
@@ -457,11 +506,20 @@ def _render(task: _SiteTask, size: int, seed: int, signal: float) -> np.ndarray:
     out = np.empty((len(task.channels), size, size), dtype=np.uint8)
     for i, channel in enumerate(task.channels):
         c = channel - 1
-        sigma = max(0.6, _SIGMA[c] * scale * size_factor) * task.blur  # focus: any size
+        sigma = max(0.6, _SIGMA[c] * scale * look.size[c]) * task.blur  # focus: any size
         blur = np.exp(-2.0 * np.pi**2 * sigma**2 * (fy + fx))
-        cells = scipy.fft.irfft2(spectrum * blur, s=(size, size))
+        channel_spectrum = spectrum
+        spread = float(look.spread[c])
+        if spread > 0:  # mean-1 log-normal factors per cell: the expected mean is kept
+            factor = np.exp(spread * crng.standard_normal(n_cells) - spread**2 / 2)
+            channel_spectrum = scipy.fft.rfft2(
+                np.bincount(
+                    pos[:, 0] * size + pos[:, 1], weights=weight * factor, minlength=size * size
+                ).reshape(size, size)
+            )
+        cells = scipy.fft.irfft2(channel_spectrum * blur, s=(size, size))
         level = (TARGET_CHANNEL_MEANS[c] - _BACKGROUND[c]) * size * size / expected
-        cells *= level * base[c] * class_gain[c] * well_noise[c]
+        cells *= level * base[c] * look.gain[c] * well_noise[c]
         cells *= 1.0 + _SHOT * rng.standard_normal((size, size))
         img = (cells + _BACKGROUND[c]) * illumination * task.gain[c]
         if task.gamma[c] != 1.0:  # power-law response around the channel's target mean
@@ -582,6 +640,7 @@ def _tasks(options: SyntheticOptions, root: str, wells: pd.DataFrame) -> list[_S
                     density=effects.density,
                     blur=effects.blur,
                     biology=float(options.batch_effect * options.batch_biology),
+                    morphology=float(options.morphology),
                     channels=CHANNELS[:4] if drop else CHANNELS,
                     seed_key=(zlib.crc32(experiment.encode()), plate, well, site),
                 )
