@@ -331,3 +331,25 @@ def test_scheduler_lost_mid_run_is_an_error(root, tmp_path) -> None:
     assert len(failure) == 1 and isinstance(failure[0], ConvertError), failure
     assert "scheduler" in str(failure[0]) and "re-run the same command" in str(failure[0])
     assert not read_manifest(out)["complete"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_is_interrupted_and_the_run_resumes(root, tmp_path, cluster, monkeypatch) -> None:
+    distributed = pytest.importorskip("distributed")
+    from rxdata._parallel import Interrupted
+
+    real = distributed.as_completed
+
+    def first_then_ctrl_c(futures):
+        for future in real(futures):
+            yield future
+            raise KeyboardInterrupt  # the user presses Ctrl-C after the first shard
+
+    monkeypatch.setattr(distributed, "as_completed", first_then_ctrl_c)
+    out = tmp_path / "out"
+    with pytest.raises(Interrupted, match="Ctrl-C"):
+        convert(root, out, runner="dask", dask_address=cluster, sites_per_shard=3)
+    monkeypatch.undo()
+    result = convert(root, out, runner="dask", dask_address=cluster, sites_per_shard=3)
+    assert verify(out, decode=True, metadata=root).ok
+    assert sum(s.count for s in result.shards) == 14

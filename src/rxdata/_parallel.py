@@ -154,6 +154,26 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """While active, Ctrl-C and SIGTERM (main thread) both raise :class:`Interrupted`.
+
+    The one place a run's interrupts are translated: the local pool and the Dask runner
+    both run under it, so either way the caller catches :class:`Interrupted`.
+
+    Example:
+        >>> with interruptible():
+        ...     pass
+    """
+    try:
+        with sigterm_as_interrupt():
+            yield
+    except Interrupted:
+        raise
+    except KeyboardInterrupt as err:
+        raise Interrupted("interrupted (Ctrl-C)") from err
+
+
 def map_tasks(
     fn: Callable[[T], R],
     tasks: Sequence[T],
@@ -200,7 +220,7 @@ def map_tasks(
     bar = Progress(sum(weigh(t) for t in tasks), progress, desc=desc, unit=unit, logger=logger)
     chunks = [tasks[i : i + chunksize] for i in range(0, len(tasks), chunksize)]
     try:
-        with sigterm_as_interrupt():
+        with interruptible():
             if workers <= 1 or len(chunks) <= 1:
                 for task in tasks:
                     result = fn(task)
@@ -208,10 +228,6 @@ def map_tasks(
                     yield result
                 return
             yield from _pooled(fn, chunks, min(workers, len(chunks)), bar, weigh, ordered)
-    except Interrupted:
-        raise
-    except KeyboardInterrupt as err:
-        raise Interrupted("interrupted (Ctrl-C)") from err
     finally:
         bar.close()
 

@@ -38,7 +38,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from rxdata._parallel import Interrupted, Progress, sigterm_as_interrupt
+from rxdata._parallel import Progress, interruptible
 from rxdata.conversion.shard import ShardRecord, ShardTask, write_shard_task
 from rxdata.errors import ConvertError, OptionsError, RxDataError
 
@@ -164,7 +164,7 @@ def run_dask(
     )
     records: list[ShardRecord] = []
     try:
-        with sigterm_as_interrupt(), _client(distributed, address, workers) as client:
+        with interruptible(), _client(distributed, address, workers) as client:
             # pure=False: every run submits fresh tasks, never a result another client left
             # on a long-lived scheduler.
             futures = client.map(write_shard_task, tasks, key="rxdata-write-shard", pure=False)
@@ -189,10 +189,6 @@ def run_dask(
                 # leaving a partial shard.
                 client.cancel(futures)
                 raise
-    except Interrupted:
-        raise
-    except KeyboardInterrupt as err:
-        raise Interrupted("interrupted (Ctrl-C)") from err
     finally:
         bar.close()
     return records
