@@ -1,0 +1,54 @@
+"""The batch-effect benchmark runs from a checkout: its 1-minute ``--smoke`` configuration.
+
+The figures in docs/batch-effects.md come from the real configurations; this only checks
+that every method runs end to end and the output has the documented shape.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_batch_effects.py"
+METHODS = [
+    "global",
+    "experiment",
+    "plate",
+    "controls",
+    "image",
+    "controls+plate_batches",
+    "controls+adabn",
+    "controls+tta",
+    "controls+lsa",
+    "controls+embedding_head",
+    "controls+tvn",
+]
+
+
+@pytest.mark.slow
+def test_batch_effect_benchmark_smoke(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--smoke", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    frame = pd.read_csv(tmp_path / "batch_effects.csv")
+    assert list(frame.columns) == [
+        "method",
+        "seed",
+        "id_site_acc",
+        "ood_site_acc",
+        "ood_well_acc",
+        "ood_worst_cell_type_acc",
+    ]
+    assert frame["method"].tolist() == METHODS
+    values = frame.drop(columns=["method", "seed"])
+    assert values.notna().all().all() and ((values >= 0) & (values <= 1)).all().all()
+    assert (tmp_path / "batch_effects.png").stat().st_size > 10_000
+    assert "global OOD/ID ratio" in proc.stdout
