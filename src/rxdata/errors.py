@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Final
 
 __all__ = [
     "ConvertError",
@@ -35,6 +36,7 @@ __all__ = [
     "SubmissionError",
     "VerifyError",
     "WorkerError",
+    "option_flags",
     "option_text",
 ]
 
@@ -43,7 +45,30 @@ OPTION_FLAGS_ENV = "RXDATA_OPTION_FLAGS"
 name options by their flags (spawned workers inherit it). Unset: Python keywords."""
 
 
-def option_text(name: str, value: object = True, *, placeholder: str | None = None) -> str:
+def option_flags() -> str | None:
+    """The command line's ``{field: flag}`` table as set now (JSON), or None in Python.
+
+    A conversion plan records it in each task, so that a message raised on a remote
+    (Beam or Dask) worker, which does not share this process's environment, names options
+    the way the user gave them.
+
+    Example:
+        >>> option_flags() is None  # not under the rxdata command line
+        True
+    """
+    return os.environ.get(OPTION_FLAGS_ENV)
+
+
+_FROM_ENVIRONMENT: Final = "<environment>"
+
+
+def option_text(
+    name: str,
+    value: object = True,
+    *,
+    placeholder: str | None = None,
+    flags: str | None = _FROM_ENVIRONMENT,
+) -> str:
     """How an error message names an option: ``name=value`` in Python, else its CLI flag.
 
     The one rule for naming options in messages, so that a CLI user reads
@@ -55,12 +80,14 @@ def option_text(name: str, value: object = True, *, placeholder: str | None = No
         name: The option's field or keyword name, e.g. ``"on_error"``.
         value: Its value; ``True`` means "pass the switch".
         placeholder: Describes the value instead, e.g. ``"PATH"``.
+        flags: The flag table to use (:func:`option_flags` as recorded elsewhere, None for
+            Python names); default: this process's environment.
 
     Example:
         >>> option_text("on_error", "skip"), option_text("metadata", placeholder="PATH")
         ("on_error='skip'", 'metadata=PATH')
     """
-    raw = os.environ.get(OPTION_FLAGS_ENV)
+    raw = option_flags() if flags == _FROM_ENVIRONMENT else flags
     if raw is None:
         return f"{name}={placeholder if placeholder is not None else repr(value)}"
     try:

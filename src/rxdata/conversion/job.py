@@ -65,6 +65,7 @@ from rxdata.errors import (
     ImageDecodeError,
     MetadataError,
     OptionsError,
+    option_flags,
     option_text,
 )
 from rxdata.naming import DataRoot, find_root
@@ -263,6 +264,7 @@ def convert(
         opts.decode,
         opts.on_error,
         opts.image_shape or (0, 0),
+        option_flags(),
     )
     shape = opts.image_shape or _infer_shape(ctx, plan, rows)
     ctx = dataclasses.replace(ctx, image_shape=shape)

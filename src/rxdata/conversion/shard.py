@@ -161,6 +161,9 @@ class ShardContext:
         decode: Also decode each PNG (``png`` encoding).
         on_error: ``"raise"`` or ``"skip"``.
         image_shape: ``(height, width)`` every image must have.
+        option_flags: The command line's flag table when the run was planned under it
+            (:func:`rxdata.errors.option_flags`), so that a remote worker's messages name
+            flags too; None in Python.
     """
 
     images_root: str
@@ -172,6 +175,7 @@ class ShardContext:
     decode: bool
     on_error: str
     image_shape: tuple[int, int]
+    option_flags: str | None = None
 
 
 @dataclass(frozen=True)
@@ -305,7 +309,8 @@ def _examples(
             if ctx.on_error == "raise":
                 raise ConvertError(
                     f"site {row['site_id']} (shard {task.spec.path}): {bad}. "
-                    f"Fix or remove the file, or pass {option_text('on_error', 'skip')} "
+                    f"Fix or remove the file, or pass "
+                    f"{option_text('on_error', 'skip', flags=ctx.option_flags)} "
                     "to convert the rest and report it"
                 ) from bad.error
             skipped.append(
