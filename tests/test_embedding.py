@@ -13,7 +13,10 @@ from rxdata.errors import OptionsError, StatsError
 
 def _batches(seed: int, n_groups: int = 3, n: int = 40, d: int = 4) -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n_groups * n, d)) @ rng.normal(size=(d, d))
+    # a well-conditioned mixing (rotation x scales 0.5-2): a near-singular one made the
+    # data rank-deficient, and tvn rightly dropped the direction (hypothesis found seed 151)
+    rotation = np.linalg.qr(rng.normal(size=(d, d)))[0]
+    x = rng.normal(size=(n_groups * n, d)) @ (rotation * rng.uniform(0.5, 2.0, size=d))
     groups = np.repeat([f"P{i}" for i in range(n_groups)], n)
     x += np.repeat(rng.normal(scale=5.0, size=(n_groups, d)), n, axis=0)  # batch shifts
     x *= np.repeat(rng.uniform(0.5, 3.0, size=(n_groups, 1)), n, axis=0)  # batch gains
