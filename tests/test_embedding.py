@@ -53,23 +53,68 @@ def test_center_only_keeps_the_scale() -> None:
         np.testing.assert_allclose(z[rows], x[rows] - x[rows & c].mean(0))
 
 
-def test_a_dimension_constant_on_a_batchs_controls_is_centered_not_blown_up() -> None:
-    """A ReLU unit silent on every control of one plate: divide by 1 (as StandardScaler).
+def test_a_dimension_constant_on_a_batchs_controls_is_floored_not_blown_up() -> None:
+    """A ReLU unit silent on every control of one plate: divide by the floor, not by ~0.
 
-    Flooring the sd at EPSILON instead multiplied the treatments' values by 1e6, which
-    wrecked the benchmark's TVN row; this is the attack that found it.
+    Flooring the sd at EPSILON multiplied the treatments' values by 1e6, which wrecked the
+    benchmark's TVN row; this is the attack that found it.
     """
     rng = np.random.default_rng(6)
     x = np.abs(rng.normal(size=(20, 3)))
     c = np.arange(20) < 10
     x[c, 1] = 0.0  # the unit never fires on this plate's controls
     z = center_scale(x, np.zeros(20), c)
-    np.testing.assert_allclose(z[:, 1], x[:, 1])  # centered on 0, not scaled
+    np.testing.assert_allclose(z[:, 1], x[:, 1] / (0.1 * x[:, 1].std()))  # the floor (1 batch)
     assert np.abs(z).max() < 100
     other = x.copy()
     other[c, 1] = np.abs(rng.normal(size=10))  # on another plate its controls do vary
     zt = tvn(np.vstack([x, other]), np.repeat(["a", "b"], 20), np.tile(c, 2))
     assert np.abs(zt).max() < 1e3
+
+
+def test_a_dimension_constant_everywhere_is_centered_not_scaled() -> None:
+    x = np.ones((6, 2))
+    x[:, 0] = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    z = center_scale(x, np.zeros(6), np.arange(6) < 3)
+    np.testing.assert_allclose(z[:, 1], 0.0)
+
+
+def test_a_unit_firing_on_one_control_is_floored_not_blown_up() -> None:
+    """The seed-0 TVN collapse of the batch-effect benchmark, in miniature.
+
+    A ReLU unit fired weakly (1e-5) on 1 of a plate's 62 control sites, so its control
+    sd there was 1.4e-6, just above EPSILON; a treatment value of 0.66 became 458,441
+    and TVN's whitening spread it over every component (held-out accuracy 0.80 -> 0.20).
+    """
+    rng = np.random.default_rng(8)
+    x = np.abs(rng.normal(size=(200, 3))) * (rng.random((200, 3)) < 0.3)  # sparse ReLU
+    g = np.repeat(["a", "b"], 100)
+    c = np.tile(np.arange(100) < 62, 2)
+    x[:62, 1] = 0.0
+    x[0, 1] = 1e-5  # plate a: one control barely fires
+    x[70, 1] = 0.66  # a treatment on plate a uses the unit
+    unfloored = center_scale(x, g, c, variance_floor=0.0)
+    assert np.abs(unfloored).max() > 1e4  # what the floor prevents
+    z = center_scale(x, g, c)
+    within = np.sqrt((x[:100].var(0) + x[100:].var(0)) / 2)
+    assert (np.abs(z) <= np.abs(x).max(0) / (0.1 * within) + 1e-9).all()
+    b_rows = g == "b"
+    np.testing.assert_allclose(z[b_rows, 0], unfloored[b_rows, 0])  # above the floor: as is
+    assert np.isfinite(tvn(x, g, c)).all() and np.abs(tvn(x, g, c)).max() < 1e3
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), groups=st.integers(1, 4))
+def test_the_floor_changes_nothing_when_controls_vary_like_the_rest(seed: int, groups: int) -> None:
+    x, g, c = _batches(seed, n_groups=groups)  # batch gains 0.5-3: variances within 36x
+    np.testing.assert_allclose(center_scale(x, g, c), center_scale(x, g, c, variance_floor=0))
+
+
+@pytest.mark.parametrize("floor", [-0.1, 1.5, float("nan"), True, "0.01"])
+def test_bad_variance_floor_is_rejected(floor: object) -> None:
+    x, g, c = _batches(0)
+    with pytest.raises(OptionsError, match="variance_floor"):
+        center_scale(x, g, c, variance_floor=floor)  # type: ignore[arg-type]
 
 
 def test_inputs_are_not_modified() -> None:

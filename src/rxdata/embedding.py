@@ -10,7 +10,13 @@ its embeddings (Celik et al., "Building, benchmarking, and exploring perturbativ
 transcriptional and morphological data", 2024; the EFAAR benchmarking code).
 
 * :func:`center_scale`: per batch, subtract the controls' mean and divide by their
-  standard deviation, dimension by dimension.
+  standard deviation, dimension by dimension, that standard deviation floored at 10% of
+  the dimension's own (``variance_floor``, the variance floor of speech recognisers,
+  HTK's ``HCompV -f``). Without the floor a ReLU unit that fires weakly on 1 of a plate's
+  62 control sites has a standard deviation near 1e-6 there, and dividing by it
+  multiplied the plate's treatment values up to 458,000 times; TVN's whitening then
+  spread that over every component (the batch-effect benchmark's TVN row fell from 0.80
+  to 0.20 held-out accuracy on one seed).
 * :func:`tvn` (typical variation normalization): :func:`center_scale`, then a whitening
   (PCA rotation scaled to unit variance) fitted on all control rows together, so that the
   variation controls show everywhere ("typical variation") is spread evenly over the
@@ -41,6 +47,9 @@ __all__ = ["center_scale", "tvn"]
 #: use, such as a ReLU unit silent on every control of one plate, up to 1/EPSILON times
 #: the treatments' values. Eigenvalues below EPSILON x the largest are dropped by tvn.
 EPSILON = 1e-6
+#: A batch's control variance is at least this fraction of the dimension's variance
+#: within batches (see :func:`center_scale`).
+VARIANCE_FLOOR = 0.01
 
 
 def _inputs(
@@ -65,7 +74,12 @@ def _inputs(
 
 
 def center_scale(
-    embeddings: ArrayLike, groups: ArrayLike, controls: ArrayLike, *, scale: bool = True
+    embeddings: ArrayLike,
+    groups: ArrayLike,
+    controls: ArrayLike,
+    *,
+    scale: bool = True,
+    variance_floor: float = VARIANCE_FLOOR,
 ) -> NDArray[np.float64]:
     """Center (and scale) each batch's embeddings by the statistics of its control rows.
 
@@ -73,13 +87,18 @@ def center_scale(
         embeddings: ``(n, d)`` embeddings.
         groups: ``(n,)`` batch of each row (plate or experiment names; any values).
         controls: ``(n,)`` boolean mask of the control rows (e.g. negative-control wells).
-        scale: Also divide by the controls' standard deviation (a dimension whose
-            controls are constant, sd below ``EPSILON``, is divided by 1); ``False`` only
-            subtracts their mean.
+        scale: Also divide by the controls' standard deviation; ``False`` only subtracts
+            their mean.
+        variance_floor: A batch's control variance is raised to at least this fraction
+            (0..1) of the dimension's variance within batches (over all rows, controls
+            and treatments, pooled over the batches), so that a dimension nearly
+            constant on one batch's controls is not divided by nearly zero. 0 turns the floor off. A dimension constant
+            everywhere (standard deviation below ``EPSILON``) is divided by 1, as
+            scikit-learn's StandardScaler does.
 
     Returns:
         The corrected ``(n, d)`` embeddings; each batch's controls have mean 0 (and
-        standard deviation 1 where they vary).
+        standard deviation 1 where their variance is above the floor).
 
     Raises:
         OptionsError: Shapes do not match or an embedding is not finite.
@@ -92,7 +111,13 @@ def center_scale(
         array([0., 0., 5.])
     """
     x, g, c = _inputs(embeddings, groups, controls)
-    out = np.empty_like(x)
+    if (
+        isinstance(variance_floor, bool)
+        or not isinstance(variance_floor, int | float)
+        or not 0.0 <= variance_floor <= 1.0
+    ):
+        raise OptionsError(f"variance_floor={variance_floor!r}: expected a number in 0..1")
+    batches = []
     for group in np.unique(g):
         rows = g == group
         ref = x[rows & c]
@@ -101,13 +126,25 @@ def center_scale(
                 f"batch {group!r} has no control rows ({int(rows.sum())} rows); every "
                 "batch needs controls to be corrected: drop the batch or mark its controls"
             )
+        batches.append((rows, ref))
+    # the dimension's own scale: its variance within batches (all rows, pooled), so that
+    # neither the batch shifts being removed nor silent controls set it
+    within = sum(x[rows].var(axis=0) * rows.sum() for rows, _ in batches) / len(x)
+    out = np.empty_like(x)
+    for rows, ref in batches:
         centered = x[rows] - ref.mean(axis=0)
-        sd = ref.std(axis=0)
+        sd = np.sqrt(np.maximum(ref.var(axis=0), variance_floor * within))
         out[rows] = centered / np.where(sd < EPSILON, 1.0, sd) if scale else centered
     return out
 
 
-def tvn(embeddings: ArrayLike, groups: ArrayLike, controls: ArrayLike) -> NDArray[np.float64]:
+def tvn(
+    embeddings: ArrayLike,
+    groups: ArrayLike,
+    controls: ArrayLike,
+    *,
+    variance_floor: float = VARIANCE_FLOOR,
+) -> NDArray[np.float64]:
     """Typical variation normalization: per-batch center-scale, then control whitening.
 
     After :func:`center_scale`, the covariance of all control rows (pooled over the
@@ -123,6 +160,7 @@ def tvn(embeddings: ArrayLike, groups: ArrayLike, controls: ArrayLike) -> NDArra
         embeddings: ``(n, d)`` embeddings.
         groups: ``(n,)`` batch of each row.
         controls: ``(n,)`` boolean mask of the control rows.
+        variance_floor: As in :func:`center_scale`.
 
     Returns:
         The normalized ``(n, k)`` embeddings, components by decreasing control variance.
@@ -142,7 +180,7 @@ def tvn(embeddings: ArrayLike, groups: ArrayLike, controls: ArrayLike) -> NDArra
     x, g, c = _inputs(embeddings, groups, controls)
     if c.sum() < 2:
         raise OptionsError(f"tvn needs at least 2 control rows, got {int(c.sum())}")
-    cs = center_scale(x, g, c)
+    cs = center_scale(x, g, c, variance_floor=variance_floor)
     ref = cs[c]
     ref_centered = ref - ref.mean(axis=0)
     cov = ref_centered.T @ ref_centered / len(ref)
