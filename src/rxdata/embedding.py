@@ -11,8 +11,8 @@ transcriptional and morphological data", 2024; the EFAAR benchmarking code).
 
 * :func:`center_scale`: per batch, subtract the controls' mean and divide by their
   standard deviation, dimension by dimension, that standard deviation floored at 10% of
-  the dimension's own (``variance_floor``, the variance floor of speech recognisers,
-  HTK's ``HCompV -f``). Without the floor a ReLU unit that fires weakly on 1 of a plate's
+  the dimension's standard deviation within batches (``variance_floor=0.01`` of its
+  variance: the variance floor of speech recognisers, HTK's ``HCompV -f``). Without the floor a ReLU unit that fires weakly on 1 of a plate's
   62 control sites has a standard deviation near 1e-6 there, and dividing by it
   multiplied the plate's treatment values up to 458,000 times; TVN's whitening then
   spread that over every component (the batch-effect benchmark's TVN row fell from 0.80
@@ -92,9 +92,9 @@ def center_scale(
         variance_floor: A batch's control variance is raised to at least this fraction
             (0..1) of the dimension's variance within batches (over all rows, controls
             and treatments, pooled over the batches), so that a dimension nearly
-            constant on one batch's controls is not divided by nearly zero. 0 turns the floor off. A dimension constant
-            everywhere (standard deviation below ``EPSILON``) is divided by 1, as
-            scikit-learn's StandardScaler does.
+            constant on one batch's controls is not divided by nearly zero. 0 turns the
+            floor off. A dimension constant everywhere (standard deviation below
+            ``EPSILON``) is divided by 1, as scikit-learn's StandardScaler does.
 
     Returns:
         The corrected ``(n, d)`` embeddings; each batch's controls have mean 0 (and
@@ -107,7 +107,10 @@ def center_scale(
     Example:
         >>> center_scale([[2.0], [4.0], [9.0]], ["a", "a", "a"], [True, True, False]).ravel()
         array([-1.,  1.,  6.])
-        >>> center_scale([[0.0], [0.0], [5.0]], ["a", "a", "a"], [True, True, False]).ravel()
+        >>> silent = [[0.0], [0.0], [5.0]]  # a unit the controls never use
+        >>> center_scale(silent, ["a"] * 3, [True, True, False]).ravel().round(2)  # floored
+        array([ 0.  ,  0.  , 21.21])
+        >>> center_scale(silent, ["a"] * 3, [True, True, False], variance_floor=0).ravel()
         array([0., 0., 5.])
     """
     x, g, c = _inputs(embeddings, groups, controls)
