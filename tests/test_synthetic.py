@@ -358,6 +358,15 @@ def test_cli_synth(tmp_path, capsys):
     assert (tmp_path / "metadata.csv").is_file()
     assert main(["synth", str(tmp_path / "x"), "--tiny", "--plates", "7"]) == 1
     assert "plates=7" in capsys.readouterr().err
+    assert main(["synth", str(tmp_path / "m"), "--tiny", "--morphology", "9"]) == 1
+    assert "morphology" in capsys.readouterr().err
+    flat = ["--tiny", "--image-size", "8", "--layout", "full", "--morphology", "0"]
+    assert main(["synth", str(tmp_path / "m0"), *flat]) == 0
+    one = np.asarray(
+        Image.open(tmp_path / "m0" / image_path(None, "U2OS-01", 1, "B02", 1, 2, "full"))
+    )
+    again = np.asarray(Image.open(tmp_path / image_path(None, "U2OS-01", 1, "B02", 1, 2, "full")))
+    assert not np.array_equal(one, again)  # the option reached the generator
 
 
 def _held_out_accuracies(tmp_path, **overrides):

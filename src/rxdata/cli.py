@@ -162,6 +162,12 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             f"strength of experiment/plate batch effects (default: {d.batch_effect})",
         ),
         (
+            "--morphology",
+            float,
+            f"strength of the per-siRNA cell size and spread signal, 0-5 (default: "
+            f"{d.morphology}; 0 = intensity-only classes)",
+        ),
+        (
             "--incomplete-fraction",
             float,
             f"fraction of sites missing channels 5-6 (default: {d.incomplete_fraction})",
@@ -205,6 +211,7 @@ def _synth_handler(args: argparse.Namespace) -> int:
         "image_size",
         "signal",
         "batch_effect",
+        "morphology",
         "incomplete_fraction",
         "seed",
         "png_compression",

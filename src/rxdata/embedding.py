@@ -12,11 +12,12 @@ transcriptional and morphological data", 2024; the EFAAR benchmarking code).
 * :func:`center_scale`: per batch, subtract the controls' mean and divide by their
   standard deviation, dimension by dimension, that standard deviation floored at 10% of
   the dimension's standard deviation within batches (``variance_floor=0.01`` of its
-  variance: the variance floor of speech recognisers, HTK's ``HCompV -f``). Without the floor a ReLU unit that fires weakly on 1 of a plate's
-  62 control sites has a standard deviation near 1e-6 there, and dividing by it
-  multiplied the plate's treatment values up to 458,000 times; TVN's whitening then
-  spread that over every component (the batch-effect benchmark's TVN row fell from 0.80
-  to 0.20 held-out accuracy on one seed).
+  variance: the variance floor of speech recognisers, HTK's ``HCompV -f``). Without the
+  floor a ReLU unit that fires weakly on 1 of a plate's 62 control sites has a standard
+  deviation near 1e-6 there, and dividing by it multiplied the plate's treatment values
+  up to 458,000 times; TVN's whitening then spread that over every component (the
+  batch-effect benchmark's TVN row fell from 0.80 to 0.20 held-out accuracy on one
+  seed).
 * :func:`tvn` (typical variation normalization): :func:`center_scale`, then a whitening
   (PCA rotation scaled to unit variance) fitted on all control rows together, so that the
   variation controls show everywhere ("typical variation") is spread evenly over the
