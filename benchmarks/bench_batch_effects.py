@@ -31,12 +31,12 @@ Methods (one row per method and seed in ``OUT/batch_effects.csv``):
   training embeddings; the difference to the row above is TVN's alone.
 
 Usage: ``python benchmarks/bench_batch_effects.py [--quick] [--out DIR] [--seeds N]``.
-``--quick`` (64 px, 16 siRNAs per plate group, 16 experiments, 3 seeds) takes about 15
-CPU-minutes (876 CPU-seconds measured before the embedding head was added) and 15-22
-minutes of wall-clock time on a 2-core machine shared with other jobs (877 s in the
-latest run); the default is larger (5 seeds, 32 siRNAs per plate group,
-24 experiments, more epochs). Prints each method's mean and sd over seeds and the
-OOD/ID ratio against ``global``; writes the CSV and ``batch_effects.png``.
+Every plate carries the real 31 control wells. ``--quick`` (64 px, 16 siRNAs per plate
+group, 16 experiments, 12 epochs, 3 seeds) took 535 s (9 minutes) on an otherwise idle
+2-core machine; the default is larger (5 seeds, 32 siRNAs per plate group, 24
+experiments, 20 epochs) and took 3214 s (54 minutes); ``--smoke`` runs every method once
+in about a minute. Prints each method's mean and sd over seeds and the OOD/ID ratio
+against ``global``; writes the CSV and ``batch_effects.png``.
 """
 
 from __future__ import annotations
@@ -495,7 +495,7 @@ def chart(frame: pd.DataFrame, path: Path, title: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="the ~15-minute 2-core configuration")
+    p.add_argument("--quick", action="store_true", help="the ~10-minute 2-core configuration")
     p.add_argument("--out", default="bench-batch-effects", help="output folder")
     p.add_argument("--seeds", type=int, help="number of seeds 0..N-1 (default: 3 quick, 5 full)")
     p.add_argument("--epochs", type=int, help="override the configuration's epochs")
