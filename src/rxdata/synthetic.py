@@ -489,11 +489,17 @@ def _render(task: _SiteTask, size: int, seed: int, signal: float) -> np.ndarray:
     # impulses at cell centres (periodic field of view), weighted by per-cell brightness
     pos = rng.integers(0, size, size=(n_cells, 2))
     weight = rng.lognormal(0.0, 0.35, n_cells)
-    impulses = np.bincount(pos[:, 0] * size + pos[:, 1], weights=weight, minlength=size * size)
-    spectrum = scipy.fft.rfft2(impulses.reshape(size, size))
+    pixel = pos[:, 0] * size + pos[:, 1]
+
+    def spectrum(weights: np.ndarray) -> np.ndarray:
+        impulses = np.bincount(pixel, weights=weights, minlength=size * size)
+        result: np.ndarray = scipy.fft.rfft2(impulses.reshape(size, size))
+        return result
+
     # the class's cell-to-cell spread: each channel re-weights the same cells (own stream,
-    # so that the other draws keep their values)
+    # so that the other draws keep their values); channels without one share a spectrum
     crng = _rng(seed, "cells", *task.seed_key)
+    shared: np.ndarray | None = None
     fy = scipy.fft.fftfreq(size)[:, None] ** 2
     fx = scipy.fft.rfftfreq(size)[None, :] ** 2
     yy = np.linspace(-1.0, 1.0, size)[:, None]
@@ -508,15 +514,13 @@ def _render(task: _SiteTask, size: int, seed: int, signal: float) -> np.ndarray:
         c = channel - 1
         sigma = max(0.6, _SIGMA[c] * scale * look.size[c]) * task.blur  # focus: any size
         blur = np.exp(-2.0 * np.pi**2 * sigma**2 * (fy + fx))
-        channel_spectrum = spectrum
         spread = float(look.spread[c])
         if spread > 0:  # mean-1 log-normal factors per cell: the expected mean is kept
             factor = np.exp(spread * crng.standard_normal(n_cells) - spread**2 / 2)
-            channel_spectrum = scipy.fft.rfft2(
-                np.bincount(
-                    pos[:, 0] * size + pos[:, 1], weights=weight * factor, minlength=size * size
-                ).reshape(size, size)
-            )
+            channel_spectrum = spectrum(weight * factor)
+        else:
+            shared = spectrum(weight) if shared is None else shared
+            channel_spectrum = shared
         cells = scipy.fft.irfft2(channel_spectrum * blur, s=(size, size))
         level = (TARGET_CHANNEL_MEANS[c] - _BACKGROUND[c]) * size * size / expected
         cells *= level * base[c] * look.gain[c] * well_noise[c]
