@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -105,8 +106,30 @@ def log(message: str, start: float = time.perf_counter()) -> None:
 
 
 # ----------------------------------------------------------------------------- data
+#: Marks a folder this benchmark writes; only such a folder's data is replaced.
+MARKER = ".rxdata-bench"
+
+
+def fresh_output(out: Path) -> None:
+    """Make ``out`` a benchmark folder without a previous run's data set and records.
+
+    Every run generates its data set anew; a previous run's images or shards of another
+    configuration would otherwise be left beside the new ones (and refused by convert as
+    images without metadata). A non-empty folder this benchmark did not write is refused.
+    """
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise SystemExit(
+            f"error: {out} is not empty and was not written by this benchmark; choose another --out"
+        )
+    for name in ("data", "records"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).touch()
+
+
 def make_data(cfg: Config, out: Path) -> dict[str, Any]:
     """Generate, convert and compute statistics once; every seed and method shares them."""
+    fresh_output(out)
     from rxdata import (
         ConvertOptions,
         Normalizer,
@@ -511,7 +534,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs:
         cfg = Config(**{**cfg.__dict__, "epochs": args.epochs})
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     log(f"configuration: {'quick' if args.quick else 'full'} {cfg}")
     data = make_data(cfg, out)
     csv = out / "batch_effects.csv"

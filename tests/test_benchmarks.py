@@ -39,3 +39,28 @@ def test_batch_effect_benchmark_smoke(tmp_path):
     assert values.notna().all().all() and ((values >= 0) & (values <= 1)).all().all()
     assert (tmp_path / "batch_effects.png").stat().st_size > 10_000
     assert "global OOD/ID ratio" in proc.stdout
+
+
+def test_a_rerun_replaces_the_previous_data_set_and_refuses_foreign_folders(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import bench_batch_effects as bench
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    out = tmp_path / "out"
+    bench.fresh_output(out)
+    stale = out / "data" / "images" / "HEPG2-01" / "Plate1" / "D07_s1_w1.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"a previous configuration's image")
+    (out / "records" / "old.tfrecord").parent.mkdir()
+    (out / "records" / "old.tfrecord").write_bytes(b"")
+    (out / "batch_effects.csv").write_text("kept until the new run rewrites it\n")
+    bench.fresh_output(out)  # the next run: its data set and records start empty
+    assert not (out / "data").exists() and not (out / "records").exists()
+    assert (out / "batch_effects.csv").exists()
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="not written by this benchmark"):
+        bench.fresh_output(foreign)
+    assert (foreign / "notes.txt").read_text() == "mine"
