@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Calibration probe: held-in and held-out accuracy with generator options changed.
 
-Generates the ``--quick`` data set of ``bench_batch_effects.py`` with the given
+Generates the ``--quick`` data set of ``bench_batch_effects.py`` (with ``--full``, the
+default configuration's) with the given
 :class:`rxdata.synthetic.SyntheticOptions` overrides (and, with ``--positive-controls``,
 another number of positive-control wells per plate), trains the benchmark's models for
 the given normalization modes (default: ``global``) with each given model seed, and
@@ -11,7 +12,7 @@ prints their held-in and held-out site accuracy and ratio. The mode ``tvn`` trai
 docs/batch-effects.md were made with it.
 
 Usage: ``python benchmarks/probe_global_ratio.py OUT '{"morphology": 2.0}' [--seeds 0,1,2]
-[--modes global,image,tvn] [--positive-controls 4]``.
+[--modes global,image,tvn] [--positive-controls 4] [--full]``.
 """
 
 from __future__ import annotations
@@ -47,19 +48,22 @@ def main(argv: list[str] | None = None) -> int:
         default=bench.QUICK.positive_controls,
         help="positive-control wells per plate",
     )
+    p.add_argument("--full", action="store_true", help="the default (larger) configuration")
     args = p.parse_args(argv)
     import rxdata.synthetic as synthetic
 
     overrides = json.loads(args.overrides)
     synthetic.SyntheticOptions(**overrides)  # validate before the long work
-    cfg = dataclasses.replace(bench.QUICK, positive_controls=args.positive_controls)
+    base = bench.FULL if args.full else bench.QUICK
+    cfg = dataclasses.replace(base, positive_controls=args.positive_controls)
     original = synthetic.SyntheticOptions
     synthetic.SyntheticOptions = functools.partial(original, **overrides)  # type: ignore[misc]
     try:
         data = bench.make_data(cfg, Path(args.out))
     finally:
         synthetic.SyntheticOptions = original  # type: ignore[misc]
-    label = f"{overrides} positive_controls={args.positive_controls}"
+    config = "full" if args.full else "quick"
+    label = f"{config} {overrides} positive_controls={args.positive_controls}"
     for mode in args.modes.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
             model = bench.train(data, "controls" if mode == "tvn" else mode, cfg, seed, None)
