@@ -18,6 +18,9 @@ Methods (one row per method and seed in ``OUT/batch_effects.csv``):
   (``PipelineOptions(batch_by="plate")``);
 * ``controls+adabn``: the controls model with BatchNorm statistics recomputed on each
   plate's own images before predicting it (:func:`rxdata.predict_per_group`);
+* ``controls+plate_batches+adabn``: both, the 5th-place recipe: a model trained on
+  plate-pure batches learns with per-plate BatchNorm statistics, and AdaBN gives it
+  per-plate statistics at inference too;
 * ``controls+tta``: the controls model averaged over the 8 dihedral views
   (:func:`rxdata.dihedral_tta`);
 * ``controls+lsa``: the controls model's well probabilities assigned under the
@@ -68,6 +71,7 @@ METHODS = (
     "image",
     "controls+plate_batches",
     "controls+adabn",
+    "controls+plate_batches+adabn",
     "controls+tta",
     "controls+lsa",
     "controls+embedding_head",
@@ -366,12 +370,17 @@ def softmax_head(
 
     The same classifier for every embedding it is given (one fixed recipe, nothing tuned
     per method): features standardized by the training rows' mean and sd, L2 penalty
-    ``L2`` on the weights, L-BFGS for at most 300 iterations from zero weights.
+    ``L2`` on the weights, L-BFGS for at most 300 iterations from zero weights. Each sd
+    is floored at ``SD_FLOOR`` times the mean sd over the features (1% in variance, as
+    in :func:`rxdata.center_scale`): a ReLU unit that
+    (nearly) never fires on the training rows would otherwise divide a test row's value
+    by ~0 (the blow-up :func:`rxdata.center_scale`'s ``variance_floor`` prevents).
     """
     from scipy.optimize import minimize
     from scipy.special import log_softmax, softmax
 
-    mean, sd = x_train.mean(0), x_train.std(0) + 1e-6
+    mean, sd = x_train.mean(0), x_train.std(0)
+    sd = np.maximum(sd, SD_FLOOR * sd.mean() + 1e-12)
     a = (x_train - mean) / sd
     n, d = a.shape
     onehot = np.eye(classes)[y_train]
@@ -392,6 +401,8 @@ def softmax_head(
 
 #: L2 penalty of :func:`softmax_head`, set once (not tuned per method or on held-out data).
 L2 = 1e-2
+#: Floor of a feature's sd in :func:`softmax_head`, relative to the mean sd (set once).
+SD_FLOOR = 0.1
 
 
 def embedding_predict(
@@ -460,7 +471,8 @@ def run_seed(data: dict[str, Any], cfg: Config, seed: int) -> list[dict[str, Any
     preds = {p: predict_part(model, data, p, "controls", cfg) for p in ("id", "ood")}
     add("controls+plate_batches", scores(data, preds["id"], preds["ood"]))
     base = models["controls"]
-    add("controls+adabn", scores(data, adabn(base, data, "id", cfg), adabn(base, data, "ood", cfg)))
+    for name, m in (("controls+adabn", base), ("controls+plate_batches+adabn", model)):
+        add(name, scores(data, adabn(m, data, "id", cfg), adabn(m, data, "ood", cfg)))
     tta = dihedral_tta(base)
     preds = {p: predict_part(tta, data, p, "controls", cfg) for p in ("id", "ood")}
     add("controls+tta", scores(data, preds["id"], preds["ood"]))

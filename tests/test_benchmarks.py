@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -34,7 +35,7 @@ def test_batch_effect_benchmark_smoke(tmp_path):
     frame = pd.read_csv(tmp_path / "batch_effects.csv")
     assert list(frame.columns) == list(bench.COLUMNS)  # the columns, in order
     assert frame["method"].tolist() == list(bench.METHODS)
-    assert "controls+tvn" in bench.METHODS and len(bench.METHODS) == 11
+    assert "controls+tvn" in bench.METHODS and len(bench.METHODS) == 12
     values = frame.drop(columns=["method", "seed"])
     assert values.notna().all().all() and ((values >= 0) & (values <= 1)).all().all()
     assert (tmp_path / "batch_effects.png").stat().st_size > 10_000
@@ -64,3 +65,24 @@ def test_a_rerun_replaces_the_previous_data_set_and_refuses_foreign_folders(tmp_
     with pytest.raises(SystemExit, match="not written by this benchmark"):
         bench.fresh_output(foreign)
     assert (foreign / "notes.txt").read_text() == "mine"
+
+
+def test_the_embedding_head_is_not_ruled_by_a_unit_that_barely_fires_in_training():
+    # A ReLU unit that fired on one training row (value 1e-3) and fires strongly on the
+    # test rows: dividing by its tiny training sd made it outweigh the real signal.
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import bench_batch_effects as bench
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 50)
+    signal = y[:, None] * 2.0 + rng.normal(0, 0.5, (100, 3))
+    dead = np.zeros((100, 1))
+    dead[0] = 1e-3  # the one training row it fired on is of class 0
+    x_train = np.hstack([signal, dead])
+    y_test = np.repeat([0, 1], 20)
+    x_test = np.hstack([y_test[:, None] * 2.0 + rng.normal(0, 0.5, (40, 3)), np.ones((40, 1))])
+    probs = bench.softmax_head(x_train, y, 2, {"test": x_test})["test"]
+    assert np.isfinite(probs).all()
+    assert (probs.argmax(1) == y_test).mean() > 0.9
