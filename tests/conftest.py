@@ -27,6 +27,7 @@ modifying anything, or generate your own with ``generate(tmp_path, TINY_OPTIONS,
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,19 @@ import pytest
 from rxdata.synthetic import SyntheticOptions, generate
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Let the suite's child processes receive Ctrl-C even when it runs in the background.
+
+    A shell starts a background job (``make test &``, ``nohup ... &``) with SIGINT
+    ignored, and every process it starts inherits that: the Ctrl-C tests' commands then
+    never see the SIGINT they are sent and the tests fail. With a handler installed here,
+    ``exec`` resets SIGINT to its default in each child.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 #: Options of the ``tiny_kaggle`` / ``tiny_full`` fixtures (see the module docstring).
 TINY_OPTIONS = SyntheticOptions.tiny(seed=7)
