@@ -12,7 +12,8 @@ prints their held-in and held-out site accuracy and ratio. The mode ``tvn`` trai
 docs/batch-effects.md were made with it.
 
 Usage: ``python benchmarks/probe_global_ratio.py OUT '{"morphology": 2.0}' [--seeds 0,1,2]
-[--modes global,image,tvn] [--positive-controls 4] [--full]``.
+[--modes global,image,tvn] [--positive-controls 4] [--full]
+[--config '{"experiments_per_cell_type": 10}']``.
 """
 
 from __future__ import annotations
@@ -49,13 +50,16 @@ def main(argv: list[str] | None = None) -> int:
         help="positive-control wells per plate",
     )
     p.add_argument("--full", action="store_true", help="the default (larger) configuration")
+    p.add_argument("--config", default="{}", help="Config overrides as a JSON object")
     args = p.parse_args(argv)
     import rxdata.synthetic as synthetic
 
     overrides = json.loads(args.overrides)
     synthetic.SyntheticOptions(**overrides)  # validate before the long work
     base = bench.FULL if args.full else bench.QUICK
-    cfg = dataclasses.replace(base, positive_controls=args.positive_controls)
+    cfg = dataclasses.replace(
+        base, positive_controls=args.positive_controls, **json.loads(args.config)
+    )
     original = synthetic.SyntheticOptions
     synthetic.SyntheticOptions = functools.partial(original, **overrides)  # type: ignore[misc]
     try:
@@ -63,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         synthetic.SyntheticOptions = original  # type: ignore[misc]
     config = "full" if args.full else "quick"
-    label = f"{config} {overrides} positive_controls={args.positive_controls}"
+    label = f"{config} {args.config} {overrides} positive_controls={args.positive_controls}"
     for mode in args.modes.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
             model = bench.train(data, "controls" if mode == "tvn" else mode, cfg, seed, None)
