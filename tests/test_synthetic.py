@@ -520,3 +520,36 @@ def test_morphology_is_a_class_signal_that_per_image_standardization_keeps(tmp_p
 def test_calibrated_effect_parameters_are_validated(name, value):
     with pytest.raises(OptionsError, match=name):
         SyntheticOptions(**{name: value})
+
+
+def _real_log_channel_means(images: Path, experiment: str, split: str) -> np.ndarray:
+    """Log mean of each channel of well B02, site 1, for each plate of ``experiment``."""
+    plates = sorted((images / split / experiment).glob("Plate*"))
+    return np.array(
+        [
+            [
+                np.log(np.asarray(Image.open(p / f"B02_s1_w{c}.png"), float).mean())
+                for c in range(1, 7)
+            ]
+            for p in plates
+        ]
+    )
+
+
+def test_the_real_figures_behind_the_calibration(real_images_dir):
+    # The figures docs/batch-effects.md ("Calibration") quotes, recomputed from the files.
+    train = {
+        e: _real_log_channel_means(real_images_dir, e, "train")
+        for e in ("HEPG2-01", "HUVEC-01", "RPE-01", "U2OS-01")
+    }
+    within = np.sqrt(np.mean([m.std(0, ddof=1) ** 2 for m in train.values()], axis=0))
+    assert within.round(2).min() == 0.11 and within.round(2).max() == 0.19  # plates, by channel
+    between = np.array([m.mean(0) for m in train.values()]).std(0, ddof=1)
+    assert between.round(2).min() == 0.43 and between.round(2).max() == 1.64  # + cell type
+    # the one pair of experiments of one cell type: HEPG2-08 (2 plates) against HEPG2-01
+    diff = _real_log_channel_means(real_images_dir, "HEPG2-08", "test").mean(0) - train[
+        "HEPG2-01"
+    ].mean(0)
+    assert (diff < 0).all() and round(diff.mean(), 2) == -1.06  # every channel darker
+    assert np.abs(diff).round(2).min() == 0.20 and np.abs(diff).round(2).max() == 1.95
+    assert round((diff - diff.mean()).std(ddof=1), 2) == 0.56  # channel by channel
