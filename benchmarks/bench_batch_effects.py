@@ -45,6 +45,7 @@ against ``global``; writes the CSV and ``batch_effects.png``.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import glob
 import os
 import shutil
@@ -110,8 +111,10 @@ def log(message: str, start: float = time.perf_counter()) -> None:
 
 
 # ----------------------------------------------------------------------------- data
-#: Marks a folder this benchmark writes; only such a folder's data is replaced.
+#: Marks a folder this benchmark writes; only such a folder's data is replaced. A run
+#: holds an ``flock`` on it, so a second run into the same folder is refused.
 MARKER = ".rxdata-bench"
+_HELD: dict[Path, int] = {}  # folder -> descriptor of its locked marker, held until exit
 
 
 def fresh_output(out: Path) -> None:
@@ -119,16 +122,29 @@ def fresh_output(out: Path) -> None:
 
     Every run generates its data set anew; a previous run's images or shards of another
     configuration would otherwise be left beside the new ones (and refused by convert as
-    images without metadata). A non-empty folder this benchmark did not write is refused.
+    images without metadata). A non-empty folder this benchmark did not write is refused,
+    and so is a folder another run of the benchmark is using (it would delete that run's
+    data): this process locks the folder's marker until it ends.
     """
     if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
         raise SystemExit(
             f"error: {out} is not empty and was not written by this benchmark; choose another --out"
         )
+    out.mkdir(parents=True, exist_ok=True)
+    key = out.resolve()
+    if key not in _HELD:
+        fd = os.open(out / MARKER, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise SystemExit(
+                f"error: another run of this benchmark is using {out}; wait for it to end "
+                "or choose another --out"
+            ) from None
+        _HELD[key] = fd
     for name in ("data", "records"):
         shutil.rmtree(out / name, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).touch()
 
 
 def make_data(cfg: Config, out: Path) -> dict[str, Any]:

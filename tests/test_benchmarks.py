@@ -86,3 +86,33 @@ def test_the_embedding_head_is_not_ruled_by_a_unit_that_barely_fires_in_training
     probs = bench.softmax_head(x_train, y, 2, {"test": x_test})["test"]
     assert np.isfinite(probs).all()
     assert (probs.argmax(1) == y_test).mean() > 0.9
+
+
+def test_a_second_run_into_the_same_folder_is_refused_while_the_first_runs(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import bench_batch_effects as bench
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    out = tmp_path / "out"
+    bench.fresh_output(out)  # this process is "the first run" until the test ends
+    (out / "data").mkdir()
+    (out / "data" / "first-run.png").write_bytes(b"in use")
+    second = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); import bench_batch_effects as b; "
+            "from pathlib import Path; b.fresh_output(Path(sys.argv[2]))",
+            str(BENCHMARKS),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert second.returncode != 0
+    assert f"another run of this benchmark is using {out}" in second.stderr
+    assert (out / "data" / "first-run.png").read_bytes() == b"in use"  # nothing deleted
+    bench.fresh_output(out)  # the holder itself may start afresh
+    assert not (out / "data").exists()
