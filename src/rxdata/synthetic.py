@@ -189,9 +189,10 @@ class SyntheticOptions:
     #: size (log sd 0.2 x this) and their cell-to-cell brightness spread (log sd 0.3 for
     #: untreated cells, times exp(N(0, 0.5 x this)) per class, at most 1). Unlike the
     #: intensity profile these survive a gain, an offset and per-image standardization, as
-    #: real morphology does. 0 = intensity-only classes. 3: the strength at which the
-    #: benchmark's globally normalized held-out / held-in ratio comes near WILDS's 0.75
-    #: (docs/batch-effects.md, "Calibration").
+    #: real morphology does. 0 = intensity-only classes. 3: set from WILDS's held-out /
+    #: held-in ratio (0.75) on the benchmark's ``--quick`` probes, where it puts
+    #: ``global`` at 0.61-0.64 and ``image`` at 0.79-0.85 (docs/batch-effects.md,
+    #: "Calibration", which also says why ``global`` stays below 0.75).
     morphology: float = 3.0
     #: fraction of sites whose channels 5 and 6 are missing (like the real site-2 sample).
     incomplete_fraction: float = 0.0
