@@ -422,7 +422,7 @@ SD_FLOOR = 0.1
 
 
 def embedding_predict(
-    model: Any, data: dict[str, Any], cfg: Config
+    model: Any, data: dict[str, Any], cfg: Config, mode: str = "controls"
 ) -> dict[str, dict[str, tuple[pd.DataFrame, np.ndarray]]]:
     """Penultimate-layer embeddings classified by :func:`softmax_head`, without and with TVN.
 
@@ -432,7 +432,8 @@ def embedding_predict(
     controls, all sites of the plate) and whitens by the covariance of the control rows
     of every plate: it is fitted on control rows only, and a held-out plate is corrected
     by its own controls. The head is fitted on the training experiments' treatment rows
-    (site 1) only, in the embedding space it is then applied in.
+    (site 1) only, in the embedding space it is then applied in. ``mode`` is the
+    normalization the model was trained with (the benchmark's rows: ``controls``).
     """
     import keras
 
@@ -442,7 +443,7 @@ def embedding_predict(
     embed = keras.Model(model.inputs, model.get_layer("embedding").output)
     parts = {}
     for part in ("train", "id", "ood"):
-        ds = dataset(data, part, "controls", training=False, cfg=cfg, treatments_only=False)
+        ds = dataset(data, part, mode, training=False, cfg=cfg, treatments_only=False)
         parts[part] = predict(embed, ds)
     ids = pd.concat([parts[p][0].assign(part=p) for p in parts], ignore_index=True)
     x = np.concatenate([parts[p][1] for p in parts]).astype(np.float64)

@@ -8,7 +8,8 @@ another number of positive-control wells per plate), trains the benchmark's mode
 the given normalization modes (default: ``global``) with each given model seed, and
 prints their held-in and held-out site accuracy and ratio. The mode ``tvn`` trains the
 ``controls`` model and prints the benchmark's two embedding rows
-(``controls+embedding_head`` and ``controls+tvn``). The calibration probes in
+(``controls+embedding_head`` and ``controls+tvn``); ``tvn:global`` does the same with
+the ``global`` model (any normalization mode after the colon). The calibration probes in
 docs/batch-effects.md were made with it.
 
 Usage: ``python benchmarks/probe_global_ratio.py OUT '{"morphology": 2.0}' [--seeds 0,1,2]
@@ -69,13 +70,16 @@ def main(argv: list[str] | None = None) -> int:
     config = "full" if args.full else "quick"
     label = f"{config} {args.config} {overrides} positive_controls={args.positive_controls}"
     for mode in args.modes.split(","):
+        # "tvn" is the controls model's embedding rows; "tvn:MODE" another model's
+        embedded = mode.split(":", 1)[1] if mode.startswith("tvn:") else "controls"
+        trained = embedded if mode.startswith("tvn") else mode
         for seed in (int(s) for s in args.seeds.split(",")):
-            model = bench.train(data, "controls" if mode == "tvn" else mode, cfg, seed, None)
-            if mode == "tvn":
-                e = bench.embedding_predict(model, data, cfg)
+            model = bench.train(data, trained, cfg, seed, None)
+            if mode.startswith("tvn"):
+                e = bench.embedding_predict(model, data, cfg, embedded)
                 for name in ("embedding_head", "tvn"):
                     s = bench.scores(data, e[name]["id"], e[name]["ood"])
-                    print(_line(f"{label} controls+{name} seed {seed}", s), flush=True)
+                    print(_line(f"{label} {embedded}+{name} seed {seed}", s), flush=True)
                 continue
             preds = {p: bench.predict_part(model, data, p, mode, cfg) for p in ("id", "ood")}
             s = bench.scores(data, preds["id"], preds["ood"])
