@@ -475,7 +475,7 @@ def run_seed(data: dict[str, Any], cfg: Config, seed: int) -> list[dict[str, Any
 
     def add(method: str, result: dict[str, float]) -> None:
         rows.append({"method": method, "seed": seed, **result})
-        log(f"seed {seed} {method:<24}" + " ".join(f"{k}={v:.3f}" for k, v in result.items()))
+        log(f"seed {seed} {method:<30}" + " ".join(f"{k}={v:.3f}" for k, v in result.items()))
 
     models = {}
     for mode in ("global", "experiment", "plate", "controls", "image"):
@@ -581,14 +581,14 @@ def main(argv: list[str] | None = None) -> int:
         f"chance {1 / data['classes']:.3f}); mean ± sd over seeds"
     )
     print(
-        f"{'method':<24}{'ID site':>14}{'OOD site':>14}{'OOD well':>14}{'OOD worst CT':>14}"
+        f"{'method':<30}{'ID site':>14}{'OOD site':>14}{'OOD well':>14}{'OOD worst CT':>14}"
         f"{'OOD/ID':>8}{'OOD vs global':>15}"
     )
     base = stats.loc["global", ("ood_site_acc", "mean")]
     for method, row in stats.iterrows():
         cells = "".join(f"{row[(c, 'mean')]:>8.3f}±{row[(c, 'std')]:.3f}" for c in COLUMNS[2:])
         ratio = row[("ood_site_acc", "mean")] / max(row[("id_site_acc", "mean")], 1e-9)
-        print(f"{method:<24}{cells}{ratio:>8.2f}{row[('ood_site_acc', 'mean')] / base:>14.2f}x")
+        print(f"{method:<30}{cells}{ratio:>8.2f}{row[('ood_site_acc', 'mean')] / base:>14.2f}x")
     print(f"global OOD/ID ratio {glob_ratio:.2f} (WILDS RxRx1 ERM: 29.9/39.8 = 0.75)")
     chart(
         frame,
