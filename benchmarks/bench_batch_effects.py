@@ -35,9 +35,9 @@ Methods (one row per method and seed in ``OUT/batch_effects.csv``):
 
 Usage: ``python benchmarks/bench_batch_effects.py [--quick] [--out DIR] [--seeds N]``.
 Every plate carries the real 31 control wells. ``--quick`` (64 px, 16 siRNAs per plate
-group, 16 experiments, 12 epochs, 3 seeds) took 535 s (9 minutes) on an otherwise idle
+group, 16 experiments, 12 epochs, 3 seeds) took 427 s (7 minutes) on an otherwise idle
 2-core machine; the default is larger (5 seeds, 32 siRNAs per plate group, 24
-experiments, 20 epochs) and took 3214 s (54 minutes); ``--smoke`` runs every method once
+experiments, 20 epochs) and took 2763 s (46 minutes); ``--smoke`` runs every method once
 in about a minute. Prints each method's mean and sd over seeds and the OOD/ID ratio
 against ``global``; writes the CSV and ``batch_effects.png``.
 """
