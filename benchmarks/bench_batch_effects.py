@@ -126,6 +126,8 @@ def fresh_output(out: Path) -> None:
     and so is a folder another run of the benchmark is using (it would delete that run's
     data): this process locks the folder's marker until it ends.
     """
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"error: {out} is a file, not a folder; choose another --out")
     if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
         raise SystemExit(
             f"error: {out} is not empty and was not written by this benchmark; choose another --out"
@@ -133,7 +135,13 @@ def fresh_output(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     key = out.resolve()
     if key not in _HELD:
-        fd = os.open(out / MARKER, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(out / MARKER, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise SystemExit(
+                f"error: cannot open the benchmark's marker {out / MARKER} ({err.strerror}); "
+                "remove it if it is not a file, or choose another --out"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -116,3 +116,19 @@ def test_a_second_run_into_the_same_folder_is_refused_while_the_first_runs(tmp_p
     assert (out / "data" / "first-run.png").read_bytes() == b"in use"  # nothing deleted
     bench.fresh_output(out)  # the holder itself may start afresh
     assert not (out / "data").exists()
+
+
+def test_an_out_that_is_a_file_or_has_a_strange_marker_is_refused_with_a_message(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import bench_batch_effects as bench
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("mine")
+    with pytest.raises(SystemExit, match="is a file, not a folder"):
+        bench.fresh_output(a_file)
+    odd = tmp_path / "odd"
+    (odd / bench.MARKER).mkdir(parents=True)  # a folder where the marker file should be
+    with pytest.raises(SystemExit, match="cannot open the benchmark's marker"):
+        bench.fresh_output(odd)
