@@ -244,6 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     truth = _synthetic_truth(options, submission["id_code"])
     correct = (submission["sirna"].astype(int).to_numpy() == truth).mean()
     clock.log(f"    submission accuracy against the generator's hidden labels: {correct:.3f}")
+    clock.log(
+        f"    (the plate-group assignment's figure: a plate here holds {args.sirnas_per_plate} "
+        "siRNAs, a real one 277; the model's own accuracy is the held-out table above)"
+    )
     picture = out / "site.png"
     _render_site(data, metadata, picture)
     clock.log(f"done: outputs in {out}/ (submission.csv, site.png, run-*/training_curves.png)")
