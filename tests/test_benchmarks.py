@@ -18,6 +18,16 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 BENCH = BENCHMARKS / "bench_batch_effects.py"
 
 
+def _bench():
+    """The benchmark module (benchmarks/ is not a package)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import bench_batch_effects
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return bench_batch_effects
+
+
 @pytest.mark.slow
 def test_batch_effect_benchmark_smoke(tmp_path):
     proc = subprocess.run(
@@ -27,11 +37,7 @@ def test_batch_effect_benchmark_smoke(tmp_path):
         timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import bench_batch_effects as bench
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    bench = _bench()
     frame = pd.read_csv(tmp_path / "batch_effects.csv")
     assert list(frame.columns) == list(bench.COLUMNS)  # the issue's columns, in order
     assert frame["method"].tolist() == list(bench.METHODS)
@@ -43,11 +49,7 @@ def test_batch_effect_benchmark_smoke(tmp_path):
 
 
 def test_a_rerun_replaces_the_previous_data_set_and_refuses_foreign_folders(tmp_path):
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import bench_batch_effects as bench
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    bench = _bench()
     out = tmp_path / "out"
     bench.fresh_output(out)
     stale = out / "data" / "images" / "HEPG2-01" / "Plate1" / "D07_s1_w1.png"
@@ -70,11 +72,7 @@ def test_a_rerun_replaces_the_previous_data_set_and_refuses_foreign_folders(tmp_
 def test_the_embedding_head_is_not_ruled_by_a_unit_that_barely_fires_in_training():
     # A ReLU unit that fired on one training row (value 1e-3) and fires strongly on the
     # test rows: dividing by its tiny training sd made it outweigh the real signal.
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import bench_batch_effects as bench
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    bench = _bench()
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 50)
     signal = y[:, None] * 2.0 + rng.normal(0, 0.5, (100, 3))
@@ -89,11 +87,7 @@ def test_the_embedding_head_is_not_ruled_by_a_unit_that_barely_fires_in_training
 
 
 def test_a_second_run_into_the_same_folder_is_refused_while_the_first_runs(tmp_path):
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import bench_batch_effects as bench
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    bench = _bench()
     out = tmp_path / "out"
     bench.fresh_output(out)  # this process is "the first run" until the test ends
     (out / "data").mkdir()
@@ -119,11 +113,7 @@ def test_a_second_run_into_the_same_folder_is_refused_while_the_first_runs(tmp_p
 
 
 def test_an_out_that_is_a_file_or_has_a_strange_marker_is_refused_with_a_message(tmp_path):
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import bench_batch_effects as bench
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    bench = _bench()
     a_file = tmp_path / "results.txt"
     a_file.write_text("mine")
     with pytest.raises(SystemExit, match="is a file, not a folder"):
