@@ -126,33 +126,46 @@ def fresh_output(out: Path) -> None:
     and so is a folder another run of the benchmark is using (it would delete that run's
     data): this process locks the folder's marker until it ends.
     """
+    try:
+        _claim(out)
+        for name in ("data", "records"):
+            shutil.rmtree(out / name, ignore_errors=True)
+    except OSError as err:  # a path under a file, no permission, a dangling link, ...
+        raise SystemExit(
+            f"error: cannot use {out} as the benchmark's folder ({err.strerror or err}); "
+            "choose another --out"
+        ) from None
+
+
+def _claim(out: Path) -> None:
+    """Check that ``out`` is (or can become) this benchmark's folder, and lock it."""
     if out.exists() and not out.is_dir():
         raise SystemExit(f"error: {out} is a file, not a folder; choose another --out")
-    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
+    marker = out / MARKER
+    if out.exists() and any(out.iterdir()) and not marker.exists():
         raise SystemExit(
             f"error: {out} is not empty and was not written by this benchmark; choose another --out"
         )
     out.mkdir(parents=True, exist_ok=True)
     key = out.resolve()
-    if key not in _HELD:
-        try:
-            fd = os.open(out / MARKER, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as err:
-            raise SystemExit(
-                f"error: cannot open the benchmark's marker {out / MARKER} ({err.strerror}); "
-                "remove it if it is not a file, or choose another --out"
-            ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise SystemExit(
-                f"error: another run of this benchmark is using {out}; wait for it to end "
-                "or choose another --out"
-            ) from None
-        _HELD[key] = fd
-    for name in ("data", "records"):
-        shutil.rmtree(out / name, ignore_errors=True)
+    held = _HELD.get(key)
+    if held is not None:
+        if marker.exists() and os.stat(marker).st_ino == os.fstat(held).st_ino:
+            return  # this process holds the lock already
+        os.close(held)  # the folder was removed and made again since: lock the new marker
+        del _HELD[key]
+    if marker.exists() and not marker.is_file():
+        raise SystemExit(f"error: {marker} is not a file; remove it or choose another --out")
+    fd = os.open(marker, os.O_RDONLY | os.O_CREAT, 0o644)  # flock needs no write access
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise SystemExit(
+            f"error: another run of this benchmark is using {out}; wait for it to end "
+            "or choose another --out"
+        ) from None
+    _HELD[key] = fd
 
 
 def make_data(cfg: Config, out: Path) -> dict[str, Any]:
@@ -395,8 +408,9 @@ def softmax_head(
     The same classifier for every embedding it is given (one fixed recipe, nothing tuned
     per method): features standardized by the training rows' mean and sd, L2 penalty
     ``L2`` on the weights, L-BFGS for at most 300 iterations from zero weights. Each sd
-    is floored at ``SD_FLOOR`` times the mean sd over the features (1% in variance, as
-    in :func:`rxdata.center_scale`): a ReLU unit that
+    is floored at ``SD_FLOOR`` times the mean sd over the features (1% in variance, the
+    size of :func:`rxdata.center_scale`'s floor, which is relative to each dimension's
+    own pooled variance instead): a ReLU unit that
     (nearly) never fires on the training rows would otherwise divide a test row's value
     by ~0 (the blow-up :func:`rxdata.center_scale`'s ``variance_floor`` prevents).
     """
@@ -571,7 +585,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs:
         cfg = Config(**{**cfg.__dict__, "epochs": args.epochs})
     out = Path(args.out)
-    log(f"configuration: {'quick' if args.quick else 'full'} {cfg}")
+    name = "smoke" if args.smoke else "quick" if args.quick else "full"
+    log(f"configuration: {name} {cfg}")
     data = make_data(cfg, out)
     csv = out / "batch_effects.csv"
     rows: list[dict[str, Any]] = []
@@ -585,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
         stats.loc["global", ("ood_site_acc", "mean")] / stats.loc["global", ("id_site_acc", "mean")]
     )
     print(
-        f"\n## batch effects ({'quick' if args.quick else 'full'}, {cfg.seeds} seeds, "
+        f"\n## batch effects ({name}, {cfg.seeds} seeds, "
         f"chance {1 / data['classes']:.3f}); mean ± sd over seeds"
     )
     print(
@@ -601,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
     chart(
         frame,
         out / "batch_effects.png",
-        f"Held-in vs held-out accuracy by method ({'quick' if args.quick else 'full'} run)",
+        f"Held-in vs held-out accuracy by method ({name} run)",
     )
     log(f"wrote {csv} and {out / 'batch_effects.png'}")
     return 0

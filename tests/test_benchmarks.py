@@ -6,6 +6,7 @@ that every method runs end to end and the output has the documented shape.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,13 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 BENCH = BENCHMARKS / "bench_batch_effects.py"
+
+
+#: A second process that claims the folder sys.argv[2], as a second run would.
+_FRESH_OUTPUT = (
+    "import sys; sys.path.insert(0, sys.argv[1]); import bench_batch_effects as b; "
+    "from pathlib import Path; b.fresh_output(Path(sys.argv[2]))"
+)
 
 
 def _bench():
@@ -93,14 +101,7 @@ def test_a_second_run_into_the_same_folder_is_refused_while_the_first_runs(tmp_p
     (out / "data").mkdir()
     (out / "data" / "first-run.png").write_bytes(b"in use")
     second = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; sys.path.insert(0, sys.argv[1]); import bench_batch_effects as b; "
-            "from pathlib import Path; b.fresh_output(Path(sys.argv[2]))",
-            str(BENCHMARKS),
-            str(out),
-        ],
+        [sys.executable, "-c", _FRESH_OUTPUT, str(BENCHMARKS), str(out)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -120,5 +121,25 @@ def test_an_out_that_is_a_file_or_has_a_strange_marker_is_refused_with_a_message
         bench.fresh_output(a_file)
     odd = tmp_path / "odd"
     (odd / bench.MARKER).mkdir(parents=True)  # a folder where the marker file should be
-    with pytest.raises(SystemExit, match="cannot open the benchmark's marker"):
+    with pytest.raises(SystemExit, match="is not a file; remove it"):
         bench.fresh_output(odd)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere" / "x")
+    for path in (a_file / "sub", tmp_path / "dangling"):  # under a file; a broken link
+        with pytest.raises(SystemExit, match=f"cannot use {path} as the benchmark's folder"):
+            bench.fresh_output(path)
+
+
+def test_a_folder_removed_and_made_again_is_locked_again(tmp_path):
+    bench = _bench()
+    out = tmp_path / "out"
+    bench.fresh_output(out)
+    shutil.rmtree(out)  # the user clears the folder between two runs in one process
+    bench.fresh_output(out)
+    assert (out / bench.MARKER).is_file()
+    other = subprocess.run(
+        [sys.executable, "-c", _FRESH_OUTPUT, str(BENCHMARKS), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert f"another run of this benchmark is using {out}" in other.stderr
