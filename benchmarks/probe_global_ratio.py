@@ -38,6 +38,16 @@ def _line(label: str, s: dict[str, float]) -> str:
     )
 
 
+def _json_object(p: argparse.ArgumentParser, what: str, text: str) -> dict[str, object]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        p.error(f"{what}: not JSON ({err}): {text}")
+    if not isinstance(value, dict):
+        p.error(f"{what}: expected a JSON object such as '{{\"morphology\": 2.0}}': {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("out", help="output folder")
@@ -55,20 +65,39 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import rxdata.synthetic as synthetic
 
-    overrides = json.loads(args.overrides)
-    synthetic.SyntheticOptions(**overrides)  # validate before the long work
-    base = bench.FULL if args.full else bench.QUICK
-    cfg = dataclasses.replace(
-        base, positive_controls=args.positive_controls, **json.loads(args.config)
-    )
+    # every argument is checked before the data set is built (minutes of work)
+    normalizations = [m for m in bench.METHODS if "+" not in m]  # global, ..., image
+    for mode in args.modes.split(","):
+        name = mode.split(":", 1)[1] if mode.startswith("tvn:") else mode
+        if mode != "tvn" and name not in normalizations:
+            p.error(f"--modes: unknown mode {mode!r}; use {normalizations}, 'tvn' or 'tvn:MODE'")
+    overrides = _json_object(p, "overrides", args.overrides)
+    config = _json_object(p, "--config", args.config)
+    try:
+        synthetic.SyntheticOptions(**overrides)
+        cfg = dataclasses.replace(
+            bench.FULL if args.full else bench.QUICK,
+            **{"positive_controls": args.positive_controls, **config},
+        )
+    except (TypeError, ValueError) as err:
+        p.error(str(err))
+    if cfg.experiments_per_cell_type < 2 or not all(
+        isinstance(v, int) and v > 0 for v in dataclasses.astuple(cfg)
+    ):
+        p.error(
+            f"--config: every value must be a positive integer, and at least 2 "
+            f"experiments per cell type (one is held out): {cfg}"
+        )
     original = synthetic.SyntheticOptions
     synthetic.SyntheticOptions = functools.partial(original, **overrides)  # type: ignore[misc]
     try:
         data = bench.make_data(cfg, Path(args.out))
     finally:
         synthetic.SyntheticOptions = original  # type: ignore[misc]
-    config = "full" if args.full else "quick"
-    label = f"{config} {args.config} {overrides} positive_controls={args.positive_controls}"
+    label = (
+        f"{'full' if args.full else 'quick'} {config} {overrides} "
+        f"positive_controls={cfg.positive_controls}"
+    )
     for mode in args.modes.split(","):
         # "tvn" is the controls model's embedding rows; "tvn:MODE" another model's
         embedded = mode.split(":", 1)[1] if mode.startswith("tvn:") else "controls"

@@ -143,3 +143,24 @@ def test_a_folder_removed_and_made_again_is_locked_again(tmp_path):
         timeout=120,
     )
     assert f"another run of this benchmark is using {out}" in other.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--modes", "tvn:nonsense"], "unknown mode 'tvn:nonsense'"),
+        (["--config", "{bad"], "--config: not JSON"),
+        (["--config", '{"epochs": "1"}'], "every value must be a positive integer"),
+        (["--config", '{"experiments_per_cell_type": 1}'], "at least 2"),
+    ],
+)
+def test_the_calibration_probe_checks_its_arguments_before_building_data(tmp_path, args, message):
+    out = tmp_path / "probe"
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "probe_global_ratio.py"), str(out), "{}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert not out.exists()  # refused before any of the minutes of work
