@@ -45,6 +45,7 @@ against ``global``; writes the CSV and ``batch_effects.png``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fcntl
 import glob
 import os
@@ -114,6 +115,8 @@ def log(message: str, start: float = time.perf_counter()) -> None:
 #: Marks a folder this benchmark writes; only such a folder's data is replaced. A run
 #: holds an ``flock`` on it, so a second run into the same folder is refused.
 MARKER = ".rxdata-bench"
+#: The files a run writes into its folder (the CSV after every seed, the chart at the end).
+RESULTS = ("batch_effects.csv", "batch_effects.png")
 _HELD: dict[Path, int] = {}  # folder -> descriptor of its locked marker, held until exit
 
 
@@ -122,7 +125,9 @@ def fresh_output(out: Path) -> None:
 
     Every run generates its data set anew; a previous run's images or shards of another
     configuration would otherwise be left beside the new ones (and refused by convert as
-    images without metadata). A non-empty folder this benchmark did not write is refused,
+    images without metadata). The previous run's results are removed with them, so the
+    folder never holds a CSV or chart of another run (a run writes its CSV after each
+    seed). A non-empty folder this benchmark did not write is refused,
     and so is a folder another run of the benchmark is using (it would delete that run's
     data): this process locks the folder's marker until it ends.
     """
@@ -130,6 +135,8 @@ def fresh_output(out: Path) -> None:
         _claim(out)
         for name in ("data", "records"):
             shutil.rmtree(out / name, ignore_errors=True)
+        for name in RESULTS:  # a killed re-run must not leave the last run's beside its own
+            (out / name).unlink(missing_ok=True)
     except OSError as err:  # a path under a file, no permission, a dangling link, ...
         raise SystemExit(
             f"error: cannot use {out} as the benchmark's folder ({err.strerror or err}); "
@@ -168,8 +175,12 @@ def _claim(out: Path) -> None:
     _HELD[key] = fd
 
 
-def make_data(cfg: Config, out: Path) -> dict[str, Any]:
-    """Generate, convert and compute statistics once; every seed and method shares them."""
+def make_data(cfg: Config, out: Path, **synthetic: Any) -> dict[str, Any]:
+    """Generate, convert and compute statistics once; every seed and method shares them.
+
+    ``synthetic`` overrides the generator's options (the calibration probes' changes);
+    the benchmark itself runs with the defaults.
+    """
     fresh_output(out)
     from rxdata import (
         ConvertOptions,
@@ -183,14 +194,17 @@ def make_data(cfg: Config, out: Path) -> dict[str, Any]:
 
     n = cfg.experiments_per_cell_type
     options = SyntheticOptions(
-        experiments=tuple((ct, n, 0) for ct in CELL_TYPES),
-        sirnas_per_plate=cfg.sirnas_per_plate,
-        positive_controls=cfg.positive_controls,
-        image_size=cfg.image_size,
-        layout="full",
-        seed=0,
-        workers=cfg.workers,
-        progress=False,
+        **{
+            "experiments": tuple((ct, n, 0) for ct in CELL_TYPES),
+            "sirnas_per_plate": cfg.sirnas_per_plate,
+            "positive_controls": cfg.positive_controls,
+            "image_size": cfg.image_size,
+            "layout": "full",
+            "seed": 0,
+            "workers": cfg.workers,
+            "progress": False,
+            **synthetic,
+        }
     )
     data = out / "data"
     log(f"generating {len(options.experiment_names)} experiments at {cfg.image_size} px")
@@ -408,11 +422,9 @@ def softmax_head(
     The same classifier for every embedding it is given (one fixed recipe, nothing tuned
     per method): features standardized by the training rows' mean and sd, L2 penalty
     ``L2`` on the weights, L-BFGS for at most 300 iterations from zero weights. Each sd
-    is floored at ``SD_FLOOR`` times the mean sd over the features (1% in variance, the
-    size of :func:`rxdata.center_scale`'s floor, which is relative to each dimension's
-    own pooled variance instead): a ReLU unit that
-    (nearly) never fires on the training rows would otherwise divide a test row's value
-    by ~0 (the blow-up :func:`rxdata.center_scale`'s ``variance_floor`` prevents).
+    is floored at ``SD_FLOOR`` times the mean sd over the features, or a ReLU unit that
+    barely fires on the training rows would divide a test row's value by almost zero
+    (the blow-up that :func:`rxdata.center_scale`'s ``variance_floor`` prevents).
     """
     from scipy.optimize import minimize
     from scipy.special import log_softmax, softmax
@@ -567,12 +579,20 @@ def chart(frame: pd.DataFrame, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="the ~10-minute 2-core configuration")
     p.add_argument("--out", default="bench-batch-effects", help="output folder")
-    p.add_argument("--seeds", type=int, help="number of seeds 0..N-1 (default: 3 quick, 5 full)")
-    p.add_argument("--epochs", type=int, help="override the configuration's epochs")
+    p.add_argument(
+        "--seeds", type=_positive, help="number of seeds 0..N-1 (default: 3 quick, 5 full)"
+    )
+    p.add_argument("--epochs", type=_positive, help="override the configuration's epochs")
     p.add_argument("--smoke", action="store_true", help="a 1-minute check that it all runs")
     args = p.parse_args(argv)
     cfg = QUICK if args.quick else FULL
@@ -581,14 +601,14 @@ def main(argv: list[str] | None = None) -> int:
             image_size=64, sirnas_per_plate=4, experiments_per_cell_type=2, epochs=1, seeds=1
         )
     if args.seeds:
-        cfg = Config(**{**cfg.__dict__, "seeds": args.seeds})
+        cfg = dataclasses.replace(cfg, seeds=args.seeds)
     if args.epochs:
-        cfg = Config(**{**cfg.__dict__, "epochs": args.epochs})
+        cfg = dataclasses.replace(cfg, epochs=args.epochs)
     out = Path(args.out)
     name = "smoke" if args.smoke else "quick" if args.quick else "full"
     log(f"configuration: {name} {cfg}")
     data = make_data(cfg, out)
-    csv = out / "batch_effects.csv"
+    csv = out / RESULTS[0]
     rows: list[dict[str, Any]] = []
     for seed in range(cfg.seeds):  # every seed is reported: none is selected
         rows += run_seed(data, cfg, seed)
@@ -615,10 +635,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"global OOD/ID ratio {glob_ratio:.2f} (WILDS RxRx1 ERM: 29.9/39.8 = 0.75)")
     chart(
         frame,
-        out / "batch_effects.png",
+        out / RESULTS[1],
         f"Held-in vs held-out accuracy by method ({name} run)",
     )
-    log(f"wrote {csv} and {out / 'batch_effects.png'}")
+    log(f"wrote {csv} and {out / RESULTS[1]}")
     return 0
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
 import sys
 from pathlib import Path
@@ -67,10 +66,16 @@ def main(argv: list[str] | None = None) -> int:
 
     # every argument is checked before the data set is built (minutes of work)
     normalizations = [m for m in bench.METHODS if "+" not in m]  # global, ..., image
+    runs = []  # (mode as given, the model's normalization, embedding rows or not)
     for mode in args.modes.split(","):
-        name = mode.split(":", 1)[1] if mode.startswith("tvn:") else mode
-        if mode != "tvn" and name not in normalizations:
+        trained = mode.split(":", 1)[1] if mode.startswith("tvn:") else mode
+        trained = "controls" if mode == "tvn" else trained
+        if trained not in normalizations:
             p.error(f"--modes: unknown mode {mode!r}; use {normalizations}, 'tvn' or 'tvn:MODE'")
+        runs.append((mode, trained, mode.startswith("tvn")))
+    if not all(s.strip().isdigit() for s in args.seeds.split(",")):
+        p.error(f"--seeds: expected comma-separated whole numbers, got {args.seeds!r}")
+    seeds = [int(s) for s in args.seeds.split(",")]
     overrides = _json_object(p, "overrides", args.overrides)
     config = _json_object(p, "--config", args.config)
     try:
@@ -88,27 +93,19 @@ def main(argv: list[str] | None = None) -> int:
             f"--config: every value must be a positive integer, and at least 2 "
             f"experiments per cell type (one is held out): {cfg}"
         )
-    original = synthetic.SyntheticOptions
-    synthetic.SyntheticOptions = functools.partial(original, **overrides)  # type: ignore[misc]
-    try:
-        data = bench.make_data(cfg, Path(args.out))
-    finally:
-        synthetic.SyntheticOptions = original  # type: ignore[misc]
+    data = bench.make_data(cfg, Path(args.out), **overrides)
     label = (
         f"{'full' if args.full else 'quick'} {config} {overrides} "
         f"positive_controls={cfg.positive_controls}"
     )
-    for mode in args.modes.split(","):
-        # "tvn" is the controls model's embedding rows; "tvn:MODE" another model's
-        embedded = mode.split(":", 1)[1] if mode.startswith("tvn:") else "controls"
-        trained = embedded if mode.startswith("tvn") else mode
-        for seed in (int(s) for s in args.seeds.split(",")):
+    for mode, trained, embedding_rows in runs:
+        for seed in seeds:
             model = bench.train(data, trained, cfg, seed, None)
-            if mode.startswith("tvn"):
-                e = bench.embedding_predict(model, data, cfg, embedded)
+            if embedding_rows:
+                e = bench.embedding_predict(model, data, cfg, trained)
                 for name in ("embedding_head", "tvn"):
                     s = bench.scores(data, e[name]["id"], e[name]["ood"])
-                    print(_line(f"{label} {embedded}+{name} seed {seed}", s), flush=True)
+                    print(_line(f"{label} {trained}+{name} seed {seed}", s), flush=True)
                 continue
             preds = {p: bench.predict_part(model, data, p, mode, cfg) for p in ("id", "ood")}
             s = bench.scores(data, preds["id"], preds["ood"])

@@ -65,10 +65,11 @@ def test_a_rerun_replaces_the_previous_data_set_and_refuses_foreign_folders(tmp_
     stale.write_bytes(b"a previous configuration's image")
     (out / "records" / "old.tfrecord").parent.mkdir()
     (out / "records" / "old.tfrecord").write_bytes(b"")
-    (out / "batch_effects.csv").write_text("kept until the new run rewrites it\n")
+    for name in bench.RESULTS:  # the last run's results: another configuration's
+        (out / name).write_text("a previous run's results\n")
     bench.fresh_output(out)  # the next run: its data set and records start empty
     assert not (out / "data").exists() and not (out / "records").exists()
-    assert (out / "batch_effects.csv").exists()
+    assert not any((out / name).exists() for name in bench.RESULTS)  # none left stale
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
