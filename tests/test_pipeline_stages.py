@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from rxdata import tfrecord
@@ -439,3 +441,49 @@ def test_distribute_is_the_identity_without_a_service_and_refuses_misuse() -> No
         stages.check_service_use(service, training=False, input_context=None)
     with pytest.raises(OptionsError, match="data_service with input_context is not supported"):
         stages.check_service_use(service, training=True, input_context=object())
+
+
+# A few valid and invalid values per field, for the property below.
+_VALUES = {
+    "compression": ["auto", "gzip", "lz4"],
+    "on_error": ["raise", "warn", "ignore"],
+    "read_buffer_bytes": [None, 1 << 20, 0],
+    "cycle_length": [None, AUTOTUNE, 4, 0],
+    "prefetch": [AUTOTUNE, 0, 2, -5],
+    "shuffle_buffer": [1, 256, 0, True],
+    "seed": [None, 7, "7"],
+    "deterministic": [None, True, 1],
+    "batch_by": [None, "plate", "well"],
+    "crop_size": [None, 8, (4, 6), (0, 1)],
+    "intensity_jitter": [(0.0, 0.0), (0.2, 1), (1.0, 0.0)],
+    "channels": [None, (1, 2), (2, 2), ()],
+    "dtype": ["float32", "uint8", "int8"],
+    "normalize_on": ["cpu", "accelerator", "tpu"],
+    "data_service": [None, "grpc://cpu-0:5050", "cpu-0"],
+}
+_GROUP_OF = {
+    f.name: group
+    for group in (ReadOptions, OrderOptions, AugmentOptions, PlacementOptions, DistributeOptions)
+    for f in dataclasses.fields(group)
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.fixed_dictionaries({}, optional={k: st.sampled_from(v) for k, v in _VALUES.items()}))
+def test_flat_options_accept_exactly_what_their_groups_accept(kwargs: dict) -> None:
+    """PipelineOptions(**kw) == the groups built from their share of kw, or the same error."""
+    errors = []
+    for group in {_GROUP_OF[k] for k in kwargs}:
+        try:
+            group(**{k: v for k, v in kwargs.items() if _GROUP_OF[k] is group})
+        except OptionsError as err:
+            errors.append(str(err))
+    if errors:
+        with pytest.raises(OptionsError) as info:
+            PipelineOptions(**kwargs)
+        assert str(info.value) in errors
+    else:
+        opts = PipelineOptions(**kwargs)
+        for key, value in kwargs.items():
+            group = _GROUP_OF[key](**{key: value})
+            assert getattr(opts, key) == getattr(group, key)
