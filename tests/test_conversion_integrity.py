@@ -265,6 +265,7 @@ def _start_slow_run(root: Path, out: Path, tmp_path: Path, workers: int) -> subp
     )
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(sys.platform == "win32", reason="fcntl locks")
 def test_second_run_into_the_same_folder_is_refused(root, tmp_path) -> None:
     reference = tmp_path / "reference"
@@ -308,6 +309,7 @@ def _workers(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
 def test_killing_the_parent_of_a_multi_worker_conversion(root, tmp_path) -> None:

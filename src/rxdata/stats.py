@@ -43,11 +43,11 @@ from rxdata import _io
 from rxdata._parallel import map_tasks
 from rxdata.errors import ImageDecodeError, ImageNotFoundError, OptionsError, StatsError
 from rxdata.metadata import PIXEL_STATS_COLUMNS
-from rxdata.naming import CHANNELS, find_root, image_path
+from rxdata.naming import CHANNELS, image_path
+from rxdata.roots import find_root
 
 __all__ = [
     "LEVELS",
-    "PIXEL_STATS_COLUMNS",
     "Moments",
     "aggregate_stats",
     "compute_pixel_stats",

@@ -45,7 +45,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import importlib
 import math
 import os
 import struct
@@ -57,7 +56,6 @@ import numpy as np
 import tensorflow as tf
 
 from rxdata import _io, naming
-from rxdata._compat import moved
 from rxdata.errors import OptionsError, RecordError
 
 __all__ = [
@@ -138,7 +136,7 @@ IMAGE = "image"
 ENCODING = "encoding"
 HEIGHT = "height"
 WIDTH = "width"
-CHANNELS_KEY = "channels"  # the feature key (was CHANNELS; channel tuples: naming.CHANNELS)
+CHANNELS_KEY = "channels"  # the feature key (the channel tuple is naming.CHANNELS)
 ID_CODE = "id_code"
 DATASET = "dataset"
 EXPERIMENT = "experiment"
@@ -699,29 +697,3 @@ def decode_image(
             one, image, fn_output_signature=tf.TensorSpec([height, width, len(picked)], tf.uint8)
         )
     return one(image)
-
-
-#: Names that moved to :mod:`rxdata.reader` (reading shards in plain Python). They are
-#: not forwarded from here: ``rxdata.reader`` imports this module, so forwarding would be
-#: an import cycle. ``rxdata.read_tfrecord`` (the top-level name) is unchanged.
-_MOVED_TO_READER = frozenset(
-    {"OnError", "RecordLayout", "RecordReader", "decode_example", "read_layout", "read_tfrecord"}
-)
-
-
-def __getattr__(name: str) -> Any:
-    """Deprecated names (PEP 562) that still work and warn with their new place.
-
-    ``CHANNELS`` was the feature key now ``CHANNELS_KEY``; the plain-Python reading names
-    moved to :mod:`rxdata.reader`. Those are looked up by name only when an old import
-    asks for them (``reader`` imports this module, never the reverse).
-    """
-    aliases: dict[str, tuple[str, Any]] = {
-        "CHANNELS": ("rxdata.tfrecord.CHANNELS_KEY", lambda: CHANNELS_KEY)
-    }
-    for old in _MOVED_TO_READER:
-        aliases[old] = (
-            f"rxdata.reader.{old}",
-            lambda old=old: getattr(importlib.import_module("rxdata.reader"), old),
-        )
-    return moved(__name__, aliases, name)
