@@ -87,6 +87,7 @@ def test_edited_label_rewrites_exactly_its_shards(root, tmp_path, overwrite) -> 
     assert verify(out, metadata=root).ok
 
 
+@pytest.mark.cluster
 def test_every_runner_rewrites_what_changed(root, tmp_path) -> None:
     # The guarantee lives in the shared shard task and manifest code, not in a runner.
     pytest.importorskip("apache_beam")
