@@ -38,9 +38,20 @@ EXAMPLES = ROOT / "examples"
 
 #: Private modules with public function names that sibling modules may import.
 SHARED_PRIVATE_MODULES = frozenset({"rxdata._io", "rxdata._parallel", "rxdata._text"})
-MAX_LINES = 900
-#: Modules allowed over MAX_LINES, each with the reason. Keep this empty if you can.
-LONG_MODULES: dict[str, str] = {}
+#: A few hundred lines per concept (../shared/STYLE.md). Lowered from 900 when naming.py
+#: (808) was split: a module should not grow to just under the cap by accident, so a long
+#: one is listed below with the reason it is one concept.
+MAX_LINES = 800
+#: Modules allowed over MAX_LINES, each with the reason. Keep this short.
+LONG_MODULES: dict[str, str] = {
+    "rxdata.splits": "one value type (Split), its CSV format and the five split schemes a "
+    "user compares side by side, each documented with its counts on the real data",
+    "rxdata.metadata": "the one table contract and its two readers (Kaggle CSVs, full "
+    "release), which share every check that names a bad file, row and value",
+    # Temporary, for work in flight on issue 21; remove at merge when they are split:
+    "rxdata.pipeline": "being split into the pipeline/ package of named stages (h2)",
+    "rxdata.cli": "convert's option table moves out of it (h3)",
+}
 
 
 # ------------------------------------------------------------------ reading the package
@@ -360,6 +371,16 @@ def test_example_checker_catches_each_form(tmp_path):
 
 
 # ------------------------------------------------------------------ (d) module size
+def test_long_modules_are_still_long():
+    """An entry of LONG_MODULES for a module now under MAX_LINES (or gone) must go."""
+    stale = [
+        m
+        for m in LONG_MODULES
+        if m not in MODULES or len(MODULES[m].read_text().splitlines()) <= MAX_LINES
+    ]
+    assert not stale, f"remove from LONG_MODULES: {stale}"
+
+
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_module_size(module):
     lines = len(MODULES[module].read_text().splitlines())
