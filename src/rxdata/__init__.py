@@ -1,15 +1,21 @@
 """rxdata: fast, correct, batch-effect-aware RxRx1 training data for TensorFlow/Keras.
 
-The public API is re-exported here and listed in ``__all__``. Names are imported lazily:
-``import rxdata`` is cheap, the pure numpy/pandas parts (metadata, colour, normalization,
-splits) never import TensorFlow, and TensorFlow is loaded only when a TF-backed name
-(``make_dataset``, ``convert``, ...) is first used. Error classes other than
-``RxDataError`` live in :mod:`rxdata.errors`; keys and layout rules in :mod:`rxdata.naming`.
+The names users reach for most are re-exported here and listed in ``__all__``; every other
+public name lives in exactly one module (error classes other than ``RxDataError`` in
+:mod:`rxdata.errors`, keys in :mod:`rxdata.naming`, the layout rule in
+:mod:`rxdata.roots`). Every public module is an attribute (``rxdata.reader``,
+``rxdata.labels``, ...). Names and modules are imported lazily: ``import rxdata`` is
+cheap, the pure numpy/pandas parts (metadata, colour, normalization, splits) never import
+TensorFlow, and TensorFlow is loaded only when a TF-backed name (``make_dataset``,
+``convert``, ...) is first used. Type checkers see the real types through the imports
+under ``if TYPE_CHECKING:`` at the end of this file.
 
 Example:
     >>> import rxdata
     >>> rxdata.parse_id_code("U2OS-01_1_B02").experiment
     'U2OS-01'
+    >>> rxdata.naming.NUM_CLASSES
+    1139
 """
 
 from __future__ import annotations
