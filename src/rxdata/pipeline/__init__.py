@@ -56,9 +56,6 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
-
-from rxdata._compat import moved
 from rxdata.pipeline.dataset import LABEL_SPACES, make_dataset, predict
 from rxdata.pipeline.options import (
     AugmentOptions,
@@ -69,7 +66,6 @@ from rxdata.pipeline.options import (
     ReadOptions,
 )
 from rxdata.pipeline.selection import Selection
-from rxdata.transforms import standardize as standardize
 
 __all__ = [
     "LABEL_SPACES",
@@ -82,14 +78,4 @@ __all__ = [
     "Selection",
     "make_dataset",
     "predict",
-    "standardize",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    """Deprecated names (PEP 562): ``NUM_CLASSES`` was the dict now called LABEL_SPACES."""
-    return moved(
-        __name__,
-        {"NUM_CLASSES": ("rxdata.pipeline.LABEL_SPACES", lambda: LABEL_SPACES)},
-        name,
-    )

@@ -26,7 +26,6 @@ __all__ = ["LABEL_SPACES", "make_dataset", "predict"]
 
 #: Size of the ``sirna_id`` label space by ``include_controls``: 1108 siRNA treatments;
 #: 1139 with the 30 positive controls (1108..1137) and the negative control (1138).
-#: (Was ``NUM_CLASSES``; that name now means only the int 1139, :data:`rxdata.naming.NUM_CLASSES`.)
 LABEL_SPACES = {"treatments": naming.NUM_TREATMENTS, "with_controls": naming.NUM_CLASSES}
 
 # Features a label may name.
