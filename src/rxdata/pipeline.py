@@ -655,6 +655,9 @@ def _distribute(ds: tf.data.Dataset, service: str) -> tf.data.Dataset:
     Static sharding (``FILE``/``DATA``) would need a fixed worker list and workers on
     the training hosts, which is what the service is meant to avoid.
     """
+    from rxdata.service import check_reachable
+
+    check_reachable(service)  # bounded: tf.data would retry an unreachable one forever
     return ds.apply(
         tf.data.experimental.service.distribute(
             processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC,

@@ -40,6 +40,7 @@ from rxdata.conversion.local import run_local
 from rxdata.conversion.lock import holding_output_lock
 from rxdata.conversion.manifest import (
     apply_run_summary,
+    build_manifest,
     drop_progress_dir,
     finalize,
     prepare_output,
@@ -60,6 +61,7 @@ from rxdata.conversion.shard import (
     SkippedSite,
     channel_file,
 )
+from rxdata.conversion.staging import commit, work_folder
 from rxdata.errors import (
     ConvertError,
     ImageDecodeError,
@@ -267,7 +269,12 @@ def convert(
         option_flags(),
     )
     shape = opts.image_shape or _infer_shape(ctx, plan, rows)
-    ctx = dataclasses.replace(ctx, image_shape=shape)
+    # Replacing a complete conversion with other options: write beside it (staging).
+    final_dir, out_dir = (
+        out_dir,
+        work_folder(out_dir, opts.overwrite, build_manifest(opts, shape, plan, layout, None, ())),
+    )
+    ctx = dataclasses.replace(ctx, image_shape=shape, output_dir=out_dir)
 
     orphans = _orphans(root, md) if opts.scan else []
     if orphans and opts.on_error == "raise":
@@ -313,6 +320,8 @@ def convert(
         finalize(out_dir, opts, shape, plan, layout, records, orphans)
         order = {s.path: i for i, s in enumerate(plan)}
         records.sort(key=lambda r: order[r.path])
+    commit(out_dir, final_dir)  # the new conversion is complete: swap it in
+    out_dir = final_dir
     skipped = tuple(s for r in records for s in r.skipped) + tuple(orphans)
     report = _io.join(out_dir, REPORT_NAME) if skipped else None
     result = ConvertResult(
