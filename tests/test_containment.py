@@ -324,6 +324,29 @@ def test_a_tampered_manifest_opens_nothing_outside(root, tmp_path, monkeypatch, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out", "victim.txt"]
 
 
+def test_a_symlinked_manifest_is_damaged_and_not_read(root, tmp_path) -> None:
+    out = tmp_path / "out"
+    run(root, out)
+    elsewhere = tmp_path / "elsewhere.json"
+    (out / MANIFEST_NAME).rename(elsewhere)
+    (out / MANIFEST_NAME).symlink_to(elsewhere)
+    report = verify(out)
+    assert not report.ok and "damaged manifest: a symbolic link" in report.summary()
+    with pytest.raises(OutputExistsError, match="symbolic link"):
+        run(root, out, overwrite=True)
+
+
+def test_a_planted_staging_link_is_refused(root, tmp_path) -> None:
+    out = tmp_path / "out"
+    run(root, out)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    Path(staging_path(out)).symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(ConvertError, match="is a symbolic link"):
+        run(root, out, sites_per_shard=5, overwrite=True)
+    assert list(elsewhere.iterdir()) == [] and verify(out).ok
+
+
 # --- 5. an unreachable tf.data service -------------------------------------------------------
 
 

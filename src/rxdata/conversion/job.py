@@ -15,6 +15,11 @@ Contract (see also ``docs/convert.md``):
   unchanged and rewrites the others, so an interrupted run finishes with byte-identical
   output and an edited label or image is never served stale.
 * **One run per folder** (:mod:`rxdata.conversion.lock`).
+* **Contained** (:mod:`rxdata.conversion.outputs`): nothing outside the output folder is
+  written, deleted or read; a symbolic link inside it is refused.
+* **Nothing good is lost** (:mod:`rxdata.conversion.staging`): ``overwrite`` replacing a
+  complete conversion with other options builds the new one beside it and swaps the two
+  only when the new one is complete.
 * **Bad input.** Missing channel PNGs, corrupt PNGs, wrong size or bit depth, metadata
   sites without images, and images without metadata. ``on_error="raise"`` stops with a
   :class:`~rxdata.errors.ConvertError` naming the file (no partial shard is left);
@@ -220,8 +225,8 @@ def convert(
         ConvertError: A site could not be converted with ``on_error="raise"`` (the message
             names the file), a worker died, or another conversion is using ``output_dir``.
         OutputExistsError: ``output_dir`` holds a conversion with other options or metadata,
-            ``.tfrecord`` files this conversion does not write, or (``overwrite``) files
-            rxdata did not write.
+            ``.tfrecord`` files this conversion does not write, a symbolic link, a damaged
+            manifest, or (``overwrite``) files rxdata did not write.
         OptionsError: An option is invalid.
         MetadataError: The metadata cannot be found or read.
 

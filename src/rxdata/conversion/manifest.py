@@ -63,8 +63,8 @@ def read_manifest(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
     Raises:
         FileNotFoundError: No manifest in ``output_dir``.
         RecordError: The manifest is not a valid rxdata-convert manifest, or it is
-            damaged: a shard path is absolute, has a ``..`` part, or is not a string
-            (:func:`rxdata.conversion.outputs.check_relative`).
+            damaged: it is a symbolic link, or a shard path is absolute, has a ``..``
+            part, or is not a string (:func:`rxdata.conversion.outputs.check_relative`).
 
     Example:
         >>> try:
@@ -74,6 +74,11 @@ def read_manifest(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
         missing
     """
     path = _io.join(output_dir, MANIFEST_NAME)
+    if _io.first_link(output_dir, MANIFEST_NAME):  # never read what a link points to
+        raise RecordError(
+            f"{path}: damaged manifest: a symbolic link; rxdata follows no link inside an "
+            "output folder. Remove it and re-run the conversion"
+        )
     try:
         raw = _io.read_bytes(path)
     except FileNotFoundError:

@@ -84,6 +84,11 @@ def work_folder(output_dir: str, overwrite: bool, fresh: Mapping[str, Any]) -> s
     if _io.is_remote(output_dir):
         return output_dir
     staging = staging_path(output_dir)
+    if os.path.islink(staging):  # a planted link would send the new shards elsewhere
+        raise ConvertError(
+            f"{staging}, where overwrite builds a replacement of {output_dir}, is a "
+            "symbolic link; rxdata follows none: remove it"
+        )
     old = _complete(output_dir) if overwrite else None
     _drop_replaced(output_dir)
     if old is None or (
