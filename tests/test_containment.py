@@ -324,6 +324,18 @@ def test_a_tampered_manifest_opens_nothing_outside(root, tmp_path, monkeypatch, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out", "victim.txt"]
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.sampled_from("a./\\:C~ \x00"), max_size=12))
+def test_an_accepted_shard_path_never_leaves_the_folder(path) -> None:
+    from rxdata.conversion.outputs import check_relative
+
+    if check_relative(path):
+        return
+    out = os.path.join(os.sep, "data", "out")
+    joined = os.path.normpath(os.path.join(out, *path.split("/")))
+    assert joined.startswith(out + os.sep), (path, joined)
+
+
 def test_a_symlinked_manifest_is_damaged_and_not_read(root, tmp_path) -> None:
     out = tmp_path / "out"
     run(root, out)
