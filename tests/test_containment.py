@@ -87,6 +87,23 @@ def test_a_symlinked_shard_file_is_refused(root, tmp_path) -> None:
     assert "passes through the symbolic link" in report.summary()
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_in_place_of_a_shard_is_never_opened(root, tmp_path) -> None:
+    out = tmp_path / "out"
+    run(root, out)
+    shard = out / "random-42" / "test" / "001.tfrecord"
+    shard.unlink()
+    os.mkfifo(shard)  # opening it for reading would block forever
+    reports: list[object] = []
+    checker = threading.Thread(target=lambda: reports.append(verify(out)), daemon=True)
+    checker.start()
+    checker.join(120)  # a guard only: before the fix, verify never returned
+    assert reports, "verify opened the FIFO"
+    assert "random-42/test/001.tfrecord: not a regular file" in reports[0].summary()
+    with pytest.raises(OutputExistsError, match="not a regular file"):
+        run(root, out, overwrite=True)
+
+
 def test_files_behind_a_folder_link_are_reported_never_read(root, tmp_path) -> None:
     out = tmp_path / "out"
     run(root, out)

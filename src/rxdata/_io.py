@@ -504,14 +504,15 @@ def linked_folder(pattern: PathLike, path: str) -> str | None:
     return None
 
 
-def scan_tree(root: PathLike) -> tuple[list[str], list[str]]:
-    """Every file under ``root`` and every symbolic link, following no link (as git).
+def scan_tree(root: PathLike) -> tuple[list[str], list[str], list[str]]:
+    """Every file under ``root``, and every link and special file, following no link (as git).
 
     Returns:
-        ``(files, links)``: paths relative to ``root`` with ``/`` separators, sorted.
-        ``links`` holds the symbolic links (to files or folders, dangling or not), which
-        are reported and never followed, so nothing behind a link is listed. Object
-        stores (``gs://``) have no links. A missing ``root`` gives two empty lists.
+        ``(files, links, special)``: paths relative to ``root`` with ``/`` separators,
+        sorted. ``files`` are regular files. ``links`` are symbolic links (to files or
+        folders, dangling or not), reported and never followed, so nothing behind a link
+        is listed. ``special`` are FIFOs, sockets and devices (opening one can block).
+        Object stores (``gs://``) have only files. A missing ``root`` gives empty lists.
 
     Example:
         >>> import pathlib
@@ -519,16 +520,17 @@ def scan_tree(root: PathLike) -> tuple[list[str], list[str]]:
         >>> _ = (pathlib.Path("tree") / "a" / "f.txt").write_bytes(b"x")
         >>> (pathlib.Path("tree") / "ln").symlink_to("a")
         >>> scan_tree("tree")
-        (['a/f.txt'], ['ln'])
+        (['a/f.txt'], ['ln'], [])
     """
     root_s = os.fspath(root)
     files: list[str] = []
     links: list[str] = []
+    special: list[str] = []
     if is_remote(root_s):
         if isdir(root_s):
             prefix = len(root_s.rstrip("/")) + 1
             files = [p[prefix:] for p in walk_files(root_s)]
-        return sorted(files), links
+        return sorted(files), links, special
     pending = [("", root_s)]
     while pending:
         relative, folder = pending.pop()
@@ -542,9 +544,11 @@ def scan_tree(root: PathLike) -> tuple[list[str], list[str]]:
                 links.append(name)
             elif entry.is_dir(follow_symlinks=False):
                 pending.append((name, entry.path))
-            else:
+            elif entry.is_file(follow_symlinks=False):
                 files.append(name)
-    return sorted(files), sorted(links)
+            else:
+                special.append(name)
+    return sorted(files), sorted(links), sorted(special)
 
 
 def first_link(root: PathLike, relative: str) -> str | None:

@@ -64,12 +64,14 @@ class OutputFiles:
     """What an output folder holds, read without following any link.
 
     Attributes:
-        files: Every file, as a sorted ``/``-separated path relative to the folder.
+        files: Every regular file, as a sorted ``/``-separated path relative to the folder.
         links: Every symbolic link (to a file or a folder), never followed.
+        special: FIFOs, sockets and devices, never opened.
     """
 
     files: tuple[str, ...] = ()
     links: tuple[str, ...] = ()
+    special: tuple[str, ...] = ()
 
     @property
     def shards(self) -> list[str]:
@@ -99,16 +101,23 @@ def list_output(output_dir: str | os.PathLike[str]) -> OutputFiles:
         >>> found.shards, found.links
         (['a/001.tfrecord'], ('b',))
     """
-    files, links = _io.scan_tree(output_dir)
-    return OutputFiles(tuple(files), tuple(links))
+    files, links, special = _io.scan_tree(output_dir)
+    return OutputFiles(tuple(files), tuple(links), tuple(special))
 
 
 def refuse_links(output_dir: str, listing: OutputFiles) -> None:
-    """Refuse an output folder that holds a symbolic link.
+    """Refuse an output folder that holds a symbolic link or a special file.
 
     Raises:
-        OutputExistsError: The message names the link and where it points.
+        OutputExistsError: The message names the link and where it points (or the
+            special file).
     """
+    if listing.special:
+        raise OutputExistsError(
+            f"{output_dir} holds {_io.join(output_dir, *listing.special[0].split('/'))}, "
+            "which is not a regular file (a FIFO, socket or device): rxdata neither opens "
+            "nor deletes it. Remove it, or choose another output directory"
+        )
     if not listing.links:
         return
     link = _io.join(output_dir, *listing.links[0].split("/"))

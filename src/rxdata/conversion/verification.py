@@ -199,10 +199,14 @@ def verify(
         "a glob over the folder would read what it points to: remove it"
         for link in listing.links
     ]
+    problems += [
+        f"{name}: not a regular file (never opened): remove it" for name in listing.special
+    ]
+    regular = set(listing.files)
     seen: dict[str, str] = {}
     n_sites = 0
     for entry in manifest["shards"]:
-        ids = _check_shard(out_dir, entry, shape, decode, problems, rows)
+        ids = _check_shard(out_dir, entry, regular, (shape, decode), problems, rows)
         n_sites += len(ids)
         for site_id in ids:
             if site_id in seen:
@@ -240,24 +244,28 @@ def _selected_rows(
 def _check_shard(
     out_dir: str,
     entry: Mapping[str, Any],
-    shape: tuple[int, int],
-    decode: bool,
+    regular: set[str],
+    how: tuple[tuple[int, int], bool],
     problems: list[str],
     rows: Mapping[str, Mapping[str, Any]] | None,
 ) -> list[str]:
-    """Check one manifest entry's file; the site ids read (problems go to ``problems``)."""
+    """Check one manifest entry's file; the site ids read (problems go to ``problems``).
+
+    Only a regular file found by the listing (``regular``) is opened.
+    """
+    shape, decode = how
     try:
         path = inside(out_dir, str(entry["path"]))
     except RecordError as err:
         problems.append(f"damaged manifest: {err}; the file was not opened")
         return []
-    if not _io.exists(path):
-        problems.append(f"{entry['path']}: missing (manifest lists {entry['count']} sites)")
-        return []
-    if _io.isdir(path):
+    if entry["path"] not in regular:
+        what = "a directory, not a shard file" if _io.isdir(path) else "missing"
+        if _io.exists(path) and what == "missing":
+            what = "not a regular file (not opened)"
         problems.append(
-            f"{entry['path']}: a directory, not a shard file (manifest lists "
-            f"{entry['count']} sites); remove it and re-run the same conversion"
+            f"{entry['path']}: {what} (manifest lists {entry['count']} sites)"
+            + ("" if what == "missing" else "; remove it and re-run the same conversion")
         )
         return []
     try:
