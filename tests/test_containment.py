@@ -286,6 +286,16 @@ def test_overwrite_replaces_a_complete_conversion_only_when_done(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out"]
 
 
+def test_overwrite_from_inside_the_output_is_refused(root, tmp_path, monkeypatch) -> None:
+    out = tmp_path / "out"
+    run(root, out)
+    old = shard_bytes(out)
+    monkeypatch.chdir(out)
+    with pytest.raises(ConvertError, match="working directory .* is inside"):
+        run(root, Path("."), sites_per_shard=5, overwrite=True)
+    assert shard_bytes(out) == old and not Path(staging_path(out)).exists()
+
+
 def test_overwrite_into_a_linked_output_folder_replaces_its_target(root, tmp_path) -> None:
     real = tmp_path / "disk" / "conversion"
     real.mkdir(parents=True)

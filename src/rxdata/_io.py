@@ -18,7 +18,13 @@ Durability: :func:`rename` (which :func:`write_bytes_atomic`, :func:`atomic_writ
 :func:`rxdata.tfrecord.write_shard` commit with) flushes the file to the disk before
 renaming it into place, and then the directory (local paths, where the OS supports it),
 so a power cut leaves either the old or the new file, never a renamed but empty one.
-Object stores (``gs://``) make a file visible only when it is complete.
+Object stores (``gs://``) make a file visible only when it is complete. :func:`exchange`
+swaps two folders' names in one step (Linux), for replacing a whole folder atomically.
+
+Containment: :func:`scan_tree` lists a folder without following any symbolic link,
+:func:`first_link` finds a link on a path, and :func:`glob_escape` makes a path literal
+before a pattern is built from it; :func:`linked_folder` tells which matches of a glob were
+reached through a folder link.
 """
 
 from __future__ import annotations

@@ -100,6 +100,13 @@ def work_folder(output_dir: str, overwrite: bool, fresh: Mapping[str, Any]) -> s
     listing = list_output(output_dir)
     refuse_links(output_dir, listing)
     refuse_foreign(output_dir, listing)
+    real, cwd = os.path.realpath(output_dir), os.path.realpath(os.getcwd())
+    if os.path.commonpath([real, cwd]) == real:
+        raise ConvertError(
+            f"the working directory {cwd} is inside {output_dir}: overwrite replaces that "
+            "folder by swapping it with a new one, which would leave this process (and "
+            "your shell) in the deleted old folder. Run from another folder (cd ..)"
+        )
     parent = os.path.dirname(staging)
     try:
         os.makedirs(staging, exist_ok=True)
