@@ -291,7 +291,7 @@ def test_overwrite_from_inside_the_output_is_refused(root, tmp_path, monkeypatch
     run(root, out)
     old = shard_bytes(out)
     monkeypatch.chdir(out)
-    with pytest.raises(ConvertError, match="working directory .* is inside"):
+    with pytest.raises(ConvertError, match=r"working directory .* is inside"):
         run(root, Path("."), sites_per_shard=5, overwrite=True)
     assert shard_bytes(out) == old and not Path(staging_path(out)).exists()
 

@@ -33,7 +33,6 @@ from typing import Any
 
 from rxdata import _io
 from rxdata.conversion.options import (
-    CHANNELS,
     MANIFEST_FORMAT,
     MANIFEST_NAME,
     MANIFEST_VERSION,
@@ -53,6 +52,7 @@ from rxdata.conversion.outputs import (
 from rxdata.conversion.plan import ShardSpec, plan_digest, plan_json
 from rxdata.conversion.shard import ShardRecord, SkippedSite, progress_path
 from rxdata.errors import ConvertError, OutputExistsError, RecordError, option_text
+from rxdata.naming import CHANNELS
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,11 @@ import pandas as pd
 
 from rxdata import _io
 from rxdata.conversion.manifest import read_manifest
-from rxdata.conversion.options import CHANNELS, ConvertOptions
+from rxdata.conversion.options import ConvertOptions
 from rxdata.conversion.outputs import inside, list_output
 from rxdata.conversion.plan import load_metadata, select_sites, site_rows
 from rxdata.errors import RecordError, RxDataError
+from rxdata.naming import CHANNELS
 
 
 @dataclass(frozen=True)
