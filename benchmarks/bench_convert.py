@@ -39,6 +39,7 @@ from PIL import Image
 from rxdata.conversion import convert
 from rxdata.images import channel_path
 from rxdata.metadata import read_metadata, scan_images
+from rxdata.naming import image_path
 from rxdata.synthetic import SyntheticOptions, generate
 
 FULL_SITES = 125_510
@@ -101,12 +102,12 @@ def real_sites(root: Path, n_sites: int) -> tuple[Path, pd.DataFrame]:
                 from_ = channel_path(
                     images, src.dataset, src.experiment, src.plate, src.well, src.site, ch
                 )
-                to = Path(channel_path(root, "train", src.experiment, src.plate, well, site, ch))
+                to = root / image_path("train", src.experiment, src.plate, well, site, ch, "kaggle")
                 to.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(from_, to)
     cols = ["id_code", "experiment", "plate", "well", "sirna"]
     pd.DataFrame(rows, columns=cols).to_csv(root / "train.csv", index=False)
-    md = read_metadata(root).iloc[:n_sites].reset_index(drop=True)
+    md = read_metadata(root, datasets=("train",)).iloc[:n_sites].reset_index(drop=True)
     return root, md
 
 

@@ -154,9 +154,9 @@ SLOW_SITECUSTOMIZE = textwrap.dedent(
     import time
     import rxdata.conversion.shard as conv
     _real = conv.load_site
-    def _slow(ctx, row):
+    def _slow(ctx, row, *rest):
         time.sleep(0.15)
-        return _real(ctx, row)
+        return _real(ctx, row, *rest)
     conv.load_site = _slow
     """
 )

@@ -235,9 +235,9 @@ SLOW = textwrap.dedent(
     import time
     import rxdata.conversion.shard as shard
     _real = shard.load_site
-    def _slow(ctx, row):
+    def _slow(ctx, row, *rest):
         time.sleep(0.5)
-        return _real(ctx, row)
+        return _real(ctx, row, *rest)
     shard.load_site = _slow
     """
 )

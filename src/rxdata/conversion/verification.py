@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from rxdata import _io
+from rxdata.conversion.inputs import check_inputs
 from rxdata.conversion.manifest import list_shards, read_manifest
 from rxdata.conversion.options import CHANNELS, ConvertOptions
 from rxdata.conversion.plan import load_metadata, select_sites, site_rows
@@ -27,6 +28,7 @@ class VerifyReport:
         n_sites: Examples read.
         problems: One line per mismatch (empty when everything matched).
         decoded: Whether every image was decoded.
+        inputs: Whether the input images were re-hashed (``inputs=``).
     """
 
     output_dir: str
@@ -34,6 +36,7 @@ class VerifyReport:
     n_sites: int
     problems: tuple[str, ...] = field(default_factory=tuple)
     decoded: bool = False
+    inputs: bool = False
 
     @property
     def ok(self) -> bool:
@@ -48,6 +51,7 @@ class VerifyReport:
             out: OK, 2 shards, 10 sites verified (checksums, counts, site ids)
         """
         what = "checksums, counts, site ids" + (", decoded images" if self.decoded else "")
+        what += ", input contents" if self.inputs else ""
         if self.ok:
             return (
                 f"{self.output_dir}: OK, {self.n_shards} shards, {self.n_sites} sites "
@@ -142,6 +146,7 @@ def verify(
     decode: bool = False,
     metadata: pd.DataFrame | str | os.PathLike[str] | None = None,
     progress: Callable[[int], None] | None = None,
+    inputs: str | os.PathLike[str] | None = None,
 ) -> VerifyReport:
     """Re-read a conversion's shards and check them against its manifest and metadata.
 
@@ -159,6 +164,9 @@ def verify(
         decode: Also decode every image and check its size (slow).
         metadata: The site table or a path to it, to check the site set against.
         progress: Called with the number of sites of each shard checked.
+        inputs: The images' root: also re-hash every input image and compare it with the
+            content hash recorded at conversion (:func:`rxdata.conversion.inputs.check_inputs`;
+            reads every image).
 
     Returns:
         A :class:`VerifyReport`; ``report.ok`` is False when anything mismatched.
@@ -238,6 +246,7 @@ def verify(
     if rows is not None:
         expected = set(rows)
         skipped = {str(s["site_id"]) for e in manifest["shards"] for s in e.get("skipped", ())}
+        skipped |= {str(s["site_id"]) for s in manifest.get("orphan_images", ())}
         lost = sorted(expected - set(seen) - skipped)
         extra = sorted(set(seen) - expected)
         if lost:
@@ -249,4 +258,8 @@ def verify(
             problems.append(
                 f"{len(extra)} written site(s) are not in the metadata, e.g. {extra[:5]}"
             )
-    return VerifyReport(out_dir, len(manifest["shards"]), n_sites, tuple(problems), decode)
+    if inputs is not None:
+        problems.extend(check_inputs(manifest, out_dir, inputs))
+    return VerifyReport(
+        out_dir, len(manifest["shards"]), n_sites, tuple(problems), decode, inputs is not None
+    )
