@@ -239,7 +239,8 @@ def sites_with_images(
     keys = ["dataset", "experiment", "plate"]
     frame = sites[[*keys, "well", "site"]].reset_index(drop=True)
     frame = frame.astype(dict.fromkeys(keys[:2], str))
-    prefix = frame["well"].astype(str) + "_s" + frame["site"].astype(int).astype(str)
+    stem = frame["well"].astype(str) + "_s" + frame["site"].astype(int).astype(str)
+    prefix = stem.to_numpy(dtype=object)  # plain str: set lookups, no Arrow round trips
     for (dataset, experiment, plate), group in frame.groupby(keys, sort=False, observed=True):
         first = group.iloc[0]
         try:
@@ -262,5 +263,5 @@ def sites_with_images(
         except OSError:  # no such plate folder (or unreadable): no images there
             continue
         stems = {n.rsplit("_w", 1)[0] for n in names if n.endswith(".png")}
-        has[idx] = prefix.iloc[idx].isin(stems).to_numpy()
+        has[idx] = [p in stems for p in prefix[idx]]
     return has, folders
