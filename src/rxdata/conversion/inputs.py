@@ -19,7 +19,7 @@ from typing import Any
 from rxdata import _io
 from rxdata.conversion.shard import ShardContext, content_hash, site_files
 from rxdata.errors import MetadataError
-from rxdata.naming import find_root
+from rxdata.roots import find_root
 
 __all__ = ["check_inputs"]
 

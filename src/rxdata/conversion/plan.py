@@ -19,9 +19,10 @@ import numpy.typing as npt
 import pandas as pd
 
 from rxdata import _io
-from rxdata.conversion.options import DATASETS, ConvertOptions
+from rxdata.conversion.options import ConvertOptions
 from rxdata.errors import MetadataError, ParseError, option_text
-from rxdata.naming import DataRoot, normalize_experiment
+from rxdata.naming import DATASETS, normalize_experiment
+from rxdata.roots import DataRoot
 
 _SORT = ["dataset", "experiment", "plate", "well", "site"]
 
@@ -215,7 +216,7 @@ def sites_with_images(
     Args:
         sites: Rows of :func:`select_sites` (``dataset``, ``experiment``, ``plate``,
             ``well``, ``site``).
-        data: The images' root (:func:`rxdata.naming.find_root`).
+        data: The images' root (:func:`rxdata.roots.find_root`).
 
     Returns:
         One boolean per row, True when a ``{well}_s{site}_w*.png`` file is in its plate
@@ -223,7 +224,7 @@ def sites_with_images(
 
     Example:
         >>> import os, tempfile
-        >>> from rxdata.naming import find_root
+        >>> from rxdata.roots import find_root
         >>> root = tempfile.mkdtemp(); os.makedirs(f"{root}/train/E-1/Plate1")
         >>> open(f"{root}/train/E-1/Plate1/B02_s1_w3.png", "wb").close()
         >>> md = pd.DataFrame({"dataset": "train", "experiment": "E-1", "plate": 1,
