@@ -157,9 +157,9 @@ SLOW_SITECUSTOMIZE = textwrap.dedent(
     import time
     import rxdata.conversion.shard as conv
     _real = conv.load_site
-    def _slow(ctx, row, *rest):
+    def _slow(ctx, row):
         time.sleep(0.15)
-        return _real(ctx, row, *rest)
+        return _real(ctx, row)
     conv.load_site = _slow
     """
 )

@@ -236,9 +236,9 @@ SLOW = textwrap.dedent(
     import time
     import rxdata.conversion.shard as shard
     _real = shard.load_site
-    def _slow(ctx, row, *rest):
+    def _slow(ctx, row):
         time.sleep(0.5)
-        return _real(ctx, row, *rest)
+        return _real(ctx, row)
     shard.load_site = _slow
     """
 )

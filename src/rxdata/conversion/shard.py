@@ -340,7 +340,6 @@ def load_site(
 def _examples(
     ctx: ShardContext,
     task: ShardTask,
-    files: list[tuple[str, ...]],
     written: list[str],
     skipped: list[SkippedSite],
     contents: list[str],
@@ -348,9 +347,9 @@ def _examples(
     from rxdata.tfrecord import encode_example
 
     height, width = ctx.image_shape
-    for row, paths in zip(task.rows, files, strict=True):
+    for row in task.rows:
         try:
-            pngs, pixels, content = load_site(ctx, row, paths)
+            pngs, pixels, content = load_site(ctx, row)
         except BadSite as bad:
             if ctx.on_error == "raise":
                 raise ConvertError(
@@ -479,8 +478,7 @@ def write_shard_task(task: ShardTask) -> ShardRecord:
 
     ctx = task.context
     # Identify the inputs before reading them: a file changed meanwhile is seen next run.
-    files = [site_files(ctx, row) for row in task.rows]
-    inputs = tuple(site_input(ctx, row, paths) for row, paths in zip(task.rows, files, strict=True))
+    inputs = tuple(site_input(ctx, row) for row in task.rows)
     previous = _previous(ctx, task)
     changed: tuple[str, ...] = ()
     if previous is not None:
@@ -506,7 +504,7 @@ def write_shard_task(task: ShardTask) -> ShardRecord:
     try:
         info = write_shard(
             out,
-            _examples(ctx, task, files, written, skipped, contents),
+            _examples(ctx, task, written, skipped, contents),
             compression=ctx.compression,  # type: ignore[arg-type]
         )
     except (OSError, tf.errors.OpError) as err:  # a full disk, a lost bucket, permissions
