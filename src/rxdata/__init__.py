@@ -131,6 +131,7 @@ _SUBMODULES = frozenset(
         "normalization",
         "pipeline",
         "plates",
+        "sites",
         "splits",
         "stats",
         "submission",
