@@ -9,6 +9,7 @@ tests are skipped, with that reason, where the package is absent.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -129,3 +130,82 @@ print("layers ok on", keras.backend.backend())
 def test_layers_equal_numpy_on_backend(backend, tmp_path):
     out = run_on_backend(backend, f"BACKEND = {backend!r}\n" + LAYERS_CHECK, tmp_path)
     assert f"layers ok on {backend}" in out
+
+
+# --- tf.data feeding model.fit, and the example scripts, on JAX and PyTorch -------------------
+
+OTHER_BACKENDS = [p for p in BACKENDS if p.values[0] != "tensorflow"]
+
+
+@pytest.fixture(scope="module")
+def converted(tiny_kaggle, tmp_path_factory) -> Path:
+    """The README's `rxdata convert data records` of the tiny data set."""
+    import rxdata
+
+    out = tmp_path_factory.mktemp("backends") / "records"
+    rxdata.convert(tiny_kaggle, out, workers=1)
+    return out
+
+
+FIT_CHECK = """
+import numpy as np, keras
+from rxdata.normalization import Normalizer
+from rxdata.pipeline import PipelineOptions, make_dataset
+from rxdata.layers import Standardize
+
+files = FILES
+for normalize_on in ("cpu", "accelerator"):
+    options = PipelineOptions(normalize_on=normalize_on)
+    ds = make_dataset(files, batch_size=16, training=True, normalizer=Normalizer.global_(),
+                      options=options, include_controls=True)
+    if normalize_on == "cpu":
+        inputs = x = keras.Input((32, 32, 6), name="image")
+    else:
+        inputs = {"image": keras.Input((32, 32, 6), name="image", dtype="uint8"),
+                  "mean": keras.Input((6,), name="mean"), "std": keras.Input((6,), name="std")}
+        x = Standardize()([inputs["image"], inputs["mean"], inputs["std"]])
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(1139, activation="softmax")(x))
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(ds, epochs=2, steps_per_epoch=3, verbose=0)
+    assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
+    print("fit ok", normalize_on, keras.backend.backend())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
+def test_model_fit_takes_make_dataset(backend, converted, tmp_path):
+    files = sorted(str(p) for p in converted.glob("*/train/*.tfrecord"))
+    out = run_on_backend(backend, f"FILES = {files!r}\n" + FIT_CHECK, tmp_path)
+    assert f"fit ok cpu {backend}" in out
+    assert f"fit ok accelerator {backend}" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
+def test_readme_commands_give_a_submission_on_backend(backend, converted, tmp_path):
+    import pandas as pd
+
+    train = f"{sys.executable} {REPO / 'examples' / 'train.py'}"
+    predict = f"{sys.executable} {REPO / 'examples' / 'predict.py'}"
+    train_glob = str(converted / "random-42" / "train" / "*.tfrecord")
+    code = f"""
+    import subprocess, sys
+    train = subprocess.run({train!r}.split() + ["--data", {train_glob!r},
+        "--out", "run", "--epochs", "1", "--steps-per-epoch", "2", "--verbose", "0"],
+        capture_output=True, text=True)
+    print(train.stdout)
+    assert train.returncode == 0, train.stderr[-3000:]
+    predict = subprocess.run({predict!r}.split() + ["--model", "run", "--data",
+        {str(converted / "random-42/test/*.tfrecord")!r}, "--out", "submission.csv"],
+        capture_output=True, text=True)
+    print(predict.stdout)
+    assert predict.returncode == 0, predict.stderr[-3000:]
+    """
+    out = run_on_backend(backend, code, tmp_path)
+    assert f"target cpu: {backend}: one device (cpu:0), 1 replica(s)" in out
+    submission = pd.read_csv(tmp_path / "submission.csv")
+    assert list(submission.columns) == ["id_code", "sirna"]
+    assert len(submission) == 32 and submission["id_code"].is_unique  # the test treatment wells
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["backend"] == backend
