@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test lint format docs bench install clean
+.PHONY: demo test test-backends lint format docs bench install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ demo: $(STAMP)
 
 test: $(STAMP) lint docs
 	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+# Keras' JAX and PyTorch backends and the TensorFlow-free reader under a PyTorch DataLoader
+# (skipped by `make test`, where the backends are not installed).
+test-backends: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[jax,torch]'
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests/test_backends.py tests/test_sites.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check --no-cache src tests examples benchmarks docs

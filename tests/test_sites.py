@@ -204,6 +204,8 @@ def test_changed_payload_is_found_by_the_manifest_hash(converted, tmp_path):
         list(Sites(copy, dataset="test"))
     sites = list(Sites(copy, dataset="test", on_error="skip"))
     assert len(sites) == len(manifest_sites(copy, "test"))  # skip: the records are read
+    unchecked = list(Sites(copy, dataset="test", check_sha256=False))
+    assert len(unchecked) == len(sites)
     # bare files have no manifest to check against: the length CRCs only
     assert len(list(Sites(str(shard)))) == 40
 
