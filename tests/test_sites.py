@@ -163,6 +163,10 @@ def test_shard_files_and_patterns(converted):
     assert Sites(pattern).count is None
     with pytest.raises(OptionsError, match=r"dataset='train' needs a conversion folder"):
         Sites(pattern, dataset="train")
+    with pytest.raises(FileNotFoundError, match=r"no shards to read: \[\] names none"):
+        Sites([])
+    with pytest.raises(FileNotFoundError, match=r"no TFRecord files match"):
+        Sites(str(converted / "nothing-*.tfrecord"))
 
 
 @pytest.mark.parametrize(

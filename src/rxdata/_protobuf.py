@@ -24,7 +24,7 @@ from rxdata.errors import RecordError
 _WIRE_VARINT, _WIRE_FIXED64, _WIRE_LEN, _WIRE_FIXED32 = 0, 1, 2, 5
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
+def _varint(data: memoryview, pos: int) -> tuple[int, int]:
     """The varint at ``data[pos:]`` and the position after it."""
     result = shift = 0
     while True:
@@ -38,7 +38,7 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(data: bytes) -> Iterator[tuple[int, int, Any]]:
+def _fields(data: memoryview) -> Iterator[tuple[int, int, Any]]:
     """``(field number, wire type, value)`` of each field of one message."""
     pos, end = 0, len(data)
     while pos < end:
@@ -64,7 +64,7 @@ def _int64(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _list_values(kind: int, data: bytes) -> list[Any]:
+def _list_values(kind: int, data: memoryview) -> list[Any]:
     """The values of a BytesList (1), FloatList (2) or Int64List (3)."""
     values: list[Any] = []
     for number, wire, value in _fields(data):
@@ -89,9 +89,9 @@ def _list_values(kind: int, data: bytes) -> list[Any]:
     return values
 
 
-def _feature(data: bytes) -> list[Any]:
+def _feature(data: memoryview) -> list[Any]:
     """The values of one Feature (its last oneof member; repeats of it concatenate)."""
-    kind, parts = 0, list[bytes]()
+    kind, parts = 0, list[memoryview]()
     for number, wire, value in _fields(data):
         if number in (1, 2, 3) and wire == _WIRE_LEN:  # other wire types: unknown fields
             if number != kind:
@@ -106,21 +106,23 @@ def example_features(serialized: bytes) -> dict[str, list[Any]]:
     Raises:
         RecordError: ``serialized`` is not a well-formed Example.
     """
-    entries: dict[str, bytes] = {}
-    for number, wire, features in _fields(serialized):
+    entries: dict[str, memoryview] = {}
+    # memoryview slices: the image bytes are copied once, into their value, not per level
+    for number, wire, features in _fields(memoryview(serialized)):
         if number != 1 or wire != _WIRE_LEN:
             continue  # an unknown field (another number, or another wire type)
         for f_number, f_wire, entry in _fields(features):
             if f_number != 1 or f_wire != _WIRE_LEN:
                 continue
-            key, value = b"", b""
+            key, value = memoryview(b""), memoryview(b"")
             for e_number, e_wire, e_value in _fields(entry):
                 if e_wire == _WIRE_LEN and e_number == 1:
                     key = e_value
                 elif e_wire == _WIRE_LEN and e_number == 2:
-                    value += e_value  # concatenated messages merge, as protobuf's do
+                    # a message repeated merges: concatenated serialized messages do
+                    value = memoryview(bytes(value) + bytes(e_value)) if value else e_value
             try:
-                name = key.decode()
+                name = bytes(key).decode()
             except UnicodeDecodeError:
                 raise RecordError(
                     "not a serialized tf.train.Example (feature name is not UTF-8)"

@@ -87,7 +87,7 @@ class Sites:
         OptionsError: A bad ``shard_index``/``shard_count``/``on_error``, or ``dataset``
             without a conversion folder.
         RecordError: An incomplete conversion, or no shard of ``dataset``.
-        FileNotFoundError: Nothing matches ``source``.
+        FileNotFoundError: Nothing matches ``source``, or it is an empty list.
 
     Example:
         >>> import numpy as np, tempfile, os
@@ -135,6 +135,11 @@ class Sites:
             )
         else:
             self.files = list_shards(source)
+            if not self.files:
+                raise FileNotFoundError(
+                    f"no shards to read: {source!r} names none; pass a conversion folder, "
+                    "a glob of .tfrecord files or a list of them"
+                )
 
     def _from_manifest(self, folder: str, dataset: str | None) -> list[str]:
         manifest = read_manifest(folder)
