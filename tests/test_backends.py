@@ -126,6 +126,7 @@ print("layers ok on", keras.backend.backend())
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_layers_equal_numpy_on_backend(backend, tmp_path):
     out = run_on_backend(backend, f"BACKEND = {backend!r}\n" + LAYERS_CHECK, tmp_path)
@@ -174,6 +175,7 @@ for normalize_on in ("cpu", "accelerator"):
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize("backend", OTHER_BACKENDS)
 def test_model_fit_takes_make_dataset(backend, converted, tmp_path):
     files = sorted(str(p) for p in converted.glob("*/train/*.tfrecord"))
@@ -183,6 +185,7 @@ def test_model_fit_takes_make_dataset(backend, converted, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.parametrize("backend", OTHER_BACKENDS)
 def test_readme_commands_give_a_submission_on_backend(backend, converted, tmp_path):
     import pandas as pd

@@ -239,6 +239,7 @@ def run_child(code: str, tmp_path: Path) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_sites_never_import_tensorflow(converted, tmp_path):
     out = run_child(
         f"""
@@ -253,6 +254,7 @@ def test_sites_never_import_tensorflow(converted, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 @pytest.mark.skipif(
     importlib.util.find_spec("torch") is None,
     reason="PyTorch is not installed: `make test-backends` installs the torch extra",

@@ -422,15 +422,7 @@ def _framed(
     bad: Callable[[int, str], None],
     sha256: str | None = None,
 ) -> Iterator[tuple[int, bytes]]:
-    """``(index, payload)`` of each record of a shard, TFRecord framing read in Python.
-
-    Each length header's masked CRC-32C is checked (the payload's is not: Python has no
-    fast CRC-32C). A record that cannot be framed ends the file (TFRecord framing cannot
-    be resynchronised): ``bad(index, why)`` is called and iteration stops. With
-    ``sha256`` (from the conversion's manifest), the file's bytes are hashed as they are
-    read and a mismatch is reported by ``bad`` after the last record: every byte is
-    checked, the payloads included.
-    """
+    """The framing loop of :func:`read_records`, reporting bad records to ``bad``."""
     with _io.open(path, "rb") as raw:
         source = _Hashing(raw) if sha256 is not None else raw
         stream = _Stream(source, compression)
