@@ -34,7 +34,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import itertools
 import math
@@ -397,25 +396,6 @@ def read_layout(
     return None
 
 
-class _Hashing:
-    """A file object that hashes every byte read through it."""
-
-    def __init__(self, source: Any) -> None:
-        self._source = source
-        self.sha256 = hashlib.sha256()
-
-    def read(self, n: int) -> bytes:
-        data = self._source.read(n)
-        self.sha256.update(data)
-        return bytes(data)
-
-    def drain(self) -> str:
-        """Read (and hash) the rest of the file; the hex digest of the whole file."""
-        while self.read(1 << 20):
-            pass
-        return self.sha256.hexdigest()
-
-
 def _framed(
     path: str,
     compression: str,
@@ -424,7 +404,7 @@ def _framed(
 ) -> Iterator[tuple[int, bytes]]:
     """The framing loop of :func:`read_records`, reporting bad records to ``bad``."""
     with _io.open(path, "rb") as raw:
-        source = _Hashing(raw) if sha256 is not None else raw
+        source = _io.HashingReader(raw) if sha256 is not None else raw
         stream = _Stream(source, compression)
         index = 0
         while True:
@@ -446,7 +426,7 @@ def _framed(
                 return
             yield index, data[:length]
             index += 1
-        if isinstance(source, _Hashing) and (found := source.drain()) != sha256:
+        if isinstance(source, _io.HashingReader) and (found := source.drain()) != sha256:
             bad(
                 index,
                 f"the shard's SHA-256 is {found}, its manifest says {sha256}: the file "
@@ -687,7 +667,8 @@ def list_shards(
 
     An existing file is read as itself, even when its name holds glob characters; a
     glob never matches the hidden temporary files (``.name.tmp-...``) of a shard being
-    written.
+    written, nor files it would reach through a symbolic link to a folder (those are left
+    out with a warning naming them; name the link itself in the pattern to read them).
 
     Raises:
         FileNotFoundError: a pattern matches nothing, or only folders (the message names
@@ -713,6 +694,7 @@ def list_shards(
         matched = _io.glob(pattern_s)
         # a glob never matches a hidden temp shard (".name.tmp-...") of write_shard
         matched = [f for f in matched if not os.path.basename(f).startswith(".")]
+        matched = _unlinked(pattern_s, matched)
         # (a ".tfrecord" name is taken for a file: no metadata request per shard on gs://)
         folders = [f for f in matched if not f.endswith(".tfrecord") and _io.isdir(f)]
         if folders and len(folders) == len(matched):
@@ -728,6 +710,21 @@ def list_shards(
             raise FileNotFoundError(f"no TFRecord files match {pattern_s!r}")
         files.extend(matched)
     return sorted(set(files))
+
+
+def _unlinked(pattern: str, matched: list[str]) -> list[str]:
+    """``matched`` without the files a glob reached through a folder link (reported)."""
+    behind = {f: _io.linked_folder(pattern, f) for f in matched}
+    behind = {f: link for f, link in behind.items() if link is not None}
+    if behind:
+        first, link = next(iter(behind.items()))
+        warnings.warn(
+            f"{pattern!r}: left out {len(behind)} file(s) reached through a symbolic link to "
+            f"a folder, e.g. {first!r} (through {link!r}): a glob does not follow such links "
+            "(as git does not); name the link in the pattern to read what it holds",
+            stacklevel=3,
+        )
+    return [f for f in matched if f not in behind]
 
 
 def _confirmed_layout(path: str, on_error: str) -> RecordLayout | None:
