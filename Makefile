@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test check lint format docs bench install clean
+.PHONY: demo test check test-backends lint format docs bench install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ test: $(STAMP) lint docs
 # `make test` (what CI runs) still runs everything.
 check: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q -m "not cluster and not subprocess and not slow"
+
+# Keras' JAX and PyTorch backends and the TensorFlow-free reader under a PyTorch DataLoader
+# (skipped by `make test`, where the backends are not installed).
+test-backends: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[jax,torch]'
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests/test_backends.py tests/test_sites.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check --no-cache src tests examples benchmarks tools

@@ -25,9 +25,16 @@ service workers on localhost, each worker in its own process, with the CPU secon
 site of the training process and of each worker (from ``/proc``); writes
 ``bench-output/pipeline-service.json``.
 
+``--reader`` instead compares the plain-Python reader for PyTorch (``rxdata.sites.Sites``:
+no TensorFlow, one thread, uint8 numpy sites) with tf.data on the same records: the bare
+``TFRecordDataset`` read and decode, and ``make_dataset`` with ``normalize_on=
+"accelerator"`` (uint8 batches, the closest to what ``Sites`` yields), in sites per
+CPU-second of this process (the work per site; a DataLoader with N workers spends it in
+N processes) and sites/s; writes ``bench-output/pipeline-reader.json``.
+
 Usage:
     python benchmarks/bench_pipeline.py [--sites 64] [--size 512] [--seconds 5] [--rounds 2]
-        [--real ../shared/rxrx1-real] [--out bench-output] [--service]
+        [--real ../shared/rxrx1-real] [--out bench-output] [--service | --reader]
 """
 
 from __future__ import annotations
@@ -259,6 +266,95 @@ def measure(
 
 
 # ---------------------------------------------------------------------------------------
+# The plain-Python reader (rxdata.sites.Sites) against tf.data, same records
+# ---------------------------------------------------------------------------------------
+def measure_sites(pattern: str, seconds: float, rounds: int) -> tuple[float, float]:
+    """Best sites/s and sites per CPU-second of ``Sites`` over ``rounds`` runs."""
+    from rxdata.sites import Sites
+
+    sites_of = Sites(pattern)
+
+    def forever():  # a new epoch whenever one ends, like the tf.data pipelines' repeat
+        while True:
+            yield from sites_of
+
+    best_wall = best_cpu = 0.0
+    for _ in range(rounds):
+        it = forever()
+        for _ in range(3):
+            next(it)
+        sites = 0
+        start, cpu_start = time.perf_counter(), time.process_time()
+        while time.perf_counter() - start < seconds:
+            site = next(it)
+            sites += int(site["image"].shape[-1] > 0)
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        best_wall = max(best_wall, sites / wall)
+        best_cpu = max(best_cpu, sites / max(cpu, 1e-9))
+    return best_wall, best_cpu
+
+
+def reader_main(args: argparse.Namespace) -> int:
+    sets = {"synthetic": synthetic_sites(args.sites, args.size)}
+    if (args.real / "images").is_dir():
+        sets["real"] = real_sites(args.real)
+    print(f"{os.cpu_count()} CPUs; best of {args.rounds} runs of {args.seconds:.0f} s each")
+    results = []
+    for set_name, sites in sets.items():
+        height, width = decode_png(sites[0][1][0]).shape
+        workdir = Path(tempfile.mkdtemp(prefix=f"bench-reader-{set_name}-"))
+        layouts = write_layouts(sites, workdir, min(args.shards, len(sites)))
+        normalizer = plate_normalizer([row for row, _ in sites])
+        print(f"\n{set_name}: {len(sites)} sites of {height}x{width}x6")
+        print(f"{'reader':52s} {'sites/s':>8s} {'site/cpu-s':>10s} {'x tf.data':>9s}")
+        for name, (pattern, _) in layouts.items():
+            encoding, compression = name.split("-")
+            tf_bare = measure(
+                partial(bare, pattern, encoding, compression, height, width),
+                args.seconds,
+                args.rounds,
+            )
+            tf_uint8 = measure(
+                partial(rxdata_pipeline, pattern, normalizer, "accelerator"),
+                args.seconds,
+                args.rounds,
+            )
+            plain = measure_sites(pattern, args.seconds, args.rounds)
+            rows = [
+                (f"tf.data bare read + decode, {name}", tf_bare),
+                (f"tf.data make_dataset (uint8 batches), {name}", tf_uint8),
+                (f"rxdata.sites.Sites (no TensorFlow), {name}", plain),
+            ]
+            for label, (rate, cpu_rate) in rows:
+                ratio = cpu_rate / tf_uint8[1]
+                print(f"{label:52s} {rate:8.0f} {cpu_rate:10.1f} {ratio:9.2f}")
+                results.append(
+                    {
+                        "name": f"{set_name}: {label}",
+                        "value": cpu_rate,
+                        "set": set_name,
+                        "layout": name,
+                        "sites_per_s": rate,
+                        "sites_per_cpu_s": cpu_rate,
+                        "cpu_ratio_to_make_dataset": ratio,
+                    }
+                )
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {
+        "title": "plain-Python reader vs tf.data (sites per CPU-second)",
+        "unit": "sites/cpu-s",
+        "cpus": os.cpu_count(),
+        "rounds": args.rounds,
+        "seconds": args.seconds,
+        "results": results,
+    }
+    path = args.out / "pipeline-reader.json"
+    path.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    print(f"\nwrote {path}")
+    os._exit(0)  # skip iterator teardown (AUTOTUNE iterators can stall on exit)
+
+
+# ---------------------------------------------------------------------------------------
 # tf.data service: 0, 1 and 2 local workers
 # ---------------------------------------------------------------------------------------
 def _cpu_seconds(pid: int) -> float:
@@ -379,9 +475,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--service", action="store_true", help="measure 0, 1 and 2 local tf.data service workers"
     )
+    parser.add_argument(
+        "--reader", action="store_true", help="rxdata.sites.Sites (no TensorFlow) vs tf.data"
+    )
     args = parser.parse_args(argv)
+    if args.service and args.reader:
+        parser.error("--service and --reader measure different things: give one")
     if args.service:
         return service_main(args)
+    if args.reader:
+        return reader_main(args)
 
     sets = {"synthetic": synthetic_sites(args.sites, args.size)}
     if (args.real / "images").is_dir():

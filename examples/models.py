@@ -1,4 +1,4 @@
-"""Models for the RxRx1 reference training scripts (Keras 3, any backend-neutral layers).
+"""Models for the RxRx1 reference training scripts (Keras 3, on any of its backends).
 
 * ``seed_cnn``: the seed project's CNN, layer for layer (at 512 px: 25.2 M parameters).
 * ``resnet50``: ``keras.applications.ResNet50`` with random initialisation and a stem that
@@ -10,23 +10,17 @@ Both end in a float32 softmax, so that they stay numerically safe under the
 are compiled with the seed's optimiser and loss (Adam 1e-3, sparse categorical
 cross-entropy) and report ``accuracy`` (the Kaggle metric is multiclass accuracy).
 
-Hyper-parameters live here, in the examples, not in the library.
+The models use Keras layers and ``rxdata.layers`` only, so they build and train on the
+TensorFlow, JAX and PyTorch backends alike (``KERAS_BACKEND``, read at the first
+``import keras``). Hyper-parameters live here, in the examples, not in the library.
 """
 
 from __future__ import annotations
 
-import os
 import warnings
 from typing import Any
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # before the first `import keras`
-import keras
-
-if keras.backend.backend() != "tensorflow":  # pragma: no cover - depends on the environment
-    raise RuntimeError(
-        f"the training scripts use tf.distribute and need Keras' TensorFlow backend; "
-        f"KERAS_BACKEND is {keras.backend.backend()!r}: unset it or set it to 'tensorflow'"
-    )
+import keras  # any Keras 3 backend: KERAS_BACKEND=tensorflow (default), jax or torch
 
 MODELS = ("seed-cnn", "resnet50")
 # The smallest input side each model takes: the seed CNN's three conv/pool blocks shrink

@@ -130,6 +130,8 @@ def predict_sites(
 
     One pass (``rxdata.pipeline.predict``): each batch's ids come with its images.
     """
+    import keras
+
     from rxdata.pipeline import PipelineOptions, make_dataset
     from rxdata.pipeline import predict as predict_batches
     from rxdata.reader import read_tfrecord
@@ -149,7 +151,13 @@ def predict_sites(
         normalizer=normalizer,
         label=None,
     )
-    ids, probs = predict_batches(model, ds)
+
+    def on_batch(x: Any, training: bool = False) -> Any:
+        # numpy in and out, for every Keras backend: JAX takes no tf.Tensor, and PyTorch's
+        # outputs of a plain call would carry gradients
+        return model.predict_on_batch(keras.tree.map_structure(np.asarray, x))
+
+    ids, probs = predict_batches(on_batch, ds)
     if len(ids) == 0:
         raise OptionsError(f"no records in {len(files)} file(s): {list(files)[:3]}")
     return np.asarray(probs, dtype=np.float64), ids
@@ -271,6 +279,8 @@ def predict(
         table = metadata
     else:
         table = read_metadata(metadata)
+    import rxdata.layers  # noqa: F401  (registers Standardize and RGB for load_model)
+
     model = keras.models.load_model(model_path)
     log(f"predicting {len(files)} shard(s) with {model_path} ({normalizer.mode} normalization)")
     probs, ids = predict_sites(model, files, normalizer=normalizer, batch_size=batch_size)

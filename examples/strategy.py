@@ -1,4 +1,4 @@
-"""Pick a ``tf.distribute`` strategy and a precision policy for one hardware target.
+"""Pick a distribution strategy and a precision policy for one hardware target and backend.
 
 The choice is split in two so that every branch can be tested on a laptop:
 
@@ -19,6 +19,20 @@ Targets:
 | tpu | ``TPUStrategy`` via ``TPUClusterResolver`` | #TPU cores | mixed_bfloat16 |
 | multi-worker | ``MultiWorkerMirroredStrategy`` (``TF_CONFIG``) | workers x devices | as gpu |
 
+On Keras' JAX backend the same targets map to ``keras.distribution``, on PyTorch to one
+device; a target without a meaning there is refused with a message naming the way:
+
+| target | JAX | PyTorch |
+|---|---|---|
+| cpu | one CPU device, or ``DataParallel`` over N host devices (*) | the CPU |
+| gpu | the first GPU | ``cuda:0`` (where Keras places) |
+| multi-gpu | ``keras.distribution.DataParallel`` over the local GPUs | refused (**) |
+| tpu | ``DataParallel`` over the TPU VM's local chips | refused (**) |
+| multi-worker | refused: ``TF_CONFIG`` clusters are TensorFlow's | refused |
+
+(*) started with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``.
+(**) Keras' PyTorch backend has no distribution API: use JAX or TensorFlow.
+
 float16 pays only on GPUs with tensor cores (Volta, compute capability 7.0, and later:
 V100, T4, A100, H100); on a K80 (3.7) or P100 (6.0) it is slower or no faster, so ``auto``
 keeps float32 there. TPUs compute in bfloat16 natively, so ``auto`` always uses it.
@@ -37,6 +51,7 @@ from typing import Any
 from rxdata.errors import OptionsError, RxDataError
 
 TARGETS = ("cpu", "gpu", "multi-gpu", "tpu", "multi-worker")
+BACKENDS = ("tensorflow", "jax", "torch")  # Keras 3's backends (KERAS_BACKEND)
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 # Compute capability from which float16 runs on tensor cores (Volta).
 TENSOR_CORE_CAPABILITY = (7, 0)
@@ -73,13 +88,14 @@ class StrategyPlan:
     """What :func:`make_strategy` will build (pure data, no TensorFlow objects)."""
 
     target: str
-    kind: str  # default | one_device | mirrored | tpu | multi_worker
+    kind: str  # default | one_device | mirrored | tpu | multi_worker | data_parallel
     devices: tuple[str, ...] = ()
     precision: str = "float32"
     tpu: str | None = None
     cluster: Cluster | None = None
     cpu_replicas: int = 1
     notes: tuple[str, ...] = field(default=())
+    backend: str = "tensorflow"
 
     @property
     def is_chief(self) -> bool:
@@ -178,6 +194,8 @@ def plan_strategy(
     cpu_replicas: int = 1,
     env: Mapping[str, str] | None = None,
     dev_dir: str | Path = "/dev",
+    backend: str = "tensorflow",
+    devices: Mapping[str, int] | None = None,
 ) -> StrategyPlan:
     """Decide the strategy for ``target`` from the visible hardware.
 
@@ -191,6 +209,10 @@ def plan_strategy(
             and mirror over them (tests the multi-replica path without GPUs).
         env: Environment to read (default ``os.environ``).
         dev_dir: Where TPU VM device files are looked for.
+        backend: Keras' backend (``keras.backend.backend()``); JAX and PyTorch plans
+            are made by :func:`plan_backend`.
+        devices: For JAX/PyTorch: the device count per platform (``{"gpu": 2}``);
+            ``None`` asks the backend.
 
     Raises:
         HardwareError: the target's hardware is absent (the message says what to do).
@@ -210,6 +232,13 @@ def plan_strategy(
         raise OptionsError(f"cpu_replicas must be an integer >= 1; got {cpu_replicas!r}")
     if cpu_replicas > 1 and target != "cpu":
         raise OptionsError(f"cpu_replicas applies to --target cpu only; got target {target!r}")
+    if backend not in BACKENDS:
+        raise OptionsError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if backend != "tensorflow":
+        return plan_backend(
+            target, backend, precision=precision, tpu=tpu, cpu_replicas=cpu_replicas,
+            devices=devices,
+        )  # fmt: skip
     env = os.environ if env is None else env
     if target == "tpu":
         address = _find_tpu(tpu, env, Path(dev_dir))
@@ -266,6 +295,129 @@ def plan_strategy(
     )
 
 
+def plan_backend(
+    target: str,
+    backend: str,
+    *,
+    precision: str = "auto",
+    tpu: str | None = None,
+    cpu_replicas: int = 1,
+    devices: Mapping[str, int] | None = None,
+) -> StrategyPlan:
+    """The plan of ``target`` on Keras' JAX or PyTorch backend (see the module table).
+
+    JAX distributes with ``keras.distribution.DataParallel`` over the target's local
+    devices; Keras' PyTorch backend has no distribution API, so it runs on one device.
+
+    Raises:
+        HardwareError: the target's devices are absent.
+        OptionsError: a target or option without a meaning on ``backend`` (the message
+            names the alternative).
+
+    Example:
+        >>> plan = plan_backend("multi-gpu", "jax", devices={"cpu": 1, "gpu": 4})
+        >>> plan.kind, plan.devices, plan.precision
+        ('data_parallel', ('gpu:0', 'gpu:1', 'gpu:2', 'gpu:3'), 'float32')
+    """
+    found = backend_devices(backend) if devices is None else dict(devices)
+    other = "KERAS_BACKEND=jax or KERAS_BACKEND=tensorflow"
+    if target == "multi-worker":
+        raise OptionsError(
+            f"--target multi-worker reads a TensorFlow TF_CONFIG cluster; on the {backend} "
+            "backend this script trains on one host: use KERAS_BACKEND=tensorflow for "
+            "several machines"
+        )
+    if backend == "torch" and (target in ("multi-gpu", "tpu") or cpu_replicas > 1):
+        what = f"--cpu-replicas {cpu_replicas}" if cpu_replicas > 1 else f"--target {target}"
+        raise OptionsError(
+            f"{what}: Keras' PyTorch backend has no data-parallel distribution; use {other}"
+        )
+    if target == "tpu" and tpu not in (None, "local"):
+        raise OptionsError(
+            f"--tpu {tpu}: on JAX the TPU is the TPU VM this script runs on (--tpu local or "
+            "no --tpu); a remote TPU node needs KERAS_BACKEND=tensorflow"
+        )
+    if cpu_replicas > 1:
+        raise OptionsError(
+            f"--cpu-replicas {cpu_replicas} makes TensorFlow logical CPUs; on JAX start with "
+            f"XLA_FLAGS=--xla_force_host_platform_device_count={cpu_replicas} and "
+            "--target cpu uses keras.distribution.DataParallel over those devices"
+        )
+    platform = {"cpu": "cpu", "gpu": "gpu", "multi-gpu": "gpu", "tpu": "tpu"}[target]
+    count = int(found.get(platform, 0))
+    if count == 0:
+        raise HardwareError(
+            f"--target {target} but the {backend} backend sees no {platform.upper()}: check "
+            f"the {backend} build (its CUDA/TPU variant) and the devices; use --target cpu "
+            "to train without one"
+        )
+    if platform == "cpu":
+        if precision not in ("auto", "float32"):
+            raise OptionsError(f"--target cpu trains in float32; got precision {precision!r}")
+        chosen = "float32"
+    elif platform == "tpu":
+        if precision == "mixed_float16":
+            raise OptionsError("TPUs do not support float16; use 'auto' or 'mixed_bfloat16'")
+        chosen = _pick_precision(precision, [], tpu=True)
+    else:
+        # the compute capability is not asked of JAX/PyTorch: auto keeps float32 there
+        chosen = precision if precision != "auto" else "float32"
+    names = tuple(f"{platform}:{i}" for i in range(count))
+    if target == "multi-gpu" and count < 2:
+        raise HardwareError(
+            f"--target multi-gpu needs at least 2 GPUs; {backend} sees 1; use --target gpu"
+        )
+    notes: tuple[str, ...] = ()
+    if target == "gpu" and count > 1:
+        notes = (f"{count} GPUs visible, using only the first; use --target multi-gpu",)
+    if backend == "jax" and (target in ("multi-gpu", "tpu") or (target == "cpu" and count > 1)):
+        kind, used = "data_parallel", names
+    else:
+        kind, used = "default", names[:1]
+    return StrategyPlan(target, kind, devices=used, precision=chosen, notes=notes, backend=backend)
+
+
+def backend_devices(backend: str) -> dict[str, int]:
+    """How many devices of each platform (``cpu``, ``gpu``, ``tpu``) ``backend`` sees."""
+    if backend == "torch":
+        import torch
+
+        return {"cpu": 1, "gpu": torch.cuda.device_count()}
+    import jax
+
+    counts = {}
+    for platform in ("cpu", "gpu", "tpu"):
+        try:
+            counts[platform] = len(jax.devices(platform))
+        except RuntimeError:  # no such backend in this jaxlib
+            counts[platform] = 0
+    return counts
+
+
+class BackendStrategy:
+    """What train.py asks of a strategy, for Keras' JAX and PyTorch backends.
+
+    The distribution itself (JAX: ``keras.distribution.DataParallel``) is set globally
+    by :func:`make_strategy`; ``scope()`` has nothing to do.
+    """
+
+    def __init__(self, plan: StrategyPlan) -> None:
+        self.plan = plan
+        self.num_replicas_in_sync = len(plan.devices) if plan.kind == "data_parallel" else 1
+
+    @property
+    def description(self) -> str:
+        """What the log says: the backend and its distribution."""
+        if self.plan.kind == "data_parallel":
+            devices = ", ".join(self.plan.devices)
+            return f"{self.plan.backend}: keras.distribution.DataParallel over {devices}"
+        return f"{self.plan.backend}: one device ({self.plan.devices[0]})"
+
+    def scope(self) -> contextlib.AbstractContextManager[None]:
+        """Nothing to enter: variables follow the global distribution."""
+        return contextlib.nullcontext()
+
+
 def visible_gpus() -> list[GpuInfo]:
     """The GPUs TensorFlow sees, with their compute capability."""
     import tensorflow as tf
@@ -282,6 +434,8 @@ def visible_gpus() -> list[GpuInfo]:
 def make_strategy(plan: StrategyPlan) -> Any:
     """Build the live ``tf.distribute.Strategy`` for ``plan`` and set the Keras dtype policy.
 
+    On JAX/PyTorch: a :class:`BackendStrategy` (after setting the JAX distribution).
+
     Must run before any other TensorFlow work in the process for ``cpu_replicas > 1``
     (logical devices can only be configured before TensorFlow initialises) and for TPUs.
 
@@ -289,9 +443,15 @@ def make_strategy(plan: StrategyPlan) -> Any:
         HardwareError: the TPU cannot be reached or logical devices cannot be configured.
     """
     import keras
-    import tensorflow as tf
 
     keras.mixed_precision.set_global_policy(plan.precision)
+    if plan.backend != "tensorflow":
+        if plan.kind == "data_parallel":
+            devices = keras.distribution.list_devices(plan.devices[0].split(":")[0])
+            keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        return BackendStrategy(plan)
+    import tensorflow as tf
+
     if plan.kind == "default":
         return tf.distribute.get_strategy()
     if plan.kind == "one_device":

@@ -435,9 +435,27 @@ def make_input(
     global batch and splits it per replica from the ``InputContext``.
     """
     import tensorflow as tf
+    from strategy import BackendStrategy
 
     from rxdata.pipeline import make_dataset
 
+    if isinstance(strategy, BackendStrategy):
+        # JAX/PyTorch: Keras converts each tf.data batch (a global batch; under
+        # DataParallel Keras splits it among the devices)
+        ds = make_dataset(
+            list(files),
+            batch_size=global_batch,
+            training=training,
+            options=options,
+            normalizer=normalizer,
+            include_controls=labels == "all",
+            experiments=list(experiments),
+        )
+        if not training:
+            ds = ds.map(lambda x, y, ids: (x, y))  # Keras would read ids as sample weights
+            if repeat_eval:
+                ds = ds.repeat()
+        return ds
     if options.data_service is not None:
         # The service already splits the shards among its workers: one dataset of global
         # batches, which the strategy splits among this host's replicas.
@@ -636,6 +654,11 @@ class TrainResult:
         return max(values) if values else float("nan")
 
 
+def strategy_name(strategy: Any) -> str:
+    """What the log and ``run.json`` call the strategy (JAX/PyTorch: the distribution)."""
+    return str(getattr(strategy, "description", type(strategy).__name__))
+
+
 def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     """Run one training job as configured; returns its history and outputs."""
     import keras
@@ -645,7 +668,11 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
 
     # strategy first: logical CPUs and TPUs must be set up before other TensorFlow work
     plan = plan_strategy(
-        config.target, precision=config.precision, tpu=config.tpu, cpu_replicas=config.cpu_replicas
+        config.target,
+        precision=config.precision,
+        tpu=config.tpu,
+        cpu_replicas=config.cpu_replicas,
+        backend=keras.backend.backend(),  # KERAS_BACKEND: tensorflow, jax or torch
     )
     for note in plan.notes:
         log(f"note: {note}")
@@ -653,7 +680,7 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size * replicas
     log(
-        f"target {config.target}: {type(strategy).__name__}, {replicas} replica(s), "
+        f"target {config.target}: {strategy_name(strategy)}, {replicas} replica(s), "
         f"precision {plan.precision}, global batch {global_batch}"
     )
     if plan.kind == "tpu" and not config.data.startswith("gs://"):
@@ -676,7 +703,7 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
     steps = config.steps_per_epoch or split.train_sites // global_batch
     # Several workers or a TPU must run the same number of validation steps with static
     # shapes: repeat and count whole batches. Otherwise one exact pass over every site.
-    fixed_val = plan.kind in ("tpu", "multi_worker")
+    fixed_val = plan.kind in ("tpu", "multi_worker", "data_parallel")
     val_steps = max(1, split.val_sites // global_batch) if fixed_val else None
     normalizer, normalization = load_normalizer(config)
     log(f"normalization: {normalization}")
@@ -759,7 +786,8 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
         normalizer.save(posixpath.join(out, "normalizer.json"))
         run = {
             "config": dataclasses.asdict(config),
-            "strategy": type(strategy).__name__,
+            "strategy": strategy_name(strategy),
+            "backend": plan.backend,
             "replicas": replicas,
             "precision": plan.precision,
             "global_batch": global_batch,

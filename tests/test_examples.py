@@ -50,6 +50,58 @@ def test_cpu_replicas_mirror_over_logical_cpus() -> None:
     assert plan.devices == ("/cpu:0", "/cpu:1")
 
 
+# ------------------------------------------------- the targets on Keras' other backends
+
+JAX_TPU_VM = {"cpu": 1, "tpu": 8}
+
+
+@pytest.mark.parametrize(
+    ("target", "devices", "kind", "used", "precision"),
+    [
+        ("cpu", {"cpu": 1}, "default", ("cpu:0",), "float32"),
+        ("cpu", {"cpu": 4}, "data_parallel", ("cpu:0", "cpu:1", "cpu:2", "cpu:3"), "float32"),
+        ("gpu", {"cpu": 1, "gpu": 1}, "default", ("gpu:0",), "float32"),
+        ("multi-gpu", {"cpu": 1, "gpu": 2}, "data_parallel", ("gpu:0", "gpu:1"), "float32"),
+        ("tpu", JAX_TPU_VM, "data_parallel", tuple(f"tpu:{i}" for i in range(8)), "mixed_bfloat16"),
+    ],
+    ids=["cpu", "cpu-xla-host-devices", "gpu", "multi-gpu", "tpu"],
+)
+def test_jax_targets_map_to_keras_distribution(target, devices, kind, used, precision) -> None:
+    plan = plan_strategy(target, backend="jax", devices=devices)
+    assert (plan.backend, plan.kind, plan.devices, plan.precision) == ("jax", kind, used, precision)
+    assert strategy.BackendStrategy(plan).num_replicas_in_sync == (
+        len(used) if kind == "data_parallel" else 1
+    )
+    assert "DataParallel" in strategy.BackendStrategy(plan).description or kind == "default"
+
+
+@pytest.mark.parametrize(
+    ("backend", "kwargs", "error", "match"),
+    [
+        ("jax", {"target": "multi-worker"}, OptionsError, r"TF_CONFIG.*KERAS_BACKEND=tensorflow"),
+        ("jax", {"target": "cpu", "cpu_replicas": 2}, OptionsError, r"XLA_FLAGS=.*count=2"),
+        ("jax", {"target": "tpu", "tpu": "my-node"}, OptionsError, r"--tpu local.*tensorflow"),
+        ("jax", {"target": "gpu"}, HardwareError, r"jax backend sees no GPU.*--target cpu"),
+        ("jax", {"target": "tpu"}, HardwareError, r"sees no TPU"),
+        ("jax", {"target": "cpu", "precision": "mixed_float16"}, OptionsError, r"float32"),
+        ("torch", {"target": "multi-gpu"}, OptionsError, r"PyTorch backend has no data-par"),
+        ("torch", {"target": "tpu"}, OptionsError, r"use KERAS_BACKEND=jax or KERAS_BACKEND"),
+        ("torch", {"target": "cpu", "cpu_replicas": 2}, OptionsError, r"--cpu-replicas 2: Ker"),
+        ("mxnet", {"target": "cpu"}, OptionsError, r"backend must be one of tensorflow, jax"),
+    ],
+)
+def test_targets_without_meaning_on_a_backend_are_refused(backend, kwargs, error, match) -> None:
+    target = kwargs.pop("target")
+    with pytest.raises(error, match=match):
+        plan_strategy(target, backend=backend, devices={"cpu": 1}, **kwargs)
+
+
+def test_torch_gpu_is_one_device() -> None:
+    plan = plan_strategy("gpu", backend="torch", devices={"cpu": 1, "gpu": 2})
+    assert (plan.kind, plan.devices) == ("default", ("gpu:0",))
+    assert plan.notes == ("2 GPUs visible, using only the first; use --target multi-gpu",)
+
+
 @pytest.mark.parametrize("target", ["gpu", "multi-gpu"])
 def test_gpu_targets_without_gpu_fail_clearly(target: str) -> None:
     with pytest.raises(HardwareError, match=r"sees no GPU.*--target cpu"):

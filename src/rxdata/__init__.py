@@ -105,6 +105,7 @@ _SUBMODULES = frozenset(
         "reader",
         "roots",
         "service",
+        "sites",
         "splits",
         "stats",
         "submission",
@@ -197,6 +198,9 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from rxdata import (
         service as service,
+    )
+    from rxdata import (
+        sites as sites,
     )
     from rxdata import (
         splits as splits,

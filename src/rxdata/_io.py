@@ -586,6 +586,7 @@ def local_path(path: PathLike) -> Path | None:
 
 
 __all__ = [
+    "HashingReader",
     "HashingWriter",
     "atomic_writer",
     "dirname",
@@ -619,3 +620,22 @@ __all__ = [
     "walk_files",
     "write_bytes_atomic",
 ]
+
+
+class HashingReader:
+    """A file object that hashes every byte read through it."""
+
+    def __init__(self, source: Any) -> None:
+        self._source = source
+        self.sha256 = hashlib.sha256()
+
+    def read(self, n: int) -> bytes:
+        data = self._source.read(n)
+        self.sha256.update(data)
+        return bytes(data)
+
+    def drain(self) -> str:
+        """Read (and hash) the rest of the file; the hex digest of the whole file."""
+        while self.read(1 << 20):
+            pass
+        return self.sha256.hexdigest()

@@ -41,15 +41,15 @@ import struct
 import tempfile
 import warnings
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import tensorflow as tf
 
 from rxdata import _io
+from rxdata._protobuf import example_features
 from rxdata.errors import ImageDecodeError, OptionsError, RecordError
 from rxdata.tfrecord import (
     CHANNELS_KEY,
@@ -85,6 +85,7 @@ __all__ = [
     "decode_example",
     "list_shards",
     "read_layout",
+    "read_records",
     "read_tfrecord",
 ]
 
@@ -93,15 +94,10 @@ OnError = Literal["raise", "skip", "warn"]
 _ON_ERROR = ("raise", "skip", "warn")
 
 
-def _feature_values(feature: tf.train.Feature) -> list[Any]:
-    kind = feature.WhichOneof("kind")
-    if kind is None:
-        return []
-    return list(getattr(feature, kind).value)
-
-
 def decode_example(serialized: bytes, *, decode: bool = True) -> dict[str, Any]:
     """Decode one serialized example (rxdata or rxrx1-utils layout) into plain values.
+
+    Pure Python and numpy (Pillow for png records): no TensorFlow is imported.
 
     Args:
         serialized: A serialized ``tf.train.Example``.
@@ -128,74 +124,15 @@ def decode_example(serialized: bytes, *, decode: bool = True) -> dict[str, Any]:
         >>> record["id_code"], record["sirna"], record["image"].sum()
         ('RPE-03_4_D05', None, np.uint64(4))
     """
-    try:
-        example = tf.train.Example.FromString(serialized)
-    except Exception as err:  # protobuf raises its own DecodeError type
-        raise RecordError(f"not a serialized tf.train.Example ({err})") from None
-    features = {k: _feature_values(v) for k, v in example.features.feature.items()}
-
-    def scalar(key: str) -> Any:
-        values = features.get(key, [])
-        if len(values) > 1:
-            raise RecordError(f"feature {key!r} has {len(values)} values, expected one")
-        if not values:
-            return None
-        value = values[0]
-        if key in STRING_KEYS or key == ENCODING:
-            if not isinstance(value, bytes):
-                raise RecordError(f"feature {key!r} must be bytes, got {type(value).__name__}")
-            return value.decode()
-        if not isinstance(value, int):
-            raise RecordError(f"feature {key!r} must be int64, got {type(value).__name__}")
-        return value
-
-    record: dict[str, Any] = {key: scalar(key) for key in (*STRING_KEYS, *INT_KEYS)}
-    for key in REQUIRED_SITE_KEYS:
-        if record[key] is None:
-            raise RecordError(f"required feature {key!r} is missing")
-    if record[ID_CODE] is None:
-        record[ID_CODE] = f"{record[EXPERIMENT]}_{record[PLATE]}_{record[WELL]}"
-    label, class_id, int_label = record.pop(SIRNA_LABEL), record[SIRNA_ID], record[SIRNA]
-    record[SIRNA_ID] = class_id if class_id is not None else int_label
-    record[SIRNA] = label if label is not None else (None if int_label is None else str(int_label))
-
-    encoding = scalar(ENCODING) or "raw"
+    features = example_features(serialized)
+    record = _metadata(features)
+    encoding = _scalar(features, ENCODING) or "raw"
     if encoding not in ENCODINGS:
         raise RecordError(f"feature 'encoding' is {encoding!r}; known: {', '.join(ENCODINGS)}")
     image_values = features.get(IMAGE, [])
     if not image_values or not all(isinstance(v, bytes) for v in image_values):
         raise RecordError("feature 'image' is missing or not bytes")
-    height, width, channels = scalar(HEIGHT), scalar(WIDTH), scalar(CHANNELS_KEY)
-    if encoding == "raw":
-        if len(image_values) != 1:
-            raise RecordError(f"raw 'image' has {len(image_values)} values, expected one")
-        nbytes = len(image_values[0])
-        if height is None or width is None:  # rxrx1-utils: square sites, 6 channels
-            counts = [channels] if channels is not None else _CHANNEL_GUESSES
-            fits = [(_square_side(nbytes, c), c) for c in counts if _square_side(nbytes, c)]
-            shape = fits[0] if fits else None
-            if shape is None:
-                raise RecordError(
-                    f"raw 'image' of {nbytes} bytes has no height/width and is not a square "
-                    f"image of {' or '.join(str(c) for c in counts)} channels"
-                )
-            side, channels = shape
-            height = height or side
-            width = width or side
-        if channels is None:
-            channels = DEFAULT_CHANNEL_COUNT
-        if height * width * channels != nbytes:
-            raise RecordError(
-                f"raw 'image' has {nbytes} bytes, expected {height}x{width}x{channels} = "
-                f"{height * width * channels}"
-            )
-    else:
-        if channels is None:
-            channels = len(image_values)
-        if len(image_values) != channels:
-            raise RecordError(f"png 'image' has {len(image_values)} PNGs, channels={channels}")
-        if height is None or width is None:
-            height, width = png_size(image_values[0])
+    height, width, channels = _image_shape(features, encoding, image_values)
     record.update(height=height, width=width, channels=channels, encoding=encoding)
     if not decode:
         record[IMAGE] = image_values[0] if encoding == "raw" else image_values
@@ -205,6 +142,78 @@ def decode_example(serialized: bytes, *, decode: bool = True) -> dict[str, Any]:
     else:
         record[IMAGE] = _decode_pngs(image_values, height, width)
     return record
+
+
+def _scalar(features: Mapping[str, list[Any]], key: str) -> Any:
+    """The one value of feature ``key`` (text for string keys), or ``None`` if absent."""
+    values = features.get(key, [])
+    if len(values) > 1:
+        raise RecordError(f"feature {key!r} has {len(values)} values, expected one")
+    if not values:
+        return None
+    value = values[0]
+    if key in STRING_KEYS or key == ENCODING:
+        if not isinstance(value, bytes):
+            raise RecordError(f"feature {key!r} must be bytes, got {type(value).__name__}")
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            raise RecordError(f"feature {key!r} is not UTF-8 text: {value[:40]!r}") from None
+    if not isinstance(value, int):
+        raise RecordError(f"feature {key!r} must be int64, got {type(value).__name__}")
+    return value
+
+
+def _metadata(features: Mapping[str, list[Any]]) -> dict[str, Any]:
+    """The metadata columns of a record, with the rxrx1-utils fallbacks resolved."""
+    record: dict[str, Any] = {key: _scalar(features, key) for key in (*STRING_KEYS, *INT_KEYS)}
+    for key in REQUIRED_SITE_KEYS:
+        if record[key] is None:
+            raise RecordError(f"required feature {key!r} is missing")
+    if record[ID_CODE] is None:
+        record[ID_CODE] = f"{record[EXPERIMENT]}_{record[PLATE]}_{record[WELL]}"
+    label, class_id, int_label = record.pop(SIRNA_LABEL), record[SIRNA_ID], record[SIRNA]
+    record[SIRNA_ID] = class_id if class_id is not None else int_label
+    record[SIRNA] = label if label is not None else (None if int_label is None else str(int_label))
+    return record
+
+
+def _image_shape(
+    features: Mapping[str, list[Any]], encoding: str, image_values: Sequence[bytes]
+) -> tuple[int, int, int]:
+    """``(height, width, channels)`` of a record's image, checked against its bytes."""
+    height, width = _scalar(features, HEIGHT), _scalar(features, WIDTH)
+    channels = _scalar(features, CHANNELS_KEY)
+    if encoding == "png":
+        if channels is None:
+            channels = len(image_values)
+        if len(image_values) != channels:
+            raise RecordError(f"png 'image' has {len(image_values)} PNGs, channels={channels}")
+        if height is None or width is None:
+            height, width = png_size(image_values[0])
+        return height, width, channels
+    if len(image_values) != 1:
+        raise RecordError(f"raw 'image' has {len(image_values)} values, expected one")
+    nbytes = len(image_values[0])
+    if height is None or width is None:  # rxrx1-utils: square sites, 6 channels
+        counts = [channels] if channels is not None else _CHANNEL_GUESSES
+        fits = [(_square_side(nbytes, c), c) for c in counts if _square_side(nbytes, c)]
+        if not fits:
+            raise RecordError(
+                f"raw 'image' of {nbytes} bytes has no height/width and is not a square "
+                f"image of {' or '.join(str(c) for c in counts)} channels"
+            )
+        side, channels = fits[0]
+        height = height or side
+        width = width or side
+    if channels is None:
+        channels = DEFAULT_CHANNEL_COUNT
+    if height * width * channels != nbytes:
+        raise RecordError(
+            f"raw 'image' has {nbytes} bytes, expected {height}x{width}x{channels} = "
+            f"{height * width * channels}"
+        )
+    return height, width, channels
 
 
 # Channel counts tried, in order, for raw records without a shape (rxrx1-utils wrote all
@@ -373,37 +382,101 @@ def read_layout(
         if on_error == "warn":
             warnings.warn(message, stacklevel=3)
 
-    with _io.open(path_s, "rb") as source:
-        stream = _Stream(source, found)
+    for index, data in _framed(path_s, found, bad):
+        try:
+            record = decode_example(data, decode=False)
+        except RecordError as err:
+            bad(index, str(err))
+            continue
+        return _layout_of(record)
+    return None
+
+
+def _framed(
+    path: str,
+    compression: str,
+    bad: Callable[[int, str], None],
+    sha256: str | None = None,
+) -> Iterator[tuple[int, bytes]]:
+    """The framing loop of :func:`read_records`, reporting bad records to ``bad``."""
+    with _io.open(path, "rb") as raw:
+        source = _io.HashingReader(raw) if sha256 is not None else raw
+        stream = _Stream(source, compression)
         index = 0
         while True:
-            damaged = f"corrupt {found} stream ({stream.error})"
             header = stream.read(12)
             if not header and stream.error is None:
-                return None
+                break
             if len(header) < 12:
+                damaged = f"corrupt {compression} stream ({stream.error})"
                 bad(index, damaged if stream.error else "truncated record header")
-                return None
+                return
             length = struct.unpack("<Q", header[:8])[0]
             if struct.unpack("<I", header[8:12])[0] != masked_crc32c(header[:8]):
                 bad(index, "corrupt record length (CRC mismatch)")
-                return None
+                return
             data = stream.read(length + 4)
             if len(data) < length + 4:
-                bad(
-                    index,
-                    f"corrupt {found} stream ({stream.error})"
-                    if stream.error
-                    else "truncated record",
-                )
-                return None
-            try:
-                record = decode_example(data[:length], decode=False)
-            except RecordError as err:
-                bad(index, str(err))
-                index += 1
-                continue
-            return _layout_of(record)
+                damaged = f"corrupt {compression} stream ({stream.error})"
+                bad(index, damaged if stream.error else "truncated record")
+                return
+            yield index, data[:length]
+            index += 1
+        if isinstance(source, _io.HashingReader) and (found := source.drain()) != sha256:
+            bad(
+                index,
+                f"the shard's SHA-256 is {found}, its manifest says {sha256}: the file "
+                "changed after the conversion (`rxdata verify` lists the damaged shards; "
+                "convert them again)",
+            )
+
+
+def read_records(
+    path: str | os.PathLike[str],
+    *,
+    on_error: OnError = "raise",
+    compression: Compression | Literal["auto"] = "auto",
+    sha256: str | None = None,
+) -> Iterator[tuple[int, bytes]]:
+    """``(index, serialized example)`` of each record of a shard, in plain Python.
+
+    TFRecord framing read without TensorFlow: each length header's masked CRC-32C is
+    checked, the payload's is not (Python has no fast CRC-32C). Pass the shard's
+    ``sha256`` (a conversion's manifest has it) to hash the file as it is read: a
+    mismatch is reported after the last record, so every byte is checked. A record that
+    cannot be framed ends the file (the framing cannot be resynchronised). GZIP/ZLIB
+    shards are inflated on the fly, up to their first damaged byte.
+
+    Args:
+        path: A local path or ``gs://`` URL.
+        on_error: ``"raise"`` (default) a :class:`~rxdata.errors.RecordError` naming the
+            file and record; ``"skip"`` (stop at bad framing, ignore a hash mismatch) or
+            ``"warn"`` (the same, with a warning).
+        compression: ``"auto"`` (detected) or the file's compression.
+        sha256: The hex SHA-256 the whole file must have, or ``None``.
+
+    Example:
+        >>> import tempfile, os
+        >>> from rxdata.tfrecord import write_shard
+        >>> path = os.path.join(tempfile.mkdtemp(), "r.tfrecord")
+        >>> _ = write_shard(path, [b"a", b"bc"], compression="gzip")
+        >>> list(read_records(path))
+        [(0, b'a'), (1, b'bc')]
+    """
+    if on_error not in _ON_ERROR:
+        raise OptionsError(f"on_error={on_error!r}; allowed: {', '.join(_ON_ERROR)}")
+    path_s = os.fspath(path)
+    found = detect_compression(path_s) if compression == "auto" else compression
+    check_compression(found)
+
+    def bad(index: int, what: str) -> None:
+        message = f"{path_s}: record {index}: {what}"
+        if on_error == "raise":
+            raise RecordError(message)
+        if on_error == "warn":
+            warnings.warn(message, stacklevel=4)
+
+    yield from _framed(path_s, found, bad, sha256)
 
 
 class RecordReader(Iterator[dict[str, Any]]):
@@ -445,6 +518,9 @@ class RecordReader(Iterator[dict[str, Any]]):
         self.errors: list[str] = []
         self._index = 0
         self._salvaging = False
+        import tensorflow as tf  # deferred: only this CRC-checking reader needs it
+
+        self._data_loss = tf.errors.DataLossError
         self._records: Iterator[Any] | None = iter(
             tf.data.TFRecordDataset(path, compression_type=TF_COMPRESSION[self.compression])
         )
@@ -468,7 +544,7 @@ class RecordReader(Iterator[dict[str, Any]]):
             except StopIteration:
                 self._records = None
                 break
-            except tf.errors.DataLossError as err:
+            except self._data_loss as err:
                 self._records = None
                 if self._salvaging:
                     break  # the damage already counted
@@ -499,6 +575,8 @@ class RecordReader(Iterator[dict[str, Any]]):
         inflates exactly up to the damage; the result goes to an uncompressed temporary
         file that TensorFlow reads (checking every record's CRC) from record ``index`` on.
         """
+        import tensorflow as tf
+
         self._salvaging = True
         fd, tmp = tempfile.mkstemp(suffix=".tfrecord", prefix="rxdata-salvage-")
         try:

@@ -50,13 +50,15 @@ import os
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import tensorflow as tf
 
 from rxdata import _io, naming
 from rxdata.errors import OptionsError, RecordError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 __all__ = [
     "CELL_TYPE",
@@ -304,6 +306,8 @@ def encode_example(
         assert pngs is not None  # for the type checker; checked above
         feature = _png_features(site, list(pngs), height, width)
     feature.update(_site_features(site))
+    import tensorflow as tf  # deferred: the schema and reading need no TensorFlow
+
     example = tf.train.Example()
     features = example.features.feature
     for key, (kind, values) in feature.items():
@@ -466,6 +470,8 @@ def write_shard(
         >>> write_shard(path, [b"", b"abc"], compression="gzip").count
         2
     """
+    import tensorflow as tf  # deferred: the schema and reading need no TensorFlow
+
     check_compression(compression)
     path_s = os.fspath(path)
     directory = _io.dirname(path_s)
@@ -595,6 +601,8 @@ def feature_spec(encoding: str = "raw", channels: int = DEFAULT_CHANNEL_COUNT) -
         >>> sorted(feature_spec())[:3]
         ['cell_type', 'channels', 'dataset']
     """
+    import tensorflow as tf  # deferred: the schema and reading need no TensorFlow
+
     if encoding not in ENCODINGS:
         raise OptionsError(f"encoding={encoding!r}; allowed: {', '.join(ENCODINGS)}")
     fixed = tf.io.FixedLenFeature
@@ -635,13 +643,15 @@ def parse_example(
         A dict of tensors keyed by feature name.
 
     Example:
-        >>> import numpy as np
+        >>> import numpy as np, tensorflow as tf
         >>> data = encode_example({"experiment": "HUVEC-05", "plate": 3, "well": "E10",
         ...                        "site": 2}, image=np.zeros((2, 2, 6), np.uint8))
         >>> parsed = parse_example(tf.constant([data, data]))
         >>> parsed["id_code"].numpy().tolist(), parsed["sirna_id"].numpy().tolist()
         ([b'HUVEC-05_3_E10', b'HUVEC-05_3_E10'], [-1, -1])
     """
+    import tensorflow as tf  # deferred: the schema and reading need no TensorFlow
+
     spec = feature_spec(encoding, channels)
     if keys is not None:
         wanted = set(keys)
@@ -691,13 +701,15 @@ def decode_image(
         ``tf.errors.InvalidArgumentError``.
 
     Example:
-        >>> import numpy as np
+        >>> import numpy as np, tensorflow as tf
         >>> pixels = np.arange(2 * 2 * 3, dtype=np.uint8).reshape(2, 2, 3)
         >>> out = decode_image(tf.constant(pixels.tobytes()), encoding="raw", height=2,
         ...                    width=2, channels=3, select=[2, 0])
         >>> out.numpy()[..., 0].tolist()
         [[2, 5], [8, 11]]
     """
+    import tensorflow as tf  # deferred: the schema and reading need no TensorFlow
+
     picked = list(range(channels)) if select is None else [int(i) for i in select]
     if not picked or any(not 0 <= i < channels for i in picked):
         raise OptionsError(f"select={select!r}; need indices in 0..{channels - 1}")
