@@ -55,6 +55,8 @@ _EXPORTS: dict[str, str] = {
     "ConvertOptions": "conversion",
     "convert": "conversion",
     "verify": "conversion",
+    "Records": "records",
+    "open_records": "records",
     # splits, plates and submissions
     "Split": "splits",
     "holdout_experiments": "splits",
@@ -131,6 +133,7 @@ _SUBMODULES = frozenset(
         "normalization",
         "pipeline",
         "plates",
+        "records",
         "splits",
         "stats",
         "submission",

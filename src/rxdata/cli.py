@@ -19,16 +19,9 @@ Exit codes (shared by both scripts):
 
 from __future__ import annotations
 
-import os
-
-# Quiet TensorFlow's C++ start-up lines unless the user chose a level; this must run
-# before TensorFlow is first imported (here or in spawned workers, which inherit it).
-# TensorFlow 2.19 and later still print a few lines that no setting silences
-# (tensorflow/tensorflow#100442).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -793,6 +786,11 @@ def _messages_name_flags() -> Iterator[None]:
 def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     handler: Handler = args.func
+    # No TensorFlow C++ start-up lines (TF_CPP_MIN_LOG_LEVEL no longer silences them);
+    # the worker processes of the command do the same (rxdata._parallel).
+    from rxdata.tflog import quiet_tensorflow_startup
+
+    quiet_tensorflow_startup()
     _setup_logging()  # progress log lines when stderr is not a terminal
     from rxdata._parallel import sigterm_as_interrupt
 

@@ -65,6 +65,7 @@ from rxdata._compat import moved
 from rxdata.errors import OptionsError
 from rxdata.filters import KeepFn, feature_in, in_set, split_keys, value_list
 from rxdata.reader import RecordLayout, common_layout, list_shards
+from rxdata.records import Records, resolve_source
 from rxdata.transforms import (
     StatsFn,
     compiled,
@@ -353,7 +354,7 @@ def _label_spec(label: str | None) -> str | None:
 
 
 def make_dataset(
-    file_pattern: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    file_pattern: Records | str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     batch_size: int,
     training: bool = True,
@@ -364,19 +365,23 @@ def make_dataset(
     experiments: Collection[str] | str | None = None,
     cell_types: Collection[str] | str | None = None,
     well_types: Collection[str] | str | None = None,
-    split: Split | None = None,
+    split: Split | str | None = None,
     part: str | Iterable[str] | None = None,
     output: Literal["tuple", "dict"] = "tuple",
     input_context: tf.distribute.InputContext | None = None,
+    allow_incomplete: bool = False,
 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of batches of sites from TFRecord shards.
 
     Args:
-        file_pattern: A glob (local or ``gs://``) or a list of globs/paths. A path that
-            names an existing file is read as itself, even if it holds glob characters
-            (``plate[1].tfrecord``). Every shard must hold one layout (encoding and
-            image size): the first good record of each shard is checked when the
-            dataset is built.
+        file_pattern: The records: a conversion's output folder (the folder of
+            ``rxdata convert``, or an :func:`rxdata.open_records` handle on it), or, for
+            records without a manifest (rxrx1-utils'), a glob (local or ``gs://``) or a
+            list of globs/paths. A path that names an existing file is read as itself,
+            even if it holds glob characters (``plate[1].tfrecord``). Every shard must
+            hold one layout (encoding and image size): the first good record of each
+            shard is checked when the dataset is built. An incomplete conversion is
+            refused (:func:`rxdata.records.resolve_source`).
         batch_size: The batch size; with ``input_context`` the **global** batch size
             (each replica gets ``batch_size / num_replicas_in_sync``).
         training: Training (shuffled, augmented, repeatable) or evaluation/prediction
@@ -392,7 +397,9 @@ def make_dataset(
         experiments: Keep only these experiments.
         cell_types: Keep only these cell types.
         well_types: Keep only these well types.
-        split: A :class:`rxdata.Split`; keep the groups of ``part`` (one or more part
+        split: A split name of the conversion (``"train"``, ``"test"``: its shards
+            only; needs a folder or :class:`~rxdata.records.Records`), or a
+            :class:`rxdata.Split`; keep the groups of ``part`` (one or more part
             names). Its ``by`` columns must be record features (``experiment``,
             ``plate``, ``site``, ``cell_type``, ...).
         part: The part(s) of ``split`` to keep.
@@ -400,13 +407,17 @@ def make_dataset(
         input_context: From ``strategy.distribute_datasets_from_function``: per-replica
             batch size, and each input pipeline reads every n-th shard (or every n-th
             record when there are fewer shards than pipelines).
+        allow_incomplete: Read the finished shards of an incomplete conversion (a
+            warning says how many sites of how many) instead of raising.
 
     Returns:
         The dataset (finite unless ``options.repeat`` and ``training``).
 
     Raises:
         FileNotFoundError: No file matches a pattern.
-        OptionsError: Invalid arguments (names the argument and what is allowed).
+        OptionsError: Invalid arguments (names the argument and what is allowed), or a
+            split the conversion does not have (names those it has).
+        IncompleteConversionError: The conversion is unfinished or still running.
         RecordError: The shards are not TFRecords, or are all empty (or, with
             ``on_error="skip"``/``"warn"``, hold only bad records); they hold different
             layouts (names one file of each, whatever ``on_error``); with
@@ -423,6 +434,9 @@ def make_dataset(
         >>> images.shape, images.dtype.name, float(images[0, 0, 0, 0]), labels.numpy()
         (TensorShape([2, 4, 4, 6]), 'float32', 0.2, array([1138, 1138]))
     """
+    file_pattern, split = resolve_source(
+        file_pattern, split=split, allow_incomplete=allow_incomplete
+    )
     opts = options if options is not None else PipelineOptions()
     if not isinstance(opts, PipelineOptions):
         raise OptionsError(f"options must be PipelineOptions, got {type(opts).__name__}")

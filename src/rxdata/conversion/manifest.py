@@ -43,47 +43,10 @@ from rxdata.conversion.options import (
 )
 from rxdata.conversion.plan import ShardSpec, plan_digest, plan_json
 from rxdata.conversion.shard import ShardRecord, SkippedSite, progress_path
-from rxdata.errors import ConvertError, OutputExistsError, RecordError, option_text
+from rxdata.errors import ConvertError, OutputExistsError, option_text
+from rxdata.records import read_manifest as read_manifest
 
 log = logging.getLogger(__name__)
-
-
-def read_manifest(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load ``OUTPUT_DIR/manifest.json``.
-
-    Raises:
-        FileNotFoundError: No manifest in ``output_dir``.
-        RecordError: The manifest is not a valid rxdata-convert manifest.
-
-    Example:
-        >>> try:
-        ...     read_manifest("no-such-dir")
-        ... except FileNotFoundError as err:
-        ...     print("missing")
-        missing
-    """
-    path = _io.join(output_dir, MANIFEST_NAME)
-    try:
-        raw = _io.read_bytes(path)
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{path}: no manifest; is this an rxdata-convert output directory?"
-        ) from None
-    try:
-        manifest = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise RecordError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise RecordError(
-            f"{path}: not an rxdata-convert manifest (format "
-            f"{manifest.get('format') if isinstance(manifest, dict) else None!r})"
-        )
-    if manifest.get("format_version") != MANIFEST_VERSION:
-        raise RecordError(
-            f"{path}: manifest format_version {manifest.get('format_version')!r}, "
-            f"this rxdata reads {MANIFEST_VERSION}"
-        )
-    return manifest
 
 
 def build_manifest(

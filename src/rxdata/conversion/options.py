@@ -14,6 +14,13 @@ from rxdata.naming import CHANNELS as CHANNELS
 from rxdata.naming import DATASETS as DATASETS
 from rxdata.naming import normalize_experiment
 
+# The output folder's format is read by rxdata.records (no TensorFlow), which owns these.
+from rxdata.records import LOCK_NAME as LOCK_NAME
+from rxdata.records import MANIFEST_FORMAT as MANIFEST_FORMAT
+from rxdata.records import MANIFEST_NAME as MANIFEST_NAME
+from rxdata.records import MANIFEST_VERSION as MANIFEST_VERSION
+from rxdata.records import PROGRESS_DIR as PROGRESS_DIR
+
 STRATEGIES = ("random", "by_exp_plate_site", "by_experiment")
 """Ways to group sites into shards (see :func:`plan_shards`)."""
 ENCODINGS = ("png", "raw")
@@ -26,15 +33,8 @@ RUNNERS = ("local", "beam", "dask")
 DASK_SCHEMES = ("tcp", "tls", "ucx", "inproc", "ws", "wss")
 """Address schemes of ``dask.distributed`` schedulers (``dask_address``)."""
 
-MANIFEST_NAME = "manifest.json"
-"""File name of the manifest in the output directory."""
 REPORT_NAME = "skipped.csv"
 """File name of the skipped-sites report in the output directory."""
-PROGRESS_DIR = "_progress"
-LOCK_NAME = ".rxdata-convert.lock"
-"""File name of the lock a running conversion holds in its output directory."""
-MANIFEST_FORMAT = "rxdata-convert-manifest"
-MANIFEST_VERSION = 1
 REPORT_COLUMNS = (
     "site_id",
     "dataset",
