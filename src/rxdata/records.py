@@ -445,12 +445,12 @@ def _release_from_records(records: Records) -> LabelRelease | None:
     return found
 
 
-def find_conversion(folder: str | os.PathLike[str]) -> tuple[str, str]:
+def find_conversion(folder: str | os.PathLike[str], *, below: bool = True) -> tuple[str, str]:
     """The conversion folder for ``folder`` and the part of it selected (relative, POSIX).
 
     ``folder`` itself holding ``manifest.json``; a folder inside a conversion (the nearest
-    manifest above it); or a folder above exactly one conversion (searched two levels
-    down).
+    manifest above it); or, with ``below``, a folder above exactly one conversion
+    (searched two levels down).
 
     Raises:
         FileNotFoundError: ``folder`` does not exist, or no conversion is at, above or
@@ -477,15 +477,17 @@ def find_conversion(folder: str | os.PathLike[str]) -> tuple[str, str]:
             break
         parts.insert(0, _basename(current))
         if _io.exists(_io.join(parent, MANIFEST_NAME)):
+            if not _io.is_remote(path):  # the root spelled as the caller spelled the folder
+                parent = os.path.normpath(os.path.join(path, *[os.pardir] * len(parts)))
             return parent, "/".join(parts)
         current = parent
-    below = []
-    for child in sorted(_io.listdir(path)):
+    found: list[str] = []
+    for child in sorted(_io.listdir(path)) if below else []:
         sub = _io.join(path, child.rstrip("/"))
         if not _io.isdir(sub):
             continue
         if _io.exists(_io.join(sub, MANIFEST_NAME)):
-            below.append(sub)
+            found.append(sub)
             continue
         for grandchild in sorted(_io.listdir(sub)):
             deeper = _io.join(sub, grandchild.rstrip("/"))
@@ -496,7 +498,8 @@ def find_conversion(folder: str | os.PathLike[str]) -> tuple[str, str]:
     if below:
         raise OptionsError(f"{path} holds {len(below)} conversions: {below}; give one of them")
     raise FileNotFoundError(
-        f"{path}: no {MANIFEST_NAME} in it, above it or in its sub-folders, so it is not "
+        f"{path}: no {MANIFEST_NAME} in it, above it{' or in its sub-folders' if below else ''}, "
+        "so it is not "
         "an `rxdata convert` output; for records without a manifest (rxrx1-utils'), give "
         f"a file pattern such as '{path}/*.tfrecord'"
     )

@@ -256,7 +256,7 @@ def _as_int_labels(labels: pd.Series) -> pd.Series:
 
 #: Kaggle CSVs that hold labels, looked at (in this order) beside a ``test.csv`` to tell
 #: which release it belongs to (the test file itself has no labels).
-_LABELLED_CSVS = ("sample_submission.csv", "train.csv", "train_controls.csv", "test_controls.csv")
+_LABELLED_CSVS = ("train.csv", "train_controls.csv", "test_controls.csv", "sample_submission.csv")
 
 
 def _names_in(labels: pd.Series) -> LabelStyle | None:
