@@ -492,16 +492,16 @@ def find_conversion(folder: str | os.PathLike[str], *, below: bool = True) -> tu
         for grandchild in sorted(_io.listdir(sub)):
             deeper = _io.join(sub, grandchild.rstrip("/"))
             if _io.isdir(deeper) and _io.exists(_io.join(deeper, MANIFEST_NAME)):
-                below.append(deeper)
-    if len(below) == 1:
-        return below[0], ""
-    if below:
-        raise OptionsError(f"{path} holds {len(below)} conversions: {below}; give one of them")
+                found.append(deeper)
+    if len(found) == 1:
+        return found[0], ""
+    if found:
+        raise OptionsError(f"{path} holds {len(found)} conversions: {found}; give one of them")
+    searched = "in it, above it or in its sub-folders" if below else "in it or above it"
     raise FileNotFoundError(
-        f"{path}: no {MANIFEST_NAME} in it, above it{' or in its sub-folders' if below else ''}, "
-        "so it is not "
-        "an `rxdata convert` output; for records without a manifest (rxrx1-utils'), give "
-        f"a file pattern such as '{path}/*.tfrecord'"
+        f"{path}: no {MANIFEST_NAME} {searched}, so it is not an `rxdata convert` output; "
+        "for records without a manifest (rxrx1-utils'), give a file pattern such as "
+        f"'{path}/*.tfrecord'"
     )
 
 
