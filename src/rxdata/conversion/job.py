@@ -68,7 +68,7 @@ from rxdata.errors import (
     option_flags,
     option_text,
 )
-from rxdata.naming import DataRoot, find_root
+from rxdata.naming import DATASETS, IMAGES_FOLDER, DataRoot, find_root
 
 log = logging.getLogger("rxdata.conversion")
 
@@ -186,6 +186,28 @@ def _infer_shape(
     return votes.most_common(1)[0][0]
 
 
+def _refuse_output_in_images(images_root: str, output_dir: str) -> None:
+    """Refuse an output folder that is the images' root or inside its image folders.
+
+    ``rxdata convert data data`` would mix shards and a manifest into the data set (a
+    folder beside the images, ``data/records``, is fine).
+    """
+    if _io.is_remote(images_root) or _io.is_remote(output_dir):
+        return
+    images, out = os.path.realpath(images_root), os.path.realpath(output_dir)
+    folders = [os.path.join(images, n) for n in (*DATASETS, IMAGES_FOLDER)]
+    inside = images if out == images else None
+    inside = inside or next((f for f in folders if os.path.commonpath([f, out]) == f), None)
+    if inside is not None:
+        where = "is" if inside == out else "is inside"
+        raise OptionsError(
+            f"the output folder {output_dir} {where} the images' folder "
+            f"{images_root if inside == images else inside}: the shards would be written "
+            "into the data set; choose an output folder outside it (e.g. "
+            f"{os.path.join(os.path.dirname(images) or '.', 'records')})"
+        )
+
+
 @holding_output_lock  # a second run into the same folder is refused at once
 def convert(
     images_root: str | os.PathLike[str],
@@ -243,6 +265,7 @@ def convert(
     opts = dataclasses.replace(base, **overrides)
     root = os.fspath(images_root)
     out_dir = os.fspath(output_dir)
+    _refuse_output_in_images(root, out_dir)
     md = load_metadata(metadata, root)
     plan = plan_shards(md, opts)
     if not plan:
