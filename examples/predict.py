@@ -294,9 +294,10 @@ def predict(
     from rxdata.normalization import Normalizer
     from rxdata.submission import average_sites, write_submission
 
-    model_path = resolve_model_path(model_path)
+    # the records first: a wrong split or an unfinished conversion is refused at once
     records = load_records(data, "test", allow_incomplete=allow_incomplete, log=log)
     files = list(records.files)
+    model_path = resolve_model_path(model_path)
     if normalizer_path is None:
         normalizer_path = posixpath.join(posixpath.dirname(model_path), "normalizer.json")
     if not tf.io.gfile.exists(normalizer_path):
