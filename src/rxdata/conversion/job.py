@@ -224,6 +224,15 @@ def convert(
     rewritten). See the module docstring for the contract and ``docs/convert.md`` for the
     output format.
 
+    In a script, call it under ``if __name__ == "__main__":``: the worker processes are
+    spawned, and each imports the script again; an unguarded call is refused with an
+    :class:`~rxdata.errors.UnguardedMainError` that says so::
+
+        import rxdata
+
+        if __name__ == "__main__":
+            rxdata.convert("data", "records")
+
     Args:
         images_root: Folder with the Kaggle layout (``train/``, ``test/``) or the full
             release (``images/``); local or ``gs://``.
@@ -239,10 +248,13 @@ def convert(
     Raises:
         ConvertError: A site could not be converted with ``on_error="raise"`` (the message
             names the file), a worker died, or another conversion is using ``output_dir``.
+        UnguardedMainError: Called at a script's top level, outside
+            ``if __name__ == "__main__":`` (with worker processes).
         OutputExistsError: ``output_dir`` holds a conversion with other options or metadata,
             ``.tfrecord`` files this conversion does not write, or (``overwrite``) files
             rxdata did not write.
-        OptionsError: An option is invalid.
+        OptionsError: An option is invalid, or ``output_dir`` is the images' folder or
+            inside it.
         MetadataError: The metadata cannot be found or read.
 
     Example:
