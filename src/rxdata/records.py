@@ -574,16 +574,16 @@ def _check_patterns(patterns: Sequence[str], allow_incomplete: bool) -> None:
     for pattern in patterns:
         start = _static_prefix(pattern) if not _io.isfile(pattern) else posixpath.dirname(pattern)
         current = start.rstrip("/") or "."
-        for _ in range(8):  # conversions nest shards at most two levels down
-            if current in seen:
-                break
+        for _ in range(3):  # shards lie at most two folders below their manifest
+            if current in seen or (_io.is_remote(current) and current.count("/") < 3):
+                break  # seen, or a bucket's root
             seen.add(current)
-            if _io.isdir(current) and _io.exists(_io.join(current, MANIFEST_NAME)):
+            if _io.exists(_io.join(current, MANIFEST_NAME)):
                 try:
                     records = open_records(current)
                 except (RecordError, OptionsError, FileNotFoundError):
                     break  # not ours to judge: the pipeline reads the files as given
-                if not allow_incomplete:
+                if not allow_incomplete and (not records.complete or records.running):
                     records.check_complete()
                 break
             parent = _io.parent(current) if current not in (".", "/") else current
