@@ -138,6 +138,7 @@ _SUBMODULES = frozenset(
         "stats",
         "submission",
         "synthetic",
+        "tflog",
         "tfrecord",
     }
 )

@@ -194,6 +194,17 @@ class Records:
         selected: The folder (relative to ``root``, POSIX) the records were opened by
             when it is inside the conversion, e.g. ``random-42/train``; ``""`` for all.
         manifest: The manifest as read (a read-only view of what the writer recorded).
+
+    Example:
+        >>> from rxdata.synthetic import SyntheticOptions, generate
+        >>> import rxdata
+        >>> data = generate("records-doc", SyntheticOptions.tiny(seed=2))
+        >>> _ = rxdata.convert(data, "records-doc-out", workers=1, progress=False)
+        >>> records = rxdata.open_records("records-doc-out")
+        >>> records.complete, records.splits, records.split_sizes["test"]
+        (True, ('train', 'test'), 112)
+        >>> records.label_release, records.label_names([0])
+        ('competition', ['0'])
     """
 
     root: str
