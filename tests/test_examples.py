@@ -1370,3 +1370,15 @@ def test_data_service_is_for_one_host() -> None:
         fixed=False,
     )
     assert options.data_service is None  # evaluation stays exact on this host
+
+
+def test_predict_metadata_is_a_root_or_one_of_its_csvs(records: dict[str, Path]) -> None:
+    import predict
+
+    data = records["data"]
+    table, test_csv = predict.read_test_metadata(str(data))
+    assert test_csv == str(data / "test.csv") and table is not None
+    same, csv_again = predict.read_test_metadata(str(data / "test.csv"))
+    assert csv_again == test_csv and same is not None and len(same) == len(table)
+    with pytest.raises(OptionsError, match="no such folder or file"):
+        predict.read_test_metadata(str(data / "nope.csv"))
