@@ -196,6 +196,7 @@ def test_resolve_source_leaves_foreign_patterns_and_split_objects(tmp_path: Path
         resolve_source("x", allow_incomplete="yes")  # type: ignore[arg-type]
 
 
+@pytest.mark.subprocess
 def test_records_import_without_tensorflow() -> None:
     code = (
         "import sys, rxdata.records, rxdata.conversion.options; print('tensorflow' in sys.modules)"
@@ -208,6 +209,7 @@ def test_records_import_without_tensorflow() -> None:
 # --- the spawn guard -----------------------------------------------------------------------
 
 
+@pytest.mark.subprocess
 def test_unguarded_script_is_told_to_use_the_main_guard(tiny_kaggle: Path, tmp_path: Path) -> None:
     script = tmp_path / "convert_it.py"
     script.write_text(
@@ -228,6 +230,7 @@ def test_unguarded_script_is_told_to_use_the_main_guard(tiny_kaggle: Path, tmp_p
     assert "line 3" in last and "worker process died" not in run.stderr
 
 
+@pytest.mark.subprocess
 def test_guarded_script_runs(tiny_kaggle: Path, tmp_path: Path) -> None:
     script = tmp_path / "guarded.py"
     script.write_text(

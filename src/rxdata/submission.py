@@ -11,7 +11,7 @@ Contract:
   and refuses, with a :class:`~rxdata.errors.SubmissionError` naming the ``id_code`` values, a
   missing, duplicate or unknown well, or a label outside the treatment classes 0..1107.
   It writes integer labels (the 2019 competition) or the re-release's names, which
-  renumbered every label (class 0 is ``sirna_332``; :func:`rxdata.metadata.rerelease_names`).
+  renumbered every label (class 0 is ``sirna_332``; :func:`rxdata.labels.rerelease_names`).
 
 Example:
     >>> import numpy as np
@@ -292,6 +292,15 @@ def _label_style(test_wells: object) -> LabelStyle:
     return "int"
 
 
+def _refuse_folder(target: str) -> None:
+    """A submission path that is a folder: say to give a file name."""
+    if _io.isdir(target) or target.endswith(("/", os.sep)):
+        raise SubmissionError(
+            f"{target} is a folder; give the submission's file name, e.g. "
+            f"{_io.join(target.rstrip('/' + os.sep), 'submission.csv')}"
+        )
+
+
 def _refuse_site_ids(ids: pd.Index, what: str) -> None:
     """Per-site ids (``HUVEC-01_1_B03_1``) where wells (``HUVEC-01_1_B03``) are expected."""
     sample = [str(v) for v in ids[:50]]
@@ -329,7 +338,7 @@ def write_submission(
         labels: ``"int"`` writes ``513`` (the 2019 competition); ``"sirna_N"`` writes
             the Kaggle re-release's name of the class (class 0 is ``sirna_332``: the
             re-release renumbered every label, see
-            :func:`rxdata.metadata.rerelease_names`); ``"auto"`` (default) writes those
+            :func:`rxdata.labels.rerelease_names`); ``"auto"`` (default) writes those
             names when ``test_wells`` comes from the re-release: a metadata table whose
             ``sirna`` column holds them, or the path of a ``test.csv`` whose folder's
             labelled CSVs (``sample_submission.csv``, ``train.csv``, ...) hold them;
@@ -364,12 +373,7 @@ def write_submission(
         labels = _label_style(test_wells)
     if extra not in ("raise", "ignore"):
         raise SubmissionError(f"extra must be 'raise' or 'ignore', got {extra!r}")
-    target = os.fspath(path)
-    if _io.isdir(target) or target.endswith(("/", os.sep)):
-        raise SubmissionError(
-            f"{target} is a folder; give the submission's file name, e.g. "
-            f"{_io.join(target.rstrip('/' + os.sep), 'submission.csv')}"
-        )
+    _refuse_folder(os.fspath(path))
     wells = read_test_wells(test_wells)
     _refuse_site_ids(wells, "the test wells")
     series = _labels_series(predictions)

@@ -30,21 +30,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rxdata import _io
-from rxdata.conversion.options import (
-    CHANNELS,
+from rxdata.conversion.options import REPORT_COLUMNS, REPORT_NAME, ConvertOptions
+from rxdata.conversion.plan import ShardSpec, plan_digest, plan_json
+from rxdata.conversion.shard import ShardRecord, SkippedSite, progress_path
+from rxdata.errors import ConvertError, OutputExistsError, option_text
+from rxdata.naming import CHANNELS
+from rxdata.records import (
     LOCK_NAME,
     MANIFEST_FORMAT,
     MANIFEST_NAME,
     MANIFEST_VERSION,
     PROGRESS_DIR,
-    REPORT_COLUMNS,
-    REPORT_NAME,
-    ConvertOptions,
+    read_manifest,
 )
-from rxdata.conversion.plan import ShardSpec, plan_digest, plan_json
-from rxdata.conversion.shard import ShardRecord, SkippedSite, progress_path
-from rxdata.errors import ConvertError, OutputExistsError, option_text
-from rxdata.records import read_manifest as read_manifest
 
 log = logging.getLogger(__name__)
 

@@ -10,16 +10,7 @@ from typing import Any
 import numpy as np
 
 from rxdata.errors import OptionsError, ParseError, option_text
-from rxdata.naming import CHANNELS as CHANNELS
-from rxdata.naming import DATASETS as DATASETS
-from rxdata.naming import normalize_experiment
-
-# The output folder's format is read by rxdata.records (no TensorFlow), which owns these.
-from rxdata.records import LOCK_NAME as LOCK_NAME
-from rxdata.records import MANIFEST_FORMAT as MANIFEST_FORMAT
-from rxdata.records import MANIFEST_NAME as MANIFEST_NAME
-from rxdata.records import MANIFEST_VERSION as MANIFEST_VERSION
-from rxdata.records import PROGRESS_DIR as PROGRESS_DIR
+from rxdata.naming import DATASETS, normalize_experiment
 
 STRATEGIES = ("random", "by_exp_plate_site", "by_experiment")
 """Ways to group sites into shards (see :func:`plan_shards`)."""

@@ -11,10 +11,12 @@ import numpy as np
 import pandas as pd
 
 from rxdata import _io
-from rxdata.conversion.manifest import list_shards, read_manifest
-from rxdata.conversion.options import CHANNELS, ConvertOptions
+from rxdata.conversion.manifest import list_shards
+from rxdata.conversion.options import ConvertOptions
 from rxdata.conversion.plan import load_metadata, select_sites, site_rows
 from rxdata.errors import RxDataError
+from rxdata.naming import CHANNELS
+from rxdata.records import read_manifest
 
 
 @dataclass(frozen=True)
