@@ -1303,9 +1303,12 @@ def test_scripts_quiet_tensorflow_unless_the_user_chose(
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     if given is not None:
         env["TF_CPP_MIN_LOG_LEVEL"] = given
-    code = (
-        f"import sys, os, {script}; "
-        "print(os.environ['TF_CPP_MIN_LOG_LEVEL'], 'tensorflow' in sys.modules)"
+    code = (  # main() quiets TensorFlow first thing, before --help exits
+        f"import sys, os, contextlib, io, {script}, rxdata.tflog\n"
+        f"with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    {script}.main(['--help'])\n"
+        "print(os.environ['TF_CPP_MIN_LOG_LEVEL'], 'tensorflow' in sys.modules, "
+        "rxdata.tflog.is_quiet())"
     )
     proc = subprocess.run(  # `python -c` in examples/ imports the scripts as siblings
         [sys.executable, "-c", code],
@@ -1315,7 +1318,8 @@ def test_scripts_quiet_tensorflow_unless_the_user_chose(
         text=True,
         timeout=120,
     )
-    assert proc.stdout.split() == [expected, "False"], proc.stderr[-2000:]
+    quiet = str(given is None)  # TF_CPP_MIN_LOG_LEVEL=0 asks for TensorFlow's lines
+    assert proc.stdout.split() == [expected, "False", quiet], proc.stderr[-2000:]
 
 
 def test_training_curves_count_whole_epochs(
