@@ -36,6 +36,7 @@ __all__ = [
     "StatsError",
     "SubmissionError",
     "UnguardedMainError",
+    "UnreachableError",
     "VerifyError",
     "WorkerError",
     "option_flags",
@@ -173,3 +174,7 @@ class IncompleteConversionError(RxDataError, RuntimeError):
 
 class UnguardedMainError(RxDataError, RuntimeError):
     """Worker processes would re-run the calling script (no ``__main__`` guard)."""
+
+
+class UnreachableError(RxDataError, ConnectionError):
+    """A server (e.g. a tf.data service dispatcher) did not answer at its address in time."""

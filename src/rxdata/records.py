@@ -605,7 +605,6 @@ def _check_patterns(patterns: Sequence[str], allow_incomplete: bool) -> None:
 
 def resolve_source(
     source: Records | str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-    *,
     split: Split | str | None = None,
     allow_incomplete: bool = False,
 ) -> tuple[list[str | os.PathLike[str]], Split | None]:

@@ -19,6 +19,7 @@ See :mod:`rxdata.conversion.job` for the contract and ``docs/convert.md`` for th
 from __future__ import annotations
 
 from rxdata.conversion.job import ConvertResult, convert
+from rxdata.conversion.manifest import read_manifest
 from rxdata.conversion.options import (
     COMPRESSIONS,
     ENCODINGS,
@@ -43,7 +44,6 @@ from rxdata.records import (  # the output folder's format is read (and owned) t
     MANIFEST_NAME,
     MANIFEST_VERSION,
     PROGRESS_DIR,
-    read_manifest,
 )
 
 __all__ = [

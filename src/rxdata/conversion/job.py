@@ -15,6 +15,11 @@ Contract (see also ``docs/convert.md``):
   unchanged and rewrites the others, so an interrupted run finishes with byte-identical
   output and an edited label or image is never served stale.
 * **One run per folder** (:mod:`rxdata.conversion.lock`).
+* **Contained** (:mod:`rxdata.conversion.outputs`): nothing outside the output folder is
+  written, deleted or read; a symbolic link inside it is refused.
+* **Nothing good is lost** (:mod:`rxdata.conversion.staging`): ``overwrite`` replacing a
+  complete conversion with other options builds the new one beside it and swaps the two
+  only when the new one is complete.
 * **Bad input.** Missing channel PNGs, corrupt PNGs, wrong size or bit depth, metadata
   sites without images, and images without metadata. ``on_error="raise"`` stops with a
   :class:`~rxdata.errors.ConvertError` naming the file (no partial shard is left);
@@ -39,9 +44,11 @@ from rxdata.conversion.local import run_local
 from rxdata.conversion.lock import holding_output_lock
 from rxdata.conversion.manifest import (
     apply_run_summary,
+    build_manifest,
     drop_progress_dir,
     finalize,
     prepare_output,
+    read_manifest,
 )
 from rxdata.conversion.options import REPORT_NAME, ConvertOptions
 from rxdata.conversion.plan import (
@@ -58,6 +65,7 @@ from rxdata.conversion.shard import (
     SkippedSite,
     channel_file,
 )
+from rxdata.conversion.staging import commit, work_folder
 from rxdata.errors import (
     ConvertError,
     ImageDecodeError,
@@ -67,7 +75,7 @@ from rxdata.errors import (
     option_text,
 )
 from rxdata.naming import CHANNELS, DATASETS, IMAGES_FOLDER
-from rxdata.records import MANIFEST_NAME, read_manifest
+from rxdata.records import MANIFEST_NAME
 from rxdata.roots import DataRoot, find_root
 
 log = logging.getLogger("rxdata.conversion")
@@ -251,10 +259,9 @@ def convert(
         UnguardedMainError: Called at a script's top level, outside
             ``if __name__ == "__main__":`` (with worker processes).
         OutputExistsError: ``output_dir`` holds a conversion with other options or metadata,
-            ``.tfrecord`` files this conversion does not write, or (``overwrite``) files
-            rxdata did not write.
-        OptionsError: An option is invalid, or ``output_dir`` is the images' folder or
-            inside it.
+            ``.tfrecord`` files this conversion does not write, a symbolic link, a damaged
+            manifest, or (``overwrite``) files rxdata did not write.
+        OptionsError: An option is invalid.
         MetadataError: The metadata cannot be found or read.
 
     Example:
@@ -302,7 +309,12 @@ def convert(
         option_flags(),
     )
     shape = opts.image_shape or _infer_shape(ctx, plan, rows)
-    ctx = dataclasses.replace(ctx, image_shape=shape)
+    # Replacing a complete conversion with other options: write beside it (staging).
+    final_dir, out_dir = (
+        out_dir,
+        work_folder(out_dir, opts.overwrite, build_manifest(opts, shape, plan, layout, None, ())),
+    )
+    ctx = dataclasses.replace(ctx, image_shape=shape, output_dir=out_dir)
 
     orphans = _orphans(root, md) if opts.scan else []
     if orphans and opts.on_error == "raise":
@@ -348,6 +360,8 @@ def convert(
         finalize(out_dir, opts, shape, plan, layout, records, orphans)
         order = {s.path: i for i, s in enumerate(plan)}
         records.sort(key=lambda r: order[r.path])
+    commit(out_dir, final_dir)  # the new conversion is complete: swap it in
+    out_dir = final_dir
     skipped = tuple(s for r in records for s in r.skipped) + tuple(orphans)
     report = _io.join(out_dir, REPORT_NAME) if skipped else None
     result = ConvertResult(
