@@ -37,6 +37,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rxdata.tflog import quiet_tensorflow_startup
+
 DEMO_EXPERIMENTS = (("HEPG2", 3, 1), ("HUVEC", 3, 1), ("RPE", 3, 0), ("U2OS", 3, 0))
 # One held-out experiment per cell type (the rest train): 8 train, 4 held out.
 HELD_OUT = ("HEPG2-01", "HUVEC-02", "RPE-03", "U2OS-01")
@@ -96,7 +98,7 @@ def evaluate(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow_startup()  # no TensorFlow C++ start-up lines (rxdata.tflog)
     os.environ.setdefault("MPLBACKEND", "Agg")
     p = argparse.ArgumentParser(prog="demo.py", description=__doc__.split("\n")[0])
     p.add_argument("--out", default="demo-output", help="output folder (recreated)")
@@ -165,8 +167,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     clock.log("2/6 rxdata " + " ".join(command[1:]))
     subprocess.run(command, check=True)
-    train_glob = str(records_dir / "by_experiment-42" / "train" / "*.tfrecord")
-    test_glob = str(records_dir / "by_experiment-42" / "test" / "*.tfrecord")
 
     # 3. statistics and normalizers ------------------------------------------------------
     from rxdata.normalization import Normalizer
@@ -190,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         clock.log(f"4/6 training the seed CNN with {mode} normalization ({step + 1}/2)")
         keras.utils.set_random_seed(args.seed)
         config = train_script.TrainConfig(
-            data=train_glob,
+            data=str(records_dir),  # the conversion folder: its train split
             out=str(out / f"run-{mode}"),
             target="cpu",
             labels="treatments",
@@ -207,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     clock.log("5/6 evaluating the final models on the held-out experiments")
     from records import load_records
 
-    held_files = load_records(train_glob).files_of(HELD_OUT)
+    held_files = load_records(str(records_dir), "train").files_of(HELD_OUT)
     rows = []
     for mode, label in (("global", "global statistics"), ("controls", "per-plate controls")):
         site_acc, well_acc, n_sites, n_wells = evaluate(
@@ -233,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     submission = predict_script.predict(
         results["controls"].best_model,
-        test_glob,
+        str(records_dir),  # the conversion folder: its test split
         str(out / "submission.csv"),
         metadata=metadata,
         plate_assignment=True,

@@ -3,11 +3,13 @@
 
 Usage::
 
-    python examples/predict.py --model run --data 'records/random-42/test/*.tfrecord' \
-        --out submission.csv
-    python examples/predict.py --model runs/seed-cnn/best.keras \
-        --data 'records/by_experiment-42/test/*.tfrecord' --metadata rxrx1/ \
-        --out submission.csv --plate-assignment
+    python examples/predict.py --model run --data records --out submission.csv
+    python examples/predict.py --model runs/seed-cnn/best.keras --data records \
+        --metadata rxrx1/ --out submission.csv --plate-assignment
+
+``--data`` is the folder ``rxdata convert`` wrote: its ``test`` split is predicted (a
+glob of test shards works too). Records of the training split are refused: a submission
+covers the test wells. An unfinished conversion is refused unless ``--allow-incomplete``.
 
 ``--model`` is a checkpoint or the run folder of ``train.py`` (its ``best.keras``).
 
@@ -24,17 +26,16 @@ The normalization is the one the model was trained with: ``normalizer.json`` nex
 checkpoint (written by ``train.py``), or ``--normalizer``.
 
 Control wells (whose labels are public) are left out of the submission, and the script
-says how many. With ``--metadata`` the submission must cover every test well of the
-metadata; without it, it covers the treatment wells found in the test records.
+says how many. With ``--metadata`` (a data root, or one of its CSVs) the submission must
+cover every test well of the metadata, in the order of its ``test.csv``; without it, it
+covers the treatment wells found in the test records, sorted by experiment, plate and
+well. Labels are written in the label space of the release the records were converted
+from: the re-release's ``sirna_N`` names, or the competition's integer ids
+(``--labels`` overrides). The model's scores over all 1,139 classes are fine: the
+submission chooses among the 1,108 treatments.
 """
 
 from __future__ import annotations
-
-import os
-
-# Quiet TensorFlow's C++ start-up lines unless the user chose a level; this must run
-# before TensorFlow is first imported.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse
 import posixpath
@@ -46,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from rxdata.errors import OptionsError, RxDataError, SubmissionError
+from rxdata.tflog import quiet_tensorflow_startup
 
 NUM_TREATMENTS = 1108
 CHECKPOINTS = ("best.keras", "final.keras")  # looked for, in order, in a run folder
@@ -71,7 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     add = p.add_argument
     add("--model", required=True,
         help="a .keras checkpoint, or the run folder of train.py (its best.keras)")  # fmt: skip
-    add("--data", required=True, help="TFRecord glob of the test shards")
+    add("--data", required=True,
+        help="the folder of `rxdata convert` (its test split is predicted), or a TFRecord "
+        "glob of test shards")  # fmt: skip
+    add("--allow-incomplete", action="store_true",
+        help="predict the finished shards of an unfinished conversion "
+        "(default: refuse)")  # fmt: skip
     add("--out", default="submission.csv", help="submission CSV (local or gs://)")
     add("--metadata", default=None,
         help="data root or metadata CSV: the test wells to cover and, for "
@@ -84,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(needs --metadata)")  # fmt: skip
     add("--batch-size", type=int, default=64, help="sites per prediction batch")
     add("--labels", choices=("auto", "int", "sirna_N"), default="auto",
-        help="label style: auto follows the metadata (sirna_N for the re-release), "
-        "int: 513")  # fmt: skip
+        help="label style: auto follows the release the records (or --metadata) come "
+        "from (sirna_N for the re-release), int: 513")  # fmt: skip
     return p
 
 
@@ -163,6 +170,31 @@ def predict_sites(
     return np.asarray(probs, dtype=np.float64), ids
 
 
+def read_test_metadata(
+    metadata: pd.DataFrame | str | None,
+) -> tuple[pd.DataFrame | None, str | None]:
+    """The metadata table of ``--metadata`` and its ``test.csv`` (for the row order).
+
+    ``metadata`` is a data root (Kaggle CSVs or a full-release ``metadata.csv``), one of
+    the Kaggle CSVs (its folder is read), a full-release ``metadata.csv``, or a table.
+    """
+    import tensorflow as tf
+
+    from rxdata.metadata import KAGGLE_FILES, read_metadata
+
+    if metadata is None or isinstance(metadata, pd.DataFrame):
+        return metadata, None
+    if not tf.io.gfile.exists(metadata):
+        raise OptionsError(f"--metadata {metadata}: no such folder or file")
+    folder = metadata
+    if not tf.io.gfile.isdir(metadata):
+        if posixpath.basename(metadata) not in KAGGLE_FILES:
+            return read_metadata(metadata), None
+        folder = posixpath.dirname(metadata) or "."
+    test_csv = posixpath.join(folder, "test.csv")
+    return read_metadata(folder), test_csv if tf.io.gfile.exists(test_csv) else None
+
+
 def test_wells_of(
     wells: pd.DataFrame, metadata: pd.DataFrame | None, *, log: Callable[[str], Any] = print
 ) -> tuple[pd.Index, pd.DataFrame]:
@@ -182,7 +214,12 @@ def test_wells_of(
     if metadata is None:
         control_positions = {NEGATIVE_CONTROL_WELL, *POSITIVE_CONTROL_WELLS}
         is_control = np.array([parse_id_code(w).well in control_positions for w in wells.index])
-        test_wells = pd.Index(wells.index[~is_control], name="id_code")
+        treatment = [w for w, c in zip(wells.index, is_control, strict=True) if not c]
+        # Kaggle's test.csv lists wells by experiment, plate and well
+        keys = [parse_id_code(w) for w in treatment]
+        ordered = sorted(range(len(keys)), key=lambda i: (keys[i].experiment, keys[i].plate,
+                                                          keys[i].well))  # fmt: skip
+        test_wells = pd.Index([treatment[i] for i in ordered], name="id_code")
         controls = int(is_control.sum())
         table = pd.DataFrame({"id_code": test_wells})
         log(
@@ -252,21 +289,22 @@ def predict(
     plate_assignment: bool = False,
     batch_size: int = 64,
     label_style: Literal["auto", "int", "sirna_N"] = "auto",
+    allow_incomplete: bool = False,
     log: Callable[[str], Any] = print,
 ) -> pd.DataFrame:
-    """Predict ``data`` with ``model_path`` (a checkpoint or a run folder) and write the
-    submission CSV ``out``."""
+    """Predict ``data`` (a conversion folder's test split, or a glob of test shards) with
+    ``model_path`` (a checkpoint or a run folder) and write the submission CSV ``out``."""
     import keras
     import tensorflow as tf
+    from records import load_records
 
-    from rxdata.metadata import read_metadata
     from rxdata.normalization import Normalizer
     from rxdata.submission import average_sites, write_submission
 
+    # the records first: a wrong split or an unfinished conversion is refused at once
+    records = load_records(data, "test", allow_incomplete=allow_incomplete, log=log)
+    files = list(records.files)
     model_path = resolve_model_path(model_path)
-    files = sorted(tf.io.gfile.glob(data))
-    if not files:
-        raise OptionsError(f"no TFRecord files match {data!r}")
     if normalizer_path is None:
         normalizer_path = posixpath.join(posixpath.dirname(model_path), "normalizer.json")
     if not tf.io.gfile.exists(normalizer_path):
@@ -275,10 +313,12 @@ def predict(
             "was trained with"
         )
     normalizer = Normalizer.load(normalizer_path)
-    if metadata is None or isinstance(metadata, pd.DataFrame):
-        table = metadata
-    else:
-        table = read_metadata(metadata)
+    table, test_csv = read_test_metadata(metadata)
+    # The label space of the release the records were converted from (None: no record
+    # holds a label; then --metadata tells, or integers).
+    release = records.conversion.label_release if records.conversion is not None else None
+    if label_style == "auto" and release is not None:
+        label_style = "sirna_N" if release == "rerelease" else "int"
     import rxdata.layers  # noqa: F401  (registers Standardize and RGB for load_model)
 
     model = keras.models.load_model(model_path)
@@ -287,12 +327,16 @@ def predict(
     wells = average_sites(probs, id_codes=ids["id_code"])
     log(f"{len(probs)} sites -> {len(wells)} wells")
     labels, checked_by = wells_to_labels(wells, table, plate_assignment=plate_assignment, log=log)
-    written = write_submission(out, labels, checked_by, labels=label_style)
+    # Rows in test.csv's order when it is known; else the checked table's order.
+    written = write_submission(out, labels, test_csv or checked_by, labels=label_style)
     log(f"wrote {out}: {len(written)} wells")
     return written
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # No TensorFlow C++ start-up lines (TF_CPP_MIN_LOG_LEVEL=0 or RXDATA_TF_LOGS=1 shows
+    # them); before TensorFlow is first imported.
+    quiet_tensorflow_startup()
     args = build_parser().parse_args(argv)
     try:
         predict(
@@ -304,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             plate_assignment=args.plate_assignment,
             batch_size=args.batch_size,
             label_style=args.labels,
+            allow_incomplete=args.allow_incomplete,
         )
     except RxDataError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,13 +1,16 @@
-"""Which TFRecord shards hold which sites: the conversion manifest, or the records.
+"""Which TFRecord shards hold which sites: the conversion (``rxdata.open_records``), or the records.
 
-``rxdata-convert`` writes ``manifest.json`` next to its shards, listing every shard's sites
-in order. The training scripts use it to
+``rxdata convert`` writes ``manifest.json`` next to its shards; ``rxdata.open_records``
+reads it into a ``Records`` object that knows every shard's split and sites. The training
+scripts use it to
 
-* count the sites behind a file glob (steps per epoch without reading any record),
+* count the sites of a split (steps per epoch without reading any record),
 * hold out whole experiments for validation (:func:`rxdata.holdout_experiments`) and pick
   the shard files of each part.
 
-Any conversion strategy works: the pipeline keeps a part's records with its
+``--data`` is the conversion's folder (``records``: its ``train`` split for training, its
+``test`` split for prediction), a folder inside it (``records/random-42/train``), or a
+file glob. Any conversion strategy works: the pipeline keeps a part's records with its
 ``experiments`` filter. With ``--strategy by_experiment`` (or ``by_exp_plate_site``)
 shards, each part also reads only its own files.
 
@@ -25,9 +28,10 @@ from typing import Any
 
 import pandas as pd
 
-from rxdata.conversion import MANIFEST_NAME, read_manifest
+from rxdata import Records, open_records
 from rxdata.errors import OptionsError
-from rxdata.naming import parse_site_id
+from rxdata.naming import parse_experiment
+from rxdata.records import MANIFEST_NAME, find_conversion
 
 COLUMNS = ["site_id", "experiment", "cell_type", "plate", "dataset", "file"]
 
@@ -43,24 +47,18 @@ def _static_prefix(pattern: str) -> str:
     return posixpath.dirname(pattern)
 
 
-def find_manifest_dir(pattern: str) -> str | None:
-    """The nearest folder at or above the glob's static prefix holding ``manifest.json``.
+def find_conversion_of(pattern: str) -> Records | None:
+    """The conversion at or above the glob's static prefix, or ``None`` (no manifest).
 
     Example:
-        >>> find_manifest_dir("/nonexistent/random-42/train/*.tfrecord") is None
+        >>> find_conversion_of("/nonexistent/random-42/train/*.tfrecord") is None
         True
     """
-    import tensorflow as tf  # tf.io.gfile reads local paths and gs:// alike
-
-    current = _static_prefix(pattern).rstrip("/")
-    while current and current not in ("gs:", "gs:/"):
-        if tf.io.gfile.exists(posixpath.join(current, MANIFEST_NAME)):
-            return current
-        parent = posixpath.dirname(current)
-        if parent == current:
-            break
-        current = parent
-    return None
+    try:
+        root, _ = find_conversion(_static_prefix(pattern) or ".", below=False)
+    except (FileNotFoundError, OptionsError):
+        return None
+    return open_records(root)
 
 
 @dataclass(frozen=True)
@@ -71,11 +69,19 @@ class RecordSet:
         files: Matched shard paths, sorted.
         sites: One row per site: ``site_id, experiment, cell_type, plate, dataset, file``.
         image_shape: ``(height, width)`` of the converted images.
+        conversion: The conversion the shards come from (``rxdata.open_records``), or
+            ``None`` for records without a manifest.
     """
 
     files: tuple[str, ...]
     sites: pd.DataFrame
     image_shape: tuple[int, int]
+    conversion: Records | None = None
+
+    @property
+    def splits(self) -> list[str]:
+        """The splits (``train``, ``test``) the shards hold."""
+        return sorted(self.sites["dataset"].unique(), key=["train", "test"].index)
 
     @property
     def experiments(self) -> list[str]:
@@ -105,43 +111,72 @@ class RecordSet:
 
 
 def load_records(
-    pattern: str, manifest_dir: str | None = None, *, log: Callable[[str], Any] = print
+    data: str,
+    split: str | None = None,
+    *,
+    allow_incomplete: bool = False,
+    log: Callable[[str], Any] = print,
 ) -> RecordSet:
-    """Match ``pattern`` and learn which sites the matched shards hold.
+    """The shards of ``data`` and the sites they hold.
 
-    From the conversion manifest at or above the pattern (or in ``manifest_dir``); without
-    one, from the records themselves (one pass, images not decoded; ``log`` says so).
+    ``data`` is a conversion folder (with ``split``: that split's shards; without: all),
+    a folder inside one, or a file glob. A conversion answers from its manifest
+    (``rxdata.open_records``); a glob without one is read once (images not decoded; ``log``
+    says so).
 
     Raises:
-        OptionsError: nothing matches, or a matched file is not listed in the manifest.
-        FileNotFoundError: ``manifest_dir`` has no manifest.
+        OptionsError: nothing matches; a matched file is not a shard of the conversion;
+            ``split`` is not one of the conversion's splits (the message lists them).
+        IncompleteConversionError: the conversion is unfinished or still running (pass
+            ``allow_incomplete=True`` to read its finished shards).
     """
     import tensorflow as tf
 
-    files = sorted(tf.io.gfile.glob(pattern))
+    if tf.io.gfile.isdir(data):
+        records = open_records(data)
+        files = records.files(split, allow_incomplete=allow_incomplete)
+        return _from_conversion(records, files, split)
+    files = sorted(tf.io.gfile.glob(data))
     if not files:
-        raise OptionsError(f"no TFRecord files match {pattern!r}")
-    root = manifest_dir or find_manifest_dir(pattern)
-    if root is None:
+        raise OptionsError(f"no TFRecord files match {data!r}")
+    conversion = find_conversion_of(data)
+    if conversion is None:
         log(
-            f"note: no {MANIFEST_NAME} at or above {_static_prefix(pattern)!r} (rxrx1-utils "
+            f"note: no {MANIFEST_NAME} at or above {_static_prefix(data)!r} (rxrx1-utils "
             f"records, or shards copied without it): reading the {len(files)} file(s) once "
             "to learn their experiments"
         )
-        return _records_from_shards(files)
-    manifest = read_manifest(root)
-    by_path = {posixpath.join(root, entry["path"]): entry for entry in manifest["shards"]}
-    rows = []
-    for file in files:
-        entry = by_path.get(file)
-        if entry is None:
-            raise OptionsError(f"{file} is not listed in {posixpath.join(root, MANIFEST_NAME)}")
-        for site_id in entry["site_ids"]:
-            key = parse_site_id(site_id)
-            cell_type = key.experiment.split("-")[0]
-            rows.append((site_id, key.experiment, cell_type, key.plate, entry["dataset"], file))
-    height, width = manifest["options"]["image_shape"]
-    return RecordSet(tuple(files), pd.DataFrame(rows, columns=COLUMNS), (int(height), int(width)))
+        found = _records_from_shards(files)
+        if split is None:
+            return found
+        part = found.sites[found.sites["dataset"] == split]
+        if part.empty:
+            raise OptionsError(
+                f"{data!r} holds no {split!r} sites (its records are "
+                f"{sorted(found.sites['dataset'].unique())})"
+            )
+        kept = tuple(f for f in found.files if f in set(part["file"]))
+        return RecordSet(kept, part.reset_index(drop=True), found.image_shape, None)
+    listed = set(conversion.files(split, allow_incomplete=allow_incomplete))
+    stray = [f for f in files if f not in listed]
+    if stray:
+        other = conversion.sites()
+        where = other.loc[other["file"] == stray[0], "dataset"]
+        which = f"the {where.iloc[0]!r} split" if len(where) else "no split"
+        raise OptionsError(
+            f"{stray[0]} is a shard of {which} of the conversion {conversion.root}, not of "
+            f"{split!r}; give the folder {conversion.root} instead of a glob"
+            if split is not None
+            else f"{stray[0]} is not a shard of the conversion {conversion.root}"
+        )
+    return _from_conversion(conversion, files, split)
+
+
+def _from_conversion(records: Records, files: Sequence[str], split: str | None) -> RecordSet:
+    sites = records.sites(split)
+    sites = sites[sites["file"].isin(set(files))]
+    table = sites[COLUMNS].reset_index(drop=True)
+    return RecordSet(tuple(files), table, records.image_shape, records)
 
 
 def _records_from_shards(files: Sequence[str]) -> RecordSet:
@@ -155,7 +190,7 @@ def _records_from_shards(files: Sequence[str]) -> RecordSet:
             dataset = record["dataset"] or ("test" if record["sirna"] is None else "train")
             site_id = f"{record['id_code']}_{record['site']}"
             experiment = record["experiment"]
-            cell_type = record["cell_type"] or experiment.split("-")[0]
+            cell_type = record["cell_type"] or parse_experiment(experiment)[0]
             rows.append((site_id, experiment, cell_type, record["plate"], dataset, file))
             shapes.add((int(record["height"]), int(record["width"])))
     if not rows:
@@ -165,4 +200,4 @@ def _records_from_shards(files: Sequence[str]) -> RecordSet:
             f"the records have several image sizes {sorted(shapes)}; convert "
             "them again with one size"
         )
-    return RecordSet(tuple(files), pd.DataFrame(rows, columns=COLUMNS), shapes.pop())
+    return RecordSet(tuple(files), pd.DataFrame(rows, columns=COLUMNS), shapes.pop(), None)

@@ -4,10 +4,14 @@
 Usage (see docs/training.md for every target)::
 
     rxdata synth --tiny data && rxdata convert data records
-    python examples/train.py --data 'records/random-42/train/*.tfrecord' --out run --epochs 2
+    python examples/train.py --data records --out run --epochs 2
 
-    python examples/train.py --target gpu --data 'records/by_experiment-42/train/*.tfrecord' \
-        --pixel-stats rxrx1/pixel_stats.csv --metadata rxrx1/ --out runs/seed-cnn
+    python examples/train.py --target gpu --data records --pixel-stats rxrx1/pixel_stats.csv \
+        --metadata rxrx1/ --out runs/seed-cnn
+
+``--data`` is the folder ``rxdata convert`` wrote: its ``train`` split is read (an
+unfinished conversion is refused unless ``--allow-incomplete``). A TFRecord glob also
+works, for records without a manifest such as rxrx1-utils'.
 
 The script reads top-down: options (``TrainConfig``, ``parse_args``; ``--help`` imports
 no TensorFlow), data (which shards hold which experiments, whole experiments held out for
@@ -24,12 +28,6 @@ time-out, Ctrl-C) resumes from ``backup/`` when the same command is run again.
 
 from __future__ import annotations
 
-import os
-
-# Quiet TensorFlow's C++ start-up lines unless the user chose a level; this must run
-# before TensorFlow is first imported.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import argparse
 import dataclasses
 import json
@@ -45,6 +43,7 @@ from strategy import PRECISIONS, TARGETS, StrategyPlan
 
 from rxdata.errors import OptionsError, RxDataError
 from rxdata.naming import NUM_CLASSES, NUM_TREATMENTS
+from rxdata.tflog import quiet_tensorflow_startup
 
 MODELS = ("seed-cnn", "resnet50")  # models.MODELS (models.py imports Keras; --help must not)
 LABELS = ("treatments", "all")
@@ -61,7 +60,9 @@ Log = Callable[[str], Any]
 class TrainConfig:
     """Everything a training run depends on (also written to ``run.json``)."""
 
-    data: str  # TFRecord glob of the training (and, by default, validation) shards
+    # the conversion folder (its train split), or a TFRecord glob of the training (and, by
+    # default, validation) shards
+    data: str
     out: str  # output folder (local or gs://)
     target: str = "cpu"
     model: str = "seed-cnn"
@@ -97,6 +98,7 @@ class TrainConfig:
     # tf.data service dispatcher ("grpc://HOST:PORT"): the training input's per-record work
     # (parse, decode, normalize) runs on its workers' CPUs; None: on this host
     data_service: str | None = None
+    allow_incomplete: bool = False  # read the finished shards of an unfinished conversion
 
     def __post_init__(self) -> None:
         for name, allowed in (
@@ -184,7 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d = TrainConfig(data="", out="")
     add = p.add_argument
-    add("--data", required=True, help="TFRecord glob (local or gs://) of the training shards")
+    add("--data", required=True,
+        help="the folder of `rxdata convert` (its train split is read), or a TFRecord glob "
+        "(local or gs://) of the training shards")  # fmt: skip
+    add("--allow-incomplete", action="store_true",
+        help="read the finished shards of an unfinished conversion (default: refuse)")  # fmt: skip
     add("--out", required=True, help="output folder (local or gs://)")
     add("--target", choices=TARGETS, default=d.target, help="hardware to train on")
     add("--model", choices=MODELS, default=d.model, help="network (models.py)")
@@ -338,7 +344,9 @@ def resolve_split(config: TrainConfig, records: Any, *, log: Log = print) -> Dat
         raise OptionsError(f"{config.data!r} holds no labelled (dataset 'train') sites")
     train_exps = sorted(labelled["experiment"].unique())
     if config.val_data:
-        val_records = load_records(config.val_data, log=log)
+        val_records = load_records(
+            config.val_data, "train", allow_incomplete=config.allow_incomplete, log=log
+        )
         overlap = sorted(set(train_exps) & set(val_records.experiments))
         if overlap:
             raise OptionsError(
@@ -687,7 +695,7 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
         log("warning: TPU workers read input themselves; local --data works only on a TPU VM")
 
     # data
-    records = load_records(config.data, log=log)
+    records = load_records(config.data, "train", allow_incomplete=config.allow_incomplete, log=log)
     stored_size = records.image_shape[0]
     split = resolve_split(config, records, log=log)
     log(
@@ -839,6 +847,9 @@ def train(config: TrainConfig, *, log: Log = print) -> TrainResult:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # No TensorFlow C++ start-up lines (TF_CPP_MIN_LOG_LEVEL=0 or RXDATA_TF_LOGS=1 shows
+    # them); before TensorFlow is first imported.
+    quiet_tensorflow_startup()
     try:
         config = parse_args(argv)
         result = train(config)
@@ -849,7 +860,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130
     print(f"best held-out accuracy {result.best_val_accuracy:.4f}; model {result.best_model}")
-    print(f"predict: python examples/predict.py --model {config.out} --data TEST_GLOB")
+    print(
+        f"predict: python examples/predict.py --model {config.out} --data {config.data} "
+        "--out submission.csv"
+    )
     return 0
 
 

@@ -19,7 +19,8 @@ INIT = Path(rxdata.__file__)
 
 def test_top_level_is_small_and_has_one_error_class():
     names = set(rxdata.__all__) - {"__version__"}
-    assert 25 <= len(names) <= 35, sorted(names)
+    # 37: Records and open_records, the handle on a conversion, joined the 35 (issue 22)
+    assert 25 <= len(names) <= 37, sorted(names)
     errors = importlib.import_module("rxdata.errors")
     error_names = {n for n in names if isinstance(getattr(rxdata, n), type)} & set(errors.__all__)
     assert error_names == {"RxDataError"}

@@ -508,32 +508,71 @@ def test_cli_quiets_tensorflow_unless_the_user_chose(given, expected) -> None:
     if given is not None:
         env["TF_CPP_MIN_LOG_LEVEL"] = given
     code = (
-        "import os, sys, rxdata.cli; "
-        "print(os.environ['TF_CPP_MIN_LOG_LEVEL'], 'tensorflow' in sys.modules)"
+        "import os, sys, rxdata.cli, rxdata.tflog; rxdata.cli.main(['verify', 'nowhere']); "
+        "print(os.environ['TF_CPP_MIN_LOG_LEVEL'], 'tensorflow' in sys.modules, "
+        "rxdata.tflog.is_quiet())"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
     )
-    assert proc.stdout.split() == [expected, "False"], proc.stderr[-2000:]
+    # quiet until TensorFlow is first imported, and TensorFlow not imported for nothing
+    assert proc.stdout.split() == [expected, "False", str(given is None)], proc.stderr[-2000:]
+
+
+def _tf_lines(text: str) -> list[str]:
+    from rxdata.tflog import is_startup_line
+
+    return [
+        line
+        for line in text.splitlines()
+        if is_startup_line(line) or "absl::" in line or ".cc:" in line
+    ]
 
 
 @pytest.mark.subprocess
 @pytest.mark.slow
-def test_convert_prints_no_tensorflow_info_lines(root, tmp_path) -> None:
+def test_convert_prints_no_tensorflow_lines(root, tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     rxdata_bin = Path(sys.executable).parent / "rxdata"
     proc = subprocess.run(
-        [str(rxdata_bin), "convert", str(root), str(tmp_path / "o"), "--workers", "1"],
+        [str(rxdata_bin), "convert", str(root), str(tmp_path / "o"), "--workers", "2"],
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert proc.returncode == EXIT_OK, proc.stderr[-3000:]
-    # TF_CPP_MIN_LOG_LEVEL=2 hides TensorFlow's INFO/WARNING lines (this one, among
-    # others); the few that TensorFlow 2.19+ prints before its logging starts
-    # (tensorflow/tensorflow#100442) no setting hides.
-    assert "cpu_feature_guard" not in proc.stderr
+    # TensorFlow 2.21 writes these from C++ whatever TF_CPP_MIN_LOG_LEVEL says
+    # (tensorflow/tensorflow#100442); rxdata.tflog keeps them out, in the workers too.
+    assert _tf_lines(proc.stdout + proc.stderr) == []
+    proc = subprocess.run(
+        [str(rxdata_bin), "verify", str(tmp_path / "o"), "--decode"],
+        env={**env, "RXDATA_TF_LOGS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == EXIT_OK and _tf_lines(proc.stderr)  # asked for: shown
+
+
+@pytest.mark.subprocess
+def test_python_errors_during_a_quiet_import_are_shown(tmp_path) -> None:
+    fake = tmp_path / "tensorflow"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "import os, warnings\n"
+        "os.write(2, b'I0000 00:00:1.0   7 port.cc:153] oneDNN custom operations are on\\n')\n"
+        "warnings.warn('a real warning')\n"
+        "raise ImportError('a real error')\n"
+    )
+    code = "import rxdata.tflog as t; t.quiet_tensorflow_startup(); import tensorflow"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert "ImportError: a real error" in proc.stderr and "a real warning" in proc.stderr
+    assert "port.cc" not in proc.stderr
 
 
 def test_option_text_speaks_python_or_flags(monkeypatch) -> None:
@@ -550,3 +589,40 @@ def test_option_text_speaks_python_or_flags(monkeypatch) -> None:
     assert option_text("image_shape", (512, 512)) == "--image-shape 512,512"
     assert option_text("metadata", placeholder="PATH") == "--metadata PATH"
     assert option_text("beam_options", "k=v") == "--beam-option k=v"
+
+
+# ------------------------------------------------------------------ messages (issue 22)
+def test_show_names_dataset_flag_and_lists_experiments(tmp_path, capsys) -> None:
+    from rxdata.synthetic import SyntheticOptions, generate
+
+    data = generate(tmp_path / "d", SyntheticOptions.tiny())
+    err = _error(["show", "HEPG2-07", "1", "B02", "--root", str(data)], capsys)
+    assert err.startswith("rxdata: error:") and "dataset='train'" not in err
+    assert "train: HEPG2-01, HUVEC-01, RPE-01, U2OS-01; test: HEPG2-02, HUVEC-02" in err
+    err = _error(["show", "HEPG2-01", "1", "B02", "--root", str(data), "--dataset", "test"], capsys)
+    assert "pass --dataset train" in err
+    (data / "train" / "HEPG2-01" / "Plate1" / "B02_s1_w5.png").unlink()
+    err = _error(["show", "HEPG2-01", "1", "B02", "--root", str(data)], capsys)
+    assert "no image of channel(s) 5" in err and "--channels 1,2,3,4,6" in err
+    out = tmp_path / "site.png"
+    args = ["show", "HEPG2-01", "1", "B02", "--root", str(data), "--channels", "1,2,3"]
+    assert main([*args, "--out", str(out)]) == EXIT_OK and out.is_file()
+
+
+def test_verify_errors_start_with_the_program_name(tmp_path, capsys) -> None:
+    assert main(["verify", str(tmp_path)]) == EXIT_ERROR
+    assert capsys.readouterr().err.startswith("rxdata: error: ")
+
+
+def test_convert_into_the_images_is_refused(root, tmp_path, capsys) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(root, data)
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    err = _error(["convert", str(data), str(data)], capsys)
+    assert "is the images' folder" in err and "choose an output folder outside it" in err
+    err = _error(["convert", str(data), str(data / "train" / "x")], capsys)
+    assert "is inside the images' folder" in err
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
+    assert main(["convert", str(data), str(data / "records"), "--workers", "1"]) == EXIT_OK

@@ -521,3 +521,25 @@ def test_combine_metadata_reads_the_full_release_into_the_same_table(
     full = rio.combine_metadata(tiny_full)
     pd.testing.assert_frame_equal(full.drop(columns="sirna"), kaggle.drop(columns="sirna"))
     assert full["sirna"].notna().all()
+
+
+def test_unreachable_default_bucket_is_a_message(monkeypatch) -> None:
+    import rxdata
+    from rxdata.compat import io as rio
+    from rxdata.errors import ImageReadError
+
+    class FailedPreconditionError(Exception):  # what tf.io.gfile raises without network
+        __module__ = "tensorflow.python.framework.errors_impl"
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise FailedPreconditionError(
+            "Error executing an HTTP request: Could not resolve host: www.googleapis.com\n"
+            f"\t when reading metadata of {rio.DEFAULT_IMAGES_BASE_PATH}/train/x.png"
+        )
+
+    monkeypatch.setattr(rxdata, "load_site", offline)
+    with pytest.raises(ImageReadError) as err:
+        rio.load_site("train", "HEPG2-01", 1, "B03", 1)
+    text = str(err.value)
+    assert "cannot read gs://rxrx1-us-central1/images/train/x.png" in text
+    assert "default bucket" in text and "pass base_path=" in text

@@ -24,10 +24,10 @@ from helpers import SITE_ID, make_data, pixels, png_bytes, shard_bytes, site_png
 from rxdata.cli import EXIT_VERIFY_FAILED, main
 from rxdata.conversion import MANIFEST_NAME, convert, verify
 from rxdata.conversion.lock import output_lock
-from rxdata.conversion.options import LOCK_NAME
 from rxdata.conversion.shard import ShardContext, ShardRecord, site_input
 from rxdata.errors import ConvertError, ImageReadError, OutputExistsError
 from rxdata.reader import read_tfrecord
+from rxdata.records import LOCK_NAME
 
 PER = 3  # sites per shard: the 14 sites of make_data make 4 train and 2 test shards
 

@@ -951,8 +951,9 @@ def test_predict_without_metadata_leaves_controls_out_and_says_so() -> None:
     wells = _wells("RPE-05_1_B02", "RPE-05_1_C05", "RPE-05_1_C04")  # B02: negative control
     logged: list[str] = []
     labels, table = predict.wells_to_labels(wells, None, plate_assignment=False, log=logged.append)
-    assert labels.index.tolist() == ["RPE-05_1_C05", "RPE-05_1_C04"]
-    assert table["id_code"].tolist() == ["RPE-05_1_C05", "RPE-05_1_C04"]
+    # in test.csv's order (experiment, plate, well), whatever order predictions came in
+    assert labels.index.tolist() == ["RPE-05_1_C04", "RPE-05_1_C05"]
+    assert table["id_code"].tolist() == ["RPE-05_1_C04", "RPE-05_1_C05"]
     assert any("left out 1 control well" in m for m in logged)
     assert any("no --metadata" in m for m in logged)
     with pytest.raises(OptionsError, match="--plate-assignment needs --metadata"):
@@ -1159,50 +1160,120 @@ def test_normalization_used_is_said_and_recorded() -> None:
         train.TrainConfig(data="x", out="y", normalization="plate")
 
 
+README_COMMANDS = [
+    "rxdata synth --tiny --label-style string data",
+    "rxdata convert data records",
+    "python ../examples/train.py --data records --out run --epochs 2",
+    "python ../examples/predict.py --model run --data records --out submission.csv",
+]
+
+
 @pytest.mark.subprocess
 @pytest.mark.slow
 def test_from_nothing_to_a_submission(tmp_path: Path) -> None:
-    """The README's four commands, as a user types them, in a fresh folder."""
+    """The README's commands, as a user types them, in a fresh folder beside examples/:
+    a re-release-labelled data set gives sirna_N names for exactly the test wells, in
+    test.csv's order, and no TensorFlow C++ line is printed."""
     import os
+    import shlex
+    import shutil
     import subprocess
 
     import pandas as pd
 
-    from rxdata.metadata import read_metadata
+    from rxdata.tflog import is_startup_line
 
+    readme = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## From nothing to a submission", 1)[1].split("\n## ", 1)[0]
+    for command in README_COMMANDS:
+        assert f"\n{command}\n" in section, f"README no longer says {command!r}"
+    # the clone's layout: examples/ beside the scratch folder the commands run in
+    shutil.copytree(EXAMPLES, tmp_path / "examples")
+    work = tmp_path / "scratch"
+    work.mkdir()
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the scripts quiet TensorFlow themselves
-    commands = [
-        [str(bin_dir / "rxdata"), "synth", "--tiny", "data"],
-        [str(bin_dir / "rxdata"), "convert", "data", "records"],
-        [sys.executable, str(EXAMPLES / "train.py"), "--data",
-         "records/random-42/train/*.tfrecord", "--out", "run", "--epochs", "2"],
-        [sys.executable, str(EXAMPLES / "predict.py"), "--model", "run", "--data",
-         "records/random-42/test/*.tfrecord", "--out", "submission.csv"],
-    ]  # fmt: skip
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the commands quiet TensorFlow themselves
+    env.pop("RXDATA_TF_LOGS", None)
     outputs = []
-    for command in commands:
-        proc = subprocess.run(
-            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
-        )
+    for command in README_COMMANDS:
+        argv = shlex.split(command)
+        argv[0] = sys.executable if argv[0] == "python" else str(bin_dir / argv[0])
+        proc = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, f"{command}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         assert "Traceback" not in proc.stderr
+        noise = [
+            line
+            for line in (proc.stdout + proc.stderr).splitlines()
+            if is_startup_line(line) or "absl::" in line or ".cc:" in line
+        ]
+        assert noise == [], f"{command} printed TensorFlow's C++ lines: {noise[:3]}"
         outputs.append(proc.stdout)
     trained, predicted = outputs[2], outputs[3]
     assert "holding out" in trained and "resizing to 64 (--image-size)" in trained
     assert "normalization: global: the published RxRx1 statistics" in trained
     assert "left out" in predicted and "control well(s)" in predicted
-    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    info = json.loads((work / "run" / "run.json").read_text())
     assert info["normalization"]["mode"] == "global" and info["image_size"] == 64
-    assert pd.read_csv(tmp_path / "run" / "history.csv")["epoch"].tolist() == [0, 1]
+    assert pd.read_csv(work / "run" / "history.csv")["epoch"].tolist() == [0, 1]
 
-    metadata = read_metadata(tmp_path / "data")
-    test_wells = metadata[(metadata["dataset"] == "test") & (metadata["well_type"] == "treatment")]
-    submission = pd.read_csv(tmp_path / "submission.csv")
-    assert len(submission) == test_wells["id_code"].nunique()
-    assert set(submission["id_code"]) == set(test_wells["id_code"])
-    assert submission["sirna"].between(0, 1107).all()
+    test_csv = pd.read_csv(work / "data" / "test.csv")
+    submission = pd.read_csv(work / "submission.csv")
+    assert submission["id_code"].tolist() == test_csv["id_code"].tolist()
+    assert submission["sirna"].str.fullmatch(r"sirna_\d+").all()
+    assert set(os.listdir(tmp_path)) == {"examples", "scratch"}  # nothing written elsewhere
+
+
+def test_predicting_training_records_is_refused(records: dict[str, Path], tmp_path: Path) -> None:
+    import predict
+
+    from rxdata.errors import OptionsError
+
+    with pytest.raises(OptionsError, match=r"shard of the 'train' split.*not of 'test'"):
+        predict.predict(
+            str(tmp_path / "no-model"),  # refused before the model is needed
+            str(records["train"]),
+            str(tmp_path / "submission.csv"),
+        )
+    assert not (tmp_path / "submission.csv").exists()
+
+
+@pytest.mark.subprocess
+def test_examples_refuse_an_incomplete_conversion(records: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    from records import load_records
+
+    from rxdata.errors import IncompleteConversionError
+
+    folder = tmp_path / "records"
+    shutil.copytree(records["train"].parent.parent.parent, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["complete"] = False
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IncompleteConversionError, match="re-run the same `rxdata convert`"):
+        load_records(str(folder), "train")
+    code = subprocess.run(
+        [sys.executable, str(EXAMPLES / "train.py"), "--data", str(folder), "--out",
+         str(tmp_path / "run"), "--epochs", "1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert code.returncode == 1 and "not a complete conversion" in code.stderr
+    assert "Traceback" not in code.stderr
+
+
+def test_records_folder_forms(records: dict[str, Path]) -> None:
+    from records import load_records
+
+    folder = records["train"].parent.parent.parent
+    train = load_records(str(folder), "train")
+    test = load_records(str(folder), "test")
+    assert set(train.sites["dataset"]) == {"train"} and set(test.sites["dataset"]) == {"test"}
+    assert load_records(str(folder / "by_experiment-42" / "train")).splits == ["train"]
+    assert train.conversion is not None and train.conversion.root == str(folder)
+    with pytest.raises(OptionsError, match=r"split='valid'.*\['train', 'test'\]"):
+        load_records(str(folder), "valid")
 
 
 # A Keras 3.15 bug under MultiWorkerMirroredStrategy: two workers fit a tiny model with
@@ -1284,9 +1355,12 @@ def test_scripts_quiet_tensorflow_unless_the_user_chose(
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     if given is not None:
         env["TF_CPP_MIN_LOG_LEVEL"] = given
-    code = (
-        f"import sys, os, {script}; "
-        "print(os.environ['TF_CPP_MIN_LOG_LEVEL'], 'tensorflow' in sys.modules)"
+    code = (  # main() quiets TensorFlow first thing, before --help exits
+        f"import sys, os, contextlib, io, {script}, rxdata.tflog\n"
+        f"with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    {script}.main(['--help'])\n"
+        "print(os.environ['TF_CPP_MIN_LOG_LEVEL'], 'tensorflow' in sys.modules, "
+        "rxdata.tflog.is_quiet())"
     )
     proc = subprocess.run(  # `python -c` in examples/ imports the scripts as siblings
         [sys.executable, "-c", code],
@@ -1296,7 +1370,8 @@ def test_scripts_quiet_tensorflow_unless_the_user_chose(
         text=True,
         timeout=120,
     )
-    assert proc.stdout.split() == [expected, "False"], proc.stderr[-2000:]
+    quiet = str(given is None)  # TF_CPP_MIN_LOG_LEVEL=0 asks for TensorFlow's lines
+    assert proc.stdout.split() == [expected, "False", quiet], proc.stderr[-2000:]
 
 
 def test_training_curves_count_whole_epochs(
@@ -1367,3 +1442,15 @@ def test_data_service_is_for_one_host() -> None:
         fixed=False,
     )
     assert options.data_service is None  # evaluation stays exact on this host
+
+
+def test_predict_metadata_is_a_root_or_one_of_its_csvs(records: dict[str, Path]) -> None:
+    import predict
+
+    data = records["data"]
+    table, test_csv = predict.read_test_metadata(str(data))
+    assert test_csv == str(data / "test.csv") and table is not None
+    same, csv_again = predict.read_test_metadata(str(data / "test.csv"))
+    assert csv_again == test_csv and same is not None and len(same) == len(table)
+    with pytest.raises(OptionsError, match="no such folder or file"):
+        predict.read_test_metadata(str(data / "nope.csv"))

@@ -297,3 +297,41 @@ def test_string_labels_are_re_release_names(tmp_path: Path, label: str) -> None:
     match = "outside the treatment classes" if label == "UNTREATED" else "re-release names"
     with pytest.raises(SubmissionError, match=match):
         write_submission(tmp_path / "s.csv", preds, pd.DataFrame({"id_code": IDS}))
+
+
+def test_all_class_scores_choose_among_the_treatments(tmp_path: Path) -> None:
+    wells = ["A-01_1_B03", "A-01_1_B04"]
+    scores = np.zeros((2, NUM_CLASSES))
+    scores[:, NUM_CLASSES - 1] = 9.0  # a control class scores best
+    scores[0, 7], scores[1, 1107] = 1.0, 2.0
+    frame = pd.DataFrame(scores, index=pd.Index(wells, name="id_code"))
+    out = write_submission(tmp_path / "s.csv", frame, pd.DataFrame({"id_code": wells}))
+    assert out["sirna"].tolist() == [7, 1107]
+
+
+def test_submission_to_a_folder_is_a_message(tmp_path: Path) -> None:
+    test = pd.DataFrame({"id_code": ["A-01_1_B03"]})
+    with pytest.raises(SubmissionError, match=r"is a folder; .*submission\.csv"):
+        write_submission(tmp_path, pd.Series({"A-01_1_B03": 0}), test)
+
+
+def test_per_site_ids_are_a_message(tmp_path: Path) -> None:
+    test = pd.DataFrame({"id_code": ["A-01_1_B03"]})
+    with pytest.raises(SubmissionError, match=r"per-site ids such as 'A-01_1_B03_1'.*average"):
+        write_submission(tmp_path / "s.csv", pd.Series({"A-01_1_B03_1": 0}), test)
+    sites = pd.DataFrame({"id_code": ["A-01_1_B03_1", "A-01_1_B03_2"]})
+    with pytest.raises(SubmissionError, match="the test wells are per-site ids"):
+        write_submission(tmp_path / "s.csv", pd.Series({"A-01_1_B03": 0}), sites)
+
+
+def test_a_rerelease_test_csv_path_gives_names(tmp_path: Path) -> None:
+    from rxdata.synthetic import SyntheticOptions, generate
+
+    strings = generate(tmp_path / "s", SyntheticOptions.tiny(label_style="string"))
+    ints = generate(tmp_path / "i", SyntheticOptions.tiny())
+    for root, expected in ((strings, "sirna_332"), (ints, "0")):
+        test = pd.read_csv(root / "test.csv")
+        preds = pd.Series(0, index=test["id_code"][::-1])  # any order in, test.csv order out
+        out = write_submission(tmp_path / "s.csv", preds, root / "test.csv")
+        assert out["id_code"].tolist() == test["id_code"].tolist()
+        assert set(out["sirna"].astype(str)) == {expected}

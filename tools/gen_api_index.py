@@ -28,7 +28,7 @@ AREAS = [
     ("Statistics and normalization", ["stats", "normalization", "layers"]),
     (
         "TFRecords, input pipeline and conversion",
-        ["tfrecord", "reader", "transforms", "filters", "pipeline", "conversion"],
+        ["tfrecord", "reader", "records", "transforms", "filters", "pipeline", "conversion"],
     ),
     ("Splits, plates and submissions", ["splits", "plates", "submission"]),
     (

@@ -60,6 +60,8 @@ _EXPORTS: dict[str, str] = {
     "ConvertOptions": "conversion",
     "convert": "conversion",
     "verify": "conversion",
+    "Records": "records",
+    "open_records": "records",
     # splits, plates and submissions
     "Split": "splits",
     "holdout_experiments": "splits",
@@ -103,6 +105,7 @@ _SUBMODULES = frozenset(
         "pipeline",
         "plates",
         "reader",
+        "records",
         "roots",
         "service",
         "sites",
@@ -110,6 +113,7 @@ _SUBMODULES = frozenset(
         "stats",
         "submission",
         "synthetic",
+        "tflog",
         "tfrecord",
         "transforms",
     }
@@ -194,6 +198,9 @@ if TYPE_CHECKING:  # pragma: no cover
         reader as reader,
     )
     from rxdata import (
+        records as records,
+    )
+    from rxdata import (
         roots as roots,
     )
     from rxdata import (
@@ -213,6 +220,9 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from rxdata import (
         synthetic as synthetic,
+    )
+    from rxdata import (
+        tflog as tflog,
     )
     from rxdata import (
         tfrecord as tfrecord,
@@ -295,6 +305,12 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from rxdata.reader import (
         read_tfrecord as read_tfrecord,
+    )
+    from rxdata.records import (
+        Records as Records,
+    )
+    from rxdata.records import (
+        open_records as open_records,
     )
     from rxdata.splits import (
         Split as Split,

@@ -36,7 +36,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from rxdata.errors import WorkerError
+from rxdata.errors import UnguardedMainError, WorkerError
+from rxdata.tflog import is_quiet
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -112,9 +113,14 @@ def _watch_parent(parent_pid: int) -> None:
             os._exit(1)
 
 
-def _init_worker(parent_pid: int) -> None:
-    """Worker start-up: leave Ctrl-C to the parent, and die with it."""
+def _init_worker(parent_pid: int, quiet_tf: bool = False) -> None:
+    """Worker start-up: leave Ctrl-C to the parent, and die with it; no TensorFlow C++
+    start-up lines when the parent silenced them (:mod:`rxdata.tflog`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if quiet_tf:
+        from rxdata.tflog import quiet_tensorflow_startup
+
+        quiet_tensorflow_startup()
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             import ctypes
@@ -232,6 +238,70 @@ def map_tasks(
         bar.close()
 
 
+def _guard_line(main: Any, frame: Any) -> int | None:
+    """The line of ``__main__``'s top-level statement running in ``frame``, when that
+    statement is not an ``if __name__ == "__main__":`` block; else ``None``."""
+    import ast
+
+    try:
+        with open(main.__file__, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    line = frame.f_lineno
+    for stmt in tree.body:
+        end = getattr(stmt, "end_lineno", stmt.lineno)
+        if not stmt.lineno <= line <= end:
+            continue
+        test = stmt.test if isinstance(stmt, ast.If) else None
+        guarded = (
+            isinstance(test, ast.Compare)
+            and any(
+                isinstance(n, ast.Name) and n.id == "__name__"
+                for n in (test.left, *test.comparators)
+            )
+            and any(
+                isinstance(n, ast.Constant) and n.value == "__main__"
+                for n in (test.left, *test.comparators)
+            )
+        )
+        return None if guarded else line
+    return None
+
+
+def check_spawn_safe() -> None:
+    """Refuse to start spawned workers from a script's unguarded top level.
+
+    Spawned workers import the main script again (as ``__mp_main__``). A call made at
+    the script's top level, outside ``if __name__ == "__main__":``, would run again in
+    every worker: a conversion would find its own folder locked and each worker would
+    die. Caught here, in the parent, before any worker starts (and in a worker that is
+    re-running such a script).
+
+    Raises:
+        UnguardedMainError: the call comes from the main script's top level, unguarded.
+
+    Example:
+        >>> check_spawn_safe()  # from a function or an interactive session: fine
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not path:
+        return  # an interactive session, python -c, a notebook: workers do not re-run it
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "<module>" and frame.f_globals is vars(main):
+            line = _guard_line(main, frame)
+            if line is not None:
+                raise UnguardedMainError(
+                    f"rxdata: {path} line {line} starts worker processes from the script's "
+                    "top level; they re-run the script, so put the call under "
+                    '`if __name__ == "__main__":`'
+                )
+            return
+        frame = frame.f_back  # type: ignore[assignment]
+
+
 def _pooled(
     fn: Callable[[T], R],
     chunks: Sequence[Sequence[T]],
@@ -240,12 +310,13 @@ def _pooled(
     weigh: Callable[[T], int],
     ordered: bool,
 ) -> Iterator[R]:
+    check_spawn_safe()
     before = set(multiprocessing.active_children())
     pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(os.getpid(),),
+        initargs=(os.getpid(), is_quiet()),
     )
     graceful = False
     try:

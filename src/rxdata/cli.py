@@ -18,16 +18,9 @@ Exit codes (shared by both scripts):
 
 from __future__ import annotations
 
-import os
-
-# Quiet TensorFlow's C++ start-up lines unless the user chose a level; this must run
-# before TensorFlow is first imported (here or in spawned workers, which inherit it).
-# TensorFlow 2.19 and later still print a few lines that no setting silences
-# (tensorflow/tensorflow#100442).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -325,6 +318,9 @@ def _show_handler(args: argparse.Namespace) -> int:
                 args.dataset, args.experiment, args.plate, args.well, args.site, out=out, **common
             )
     except (FileNotFoundError, RxDataError) as err:
+        better = _show_problem(args)
+        if better is not None:
+            raise InputNotFoundError(better) from err
         if (
             args.root is not None
             or os.environ.get("RXDATA_ROOT")
@@ -337,6 +333,69 @@ def _show_handler(args: argparse.Namespace) -> int:
         ) from err
     print(out)
     return EXIT_OK
+
+
+def _show_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with `rxdata show`'s EXPERIMENT, --dataset or --channels, or ``None``.
+
+    In the command's words: its flags, and the experiments or channels on disk.
+    """
+    from rxdata import _io
+    from rxdata.naming import experiment_spellings, image_path
+    from rxdata.roots import find_root
+
+    root = args.root or os.environ.get("RXDATA_ROOT") or "."
+    try:
+        data = find_root(root, layout=args.layout)
+        spellings = experiment_spellings(args.experiment)
+    except (RxDataError, FileNotFoundError, ValueError):
+        return None
+    datasets = (None,) if data.layout == "full" else DATASETS
+    on_disk = {}
+    for ds in datasets:
+        folder = data.folder(ds)
+        names = _io.listdir(folder) if _io.isdir(folder) else []
+        on_disk[ds] = sorted(n.rstrip("/") for n in names if _io.isdir(_io.join(folder, n)))
+    where = [ds for ds in datasets for name in spellings if name in on_disk[ds]]
+    if not where:
+        listing = "; ".join(
+            f"{ds or 'images'}: {', '.join(names) if names else '(none)'}"
+            for ds, names in on_disk.items()
+        )
+        return (
+            f"experiment {args.experiment!r} is not on disk under {data.base}; the "
+            f"experiments there are {listing}"
+        )
+    if args.dataset is not None and data.layout == "kaggle" and args.dataset not in where:
+        return (
+            f"experiment {args.experiment!r} is under {_io.join(data.base, where[0] or '')}, "
+            f"not {_io.join(data.base, args.dataset)}: pass --dataset {where[0]} (or leave "
+            "--dataset out to find it)"
+        )
+    if args.well is None:
+        return None
+    ds = args.dataset or where[0]
+    experiment = next(n for n in spellings if n in on_disk[ds])
+    present = [
+        c
+        for c in CHANNELS
+        if _io.exists(
+            data.join(image_path(ds, experiment, args.plate, args.well, args.site, c, data.layout))
+        )
+    ]
+    missing = [c for c in args.channels if c not in present]
+    if not missing:
+        return None
+    if not present:
+        return (
+            f"no channel image of {experiment} plate {args.plate} well {args.well} site "
+            f"{args.site} under {data.base}; check PLATE, WELL and --site"
+        )
+    return (
+        f"{experiment} plate {args.plate} well {args.well} site {args.site} has no image of "
+        f"channel(s) {','.join(map(str, missing))} under {data.base}; draw the channels it "
+        f"has with --channels {','.join(map(str, present))}"
+    )
 
 
 def _add_stats(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -456,8 +515,9 @@ def _verify_handler(args: argparse.Namespace) -> int:
                 inputs=getattr(args, "inputs", None) and _must_exist(args.inputs, "--inputs"),
             )
     except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_ERROR
+        if isinstance(err, RxDataError):
+            raise
+        raise InputNotFoundError(str(err)) from err  # "rxdata: error: ...", exit 1
     print(report.summary())
     return EXIT_OK if report.ok else EXIT_VERIFY_FAILED
 
@@ -800,6 +860,11 @@ def _messages_name_flags() -> Iterator[None]:
 def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     handler: Handler = args.func
+    # No TensorFlow C++ start-up lines (TF_CPP_MIN_LOG_LEVEL no longer silences them);
+    # the worker processes of the command do the same (rxdata._parallel).
+    from rxdata.tflog import quiet_tensorflow_startup
+
+    quiet_tensorflow_startup()
     _setup_logging()  # progress log lines when stderr is not a terminal
     from rxdata._parallel import sigterm_as_interrupt
 

@@ -25,6 +25,7 @@ __all__ = [
     "ImageDecodeError",
     "ImageNotFoundError",
     "ImageReadError",
+    "IncompleteConversionError",
     "MetadataError",
     "OptionsError",
     "OutputExistsError",
@@ -34,6 +35,7 @@ __all__ = [
     "SplitError",
     "StatsError",
     "SubmissionError",
+    "UnguardedMainError",
     "UnreachableError",
     "VerifyError",
     "WorkerError",
@@ -164,6 +166,14 @@ class SubmissionError(RxDataError, ValueError):
 
 class WorkerError(RxDataError, RuntimeError):
     """A worker process died (killed, or out of memory) while running a task."""
+
+
+class IncompleteConversionError(RxDataError, RuntimeError):
+    """A conversion folder was read before its conversion finished (or while it runs)."""
+
+
+class UnguardedMainError(RxDataError, RuntimeError):
+    """Worker processes would re-run the calling script (no ``__main__`` guard)."""
 
 
 class UnreachableError(RxDataError, ConnectionError):

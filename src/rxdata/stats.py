@@ -287,6 +287,15 @@ def compute_pixel_stats(
 ) -> pd.DataFrame:
     """Per-site, per-channel pixel statistics in Kaggle's ``pixel_stats.csv`` format.
 
+    In a script, call it under ``if __name__ == "__main__":``: the worker processes are
+    spawned, and each imports the script again; an unguarded call is refused with an
+    :class:`~rxdata.errors.UnguardedMainError` that says so::
+
+        import rxdata
+
+        if __name__ == "__main__":
+            rxdata.compute_pixel_stats("data", out_csv="pixel_stats.csv")
+
     Args:
         root: Data root in either layout (local or ``gs://``).
         metadata: The metadata table (:func:`rxdata.read_metadata`): its sites are read,

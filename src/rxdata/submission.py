@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Literal, cast
 
@@ -38,11 +39,12 @@ from rxdata import _io
 from rxdata._text import preview
 from rxdata.errors import ParseError, SubmissionError
 from rxdata.labels import from_rerelease_names, rerelease_names, to_rerelease_names
-from rxdata.naming import NUM_CLASSES, NUM_TREATMENTS
+from rxdata.naming import EXPERIMENT_PATTERN, NUM_CLASSES, NUM_TREATMENTS
 
 __all__ = ["average_sites", "read_test_wells", "write_submission"]
 
 Kind = Literal["probs", "logits"]
+_SITE_ID = re.compile(rf"{EXPERIMENT_PATTERN}_\d+_[A-P]\d{{2}}_\d+")
 LabelStyle = Literal["auto", "int", "sirna_N"]
 
 
@@ -205,7 +207,9 @@ def _labels_series(
                 f"scores hold NaN or inf for {len(bad)} id_code(s): {preview(bad)}; "
                 "expected finite scores"
             )
-        best = scores.argmax(axis=1)
+        # Test wells are treatments: with all 1,139 classes (the default model's output),
+        # choose among the 1,108 treatments, never a control class.
+        best = scores[:, :NUM_TREATMENTS].argmax(axis=1)
         return cast("pd.Series", pd.Series(best, index=predictions.index))
     if isinstance(predictions, pd.Series):
         return predictions
@@ -250,13 +254,64 @@ def _as_int_labels(labels: pd.Series) -> pd.Series:
     return pd.Series(out, index=labels.index, dtype="int64")
 
 
+#: Kaggle CSVs that hold labels, looked at (in this order) beside a ``test.csv`` to tell
+#: which release it belongs to (the test file itself has no labels).
+_LABELLED_CSVS = ("train.csv", "train_controls.csv", "test_controls.csv", "sample_submission.csv")
+
+
+def _names_in(labels: pd.Series) -> LabelStyle | None:
+    given = labels.dropna().astype("string")
+    given = given[given != ""]
+    if not len(given):
+        return None
+    return "sirna_N" if bool(given.isin(rerelease_names()).all()) else "int"
+
+
 def _label_style(test_wells: object) -> LabelStyle:
-    """``"sirna_N"`` when a metadata frame's labels are the re-release's names, else ``"int"``."""
-    if isinstance(test_wells, pd.DataFrame) and "sirna" in test_wells.columns:
-        given = test_wells["sirna"].dropna().astype("string")
-        if len(given) and bool(given.isin(rerelease_names()).all()):
-            return "sirna_N"
+    """``"sirna_N"`` when the test wells come from the re-release, else ``"int"``.
+
+    A metadata frame tells by its ``sirna`` column; a path to ``test.csv`` by the labelled
+    Kaggle CSVs beside it (``sample_submission.csv``, ``train.csv``, ...).
+    """
+    if isinstance(test_wells, pd.DataFrame):
+        if "sirna" in test_wells.columns:
+            return _names_in(test_wells["sirna"]) or "int"
+        return "int"
+    if isinstance(test_wells, (str, os.PathLike)):
+        folder = _io.dirname(os.fspath(test_wells))
+        for name in _LABELLED_CSVS:
+            path = _io.join(folder, name) if folder else name
+            if not _io.exists(path):
+                continue
+            with _io.open(path) as f:
+                head = pd.read_csv(f, dtype=str, nrows=200, keep_default_na=False)
+            if "sirna" in head.columns:
+                style = _names_in(head["sirna"])
+                if style is not None:
+                    return style
     return "int"
+
+
+def _refuse_folder(target: str) -> None:
+    """A submission path that is a folder: say to give a file name."""
+    if _io.isdir(target) or target.endswith(("/", os.sep)):
+        raise SubmissionError(
+            f"{target} is a folder; give the submission's file name, e.g. "
+            f"{_io.join(target.rstrip('/' + os.sep), 'submission.csv')}"
+        )
+
+
+def _refuse_site_ids(ids: pd.Index, what: str) -> None:
+    """Per-site ids (``HUVEC-01_1_B03_1``) where wells (``HUVEC-01_1_B03``) are expected."""
+    sample = [str(v) for v in ids[:50]]
+    sites = [v for v in sample if _SITE_ID.fullmatch(v)]
+    if sites:
+        raise SubmissionError(
+            f"{what} are per-site ids such as {sites[0]!r}; a submission has one row per "
+            "well (id_code, e.g. "
+            f"{sites[0].rsplit('_', 1)[0]!r}): average each well's sites first with "
+            "rxdata.average_sites(predictions, id_codes=...)"
+        )
 
 
 def write_submission(
@@ -273,17 +328,22 @@ def write_submission(
         path: output CSV (local or ``gs://``); written atomically.
         predictions: ``id_code -> class id`` as a Series (e.g. from
             :func:`rxdata.plates.assign_plates`) or mapping, or a DataFrame indexed by
-            ``id_code`` with one score column per class (the argmax is written), or a
-            frame with columns ``id_code, sirna``. A score table has 1108 columns (the
-            treatments) or 1139 (all classes), all finite.
+            ``id_code`` with one score column per class (the best treatment is written),
+            or a frame with columns ``id_code, sirna``. A score table has 1108 columns
+            (the treatments) or 1139 (all classes, the default model's output), all
+            finite; with 1139 the submission chooses among the 1108 treatments (test
+            wells are treatments: a control class is never written).
         test_wells: ``test.csv`` (path or frame) or the metadata site table; see
             :func:`read_test_wells`. The CSV has one row per well, in this order.
         labels: ``"int"`` writes ``513`` (the 2019 competition); ``"sirna_N"`` writes
             the Kaggle re-release's name of the class (class 0 is ``sirna_332``: the
             re-release renumbered every label, see
             :func:`rxdata.labels.rerelease_names`); ``"auto"`` (default) writes those
-            names when ``test_wells`` is a metadata table whose ``sirna`` column holds
-            them (read from re-release CSVs), else integers.
+            names when ``test_wells`` comes from the re-release: a metadata table whose
+            ``sirna`` column holds them, or the path of a ``test.csv`` whose folder's
+            labelled CSVs (``sample_submission.csv``, ``train.csv``, ...) hold them;
+            else integers. Predicting converted records, pass
+            ``records.label_release`` through (``"sirna_N"`` for ``"rerelease"``).
         extra: predictions for wells not in ``test_wells`` (controls, say): ``"raise"``
             or ``"ignore"`` them.
 
@@ -291,7 +351,8 @@ def write_submission(
         The frame written (columns ``id_code``, ``sirna``).
 
     Raises:
-        SubmissionError: a test well without a prediction, an ``id_code`` predicted twice,
+        SubmissionError: ``path`` is a folder; per-site ids where well ids are expected;
+            a test well without a prediction, an ``id_code`` predicted twice,
             an unknown well (with ``extra="raise"``), a label outside 0..1107 (test
             wells are treatments), a score table with NaN/inf scores or with neither
             1108 nor 1139 columns; the message names the ``id_code`` values.
@@ -312,9 +373,12 @@ def write_submission(
         labels = _label_style(test_wells)
     if extra not in ("raise", "ignore"):
         raise SubmissionError(f"extra must be 'raise' or 'ignore', got {extra!r}")
+    _refuse_folder(os.fspath(path))
     wells = read_test_wells(test_wells)
+    _refuse_site_ids(wells, "the test wells")
     series = _labels_series(predictions)
     index = pd.Index(series.index.astype("string"))
+    _refuse_site_ids(index, "the predictions' ids")
     if index.has_duplicates:
         raise SubmissionError(
             "id_code(s) predicted more than once: "

@@ -15,9 +15,10 @@ Contract:
   naming the file, and malformed metadata rows raise
   :class:`~rxdata.errors.MetadataError` naming the file and row.
 * :data:`DEFAULT_BASE_PATH` is still Recursion's competition bucket, as a default for
-  paths only: nothing is ever downloaded. A call that reads from it fails the way any
-  unreachable ``gs://`` path fails in rxdata. Pass ``base_path`` (a local folder or your
-  own ``gs://`` copy).
+  paths only: nothing is ever downloaded. A call that cannot read a ``gs://`` path (no
+  network, no access, a bucket that no longer serves the files) raises
+  :class:`~rxdata.errors.ImageReadError` naming the path and saying to pass
+  ``base_path`` (a local folder or your own ``gs://`` copy).
 * No TensorFlow at import time (the old module imported it to read files); ``gs://``
   paths load it when first read, as everywhere in rxdata.
 
@@ -27,9 +28,10 @@ rxdata counterpart.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -37,7 +39,7 @@ import pandas as pd
 
 import rxdata
 from rxdata import color, images
-from rxdata.errors import MetadataError, OptionsError
+from rxdata.errors import ImageReadError, MetadataError, OptionsError, RxDataError
 
 __all__ = [
     "DEFAULT_BASE_PATH",
@@ -79,6 +81,43 @@ that edits a copy of it keeps working. Values are those of ``rxdata.color.RGB_MA
 _RGB_DTYPE = np.int64  # what the old convert_tensor_to_rgb returned (np.array(..., dtype=int))
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _remote_errors(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Turn a failure to reach a ``gs://`` path into a message that says what to pass.
+
+    TensorFlow's file errors (no network, no access) become an
+    :class:`~rxdata.errors.ImageReadError`.
+    """
+
+    @functools.wraps(fn)
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return fn(*args, **kwargs)
+        except RxDataError:
+            raise
+        except Exception as err:
+            if not type(err).__module__.startswith("tensorflow"):
+                raise
+            text = str(err).strip().splitlines()
+            where = next((w for w in str(err).split() if w.startswith("gs://")), "gs://")
+            default = where.startswith(DEFAULT_BASE_PATH)
+            raise ImageReadError(
+                f"cannot read {where} ({text[0] if text else type(err).__name__})"
+                + (
+                    f"; that is rxrx1-utils' default bucket {DEFAULT_BASE_PATH}, which "
+                    "needs network access and is not downloaded"
+                    if default
+                    else ""
+                )
+                + "; pass base_path= a local copy of the data (or a gs:// copy you can read)"
+            ) from None
+
+    return call
+
+
 def _number(value: Any) -> Any:
     """Accept a decimal string (e.g. from ``id_code.split('_')``) where a number is meant.
 
@@ -90,6 +129,7 @@ def _number(value: Any) -> Any:
     return value
 
 
+@_remote_errors
 def load_image(image_path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
     """Load one channel PNG as an ``(H, W) uint8`` array.
 
@@ -119,6 +159,7 @@ def load_image(image_path: str | os.PathLike[str]) -> npt.NDArray[np.uint8]:
     return image
 
 
+@_remote_errors
 def load_images_as_tensor(
     image_paths: Sequence[str | os.PathLike[str]], dtype: npt.DTypeLike = np.uint8
 ) -> npt.NDArray[Any]:
@@ -253,6 +294,7 @@ def image_path(
     return os.path.join(os.fspath(base_path), *relative.split("/"))
 
 
+@_remote_errors
 def load_site(
     dataset: str,
     experiment: str,
@@ -309,6 +351,7 @@ def load_site(
     return loaded
 
 
+@_remote_errors
 def load_site_as_rgb(
     dataset: str,
     experiment: str,
@@ -410,6 +453,7 @@ def _old_sirna(labels: pd.Series) -> pd.Series:
     return numbers
 
 
+@_remote_errors
 def combine_metadata(
     base_path: str | os.PathLike[str] = DEFAULT_METADATA_BASE_PATH,
     include_controls: bool = True,

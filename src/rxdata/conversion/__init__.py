@@ -23,11 +23,7 @@ from rxdata.conversion.manifest import read_manifest
 from rxdata.conversion.options import (
     COMPRESSIONS,
     ENCODINGS,
-    MANIFEST_FORMAT,
-    MANIFEST_NAME,
-    MANIFEST_VERSION,
     ON_ERROR,
-    PROGRESS_DIR,
     REPORT_COLUMNS,
     REPORT_NAME,
     RUNNERS,
@@ -43,6 +39,12 @@ from rxdata.conversion.shard import (
     write_shard_task,
 )
 from rxdata.conversion.verification import VerifyReport, verify
+from rxdata.records import (  # the output folder's format is read (and owned) there
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    MANIFEST_VERSION,
+    PROGRESS_DIR,
+)
 
 __all__ = [
     "COMPRESSIONS",

@@ -26,9 +26,10 @@ from typing import Any
 
 from rxdata import _io
 from rxdata.conversion.manifest import finalize, write_run_summary
-from rxdata.conversion.options import PROGRESS_DIR, ConvertOptions
+from rxdata.conversion.options import ConvertOptions
 from rxdata.conversion.shard import ShardRecord, ShardTask, SkippedSite, write_shard_task
 from rxdata.errors import ConvertError, OptionsError
+from rxdata.records import PROGRESS_DIR
 
 
 def _import_beam() -> Any:

@@ -50,7 +50,7 @@ from rxdata.conversion.manifest import (
     prepare_output,
     read_manifest,
 )
-from rxdata.conversion.options import MANIFEST_NAME, REPORT_NAME, ConvertOptions
+from rxdata.conversion.options import REPORT_NAME, ConvertOptions
 from rxdata.conversion.plan import (
     ShardSpec,
     load_metadata,
@@ -75,7 +75,8 @@ from rxdata.errors import (
     option_flags,
     option_text,
 )
-from rxdata.naming import CHANNELS
+from rxdata.naming import CHANNELS, DATASETS, IMAGES_FOLDER
+from rxdata.records import MANIFEST_NAME
 from rxdata.roots import DataRoot, find_root
 
 log = logging.getLogger("rxdata.conversion")
@@ -260,6 +261,28 @@ def _infer_shape(
     return votes.most_common(1)[0][0]
 
 
+def _refuse_output_in_images(images_root: str, output_dir: str) -> None:
+    """Refuse an output folder that is the images' root or inside its image folders.
+
+    ``rxdata convert data data`` would mix shards and a manifest into the data set (a
+    folder beside the images, ``data/records``, is fine).
+    """
+    if _io.is_remote(images_root) or _io.is_remote(output_dir):
+        return
+    images, out = os.path.realpath(images_root), os.path.realpath(output_dir)
+    folders = [os.path.join(images, n) for n in (*DATASETS, IMAGES_FOLDER)]
+    inside = images if out == images else None
+    inside = inside or next((f for f in folders if os.path.commonpath([f, out]) == f), None)
+    if inside is not None:
+        where = "is" if inside == out else "is inside"
+        raise OptionsError(
+            f"the output folder {output_dir} {where} the images' folder "
+            f"{images_root if inside == images else inside}: the shards would be written "
+            "into the data set; choose an output folder outside it (e.g. "
+            f"{os.path.join(os.path.dirname(images) or '.', 'records')})"
+        )
+
+
 @holding_output_lock  # a second run into the same folder is refused at once
 def convert(
     images_root: str | os.PathLike[str],
@@ -276,6 +299,15 @@ def convert(
     rewritten). See the module docstring for the contract and ``docs/convert.md`` for the
     output format.
 
+    In a script, call it under ``if __name__ == "__main__":``: the worker processes are
+    spawned, and each imports the script again; an unguarded call is refused with an
+    :class:`~rxdata.errors.UnguardedMainError` that says so::
+
+        import rxdata
+
+        if __name__ == "__main__":
+            rxdata.convert("data", "records")
+
     Args:
         images_root: Folder with the Kaggle layout (``train/``, ``test/``) or the full
             release (``images/``); local or ``gs://``.
@@ -291,6 +323,8 @@ def convert(
     Raises:
         ConvertError: A site could not be converted with ``on_error="raise"`` (the message
             names the file), a worker died, or another conversion is using ``output_dir``.
+        UnguardedMainError: Called at a script's top level, outside
+            ``if __name__ == "__main__":`` (with worker processes).
         OutputExistsError: ``output_dir`` holds a conversion with other options or metadata,
             ``.tfrecord`` files this conversion does not write, a symbolic link, a damaged
             manifest, or (``overwrite``) files rxdata did not write.
@@ -317,6 +351,7 @@ def convert(
     opts = dataclasses.replace(base, **overrides)
     root = os.fspath(images_root)
     out_dir = os.fspath(output_dir)
+    _refuse_output_in_images(root, out_dir)
     md = load_metadata(metadata, root)
     selected = select_sites(md, opts)
     if selected.empty:

@@ -35,8 +35,8 @@ from collections.abc import Callable, Iterator
 from typing import ParamSpec, TypeVar
 
 from rxdata import _io
-from rxdata.conversion.options import LOCK_NAME
 from rxdata.errors import ConvertError
+from rxdata.records import LOCK_NAME
 
 try:
     import fcntl

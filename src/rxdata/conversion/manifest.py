@@ -32,15 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rxdata import _io
-from rxdata.conversion.options import (
-    MANIFEST_FORMAT,
-    MANIFEST_NAME,
-    MANIFEST_VERSION,
-    PROGRESS_DIR,
-    REPORT_COLUMNS,
-    REPORT_NAME,
-    ConvertOptions,
-)
+from rxdata.conversion.options import REPORT_COLUMNS, REPORT_NAME, ConvertOptions
 from rxdata.conversion.outputs import (
     OutputFiles,
     check_relative,
@@ -53,6 +45,12 @@ from rxdata.conversion.plan import ShardSpec, plan_digest, plan_json
 from rxdata.conversion.shard import ShardRecord, SkippedSite, progress_path
 from rxdata.errors import ConvertError, OutputExistsError, RecordError, option_text
 from rxdata.naming import CHANNELS
+from rxdata.records import (
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    MANIFEST_VERSION,
+    PROGRESS_DIR,
+)
 
 log = logging.getLogger(__name__)
 

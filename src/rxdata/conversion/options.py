@@ -24,15 +24,8 @@ RUNNERS = ("local", "beam", "dask")
 DASK_SCHEMES = ("tcp", "tls", "ucx", "inproc", "ws", "wss")
 """Address schemes of ``dask.distributed`` schedulers (``dask_address``)."""
 
-MANIFEST_NAME = "manifest.json"
-"""File name of the manifest in the output directory."""
 REPORT_NAME = "skipped.csv"
 """File name of the skipped-sites report in the output directory."""
-PROGRESS_DIR = "_progress"
-LOCK_NAME = ".rxdata-convert.lock"
-"""File name of the lock a running conversion holds in its output directory."""
-MANIFEST_FORMAT = "rxdata-convert-manifest"
-MANIFEST_VERSION = 1
 REPORT_COLUMNS = (
     "site_id",
     "dataset",

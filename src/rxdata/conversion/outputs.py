@@ -27,8 +27,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rxdata import _io
-from rxdata.conversion.options import LOCK_NAME, MANIFEST_NAME, PROGRESS_DIR, REPORT_NAME
+from rxdata.conversion.options import REPORT_NAME
 from rxdata.errors import OutputExistsError, RecordError, option_text
+from rxdata.records import LOCK_NAME, MANIFEST_NAME, PROGRESS_DIR
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,6 @@ from typing import Any
 import numpy as np
 
 from rxdata import _io
-from rxdata.conversion.options import PROGRESS_DIR
 from rxdata.conversion.plan import ShardSpec
 from rxdata.errors import (
     ConvertError,
@@ -48,6 +47,7 @@ from rxdata.errors import (
     option_text,
 )
 from rxdata.naming import CHANNELS, image_path
+from rxdata.records import PROGRESS_DIR
 from rxdata.roots import DataRoot
 
 log = logging.getLogger(__name__)

@@ -14,6 +14,7 @@ from rxdata.errors import OptionsError
 from rxdata.pipeline import stages
 from rxdata.pipeline.options import PipelineOptions
 from rxdata.pipeline.selection import Selection
+from rxdata.records import Records, resolve_source
 from rxdata.transforms import stats_function
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -79,7 +80,7 @@ def _replica_share(
 
 
 def make_dataset(
-    file_pattern: stages.Source,
+    file_pattern: Records | stages.Source,
     *,
     batch_size: int,
     training: bool = True,
@@ -90,18 +91,18 @@ def make_dataset(
     experiments: Collection[str] | str | None = None,
     cell_types: Collection[str] | str | None = None,
     well_types: Collection[str] | str | None = None,
-    split: Split | None = None,
+    split: Split | str | None = None,
     part: str | Iterable[str] | None = None,
     output: Literal["tuple", "dict"] = "tuple",
     input_context: tf.distribute.InputContext | None = None,
+    allow_incomplete: bool = False,
 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of batches of sites from TFRecord shards.
 
     Args:
-        file_pattern: A glob (local or ``gs://``) or a list of globs/paths; an existing
-            file is read as itself, even with glob characters (``plate[1].tfrecord``).
-            Every shard must hold one layout (encoding and image size), checked on the
-            first good record of each shard when the dataset is built.
+        file_pattern: A conversion folder or ``Records`` (:func:`rxdata.open_records`), or a
+            glob or list of globs/paths: see :func:`rxdata.records.resolve_source`. Every
+            shard must hold one layout (encoding, image size), checked at build time.
         batch_size: The batch size; with ``input_context`` the **global** batch size
             (each replica gets ``batch_size / num_replicas_in_sync``).
         training: Training (shuffled, augmented, repeatable) or evaluation/prediction
@@ -109,27 +110,27 @@ def make_dataset(
         options: :class:`PipelineOptions` (defaults if ``None``).
         normalizer: Per-channel statistics (:class:`rxdata.Normalizer`). ``None`` scales
             pixels to ``[0, 1]`` (``x / 255``) unless ``dtype="uint8"``.
-        label: The feature used as label: ``"sirna_id"`` (default; unlabelled sites are
-            dropped in training and get ``-1`` otherwise), any other feature name (e.g.
-            ``"cell_type"``, ``"experiment"``, ``"plate"``), or ``None``.
+        label: The label feature: ``"sirna_id"`` (default; unlabelled sites dropped in
+            training, ``-1`` otherwise), another feature (``"cell_type"``...), or ``None``.
         include_controls: Keep control wells (with ``label="sirna_id"``: 1139 classes,
             :data:`LABEL_SPACES`) or drop them (sirna_id >= 1108; then 1108 classes).
         experiments: Keep only these experiments (the filters form one :class:`Selection`).
         cell_types: Keep only these cell types.
         well_types: Keep only these well types.
-        split: A :class:`rxdata.Split` whose ``by`` columns are record features.
+        split: A conversion's split (``"train"``), or a :class:`rxdata.Split` (by features).
         part: The part(s) of ``split`` to keep.
         output: ``"tuple"`` or ``"dict"`` (see :mod:`rxdata.pipeline`).
         input_context: From ``strategy.distribute_datasets_from_function``: per-replica
-            batch size, and each input pipeline reads every n-th shard (or every n-th
-            record when there are fewer shards than pipelines).
+            batch size; each input pipeline reads every n-th shard (or record, if fewer).
+        allow_incomplete: Read an incomplete conversion's finished shards, not raise.
 
     Returns:
         The dataset (finite unless ``options.repeat`` and ``training``).
 
     Raises:
         FileNotFoundError: No file matches a pattern.
-        OptionsError: Invalid arguments (names the argument and what is allowed).
+        OptionsError: Invalid arguments, or a split the conversion lacks (names them).
+        IncompleteConversionError: The conversion is unfinished or still running.
         RecordError: The shards are not TFRecords, are all empty (or hold only bad
             records, under ``on_error="skip"``/``"warn"``), hold different layouts (names
             a file of each), or a shard's first record is corrupt (``on_error="raise"``).
@@ -145,6 +146,7 @@ def make_dataset(
         >>> images.shape, images.dtype.name, float(images[0, 0, 0, 0]), labels.numpy()
         (TensorShape([2, 4, 4, 6]), 'float32', 0.2, array([1138, 1138]))
     """
+    file_pattern, split = resolve_source(file_pattern, split, allow_incomplete)
     opts = _check_arguments(options, batch_size, output, normalizer, label)
     selection = Selection(
         include_controls=include_controls,
