@@ -6,10 +6,11 @@ Contract (see also ``docs/convert.md``):
   and the options. The strategies and shard names follow rxrx1-utils'
   ``images2tfrecords``, so the seeds give the same grouping their users know.
 * **Write** (:mod:`rxdata.conversion.shard`): each shard is written whole by one worker
-  with :func:`~rxdata.conversion.shard.write_shard_task`; the local runner
-  (:mod:`rxdata.conversion.local`), the Beam runner (:mod:`rxdata.conversion.beam`,
-  imported only when ``runner="beam"``) and the Dask runner
-  (:mod:`rxdata.conversion.dask`, imported only when ``runner="dask"``) all call it.
+  with :func:`~rxdata.conversion.shard.write_shard_task`; the runner named by
+  ``options.runner`` (:data:`rxdata.conversion.runners.RUNNER_TABLE`: the local process
+  pool, Apache Beam, Dask) decides where, and hands every shard's record back.
+* **Finalize** (:mod:`rxdata.conversion.manifest`): :func:`convert` alone writes the
+  manifest and the skipped-sites report, from the records the runner returned.
 * **Resume** (:mod:`rxdata.conversion.manifest`): re-running the same conversion keeps
   every complete shard whose checksum and inputs (metadata rows, image files) are
   unchanged and rewrites the others, so an interrupted run finishes with byte-identical
@@ -36,15 +37,8 @@ from typing import Any
 import pandas as pd
 
 from rxdata import _io
-from rxdata.conversion.local import run_local
 from rxdata.conversion.lock import holding_output_lock
-from rxdata.conversion.manifest import (
-    apply_run_summary,
-    drop_progress_dir,
-    finalize,
-    prepare_output,
-    read_manifest,
-)
+from rxdata.conversion.manifest import finalize, prepare_output
 from rxdata.conversion.options import CHANNELS, MANIFEST_NAME, REPORT_NAME, ConvertOptions
 from rxdata.conversion.plan import (
     ShardSpec,
@@ -53,6 +47,7 @@ from rxdata.conversion.plan import (
     select_sites,
     site_rows,
 )
+from rxdata.conversion.runners import runner
 from rxdata.conversion.shard import (
     ShardContext,
     ShardRecord,
@@ -64,9 +59,8 @@ from rxdata.errors import (
     ConvertError,
     ImageDecodeError,
     MetadataError,
+    Option,
     OptionsError,
-    option_flags,
-    option_text,
 )
 from rxdata.naming import DataRoot, find_root
 
@@ -179,11 +173,120 @@ def _infer_shape(
         if sum(votes.values()) >= 5 or tried >= 100:
             break
     if not votes:
+        size = Option("image_shape", (512, 512))
         raise ConvertError(
             f"no readable channel image among the first sites under {ctx.images_root}; "
-            f"check the path, or pass the size, e.g. {option_text('image_shape', (512, 512))}"
+            f"check the path, or pass the size, e.g. {size}",
+            options=[size],
         )
     return votes.most_common(1)[0][0]
+
+
+def _options(options: ConvertOptions | None, overrides: Mapping[str, Any]) -> ConvertOptions:
+    """``options`` (default: the defaults) with ``overrides`` replacing its fields."""
+    base = options or ConvertOptions()
+    if not isinstance(base, ConvertOptions):
+        raise OptionsError(f"options={base!r} must be a ConvertOptions")
+    fields = [f.name for f in dataclasses.fields(ConvertOptions)]
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise OptionsError(f"unknown option(s) {unknown}; allowed: {fields}")
+    return dataclasses.replace(base, **overrides)
+
+
+def _plan(md: pd.DataFrame, opts: ConvertOptions) -> list[ShardSpec]:
+    """The shard plan, or an error when it selects no site."""
+    plan = plan_shards(md, opts)
+    if not plan:
+        datasets = Option("datasets", list(opts.datasets))
+        raise ConvertError(
+            f"no sites to convert: the metadata has none in {datasets}"
+            f"{'' if opts.include_controls else ' (controls excluded)'}",
+            options=[datasets],
+        )
+    return plan
+
+
+def _context(
+    data: DataRoot,
+    out_dir: str,
+    opts: ConvertOptions,
+    plan: Sequence[ShardSpec],
+    rows: Mapping[str, Mapping[str, Any]],
+) -> ShardContext:
+    """What every shard task shares, with the image size given or read from the images."""
+    ctx = ShardContext(
+        data.base,
+        data.layout,
+        out_dir,
+        opts.encoding,
+        opts.compression,
+        opts.validate,
+        opts.decode,
+        opts.on_error,
+        opts.image_shape or (0, 0),
+    )
+    if opts.image_shape is None:
+        ctx = dataclasses.replace(ctx, image_shape=_infer_shape(ctx, plan, rows))
+    return ctx
+
+
+def _checked_orphans(root: str, md: pd.DataFrame, opts: ConvertOptions) -> list[SkippedSite]:
+    """Images without a metadata row (``scan``); an error with ``on_error="raise"``."""
+    orphans = _orphans(root, md) if opts.scan else []
+    if orphans and opts.on_error == "raise":
+        more = f" and {len(orphans) - 1} more" if len(orphans) > 1 else ""
+        skip = Option("on_error", "skip")
+        raise ConvertError(
+            f"{orphans[0].path} has no metadata row (site {orphans[0].site_id}){more}; pass "
+            f"the matching metadata, or {skip} to convert the rest and report them",
+            options=[skip],
+        )
+    return orphans
+
+
+def _run(tasks: Sequence[ShardTask], opts: ConvertOptions) -> list[ShardRecord]:
+    """Every task's record from the runner ``opts.runner`` names, in plan order."""
+    log.info(
+        "converting %d sites into %d shards in %s (%s runner, %s encoding)",
+        sum(len(t.spec.site_ids) for t in tasks),
+        len(tasks),
+        tasks[0].context.output_dir,
+        opts.runner,
+        opts.encoding,
+    )
+    records = runner(opts.runner)(tasks, opts)
+    order = {t.spec.path: i for i, t in enumerate(tasks)}
+    unplanned = [r.path for r in records if r.path not in order]
+    if unplanned:
+        raise ConvertError(f"the {opts.runner} runner returned unplanned shards {unplanned[:5]}")
+    return sorted(records, key=lambda r: order[r.path])
+
+
+def _result(
+    out_dir: str, records: Sequence[ShardRecord], orphans: Sequence[SkippedSite], start: float
+) -> ConvertResult:
+    """The :class:`ConvertResult`, logged."""
+    skipped = tuple(s for r in records for s in r.skipped) + tuple(orphans)
+    result = ConvertResult(
+        out_dir,
+        _io.join(out_dir, MANIFEST_NAME),
+        tuple(records),
+        skipped,
+        _io.join(out_dir, REPORT_NAME) if skipped else None,
+        time.monotonic() - start,
+    )
+    log.info(
+        "wrote %d sites in %d shards (%d kept from a previous run, %d rewritten because "
+        "their input changed), skipped %d, in %.1f s",
+        result.n_sites,
+        len(records),
+        result.n_reused,
+        result.n_changed,
+        len(skipped),
+        result.elapsed_s,
+    )
+    return result
 
 
 @holding_output_lock  # a second run into the same folder is refused at once
@@ -231,109 +334,23 @@ def convert(
         (112, ['random-42/test/001.tfrecord'])
     """
     start = time.monotonic()
-    base = options or ConvertOptions()
-    if not isinstance(base, ConvertOptions):
-        raise OptionsError(f"options={base!r} must be a ConvertOptions")
-    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(ConvertOptions)})
-    if unknown:
-        raise OptionsError(
-            f"unknown option(s) {unknown}; allowed: "
-            f"{[f.name for f in dataclasses.fields(ConvertOptions)]}"
-        )
-    opts = dataclasses.replace(base, **overrides)
-    root = os.fspath(images_root)
-    out_dir = os.fspath(output_dir)
+    opts = _options(options, overrides)
+    root, out_dir = os.fspath(images_root), os.fspath(output_dir)
     md = load_metadata(metadata, root)
-    plan = plan_shards(md, opts)
-    if not plan:
-        raise ConvertError(
-            "no sites to convert: the metadata has none in "
-            f"{option_text('datasets', list(opts.datasets))}"
-            f"{'' if opts.include_controls else ' (controls excluded)'}"
-        )
+    plan = _plan(md, opts)
     data = _find_images(root, opts.datasets)
-    layout = data.layout
     rows = site_rows(select_sites(md, opts))
-    ctx = ShardContext(
-        data.base,
-        layout,
-        out_dir,
-        opts.encoding,
-        opts.compression,
-        opts.validate,
-        opts.decode,
-        opts.on_error,
-        opts.image_shape or (0, 0),
-        option_flags(),
-    )
-    shape = opts.image_shape or _infer_shape(ctx, plan, rows)
-    ctx = dataclasses.replace(ctx, image_shape=shape)
+    ctx = _context(data, out_dir, opts, plan, rows)
+    orphans = _checked_orphans(root, md, opts)
 
-    orphans = _orphans(root, md) if opts.scan else []
-    if orphans and opts.on_error == "raise":
-        more = f" and {len(orphans) - 1} more" if len(orphans) > 1 else ""
-        raise ConvertError(
-            f"{orphans[0].path} has no metadata row (site {orphans[0].site_id})"
-            f"{more}; pass the matching metadata, or {option_text('on_error', 'skip')} "
-            "to convert the rest and report them"
-        )
-
-    expected = prepare_output(out_dir, opts, shape, plan, layout, orphans)
+    shape = ctx.image_shape
+    expected = prepare_output(out_dir, opts, shape, plan, data.layout, orphans)
     tasks = [
         ShardTask(s, tuple(rows[i] for i in s.site_ids), ctx, expected.get(s.path)) for s in plan
     ]
-    total = sum(len(s.site_ids) for s in plan)
-    log.info(
-        "converting %d sites into %d shards in %s (%s runner, %s encoding)",
-        total,
-        len(plan),
-        out_dir,
-        opts.runner,
-        opts.encoding,
-    )
-    if opts.runner == "beam":
-        from rxdata.conversion.beam import run_beam, run_summary_path
-
-        run_beam(tasks, opts, shape, layout, orphans)
-        body = read_manifest(out_dir)
-        if not body.get("complete"):
-            raise ConvertError(f"the Beam pipeline finished without completing {out_dir}")
-        records = [ShardRecord.from_json(s) for s in body["shards"]]
-        records = apply_run_summary(run_summary_path(out_dir), records)
-        drop_progress_dir(out_dir)
-    else:
-        if opts.runner == "dask":
-            from rxdata.conversion.dask import run_dask
-
-            records = run_dask(
-                tasks, address=opts.dask_address, workers=opts.n_workers, progress=opts.progress
-            )
-        else:
-            records = run_local(tasks, workers=opts.n_workers, progress=opts.progress)
-        finalize(out_dir, opts, shape, plan, layout, records, orphans)
-        order = {s.path: i for i, s in enumerate(plan)}
-        records.sort(key=lambda r: order[r.path])
-    skipped = tuple(s for r in records for s in r.skipped) + tuple(orphans)
-    report = _io.join(out_dir, REPORT_NAME) if skipped else None
-    result = ConvertResult(
-        out_dir,
-        _io.join(out_dir, MANIFEST_NAME),
-        tuple(records),
-        skipped,
-        report,
-        time.monotonic() - start,
-    )
-    log.info(
-        "wrote %d sites in %d shards (%d kept from a previous run, %d rewritten because "
-        "their input changed), skipped %d, in %.1f s",
-        result.n_sites,
-        len(records),
-        result.n_reused,
-        result.n_changed,
-        len(skipped),
-        result.elapsed_s,
-    )
-    return result
+    records = _run(tasks, opts)
+    finalize(out_dir, opts, shape, plan, data.layout, records, orphans)
+    return _result(out_dir, records, orphans, start)
 
 
 def write_tfrecords(

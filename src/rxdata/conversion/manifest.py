@@ -43,9 +43,11 @@ from rxdata.conversion.options import (
 )
 from rxdata.conversion.plan import ShardSpec, plan_digest, plan_json
 from rxdata.conversion.shard import ShardRecord, SkippedSite, progress_path
-from rxdata.errors import ConvertError, OutputExistsError, RecordError, option_text
+from rxdata.errors import ConvertError, Option, OutputExistsError, RecordError
 
 log = logging.getLogger(__name__)
+
+_OVERWRITE = Option("overwrite")  # how messages name the way out
 
 
 def read_manifest(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -167,37 +169,6 @@ def finalize(
     return body
 
 
-def write_run_summary(path: str, records: Sequence[ShardRecord]) -> None:
-    """Leave at ``path`` which shards were kept, and which rewritten because of their input.
-
-    For runners whose last step runs away from the driver (Beam, Dask). That is not in
-    the manifest, which must not depend on how the output was reached.
-    The driver reads it back with :func:`apply_run_summary`.
-    """
-    body = {
-        "reused": sorted(r.path for r in records if r.reused),
-        "changed": {r.path: list(r.changed) for r in records if r.changed},
-    }
-    _io.makedirs(_io.dirname(path))
-    _io.write_bytes_atomic(path, json.dumps(body).encode())
-
-
-def apply_run_summary(path: str, records: Sequence[ShardRecord]) -> list[ShardRecord]:
-    """``records`` (read from the manifest) with ``reused`` and ``changed`` from ``path``.
-
-    The file is removed; without it the records are returned as they are.
-    """
-    if not _io.exists(path):
-        return list(records)
-    body = json.loads(_io.read_bytes(path))
-    _io.remove(path)
-    reused, changed = set(body["reused"]), body["changed"]
-    return [
-        dataclasses.replace(r, reused=r.path in reused, changed=tuple(changed.get(r.path, ())))
-        for r in records
-    ]
-
-
 def drop_progress_dir(output_dir: str) -> None:
     """Remove ``OUTPUT_DIR/_progress/`` if empty: it exists only while a run is incomplete."""
     _io.remove_empty_dir(_io.join(output_dir, PROGRESS_DIR))
@@ -241,7 +212,8 @@ def prepare_output(
         raise OutputExistsError(
             f"{out_dir} holds a conversion made with different {what}"
             f"{_option_changes(old.get('options') or {}, fresh['options'])}; pass "
-            f"{option_text('overwrite')} to replace it, or choose another output directory"
+            f"{_OVERWRITE} to replace it, or choose another output directory",
+            options=[_OVERWRITE],
         )
     strays = [p for p in shards if p not in planned]
     if old is None and not opts.overwrite:
@@ -249,15 +221,17 @@ def prepare_output(
         if clash:
             raise OutputExistsError(
                 f"{out_dir} has no manifest but already holds "
-                f"{_io.join(out_dir, clash[0])}; pass {option_text('overwrite')} "
-                "or choose another output directory"
+                f"{_io.join(out_dir, clash[0])}; pass {_OVERWRITE} "
+                "or choose another output directory",
+                options=[_OVERWRITE],
             )
     if strays and not opts.overwrite:
         raise OutputExistsError(
             f"{out_dir} holds {len(strays)} .tfrecord file(s) that this conversion does not "
             f"write, e.g. {_io.join(out_dir, strays[0])}: a glob over the folder would read "
             "them with the new shards. Remove them, or pass "
-            f"{option_text('overwrite')} to delete them"
+            f"{_OVERWRITE} to delete them",
+            options=[_OVERWRITE],
         )
     if opts.overwrite:
         # Same conversion: keep what a resume keeps (checked shard by shard); another
@@ -357,9 +331,10 @@ def _clear_for_overwrite(
     if foreign:
         raise OutputExistsError(
             f"{out_dir} holds {len(foreign)} file(s) that rxdata did not write, e.g. "
-            f"{[_io.join(out_dir, f) for f in foreign[:5]]}; {option_text('overwrite')} "
+            f"{[_io.join(out_dir, f) for f in foreign[:5]]}; {_OVERWRITE} "
             "deletes conversion outputs only and will not leave them mixed in: move them "
-            "out, or choose another output directory"
+            "out, or choose another output directory",
+            options=[_OVERWRITE],
         )
     doomed = list(doomed_shards)
     doomed += [f for f in files if _is_temporary(f)]
