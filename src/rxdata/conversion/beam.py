@@ -16,7 +16,8 @@ distributed runner (Dataflow, Flink, Spark) cannot hand Python objects back to t
 process that launched it: its steps run on other machines, and the driver only learns
 that the job finished. So the pipeline's last step, on one worker, writes the collected
 records (with whether each shard was kept or rewritten) as JSON to a results file beside
-the job file, named for this run; :func:`run_beam` reads it once the pipeline has
+the job file; :func:`run_beam` removes any such file before the pipeline starts (the
+output lock guarantees one conversion per folder), reads it once the pipeline has
 finished, removes it with the job file, and returns the records. Both files live in
 ``OUTPUT_DIR/_progress/`` and exist only while the pipeline runs.
 
@@ -31,14 +32,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from rxdata import _io
 from rxdata.conversion.options import PROGRESS_DIR, ConvertOptions
 from rxdata.conversion.shard import ShardRecord, ShardTask, write_shard_task
-from rxdata.errors import ConvertError, OptionsError, RxDataError
+from rxdata.errors import ConvertError, Option, OptionsError, RxDataError
 
 
 def _import_beam() -> Any:
@@ -71,9 +71,9 @@ def job_path(output_dir: str) -> str:
     return _io.join(output_dir, PROGRESS_DIR, "beam-job.json")
 
 
-def _results_path(output_dir: str, run: str) -> str:
-    # Named for the run: a file a killed earlier run left behind is never read as ours.
-    return _io.join(output_dir, PROGRESS_DIR, f"beam-results-{run}.json")
+def results_path(output_dir: str) -> str:
+    """Where the pipeline's last step leaves the shard records for the driver."""
+    return _io.join(output_dir, PROGRESS_DIR, "beam-results.json")
 
 
 def _write_job(path: str, tasks: Sequence[ShardTask]) -> None:
@@ -111,7 +111,49 @@ class _WriteShard:
         self.job = job
 
     def __call__(self, i: int) -> dict[str, Any]:
-        return _record_json(write_shard_task(_load_job(self.job)[i]))
+        try:
+            return _record_json(write_shard_task(_load_job(self.job)[i]))
+        except RxDataError as err:
+            raise ConvertError(_tagged(err), options=err.options) from err
+
+
+# A remote Beam runner hands the driver only the worker's traceback text, so a worker's
+# error carries the options its message names (for the caller to respell) at the end of
+# its message, as JSON after this tag; the driver takes them off again.
+_OPTIONS_TAG = " [rxdata options: "
+
+
+def _tagged(err: RxDataError) -> str:
+    options = [
+        {
+            "name": o.name,
+            "value": list(o.value) if isinstance(o.value, tuple) else o.value,
+            "tuple": isinstance(o.value, tuple),
+            "placeholder": o.placeholder,
+        }
+        for o in err.options
+    ]
+    return f"{err}{_OPTIONS_TAG}{json.dumps(options)}]"
+
+
+def _untagged(text: str) -> tuple[str, list[Option]]:
+    """The message and its options from :func:`_tagged` text (no tag: no options)."""
+    message, tag, rest = text.rpartition(_OPTIONS_TAG)
+    if not tag:
+        return text, []
+    try:  # the runner may append to the line (" [while running 'WriteShard']")
+        body, _ = json.JSONDecoder().raw_decode(rest)
+        options = [
+            Option(
+                str(o["name"]),
+                tuple(o["value"]) if o["tuple"] else o["value"],
+                o["placeholder"],
+            )
+            for o in body
+        ]
+    except (ValueError, TypeError, KeyError):  # not our tag after all
+        return text, []
+    return message, options
 
 
 class _WriteResults:
@@ -146,11 +188,20 @@ def _pipeline_error(err: Exception) -> ConvertError:
     while cause is not None and not isinstance(cause, RxDataError):
         cause = cause.__cause__ or cause.__context__
     if isinstance(cause, RxDataError):  # the worker's error object survived (in process)
-        return ConvertError(str(cause), options=cause.options)
+        # (Beam may re-create it with its own words appended, and without its options.)
+        text, options = _untagged(str(cause))
+        return ConvertError(text, options=cause.options or options)
     message = str(err)  # a remote runner passes only the worker's traceback text
-    for marker in ("ConvertError: ", "OutputExistsError: "):
-        if marker in message:
-            return ConvertError(message.split(marker, 1)[1].splitlines()[0])
+    lines = [
+        line.split(marker, 1)[1]
+        for line in message.splitlines()
+        for marker in ("ConvertError: ", "OutputExistsError: ")
+        if marker in line
+    ]
+    if lines:  # the tagged line (the worker's last word), else the first
+        tagged = [line for line in lines if _OPTIONS_TAG in line]
+        text, options = _untagged((tagged or lines)[-1 if tagged else 0])
+        return ConvertError(text, options=options)
     return ConvertError(
         f"the Beam pipeline failed ({type(err).__name__}: {message[:2000]}); complete "
         "shards are kept: re-run the same command to resume"
@@ -185,24 +236,25 @@ def run_beam(tasks: Sequence[ShardTask], options: ConvertOptions) -> list[ShardR
     beam = _import_beam()
     pipeline = pipeline_options(options)
     output_dir = tasks[0].context.output_dir
-    job, results = job_path(output_dir), _results_path(output_dir, uuid.uuid4().hex)
+    job, results = job_path(output_dir), results_path(output_dir)
     _io.makedirs(_io.dirname(job))
+    if _io.exists(results):  # left by a run killed before it could remove it: not ours
+        _io.remove(results)
     _write_job(job, tasks)
     try:
-        with beam.Pipeline(options=pipeline) as p:
-            _ = (
-                p
-                | "ShardNumbers" >> beam.Create(list(range(len(tasks))), reshuffle=False)
-                | "Distribute" >> beam.Reshuffle()
-                | "WriteShard" >> beam.Map(_WriteShard(job))
-                | "Collect" >> beam.combiners.ToList()
-                | "WriteResults" >> beam.Map(_WriteResults(results))
-            )
+        try:
+            with beam.Pipeline(options=pipeline) as p:
+                _ = (
+                    p
+                    | "ShardNumbers" >> beam.Create(list(range(len(tasks))), reshuffle=False)
+                    | "Distribute" >> beam.Reshuffle()
+                    | "WriteShard" >> beam.Map(_WriteShard(job))
+                    | "Collect" >> beam.combiners.ToList()
+                    | "WriteResults" >> beam.Map(_WriteResults(results))
+                )
+        except Exception as err:  # runners wrap (or re-create) a worker's exception
+            raise _pipeline_error(err) from err
         return _read_results(results, tasks)
-    except ConvertError:
-        raise
-    except Exception as err:  # runners wrap a worker's exception in their own
-        raise _pipeline_error(err) from err
     finally:
         _JOBS.clear()
         for path in (job, results):
