@@ -222,9 +222,14 @@ def test_local_beam_and_dask_write_identical_shards(root, tmp_path, cluster) -> 
 def test_dask_bad_input_names_the_file(tmp_path, cluster) -> None:
     data = make_data(tmp_path / "data", "kaggle")
     site_png(data, 5).unlink()
-    with pytest.raises(ConvertError, match=rf"{SITE_ID}.*C04_s1_w5.png"):
+    with pytest.raises(ConvertError, match=rf"{SITE_ID}.*C04_s1_w5.png") as err:
         convert(data, tmp_path / "a", runner="dask", dask_address=cluster)
     assert not [p for p in (tmp_path / "a").rglob("*") if ".tmp" in p.name]
+    # the worker's error came back pickled, with the option its message names
+    from rxdata.cli import cli_message
+
+    assert "--on-error skip" in cli_message(err.value)
+    assert [o.name for o in err.value.options] == ["on_error"]  # on the error itself
     result = convert(data, tmp_path / "b", runner="dask", dask_address=cluster, on_error="skip")
     assert [s.site_id for s in result.skipped] == [SITE_ID]
     assert result.report_path is not None and Path(result.report_path).exists()

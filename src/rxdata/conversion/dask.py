@@ -171,7 +171,7 @@ def _failure(task: ShardTask, err: BaseException, distributed: Any) -> ConvertEr
             f"({err})"
         )
     if isinstance(err, RxDataError):  # a bad site or a failed write: it names the file
-        return ConvertError(str(err))
+        return ConvertError(str(err), options=err.options)
     hint = ""
     if isinstance(err, ImportError):
         hint = " (every Dask worker needs rxdata installed, in the same version)"
