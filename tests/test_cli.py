@@ -571,3 +571,18 @@ def test_library_speaks_python_and_the_cli_respells_at_its_edge() -> None:
     except ConvertError as outer:
         assert str(outer) == "shard 1: bad site; pass on_error='skip'; or overwrite=True"
         assert cli_message(outer) == "shard 1: bad site; pass --on-error skip; or --overwrite"
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--plates", "9"], "--plates 9: expected an int in 1..4"),
+        (["--signal", "20"], "--signal 20.0: expected a number in 0..10.0"),
+        (["--sites", "1"], "--sites 1: the Kaggle layout needs 2"),
+    ],
+    ids=["int", "number", "layout-rule"],
+)
+def test_synth_option_errors_name_flags(tmp_path, capsys, flags, said) -> None:
+    assert main(["synth", str(tmp_path / "s"), "--tiny", *flags]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert said in err and "=" not in err.split("error:", 1)[1].split(";")[0]
