@@ -50,6 +50,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ({"runner": "dask", "dask_timeout": 0}, "dask_timeout=0 must be a number of seconds"),
         ({"runner": "dask", "dask_timeout": float("inf")}, "must be a number of seconds"),
         ({"runner": "dask", "dask_timeout": "30"}, "must be a number of seconds"),
+        ({"runner": "dask", "dask_timeout": 5}, "has no effect without dask_address"),
     ],
     ids=[
         "without-runner",
@@ -64,6 +65,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "zero-timeout",
         "infinite-timeout",
         "text-timeout",
+        "timeout-without-address",
     ],
 )
 def test_bad_dask_options(fields, message) -> None:

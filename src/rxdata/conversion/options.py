@@ -28,6 +28,7 @@ RUNNERS = ("local", "beam", "dask")
 DASK_SCHEMES = ("tcp", "tls", "ucx", "inproc", "ws", "wss")
 """Address schemes of ``dask.distributed`` schedulers (``dask_address``)."""
 _HOST_PORT_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")  # SCHEME://HOST[:PORT]
+_DASK_TIMEOUT = 30.0  # seconds; see ConvertOptions.dask_timeout
 
 MANIFEST_NAME = "manifest.json"
 """File name of the manifest in the output directory."""
@@ -183,7 +184,7 @@ class ConvertOptions:
     # runner="dask" with dask_address: seconds to wait for the scheduler to answer before
     # failing with a message naming the address (distributed's own connect timeout is also
     # 30 s; a refused connection fails at once).
-    dask_timeout: float = 30.0
+    dask_timeout: float = _DASK_TIMEOUT
     # Extra Beam pipeline options (KEY=VALUE), e.g. runner=DataflowRunner, project=...
     beam_options: tuple[tuple[str, str], ...] = ()
     # Never destroy a previous conversion made with other options unless asked.
@@ -228,6 +229,13 @@ class ConvertOptions:
             _check_dask_address(self.dask_address, self.runner, self.workers)
         _check_seconds("dask_timeout", self.dask_timeout)
         object.__setattr__(self, "dask_timeout", float(self.dask_timeout))
+        if self.dask_address is None and self.dask_timeout != _DASK_TIMEOUT:
+            raise _invalid(
+                "dask_timeout",
+                self.dask_timeout,
+                " has no effect without dask_address (it bounds the wait for an existing "
+                "scheduler; a LocalCluster is started here)",
+            )
         object.__setattr__(self, "beam_options", _parse_beam_options(self.beam_options))
         for name in ("include_controls", "overwrite", "validate", "decode", "scan"):
             if not isinstance(getattr(self, name), bool):
