@@ -398,7 +398,7 @@ def lsa(
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Plate-group assignment of well probabilities; returns per-site labels."""
     from rxdata import assign_plates, average_sites, plate_groups
-    from rxdata.metadata import NUM_TREATMENTS
+    from rxdata.naming import NUM_TREATMENTS
 
     ids, probs = pred
     index = label_index(data)

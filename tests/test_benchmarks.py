@@ -36,6 +36,7 @@ def _bench():
     return bench_batch_effects
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_batch_effect_benchmark_smoke(tmp_path):
     proc = subprocess.run(
@@ -95,6 +96,7 @@ def test_the_embedding_head_is_not_ruled_by_a_unit_that_barely_fires_in_training
     assert (probs.argmax(1) == y_test).mean() > 0.9
 
 
+@pytest.mark.subprocess
 def test_a_second_run_into_the_same_folder_is_refused_while_the_first_runs(tmp_path):
     bench = _bench()
     out = tmp_path / "out"
@@ -130,6 +132,7 @@ def test_an_out_that_is_a_file_or_has_a_strange_marker_is_refused_with_a_message
             bench.fresh_output(path)
 
 
+@pytest.mark.subprocess
 def test_a_folder_removed_and_made_again_is_locked_again(tmp_path):
     bench = _bench()
     out = tmp_path / "out"
@@ -146,6 +149,7 @@ def test_a_folder_removed_and_made_again_is_locked_again(tmp_path):
     assert f"another run of this benchmark is using {out}" in other.stderr
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     ("args", "message"),
     [

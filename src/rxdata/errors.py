@@ -36,7 +36,6 @@ __all__ = [
     "SubmissionError",
     "VerifyError",
     "WorkerError",
-    "option_text",
 ]
 
 
@@ -66,16 +65,6 @@ class Option:
     def __str__(self) -> str:
         shown = self.placeholder if self.placeholder is not None else repr(self.value)
         return f"{self.name}={shown}"
-
-
-def option_text(name: str, value: object = True, *, placeholder: str | None = None) -> str:
-    """How a library message names an option: ``name=value`` (``str(Option(...))``).
-
-    Example:
-        >>> option_text("on_error", "skip"), option_text("overwrite")
-        ("on_error='skip'", 'overwrite=True')
-    """
-    return str(Option(name, value, placeholder))
 
 
 class RxDataError(Exception):

@@ -61,7 +61,6 @@ import tensorflow as tf
 
 from rxdata import _io, naming
 from rxdata import tfrecord as tfr
-from rxdata._compat import moved
 from rxdata.errors import OptionsError
 from rxdata.filters import KeepFn, feature_in, in_set, split_keys, value_list
 from rxdata.reader import RecordLayout, common_layout, list_shards
@@ -73,7 +72,6 @@ from rxdata.transforms import (
     standardize_as,
     stats_function,
 )
-from rxdata.transforms import standardize as standardize
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -81,7 +79,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from rxdata.normalization import Normalizer
     from rxdata.splits import Split
 
-__all__ = ["LABEL_SPACES", "PipelineOptions", "make_dataset", "predict", "standardize"]
+__all__ = ["LABEL_SPACES", "PipelineOptions", "make_dataset", "predict"]
 
 AUTOTUNE = tf.data.AUTOTUNE
 # The functions handed to tf.data use Python control flow only while tracing, so AutoGraph
@@ -95,7 +93,6 @@ def _no_autograph(fn: _F) -> _F:
 
 #: Size of the ``sirna_id`` label space by ``include_controls``: 1108 siRNA treatments;
 #: 1139 with the 30 positive controls (1108..1137) and the negative control (1138).
-#: (Was ``NUM_CLASSES``; that name now means only the int 1139, :data:`rxdata.naming.NUM_CLASSES`.)
 LABEL_SPACES = {"treatments": naming.NUM_TREATMENTS, "with_controls": naming.NUM_CLASSES}
 
 _SERVICE = re.compile(r"^(grpc://)?[^:/\s]+:[0-9]{1,5}$")
@@ -835,12 +832,3 @@ def predict(model: Any, dataset: tf.data.Dataset) -> tuple[pd.DataFrame, np.ndar
         sites.extend(int(v) for v in meta[tfr.SITE].numpy())
     predictions = np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
     return pd.DataFrame({"id_code": ids, "site": sites}), predictions
-
-
-def __getattr__(name: str) -> Any:
-    """Deprecated names (PEP 562): ``NUM_CLASSES`` was the dict now called LABEL_SPACES."""
-    return moved(
-        __name__,
-        {"NUM_CLASSES": ("rxdata.pipeline.LABEL_SPACES", lambda: LABEL_SPACES)},
-        name,
-    )
