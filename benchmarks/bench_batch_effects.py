@@ -229,7 +229,8 @@ def make_data(cfg: Config, out: Path, **synthetic: Any) -> dict[str, Any]:
             strategy="by_experiment", encoding="raw", workers=cfg.workers, progress=False
         ),
     )
-    files = sorted(glob.glob(str(out / "records" / "**" / "*.tfrecord"), recursive=True))
+    records = glob.escape(str(out / "records"))  # --out may hold "[", "*" or "?"
+    files = sorted(glob.glob(f"{records}/**/*.tfrecord", recursive=True))
     log("pixel statistics")
     stats = compute_pixel_stats(data, metadata, workers=cfg.workers, progress=False)
     normalizers = {

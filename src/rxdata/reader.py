@@ -589,7 +589,8 @@ def list_shards(
 
     An existing file is read as itself, even when its name holds glob characters; a
     glob never matches the hidden temporary files (``.name.tmp-...``) of a shard being
-    written.
+    written, nor files it would reach through a symbolic link to a folder (those are left
+    out with a warning naming them; name the link itself in the pattern to read them).
 
     Raises:
         FileNotFoundError: a pattern matches nothing, or only folders (the message names
@@ -615,6 +616,7 @@ def list_shards(
         matched = _io.glob(pattern_s)
         # a glob never matches a hidden temp shard (".name.tmp-...") of write_shard
         matched = [f for f in matched if not os.path.basename(f).startswith(".")]
+        matched = _unlinked(pattern_s, matched)
         # (a ".tfrecord" name is taken for a file: no metadata request per shard on gs://)
         folders = [f for f in matched if not f.endswith(".tfrecord") and _io.isdir(f)]
         if folders and len(folders) == len(matched):
@@ -630,6 +632,21 @@ def list_shards(
             raise FileNotFoundError(f"no TFRecord files match {pattern_s!r}")
         files.extend(matched)
     return sorted(set(files))
+
+
+def _unlinked(pattern: str, matched: list[str]) -> list[str]:
+    """``matched`` without the files a glob reached through a folder link (reported)."""
+    behind = {f: _io.linked_folder(pattern, f) for f in matched}
+    behind = {f: link for f, link in behind.items() if link is not None}
+    if behind:
+        first, link = next(iter(behind.items()))
+        warnings.warn(
+            f"{pattern!r}: left out {len(behind)} file(s) reached through a symbolic link to "
+            f"a folder, e.g. {first!r} (through {link!r}): a glob does not follow such links "
+            "(as git does not); name the link in the pattern to read what it holds",
+            stacklevel=3,
+        )
+    return [f for f in matched if f not in behind]
 
 
 def _confirmed_layout(path: str, on_error: str) -> RecordLayout | None:

@@ -16,6 +16,11 @@ Contract (see also ``docs/convert.md``):
   unchanged and rewrites the others, so an interrupted run finishes with byte-identical
   output and an edited label or image is never served stale.
 * **One run per folder** (:mod:`rxdata.conversion.lock`).
+* **Contained** (:mod:`rxdata.conversion.outputs`): nothing outside the output folder is
+  written, deleted or read; a symbolic link inside it is refused.
+* **Nothing good is lost** (:mod:`rxdata.conversion.staging`): ``overwrite`` replacing a
+  complete conversion with other options builds the new one beside it and swaps the two
+  only when the new one is complete.
 * **Bad input.** Missing channel PNGs, corrupt PNGs, wrong size or bit depth, metadata
   sites without images, and images without metadata. ``on_error="raise"`` stops with a
   :class:`~rxdata.errors.ConvertError` naming the file (no partial shard is left);
@@ -37,7 +42,7 @@ import pandas as pd
 
 from rxdata import _io
 from rxdata.conversion.lock import holding_output_lock
-from rxdata.conversion.manifest import finalize, prepare_output
+from rxdata.conversion.manifest import build_manifest, finalize, prepare_output
 from rxdata.conversion.options import MANIFEST_NAME, REPORT_NAME, ConvertOptions
 from rxdata.conversion.plan import (
     ShardSpec,
@@ -54,6 +59,7 @@ from rxdata.conversion.shard import (
     SkippedSite,
     channel_file,
 )
+from rxdata.conversion.staging import commit, work_folder
 from rxdata.errors import (
     ConvertError,
     ImageDecodeError,
@@ -321,8 +327,8 @@ def convert(
         ConvertError: A site could not be converted with ``on_error="raise"`` (the message
             names the file), a worker died, or another conversion is using ``output_dir``.
         OutputExistsError: ``output_dir`` holds a conversion with other options or metadata,
-            ``.tfrecord`` files this conversion does not write, or (``overwrite``) files
-            rxdata did not write.
+            ``.tfrecord`` files this conversion does not write, a symbolic link, a damaged
+            manifest, or (``overwrite``) files rxdata did not write.
         OptionsError: An option is invalid.
         MetadataError: The metadata cannot be found or read.
 
@@ -341,6 +347,10 @@ def convert(
     data = _find_images(root, opts.datasets)
     rows = site_rows(select_sites(md, opts))
     ctx = _context(data, out_dir, opts, plan, rows)
+    # Replacing a complete conversion with other options: write beside it (staging).
+    manifest = build_manifest(opts, ctx.image_shape, plan, data.layout, None, ())
+    final_dir, out_dir = out_dir, work_folder(out_dir, opts.overwrite, manifest)
+    ctx = dataclasses.replace(ctx, output_dir=out_dir)
     orphans = _checked_orphans(root, md, opts)
 
     shape = ctx.image_shape
@@ -350,4 +360,5 @@ def convert(
     ]
     records = _run(tasks, opts)
     finalize(out_dir, opts, shape, plan, data.layout, records, orphans)
-    return _result(out_dir, records, orphans, start)
+    commit(out_dir, final_dir)  # the new conversion is complete: swap it in
+    return _result(final_dir, records, orphans, start)

@@ -405,6 +405,29 @@ def _previous(ctx: ShardContext, task: ShardTask) -> ShardRecord | None:
     return record
 
 
+def _write_failure_cause(err: BaseException) -> str:
+    """The likely cause of a failed shard write, in words, for the message.
+
+    Example:
+        >>> import errno
+        >>> _write_failure_cause(OSError(errno.ENOSPC, "No space left on device"))
+        'free space'
+    """
+    import errno
+
+    code = getattr(err, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return "free space"
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "permissions"
+    if isinstance(err, FileNotFoundError):
+        return (
+            "a file being written vanished: another process removed it, e.g. a cleanup "
+            "job or a program deleting files in this folder"
+        )
+    return "free space, permissions, the storage's state"
+
+
 def write_shard_task(task: ShardTask) -> ShardRecord:
     """Write (or re-use) one planned shard and leave its progress record.
 
@@ -459,8 +482,8 @@ def write_shard_task(task: ShardTask) -> ShardRecord:
     except (OSError, tf.errors.OpError) as err:  # a full disk, a lost bucket, permissions
         raise ConvertError(
             f"writing shard {out} failed: {err}; no partial shard was left and complete "
-            "shards are kept: fix the cause (free space, permissions) and re-run the same "
-            "command to resume"
+            f"shards are kept: fix the cause ({_write_failure_cause(err)}) and re-run the "
+            "same command to resume"
         ) from err
     record = ShardRecord(
         path=task.spec.path,
