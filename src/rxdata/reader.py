@@ -34,7 +34,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import io
 import itertools
 import math
 import os
@@ -51,7 +50,7 @@ import numpy as np
 import tensorflow as tf
 
 from rxdata import _io
-from rxdata.errors import OptionsError, RecordError
+from rxdata.errors import ImageDecodeError, OptionsError, RecordError
 from rxdata.tfrecord import (
     CHANNELS_KEY,
     DEFAULT_CHANNEL_COUNT,
@@ -222,18 +221,15 @@ def _square_side(nbytes: int, channels: int) -> int:
 
 
 def _decode_pngs(pngs: Sequence[bytes], height: int, width: int) -> np.ndarray:
-    from PIL import Image  # Pillow: a core dependency, imported here to keep import light
+    # rxdata.images.read_png: the converter's own check (inspect_png) before decoding, so a
+    # PNG that Pillow would zero-fill and TensorFlow refuse is refused here too.
+    from rxdata.images import read_png
 
     planes = []
     for i, png in enumerate(pngs):
         try:
-            with Image.open(io.BytesIO(png)) as img:
-                if img.mode != "L":
-                    raise RecordError(f"channel {i + 1} PNG is mode {img.mode!r}, expected 'L'")
-                plane = np.asarray(img, dtype=np.uint8)
-        except RecordError:
-            raise
-        except Exception as err:  # Pillow raises several types for corrupt data
+            plane = read_png(png, path=f"channel {i + 1} PNG")
+        except ImageDecodeError as err:
             raise RecordError(f"channel {i + 1} PNG cannot be decoded ({err})") from None
         if plane.shape != (height, width):
             raise RecordError(

@@ -50,6 +50,7 @@ from rxdata.conversion.plan import (
     plan_shards,
     select_sites,
     site_rows,
+    sites_with_images,
 )
 from rxdata.conversion.runners import runner
 from rxdata.conversion.shard import (
@@ -154,6 +155,73 @@ def _orphans(images_root: str, metadata: pd.DataFrame) -> list[SkippedSite]:
     return out
 
 
+def _drop_sites_without_images(
+    selected: pd.DataFrame, data: DataRoot, opts: ConvertOptions
+) -> tuple[pd.DataFrame, list[SkippedSite]]:
+    """The selected sites that have images, and the others as skipped sites.
+
+    One listing per plate folder (:func:`~rxdata.conversion.plan.sites_with_images`),
+    before any shard is planned: sites without a single image never reach a shard.
+    """
+    has, folders = sites_with_images(selected, data)
+    if has.all():
+        return selected, []
+    missing = selected[~has]
+    first = missing.iloc[0]
+    example = data.path(
+        str(first["dataset"]) if data.layout == "kaggle" else None,
+        str(first["experiment"]),
+        int(first["plate"]),
+        str(first["well"]),
+        int(first["site"]),
+        1,
+    )
+    with_images = sorted(set(selected["experiment"][has].astype(str)))
+    experiments, skip = Option("experiments", with_images[:5]), Option("on_error", "skip")
+    hint = (
+        f"convert those with {experiments} or a metadata table of the sites you have"
+        if with_images
+        else "check IMAGES_ROOT"
+    )
+    counts = (
+        f"{int(has.sum())} of the {len(selected)} selected sites have images under "
+        f"{data.root}; {len(missing)} have none: site {first['site_id']} has no images "
+        f"(expected {example} and its 5 siblings)"
+    )
+    if not has.any():
+        raise ConvertError(
+            f"none of the {len(selected)} selected sites has images under {data.root} "
+            f"(e.g. no {example}); check IMAGES_ROOT, or pass the metadata of the images "
+            "you have"
+        )
+    if opts.on_error == "raise":
+        raise ConvertError(
+            f"{counts}; {hint}, or pass {skip} to convert the "
+            "sites that have images and list the others in skipped.csv",
+            options=[experiments, skip],
+        )
+    log.warning("%s; they are listed in skipped.csv (%s)", counts, hint)
+    skipped = [
+        SkippedSite(
+            str(site_id),
+            f"site {site_id} is in the metadata but has no images (no {well}_s{site}_w*.png "
+            f"in {folder or 'its experiment folder, which does not exist'})",
+            str(folder),
+            "",
+            str(dataset),
+        )
+        for site_id, well, site, dataset, folder in zip(
+            missing["site_id"],
+            missing["well"],
+            missing["site"],
+            missing["dataset"],
+            folders[~has],
+            strict=True,
+        )
+    ]
+    return selected[has].reset_index(drop=True), skipped
+
+
 def _infer_shape(
     ctx: ShardContext, plan: Sequence[ShardSpec], rows: Mapping[str, Mapping[str, Any]]
 ) -> tuple[int, int]:
@@ -200,17 +268,17 @@ def _options(options: ConvertOptions | None, overrides: Mapping[str, Any]) -> Co
     return dataclasses.replace(base, **overrides)
 
 
-def _plan(md: pd.DataFrame, opts: ConvertOptions) -> list[ShardSpec]:
-    """The shard plan, or an error when it selects no site."""
-    plan = plan_shards(md, opts)
-    if not plan:
+def _selected(md: pd.DataFrame, opts: ConvertOptions) -> pd.DataFrame:
+    """The metadata rows the options select, or an error when there are none."""
+    selected = select_sites(md, opts)
+    if selected.empty:
         datasets = Option("datasets", list(opts.datasets))
         raise ConvertError(
             f"no sites to convert: the metadata has none in {datasets}"
             f"{'' if opts.include_controls else ' (controls excluded)'}",
             options=[datasets],
         )
-    return plan
+    return selected
 
 
 def _context(
@@ -237,9 +305,11 @@ def _context(
     return ctx
 
 
-def _checked_orphans(root: str, md: pd.DataFrame, opts: ConvertOptions) -> list[SkippedSite]:
-    """Images without a metadata row (``scan``); an error with ``on_error="raise"``."""
-    orphans = _orphans(root, md) if opts.scan else []
+def _checked_orphans(
+    root: str, md: pd.DataFrame, opts: ConvertOptions, imageless: list[SkippedSite]
+) -> list[SkippedSite]:
+    """Images without metadata (``scan``) and ``imageless`` sites; raise with ``on_error``."""
+    orphans = (_orphans(root, md) if opts.scan else []) + imageless
     if orphans and opts.on_error == "raise":
         more = f" and {len(orphans) - 1} more" if len(orphans) > 1 else ""
         skip = Option("on_error", "skip")
@@ -343,15 +413,17 @@ def convert(
     opts = _options(options, overrides)
     root, out_dir = os.fspath(images_root), os.fspath(output_dir)
     md = load_metadata(metadata, root)
-    plan = _plan(md, opts)
+    selected = _selected(md, opts)
     data = _find_images(root, opts.datasets)
-    rows = site_rows(select_sites(md, opts))
+    selected, imageless = _drop_sites_without_images(selected, data, opts)
+    plan = plan_shards(selected, opts)
+    rows = site_rows(selected)
     ctx = _context(data, out_dir, opts, plan, rows)
     # Replacing a complete conversion with other options: write beside it (staging).
     manifest = build_manifest(opts, ctx.image_shape, plan, data.layout, None, ())
     final_dir, out_dir = out_dir, work_folder(out_dir, opts.overwrite, manifest)
     ctx = dataclasses.replace(ctx, output_dir=out_dir)
-    orphans = _checked_orphans(root, md, opts)
+    orphans = _checked_orphans(root, md, opts, imageless)
 
     shape = ctx.image_shape
     expected = prepare_output(out_dir, opts, shape, plan, data.layout, orphans)

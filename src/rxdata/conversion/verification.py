@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from rxdata import _io
+from rxdata.conversion.inputs import check_inputs
 from rxdata.conversion.manifest import read_manifest
 from rxdata.conversion.options import ConvertOptions
 from rxdata.conversion.outputs import inside, list_output
@@ -29,6 +30,7 @@ class VerifyReport:
         n_sites: Examples read.
         problems: One line per mismatch (empty when everything matched).
         decoded: Whether every image was decoded.
+        inputs: Whether the input images were re-hashed (``inputs=``).
     """
 
     output_dir: str
@@ -36,6 +38,7 @@ class VerifyReport:
     n_sites: int
     problems: tuple[str, ...] = field(default_factory=tuple)
     decoded: bool = False
+    inputs: bool = False
 
     @property
     def ok(self) -> bool:
@@ -50,6 +53,7 @@ class VerifyReport:
             out: OK, 2 shards, 10 sites verified (checksums, counts, site ids)
         """
         what = "checksums, counts, site ids" + (", decoded images" if self.decoded else "")
+        what += ", input contents" if self.inputs else ""
         if self.ok:
             return (
                 f"{self.output_dir}: OK, {self.n_shards} shards, {self.n_sites} sites "
@@ -144,6 +148,7 @@ def verify(
     decode: bool = False,
     metadata: pd.DataFrame | str | os.PathLike[str] | None = None,
     progress: Callable[[int], None] | None = None,
+    inputs: str | os.PathLike[str] | None = None,
 ) -> VerifyReport:
     """Re-read a conversion's shards and check them against its manifest and metadata.
 
@@ -166,6 +171,9 @@ def verify(
         decode: Also decode every image and check its size (slow).
         metadata: The site table or a path to it, to check the site set against.
         progress: Called with the number of sites of each shard checked.
+        inputs: The images' root: also re-hash every input image and compare it with the
+            content hash recorded at conversion (:func:`rxdata.conversion.inputs.check_inputs`;
+            reads every image).
 
     Returns:
         A :class:`VerifyReport`; ``report.ok`` is False when anything mismatched.
@@ -224,7 +232,11 @@ def verify(
     ]
     if rows is not None:
         problems += _site_set_problems(rows, seen, manifest)
-    return VerifyReport(out_dir, len(manifest["shards"]), n_sites, tuple(problems), decode)
+    if inputs is not None:
+        problems += check_inputs(manifest, out_dir, inputs)
+    return VerifyReport(
+        out_dir, len(manifest["shards"]), n_sites, tuple(problems), decode, inputs is not None
+    )
 
 
 def _selected_rows(
@@ -294,6 +306,7 @@ def _site_set_problems(
     problems: list[str] = []
     expected = set(rows)
     skipped = {str(s["site_id"]) for e in manifest["shards"] for s in e.get("skipped", ())}
+    skipped |= {str(s["site_id"]) for s in manifest.get("orphan_images", ())}
     lost = sorted(expected - set(seen) - skipped)
     extra = sorted(set(seen) - expected)
     if lost:
