@@ -441,3 +441,29 @@ def test_a_listening_service_passes_and_bad_timeouts_are_refused(monkeypatch) ->
         check_reachable("127.0.0.1:1")
     with pytest.raises(OptionsError, match="HOST:PORT"):
         check_reachable("no-port", timeout_s=1)
+
+
+# --- found by an adversarial pass over the fixes above -----------------------------------------
+
+
+def test_verify_on_a_file_or_a_manifest_folder_gives_a_message(root, tmp_path) -> None:
+    a_file = tmp_path / "afile"
+    a_file.write_text("not a conversion")
+    with pytest.raises(FileNotFoundError, match="afile: not a folder"):
+        verify(a_file)
+    (tmp_path / "odd" / MANIFEST_NAME).mkdir(parents=True)
+    assert "damaged manifest: a folder" in verify(tmp_path / "odd").summary()
+
+
+def test_a_run_removes_only_its_own_moved_aside_folders(root, tmp_path) -> None:
+    out = tmp_path / "out"
+    run(root, out)
+    # Another output's staging folder, and a user's folder, named with out's prefix.
+    others = [tmp_path / ".out.rxdata-old-notes", tmp_path / ".out.rxdata-old-1-x.rxdata-staging"]
+    for other in others:
+        other.mkdir()
+        (other / "keep.txt").write_text("not out's")
+    aside = tmp_path / ".out.rxdata-old-4242-0123abcd"  # what a killed replacement leaves
+    aside.mkdir()
+    run(root, out)
+    assert all((other / "keep.txt").exists() for other in others) and not aside.exists()

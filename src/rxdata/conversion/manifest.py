@@ -86,6 +86,12 @@ def read_manifest(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
         raise FileNotFoundError(
             f"{path}: no manifest; is this an rxdata-convert output directory?"
         ) from None
+    except NotADirectoryError:
+        raise FileNotFoundError(
+            f"{output_dir}: not a folder; give the rxdata-convert output directory"
+        ) from None
+    except IsADirectoryError:
+        raise RecordError(f"{path}: damaged manifest: a folder, not a file") from None
     try:
         manifest = json.loads(raw)
     except json.JSONDecodeError as err:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -164,7 +165,13 @@ def _drop_replaced(output_dir: str) -> None:
     real = os.path.realpath(output_dir)
     parent, prefix = os.path.dirname(real), f".{os.path.basename(real)}{_OLD}"
     try:
-        names = [n for n in os.listdir(parent) if n.startswith(prefix)]
+        # Only names commit() makes (PID-HEX8): another output's staging folder, or a
+        # user's folder, may share the prefix.
+        names = [
+            n
+            for n in os.listdir(parent)
+            if n.startswith(prefix) and re.fullmatch(r"\d+-[0-9a-f]{8}", n[len(prefix) :])
+        ]
     except OSError:
         return
     if not names:
