@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 pytest.importorskip("apache_beam")
 from helpers import SITE_ID, make_data, shard_bytes, site_png
 from rxdata.conversion import MANIFEST_NAME, ConvertOptions, convert, read_manifest, verify
 from rxdata.conversion.beam import pipeline_options
-from rxdata.errors import ConvertError
+from rxdata.errors import ConvertError, Option
 
 pytestmark = pytest.mark.cluster  # every test here runs a Beam pipeline
 
@@ -69,3 +72,61 @@ def test_pipeline_options() -> None:
     assert direct["runner"] == "DirectRunner"
     assert direct["direct_num_workers"] == 3
     assert direct["direct_running_mode"] == "multi_processing"
+
+
+def test_a_stale_results_file_is_never_read(root, tmp_path, monkeypatch) -> None:
+    """A run killed after its pipeline finished leaves its results file behind; a later
+    pipeline that leaves none (here: its last step is made a no-op) is an error, never
+    the stale records (which claim a single, made-up shard)."""
+    import rxdata.conversion.beam as beam_runner
+
+    out = tmp_path / "out"
+    (out / "_progress").mkdir(parents=True)
+    stale = [{"path": "x.tfrecord", "dataset": "train", "count": 1, "sha256": "0" * 64}]
+    (out / "_progress" / "beam-results.json").write_text(json.dumps(stale))
+    monkeypatch.setattr(beam_runner._WriteResults, "__call__", lambda self, records: 0)
+    with pytest.raises(ConvertError, match="finished without leaving its results"):
+        convert(root, out, sites_per_shard=3, workers=1, runner="beam")
+    monkeypatch.undo()
+    result = convert(root, out, sites_per_shard=3, workers=1, runner="beam")  # resumes
+    assert "x.tfrecord" not in [s.path for s in result.shards]
+    assert result.n_reused == len(result.shards)
+    assert verify(out).ok and not (out / "_progress").exists()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"], ids=["in-process", "worker-processes"])
+def test_beam_error_in_cli_words(tmp_path, capsys, workers) -> None:
+    """In process the worker's error object reaches the driver; from worker processes (as
+    from Dataflow) only its traceback text does, and the options travel in it."""
+    from rxdata.cli import main
+
+    data = make_data(tmp_path / "data", "kaggle")
+    site_png(data, 5).unlink()
+    argv = ["convert", str(data), str(tmp_path / "o"), "--runner", "beam", "--workers", workers]
+    assert main([*argv, "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "C04_s1_w5.png" in err and "--on-error skip" in err and "on_error=" not in err
+    assert "rxdata options" not in err
+
+
+names = st.text(st.characters(codec="ascii", categories=["L", "N"]), min_size=1, max_size=12)
+values = st.one_of(
+    st.booleans(),
+    st.integers(),
+    st.text(max_size=20),
+    st.tuples(st.text(max_size=8), st.text(max_size=8)),
+)
+
+
+@given(
+    text=st.text(max_size=80).filter(lambda t: "\n" not in t and "\r" not in t),
+    options=st.lists(
+        st.builds(Option, names, values, st.one_of(st.none(), st.just("PATH"))), max_size=3
+    ),
+    suffix=st.sampled_from(["", " [while running 'WriteShard']"]),
+)
+def test_worker_error_text_keeps_its_options(text, options, suffix) -> None:
+    from rxdata.conversion.beam import _tagged, _untagged
+
+    line = _tagged(ConvertError(text, options=options)) + suffix
+    assert _untagged(line) == (text, options)

@@ -344,10 +344,28 @@ def test_runner_progress_and_dask_flags_reach_the_library(root, tmp_path, monkey
 
 
 def test_dask_address_needs_the_dask_runner(root, tmp_path, capsys) -> None:
-    with pytest.raises(SystemExit) as exit_:
-        main(["convert", str(root), str(tmp_path / "o"), "--dask-address", "tcp://x:1"])
-    assert exit_.value.code == EXIT_USAGE
-    assert "--dask-address needs --runner dask" in capsys.readouterr().err
+    # The rule lives in ConvertOptions alone; the command line words it with flags.
+    assert main(["convert", str(root), str(tmp_path / "o"), "--dask-address", "tcp://x:1"]) == 1
+    err = capsys.readouterr().err
+    assert "--dask-address tcp://x:1 needs --runner dask, not --runner local" in err
+    assert "runner=" not in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("address", ["tcp://[::1", "tcp://[::1]:99999", "tcp://h:port"])
+def test_malformed_dask_address_is_a_message(root, tmp_path, capsys, address) -> None:
+    argv = ["convert", str(root), str(tmp_path / "o"), "--runner", "dask"]
+    assert main([*argv, "--dask-address", address]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert f"--dask-address {address} is not a Dask scheduler address" in err
+    assert "Traceback" not in err and "dask_address=" not in err
+
+
+def test_dask_timeout_reaches_the_library(root, tmp_path, monkeypatch) -> None:
+    base = [str(root), str(tmp_path / "out"), "--runner", "dask"]
+    assert "dask_timeout" not in _captured_convert(monkeypatch, base)  # the library's default
+    seen = _captured_convert(monkeypatch, [*base, "--dask-timeout", "2.5"])
+    assert seen["dask_timeout"] == 2.5
 
 
 @pytest.mark.parametrize("strategy", ["by_experiment", "by_exp_plate_site"])
@@ -575,20 +593,29 @@ def test_python_errors_during_a_quiet_import_are_shown(tmp_path) -> None:
     assert "port.cc" not in proc.stderr
 
 
-def test_option_text_speaks_python_or_flags(monkeypatch) -> None:
-    import json
+def test_library_speaks_python_and_the_cli_respells_at_its_edge() -> None:
+    from rxdata.cli import cli_message, flag_text
+    from rxdata.errors import ConvertError, Option
 
-    from rxdata.errors import OPTION_FLAGS_ENV, option_text
-
-    monkeypatch.delenv(OPTION_FLAGS_ENV, raising=False)
-    assert option_text("overwrite") == "overwrite=True"
-    assert option_text("image_shape", (512, 512)) == "image_shape=(512, 512)"
-    monkeypatch.setenv(OPTION_FLAGS_ENV, json.dumps({"beam_options": "--beam-option"}))
-    assert option_text("overwrite") == "--overwrite"
-    assert option_text("on_error", "skip") == "--on-error skip"
-    assert option_text("image_shape", (512, 512)) == "--image-shape 512,512"
-    assert option_text("metadata", placeholder="PATH") == "--metadata PATH"
-    assert option_text("beam_options", "k=v") == "--beam-option k=v"
+    assert str(Option("overwrite")) == "overwrite=True"
+    assert str(Option("image_shape", (512, 512))) == "image_shape=(512, 512)"
+    assert flag_text(Option("overwrite")) == "--overwrite"
+    assert flag_text(Option("on_error", "skip")) == "--on-error skip"
+    assert flag_text(Option("image_shape", (512, 512))) == "--image-shape 512,512"
+    assert flag_text(Option("metadata", placeholder="PATH")) == "--metadata PATH"
+    assert flag_text(Option("beam_options", "k=v")) == "--beam-option k=v"
+    assert flag_text(Option("include_controls", False)) == "--no-controls"
+    assert flag_text(Option("datasets", ["train", "test"])) == "--datasets train test"
+    # A wrapping error keeps the wrapped one as its cause; both are respelled.
+    skip, over = Option("on_error", "skip"), Option("overwrite")
+    try:
+        try:
+            raise ConvertError(f"bad site; pass {skip}", options=[skip])
+        except ConvertError as inner:
+            raise ConvertError(f"shard 1: {inner}; or {over}", options=[over]) from inner
+    except ConvertError as outer:
+        assert str(outer) == "shard 1: bad site; pass on_error='skip'; or overwrite=True"
+        assert cli_message(outer) == "shard 1: bad site; pass --on-error skip; or --overwrite"
 
 
 # ------------------------------------------------------------------ messages (issue 22)
@@ -626,3 +653,18 @@ def test_convert_into_the_images_is_refused(root, tmp_path, capsys) -> None:
     assert "is inside the images' folder" in err
     assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
     assert main(["convert", str(data), str(data / "records"), "--workers", "1"]) == EXIT_OK
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--plates", "9"], "--plates 9: expected an int in 1..4"),
+        (["--signal", "20"], "--signal 20.0: expected a number in 0..10.0"),
+        (["--sites", "1"], "--sites 1: the Kaggle layout needs 2"),
+    ],
+    ids=["int", "number", "layout-rule"],
+)
+def test_synth_option_errors_name_flags(tmp_path, capsys, flags, said) -> None:
+    assert main(["synth", str(tmp_path / "s"), "--tiny", *flags]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert said in err and "=" not in err.split("error:", 1)[1].split(";")[0]

@@ -763,3 +763,52 @@ def test_experiments_option_takes_either_spelling_and_checks_names() -> None:
     for bad in ((), ("HUVEC",), (3,)):
         with pytest.raises(OptionsError, match="experiments="):
             ConvertOptions(experiments=bad)
+
+
+# --- the runner protocol, seen from convert ---------------------------------------------------
+
+
+def _fake_runner(monkeypatch, returns):
+    """Make every runner name give a runner whose records are ``returns(real records)``."""
+    import rxdata.conversion.job as job
+    from rxdata.conversion.local import run_local
+
+    def fake(tasks, options):
+        return returns(run_local(tasks, options))
+
+    monkeypatch.setattr(job, "runner", lambda name: fake)
+
+
+def test_convert_writes_the_manifest_from_any_order_of_records(
+    kaggle_root, tmp_path, monkeypatch
+) -> None:
+    reference = convert(kaggle_root, tmp_path / "ref", sites_per_shard=3, workers=1)
+    _fake_runner(monkeypatch, lambda records: records[::-1])
+    result = convert(kaggle_root, tmp_path / "out", sites_per_shard=3, workers=1)
+    assert [s.path for s in result.shards] == [s.path for s in reference.shards]  # plan order
+    assert (tmp_path / "out" / MANIFEST_NAME).read_bytes() == (
+        tmp_path / "ref" / MANIFEST_NAME
+    ).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("returns", "message"),
+    [
+        (lambda records: records[1:], "planned shards were not written"),
+        (
+            lambda records: [dataclasses.replace(records[0], path="x.tfrecord"), *records[1:]],
+            r"the local runner returned unplanned shards \['x.tfrecord'\]",
+        ),
+    ],
+    ids=["a-record-missing", "an-unplanned-record"],
+)
+def test_convert_checks_what_a_runner_returns(
+    kaggle_root, tmp_path, monkeypatch, returns, message
+) -> None:
+    _fake_runner(monkeypatch, returns)
+    with pytest.raises(ConvertError, match=message):
+        convert(kaggle_root, tmp_path / "out", sites_per_shard=3, workers=1)
+    assert (
+        not (tmp_path / "out" / MANIFEST_NAME).exists()
+        or not json.loads((tmp_path / "out" / MANIFEST_NAME).read_text())["complete"]
+    )

@@ -370,32 +370,26 @@ def test_output_dir_that_cannot_be_a_folder_is_named(root, tmp_path, where, caps
     assert (tmp_path / "afile").read_text() == "not a folder"
 
 
-def test_a_worker_without_the_cli_environment_still_names_flags(root, tmp_path, monkeypatch):
-    """A remote (Beam/Dask) worker does not inherit the CLI's environment: the task carries it."""
-    import json
+def test_a_worker_error_names_flags_only_under_the_cli(root, tmp_path, capsys) -> None:
+    """No environment carries CLI words: a worker's error carries its options instead.
 
-    import rxdata.conversion.local as local
-    from rxdata.conversion import ShardTask
-    from rxdata.errors import OPTION_FLAGS_ENV
+    The workers are spawned processes, so the error reaches the caller pickled; the option
+    its message names survives that, and the command line respells it.
+    """
+    import pickle
+
+    from rxdata.errors import Option
 
     site_png(root, 5).unlink()
-    real = local.write_shard_task
-    seen = []
-
-    def remote_worker(task):
-        seen.append(ShardTask.from_json(json.loads(json.dumps(task.to_json()))) == task)
-        with monkeypatch.context() as m:  # a process that never saw the command line
-            m.delenv(OPTION_FLAGS_ENV, raising=False)
-            return real(task)
-
-    monkeypatch.setattr(local, "write_shard_task", remote_worker)
-    monkeypatch.setenv(OPTION_FLAGS_ENV, json.dumps({}))  # as the rxdata command sets it
-    with pytest.raises(ConvertError, match="--on-error skip"):
-        run(root, tmp_path / "cli")
-    monkeypatch.delenv(OPTION_FLAGS_ENV)
-    with pytest.raises(ConvertError, match="on_error='skip'"):
-        run(root, tmp_path / "python")
-    assert seen and all(seen)  # the flags survive the task's JSON (the Beam path)
+    with pytest.raises(ConvertError, match="on_error='skip'") as python:
+        convert(root, tmp_path / "python", sites_per_shard=PER, workers=2, progress=False)
+    assert Option("on_error", "skip") in python.value.options
+    copy = pickle.loads(pickle.dumps(python.value))
+    assert (str(copy), copy.options) == (str(python.value), python.value.options)
+    argv = ["convert", str(root), str(tmp_path / "cli"), "--workers", "2", "--no-progress"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "--on-error skip" in err and "on_error=" not in err
 
 
 # --- input problems are input problems --------------------------------------------------------

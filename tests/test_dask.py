@@ -44,12 +44,35 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ({"runner": "dask", "dask_address": "tcp://"}, "not a Dask scheduler address"),
         ({"runner": "dask", "dask_address": 8786}, "not a Dask scheduler address"),
         ({"runner": "dask", "dask_address": "tcp://h:1", "workers": 4}, "scale the cluster"),
+        ({"runner": "dask", "dask_address": "tcp://[::1"}, r"not a Dask .*Invalid IPv6 URL"),
+        ({"runner": "dask", "dask_address": "tcp://h:99999"}, r"not a Dask .*out of range"),
+        ({"runner": "dask", "dask_address": "tcp://:8786"}, r"not a Dask .*no host"),
+        ({"runner": "dask", "dask_timeout": 0}, "dask_timeout=0 must be a number of seconds"),
+        ({"runner": "dask", "dask_timeout": float("inf")}, "must be a number of seconds"),
+        ({"runner": "dask", "dask_timeout": "30"}, "must be a number of seconds"),
+        ({"runner": "dask", "dask_timeout": 5}, "has no effect without dask_address"),
     ],
-    ids=["without-runner", "no-scheme", "http", "no-host", "not-a-string", "with-workers"],
+    ids=[
+        "without-runner",
+        "no-scheme",
+        "http",
+        "no-host",
+        "not-a-string",
+        "with-workers",
+        "unclosed-ipv6",
+        "port-out-of-range",
+        "empty-host",
+        "zero-timeout",
+        "infinite-timeout",
+        "text-timeout",
+        "timeout-without-address",
+    ],
 )
 def test_bad_dask_options(fields, message) -> None:
-    with pytest.raises(OptionsError, match=message):
+    with pytest.raises(OptionsError, match=message) as err:
         ConvertOptions(**fields)
+    field = next(iter(fields.keys() - {"runner"})) if len(fields) > 1 else "dask_address"
+    assert err.value.option in (field, "workers")  # the front end can name the option
 
 
 @pytest.mark.parametrize("address", ["tcp://10.0.0.5:8786", "tls://[::1]:8786", "inproc://x/1"])
@@ -73,17 +96,38 @@ def _free_port() -> int:
 
 @pytest.mark.cluster
 def test_unreachable_scheduler_names_the_address(root, tmp_path) -> None:
-    # distributed first: its defaults must be loaded before dask.config.set, whose undo would
-    # otherwise drop the whole "distributed" section it created
     pytest.importorskip("distributed")
-    import dask
-
     address = f"tcp://127.0.0.1:{_free_port()}"  # nobody listens there
-    with (
-        dask.config.set({"distributed.comm.timeouts.connect": "1s"}),
-        pytest.raises(ConvertError, match=f"cannot reach the Dask scheduler at {address}"),
+    with pytest.raises(
+        ConvertError, match=f"cannot reach the Dask scheduler at {address} within 1 s"
     ):
-        convert(root, tmp_path / "out", runner="dask", dask_address=address)
+        convert(root, tmp_path / "out", runner="dask", dask_address=address, dask_timeout=1)
+    assert not list((tmp_path / "out").rglob("*.tfrecord"))
+
+
+def test_a_scheduler_that_never_answers_fails_within_the_timeout(root, tmp_path) -> None:
+    """A listener that accepts connections but never speaks: distributed alone waits forever."""
+    pytest.importorskip("distributed")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)  # the kernel completes the connect; nothing ever answers
+        address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(
+            ConvertError, match=rf"at {address} within 1 s .*--dask-timeout|dask_timeout"
+        ):
+            convert(root, tmp_path / "out", runner="dask", dask_address=address, dask_timeout=1)
+
+
+def test_unreachable_scheduler_in_cli_words(root, tmp_path, capsys) -> None:
+    pytest.importorskip("distributed")
+    from rxdata.cli import main
+
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    argv = ["convert", str(root), str(tmp_path / "out"), "--runner", "dask"]
+    assert main([*argv, "--dask-address", address, "--dask-timeout", "1"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot reach the Dask scheduler at {address} within 1 s" in err
+    assert "--dask-timeout SECONDS" in err and "Traceback" not in err
 
 
 # --- a real scheduler and two workers on localhost ------------------------------------------
@@ -183,9 +227,14 @@ def test_local_beam_and_dask_write_identical_shards(root, tmp_path, cluster) -> 
 def test_dask_bad_input_names_the_file(tmp_path, cluster) -> None:
     data = make_data(tmp_path / "data", "kaggle")
     site_png(data, 5).unlink()
-    with pytest.raises(ConvertError, match=rf"{SITE_ID}.*C04_s1_w5.png"):
+    with pytest.raises(ConvertError, match=rf"{SITE_ID}.*C04_s1_w5.png") as err:
         convert(data, tmp_path / "a", runner="dask", dask_address=cluster)
     assert not [p for p in (tmp_path / "a").rglob("*") if ".tmp" in p.name]
+    # the worker's error came back pickled, with the option its message names
+    from rxdata.cli import cli_message
+
+    assert "--on-error skip" in cli_message(err.value)
+    assert [o.name for o in err.value.options] == ["on_error"]  # on the error itself
     result = convert(data, tmp_path / "b", runner="dask", dask_address=cluster, on_error="skip")
     assert [s.site_id for s in result.skipped] == [SITE_ID]
     assert result.report_path is not None and Path(result.report_path).exists()

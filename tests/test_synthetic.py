@@ -355,7 +355,7 @@ def test_cli_synth(tmp_path, capsys):
     assert "wrote 336 sites (6 experiments, 8 px, full layout)" in capsys.readouterr().out
     assert (tmp_path / "metadata.csv").is_file()
     assert main(["synth", str(tmp_path / "x"), "--tiny", "--plates", "7"]) == 1
-    assert "plates=7" in capsys.readouterr().err
+    assert "--plates 7" in capsys.readouterr().err  # the CLI names its flag
     assert main(["synth", str(tmp_path / "m"), "--tiny", "--morphology", "9"]) == 1
     assert "morphology" in capsys.readouterr().err
     flat = ["--tiny", "--image-size", "8", "--layout", "full", "--morphology", "0"]

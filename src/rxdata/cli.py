@@ -19,15 +19,17 @@ Exit codes (shared by both scripts):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rxdata.errors import OPTION_FLAGS_ENV, OptionsError, ParseError, RxDataError
+from rxdata.errors import Option, OptionsError, ParseError, RxDataError
 from rxdata.naming import CHANNELS, DATASETS, LAYOUTS, normalize_experiment
+
+if TYPE_CHECKING:
+    from rxdata.conversion import ConvertOptions
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -43,6 +45,51 @@ _FLAGS = {
     "beam_options": "--beam-option",
     "include_controls": "--no-controls",
 }
+# Flags that take several values as separate words (nargs="+"), not "A,B".
+_SPACED = frozenset({"datasets"})
+
+
+def flag_text(option: Option) -> str:
+    """How the command line names an option a library message names (``--on-error skip``).
+
+    Example:
+        >>> flag_text(Option("on_error", "skip")), flag_text(Option("overwrite"))
+        ('--on-error skip', '--overwrite')
+        >>> flag_text(Option("image_shape", (512, 512)))
+        '--image-shape 512,512'
+    """
+    flag = _FLAGS.get(option.name, "--" + option.name.replace("_", "-"))
+    value = option.value
+    if option.placeholder is not None:
+        return f"{flag} {option.placeholder}"
+    if isinstance(value, bool):
+        return flag
+    if isinstance(value, (tuple, list)):
+        return f"{flag} {(' ' if option.name in _SPACED else ',').join(str(v) for v in value)}"
+    return f"{flag} {value}"
+
+
+def cli_message(err: BaseException) -> str:
+    """``err``'s message in command-line words: each option it names becomes its flag.
+
+    The library's messages name options as Python keywords and list them in
+    ``err.options`` (:class:`rxdata.errors.Option`); an error that wraps another keeps the
+    wrapped one as its cause, whose options are respelled too.
+
+    Example:
+        >>> skip = Option("on_error", "skip")
+        >>> cli_message(RxDataError(f"bad site; pass {skip}", options=[skip]))
+        'bad site; pass --on-error skip'
+    """
+    text = str(err)
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        for option in getattr(cause, "options", ()):
+            text = text.replace(str(option), flag_text(option))
+        cause = cause.__cause__ or cause.__context__
+    return text
 
 
 class InputNotFoundError(RxDataError, FileNotFoundError):
@@ -551,17 +598,27 @@ def _no_experiments(text: str) -> tuple[str, ...]:
 
 def _add_convert_options(parser: argparse.ArgumentParser) -> None:
     """The conversion options shared by ``rxdata convert`` and ``rxdata-convert``."""
-    from rxdata.conversion import COMPRESSIONS, ENCODINGS, RUNNERS, STRATEGIES, ConvertOptions
+    from rxdata.conversion import ConvertOptions
 
-    d = ConvertOptions()
-    parser.add_argument(
+    defaults = ConvertOptions()
+    _add_selection_options(parser, defaults)
+    _add_format_options(parser, defaults)
+    _add_runner_options(parser, defaults)
+    _add_output_options(parser)
+    _progress_flag(parser)
+
+
+def _add_selection_options(parser: argparse.ArgumentParser, d: ConvertOptions) -> None:
+    """Which sites a conversion reads: ``--metadata``, ``--experiments``, data sets, controls."""
+    group = parser.add_argument_group("which sites")
+    group.add_argument(
         "--metadata",
         metavar="PATH",
         default=None,
         help="metadata folder (Kaggle CSVs) or metadata.csv (default: found inside or beside "
         "IMAGES_ROOT, also in a metadata/ folder there)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--experiments",
         type=_experiment_list,
         metavar="EXP,...",
@@ -569,7 +626,26 @@ def _add_convert_options(parser: argparse.ArgumentParser) -> None:
         help="convert only these experiments, e.g. HUVEC-01,HEPG2-1 (either spelling); "
         "recorded in the manifest (default: every experiment)",
     )
-    parser.add_argument(
+    group.add_argument(
+        "--datasets",
+        nargs="+",
+        choices=DATASETS,
+        default=list(d.datasets),
+        help=f"data sets to convert (default: {' '.join(d.datasets)})",
+    )
+    group.add_argument(
+        "--no-controls",
+        action="store_true",
+        help="leave out positive and negative control wells (default: controls included)",
+    )
+
+
+def _add_format_options(parser: argparse.ArgumentParser, d: ConvertOptions) -> None:
+    """What the shards hold: grouping into shards, encoding, compression, image size."""
+    group = parser.add_argument_group("what the shards hold")
+    from rxdata.conversion import COMPRESSIONS, ENCODINGS, STRATEGIES
+
+    group.add_argument(
         "--strategy",
         choices=STRATEGIES,
         default=d.strategy,
@@ -577,7 +653,7 @@ def _add_convert_options(parser: argparse.ArgumentParser) -> None:
         "by_exp_plate_site: one shard per experiment, plate and site; by_experiment: one "
         "shard per experiment (default: %(default)s)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--sites-per-shard",
         type=int,
         default=None,
@@ -585,35 +661,23 @@ def _add_convert_options(parser: argparse.ArgumentParser) -> None:
         help=f"sites per shard, --strategy random only (default: {d.sites_per_shard}, "
         "~200 MB of PNGs)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--seed", type=int, default=d.seed, metavar="N", help="shuffle seed (default: %(default)s)"
     )
-    parser.add_argument(
+    group.add_argument(
         "--encoding",
         choices=ENCODINGS,
         default=d.encoding,
         help="png: the source PNG bytes, validated without decoding (small, fast to write); "
         "raw: decoded uint8 pixels (fast to read, ~3x larger) (default: %(default)s)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--compression",
         choices=COMPRESSIONS,
         default=d.compression,
         help="TFRecord compression (default: %(default)s; PNGs are already compressed)",
     )
-    parser.add_argument(
-        "--datasets",
-        nargs="+",
-        choices=DATASETS,
-        default=list(d.datasets),
-        help=f"data sets to convert (default: {' '.join(d.datasets)})",
-    )
-    parser.add_argument(
-        "--no-controls",
-        action="store_true",
-        help="leave out positive and negative control wells (default: controls included)",
-    )
-    parser.add_argument(
+    group.add_argument(
         "--image-shape",
         type=_image_shape,
         metavar="HEIGHT,WIDTH",
@@ -621,21 +685,28 @@ def _add_convert_options(parser: argparse.ArgumentParser) -> None:
         help="the size every image must have, e.g. 512,512 (default: the most common size "
         "among the first images read)",
     )
-    parser.add_argument(
+
+
+def _add_runner_options(parser: argparse.ArgumentParser, d: ConvertOptions) -> None:
+    """How the shards are written: runner, workers, bad sites, Beam and Dask settings."""
+    group = parser.add_argument_group("how the shards are written")
+    from rxdata.conversion import RUNNERS
+
+    group.add_argument(
         "--workers",
         type=int,
         default=None,
         metavar="N",
         help="worker processes (default: every core)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--on-error",
         choices=("raise", "skip"),
         default=d.on_error,
         help="raise: stop at the first bad site, naming the file; skip: convert the rest and "
         "list skipped sites in OUTPUT_DIR/skipped.csv, exit code 4 (default: %(default)s)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--runner",
         choices=RUNNERS,
         default=d.runner,
@@ -644,7 +715,7 @@ def _add_convert_options(parser: argparse.ArgumentParser) -> None:
         "a Dask cluster (pip install 'rxdata[dask]'; see --dask-address) "
         "(default: %(default)s)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--beam-option",
         action="append",
         default=[],
@@ -652,35 +723,47 @@ def _add_convert_options(parser: argparse.ArgumentParser) -> None:
         help="Beam pipeline option, repeatable, e.g. --beam-option runner=DataflowRunner "
         "--beam-option project=my-project (default: none)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--dask-address",
         metavar="ADDRESS",
         default=None,
         help="with --runner dask: the scheduler to connect to, e.g. tcp://10.0.0.1:8786 "
         "(default: a local cluster)",
     )
-    parser.add_argument(
+    group.add_argument(
+        "--dask-timeout",
+        type=float,
+        metavar="SECONDS",
+        default=None,
+        help="with --dask-address: how long to wait for the scheduler before failing "
+        f"(default: {d.dask_timeout:g})",
+    )
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    """The output folder: replacing it, scanning for orphans, verifying it afterwards."""
+    group = parser.add_argument_group("the output folder")
+    group.add_argument(
         "--overwrite",
         action="store_true",
         help="replace an output written with other options or metadata (default: refuse)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--no-scan",
         action="store_true",
         help="do not list IMAGES_ROOT to report images without metadata (default: scan)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--verify",
         action="store_true",
         help="verify OUTPUT_DIR after converting (exit code 3 on a mismatch) (default: off)",
     )
-    parser.add_argument(
+    group.add_argument(
         "--decode",
         action="store_true",
         help="with --verify: also decode every image; when converting with --encoding png: "
         "fully decode every PNG instead of only validating it (default: off)",
     )
-    _progress_flag(parser)
 
 
 _CONVERT_DESCRIPTION = (
@@ -783,8 +866,6 @@ def _convert_handler(args: argparse.Namespace) -> int:
     from rxdata.conversion import convert
 
     parser: argparse.ArgumentParser = args.parser
-    if args.dask_address is not None and args.runner != "dask":
-        parser.error("--dask-address needs --runner dask")
     if args.sites_per_shard is not None and args.strategy != "random":
         parser.error(
             f"--sites-per-shard applies to --strategy random only; --strategy "
@@ -795,11 +876,9 @@ def _convert_handler(args: argparse.Namespace) -> int:
     _must_exist(images_root, "IMAGES_ROOT")
     if args.metadata is not None:
         _must_exist(args.metadata, "--metadata")
-    extra: dict[str, Any] = {}
-    if args.dask_address is not None:
-        extra["dask_address"] = args.dask_address
-    if args.sites_per_shard is not None:
-        extra["sites_per_shard"] = args.sites_per_shard
+    # Passed only when given, so that the library's defaults and rules apply.
+    optional = ("dask_address", "dask_timeout", "sites_per_shard")
+    extra: dict[str, Any] = {n: getattr(args, n) for n in optional if getattr(args, n) is not None}
     result = convert(
         images_root,
         output_dir,
@@ -843,20 +922,6 @@ def _convert_handler(args: argparse.Namespace) -> int:
     return EXIT_SKIPPED if result.skipped else EXIT_OK
 
 
-@contextmanager
-def _messages_name_flags() -> Iterator[None]:
-    """Library messages name CLI flags (``--overwrite``), not keywords, during a command."""
-    before = os.environ.get(OPTION_FLAGS_ENV)
-    os.environ[OPTION_FLAGS_ENV] = json.dumps(_FLAGS)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(OPTION_FLAGS_ENV, None)
-        else:
-            os.environ[OPTION_FLAGS_ENV] = before
-
-
 def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     handler: Handler = args.func
@@ -870,13 +935,13 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
 
     try:
         # SIGTERM (a scheduler, `kill`) exits like Ctrl-C
-        with _messages_name_flags(), sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             return handler(args)
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted; re-run the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     except RxDataError as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        print(f"{parser.prog}: error: {cli_message(err)}", file=sys.stderr)
         return EXIT_ERROR
 
 

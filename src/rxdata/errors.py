@@ -16,9 +16,8 @@ Example:
 
 from __future__ import annotations
 
-import json
-import os
-from typing import Final
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 __all__ = [
     "ConvertError",
@@ -27,6 +26,7 @@ __all__ = [
     "ImageReadError",
     "IncompleteConversionError",
     "MetadataError",
+    "Option",
     "OptionsError",
     "OutputExistsError",
     "ParseError",
@@ -39,81 +39,77 @@ __all__ = [
     "UnreachableError",
     "VerifyError",
     "WorkerError",
-    "option_flags",
-    "option_text",
 ]
 
-OPTION_FLAGS_ENV = "RXDATA_OPTION_FLAGS"
-"""Set by the ``rxdata`` command line to a JSON object ``{field: flag}``: messages then
-name options by their flags (spawned workers inherit it). Unset: Python keywords."""
 
+@dataclass(frozen=True)
+class Option:
+    """An option that an error message names: its field name and the value it shows.
 
-def option_flags() -> str | None:
-    """The command line's ``{field: flag}`` table as set now (JSON), or None in Python.
+    ``str()`` is the Python spelling (``on_error='skip'``), which library messages use.
+    An error lists the options its message names in :attr:`RxDataError.options`, so that a
+    front end (the ``rxdata`` command line) can respell them in its own words
+    (``--on-error skip``) without the library knowing about it.
 
-    A conversion plan records it in each task, so that a message raised on a remote
-    (Beam or Dask) worker, which does not share this process's environment, names options
-    the way the user gave them.
-
-    Example:
-        >>> option_flags() is None  # not under the rxdata command line
-        True
-    """
-    return os.environ.get(OPTION_FLAGS_ENV)
-
-
-_FROM_ENVIRONMENT: Final = "<environment>"
-
-
-def option_text(
-    name: str,
-    value: object = True,
-    *,
-    placeholder: str | None = None,
-    flags: str | None = _FROM_ENVIRONMENT,
-) -> str:
-    """How an error message names an option: ``name=value`` in Python, else its CLI flag.
-
-    The one rule for naming options in messages, so that a CLI user reads
-    ``--on-error skip`` and a Python user ``on_error='skip'`` from the same ``raise``.
-    Under the CLI (:data:`OPTION_FLAGS_ENV` set), a field the CLI's table does not list
-    is spelled ``--field-name``; ``True`` is the bare flag.
-
-    Args:
+    Attributes:
         name: The option's field or keyword name, e.g. ``"on_error"``.
-        value: Its value; ``True`` means "pass the switch".
-        placeholder: Describes the value instead, e.g. ``"PATH"``.
-        flags: The flag table to use (:func:`option_flags` as recorded elsewhere, None for
-            Python names); default: this process's environment.
+        value: The value the message shows; ``True`` for "pass the switch".
+        placeholder: Describes the value instead of showing one, e.g. ``"PATH"``.
 
     Example:
-        >>> option_text("on_error", "skip"), option_text("metadata", placeholder="PATH")
+        >>> str(Option("on_error", "skip")), str(Option("metadata", placeholder="PATH"))
         ("on_error='skip'", 'metadata=PATH')
     """
-    raw = option_flags() if flags == _FROM_ENVIRONMENT else flags
-    if raw is None:
-        return f"{name}={placeholder if placeholder is not None else repr(value)}"
-    try:
-        table = json.loads(raw)
-    except ValueError:
-        table = {}
-    flag = str(table.get(name) if isinstance(table, dict) and name in table else "")
-    flag = flag or "--" + name.replace("_", "-")
-    if placeholder is not None:
-        return f"{flag} {placeholder}"
-    if value is True:
-        return flag
-    if isinstance(value, (tuple, list)):
-        return f"{flag} {','.join(str(v) for v in value)}"
-    return f"{flag} {value}"
+
+    name: str
+    value: object = True
+    placeholder: str | None = None
+
+    def __str__(self) -> str:
+        shown = self.placeholder if self.placeholder is not None else repr(self.value)
+        return f"{self.name}={shown}"
 
 
 class RxDataError(Exception):
-    """Base class of every error rxdata raises on purpose."""
+    """Base class of every error rxdata raises on purpose.
+
+    Args:
+        *args: The message (as for any exception).
+        options: The options the message names (:class:`Option`), in its words; a front
+            end may respell them. Kept when the error is pickled (a worker process's error
+            reaching the caller).
+
+    Example:
+        >>> skip = Option("on_error", "skip")
+        >>> err = RxDataError(f"site x is bad; pass {skip} to go on", options=[skip])
+        >>> str(err), err.options[0].name
+        ("site x is bad; pass on_error='skip' to go on", 'on_error')
+    """
+
+    def __init__(self, *args: object, options: Iterable[Option] = ()) -> None:
+        super().__init__(*args)
+        # An attribute, so pickling keeps it (BaseException pickles args and __dict__).
+        self.options: tuple[Option, ...] = tuple(options)
 
 
 class OptionsError(RxDataError, ValueError):
-    """An options value is out of range or of the wrong kind (names the field and the value)."""
+    """An options value is out of range or of the wrong kind (names the field and the value).
+
+    Example:
+        >>> err = OptionsError("seed=-1 must be >= 0", options=[Option("seed", -1)])
+        >>> err.option, err.value
+        ('seed', -1)
+    """
+
+    @property
+    def option(self) -> str | None:
+        """The name of the option at fault (the first one the message names), if known."""
+        return self.options[0].name if self.options else None
+
+    @property
+    def value(self) -> object:
+        """The value of the option at fault (``None`` when :attr:`option` is)."""
+        return self.options[0].value if self.options else None
 
 
 class ParseError(RxDataError, ValueError):

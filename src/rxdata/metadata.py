@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from rxdata import _io
-from rxdata.errors import MetadataError, ParseError, option_text
+from rxdata.errors import MetadataError, Option, ParseError
 from rxdata.labels import (
     REREL_NAME_PATTERN,
     LabelRelease,
@@ -837,8 +837,9 @@ def find_metadata(images_root: str | os.PathLike[str]) -> str:
     for folder in candidates:
         if any(_io.exists(_io.join(folder, n)) for n in names):
             return folder
+    given = Option("metadata", placeholder="PATH")
     raise MetadataError(
         f"no metadata found beside or inside {images_root} (looked for "
-        f"{', '.join(names)} in {', '.join(candidates)}); pass "
-        f"{option_text('metadata', placeholder='PATH')}"
+        f"{', '.join(names)} in {', '.join(candidates)}); pass {given}",
+        options=[given],
     )

@@ -62,7 +62,7 @@ from PIL import Image
 
 from rxdata import _io
 from rxdata._parallel import map_tasks
-from rxdata.errors import OptionsError
+from rxdata.errors import Option, OptionsError
 from rxdata.labels import to_rerelease_names
 from rxdata.metadata import FULL_RELEASE_COLUMNS
 from rxdata.naming import (
@@ -240,9 +240,11 @@ class SyntheticOptions:
         if self.layout not in ("kaggle", "full"):
             raise OptionsError(f"layout={self.layout!r}: expected 'kaggle' or 'full'")
         if self.layout == "kaggle" and self.sites != 2:
+            given, full = Option("sites", self.sites), Option("layout", "full")
             raise OptionsError(
-                f"sites={self.sites!r}: the Kaggle layout needs 2 (its CSVs list wells, and "
-                "every Kaggle well has 2 sites); use layout='full' for 1 site per well"
+                f"{given}: the Kaggle layout needs 2 (its CSVs list wells, and every Kaggle "
+                f"well has 2 sites); use {full} for 1 site per well",
+                options=[given, full],
             )
         if self.label_style not in ("integer", "string"):
             raise OptionsError(f"label_style={self.label_style!r}: expected 'integer' or 'string'")
@@ -259,10 +261,13 @@ class SyntheticOptions:
             ("morphology", 5.0),
         ):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise OptionsError(f"{name}={value!r}: expected a number in 0..{hi}")
-            if not 0.0 <= float(value) <= hi:
-                raise OptionsError(f"{name}={value!r}: expected a number in 0..{hi}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0.0 <= float(value) <= hi
+            ):
+                given = Option(name, value)
+                raise OptionsError(f"{given}: expected a number in 0..{hi}", options=[given])
         if self.progress is not None and not isinstance(self.progress, bool):
             raise OptionsError(f"progress={self.progress!r}: expected True, False or None")
 
@@ -273,7 +278,8 @@ class SyntheticOptions:
             or not isinstance(value, int | np.integer)
             or not lo <= value <= hi
         ):
-            raise OptionsError(f"{name}={value!r}: expected an int in {lo}..{hi}")
+            given = Option(name, value)
+            raise OptionsError(f"{given}: expected an int in {lo}..{hi}", options=[given])
 
     @classmethod
     def tiny(cls, **overrides: Any) -> SyntheticOptions:

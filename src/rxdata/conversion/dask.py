@@ -26,6 +26,14 @@ process is killed outright (Dask's nanny watches its parent). On an existing clu
 shard already being written finishes (or not) on its own; either way no partial shard
 appears, and the next run resumes.
 
+**Bounded waits.** Before a ``Client`` is made on ``dask_address``,
+:func:`probe_scheduler` connects and waits for the scheduler's handshake under a deadline
+of ``ConvertOptions.dask_timeout`` seconds (30 by default); the ``Client`` gets the same
+timeout. A scheduler that does not answer in that time (nothing listens, a host that
+drops packets, a listener that never speaks) fails the run with a
+:class:`~rxdata.errors.ConvertError` naming the address and the option, instead of the
+endless wait distributed's handshake would give.
+
 ``dask.distributed`` is imported only when a Dask run starts. On a real cluster every
 worker must reach the images and the output directory at the same paths (a shared file
 system, or ``gs://``) and have rxdata installed; see ``docs/convert.md``.
@@ -33,14 +41,17 @@ system, or ``gs://``) and have rxdata installed; see ``docs/convert.md``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from rxdata._parallel import Progress, interruptible
+from rxdata.conversion.options import ConvertOptions
 from rxdata.conversion.shard import ShardRecord, ShardTask, write_shard_task
-from rxdata.errors import ConvertError, OptionsError, RxDataError
+from rxdata.errors import ConvertError, Option, OptionsError, RxDataError
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +70,68 @@ def _import_distributed() -> Any:
     return distributed
 
 
+def _unreachable(address: str, timeout: float, err: BaseException) -> ConvertError:
+    """The error for a scheduler that did not answer: the address, the wait, the fixes."""
+    longer = Option("dask_timeout", placeholder="SECONDS")
+    return ConvertError(
+        f"cannot reach the Dask scheduler at {address} within {timeout:g} s "
+        f"({type(err).__name__}: {str(err) or 'no answer'}); check the address (the scheduler "
+        "prints it; with dask-jobqueue it is cluster.scheduler_address) and that this "
+        f"machine can reach it, or wait longer with {longer}",
+        options=[longer],
+    )
+
+
+def probe_scheduler(address: str, timeout: float) -> None:
+    """Fail, naming ``address``, unless a Dask scheduler there answers within ``timeout`` s.
+
+    ``distributed.Client(address, timeout=...)`` retries a refused address until its
+    timeout, but then waits for the scheduler's handshake without a deadline: a listener
+    that never answers (a wrong port, a stopped process, a firewall that drops packets
+    after the connect) would hang the conversion forever (distributed 2026.8). So the
+    probe runs distributed's own connect, handshake included, under
+    :func:`asyncio.wait_for`, in a thread of its own (the caller may already run an event
+    loop, as Jupyter does). ``inproc://`` addresses, which live in this process, are not
+    probed.
+
+    Raises:
+        ConvertError: Nothing answered like a Dask scheduler within ``timeout`` seconds.
+
+    Example:
+        >>> probe_scheduler("inproc://192.168.0.1/1/1", 1.0)  # in this process: no probe
+    """
+    if address.startswith("inproc://"):
+        return
+    distributed = _import_distributed()
+
+    async def handshake() -> None:
+        # TLS settings as a Client would take them from dask's config. The connect gets
+        # most of the time, so that its own error (e.g. "Connection refused") comes first.
+        args = distributed.security.Security().get_connection_args("client")
+        comm = await distributed.comm.connect(address, timeout=0.9 * timeout, **args)
+        await comm.close()
+
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(asyncio.wait_for(handshake(), timeout))
+        except Exception as err:  # reported below, in the caller's thread
+            failures.append(err)
+
+    thread = threading.Thread(target=run, name="rxdata-dask-probe", daemon=True)
+    thread.start()
+    thread.join(timeout + 5)  # wait_for ends the probe at `timeout`; 5 s to wind down
+    if thread.is_alive():
+        failures.append(TimeoutError(f"the probe did not end after {timeout:g} s"))
+    if failures:
+        raise _unreachable(address, timeout, failures[0]) from failures[0]
+
+
 @contextmanager
-def _client(distributed: Any, address: str | None, workers: int) -> Iterator[Any]:
-    """A ``Client`` on ``address``, or on a ``LocalCluster`` started (and stopped) here."""
+def _client(distributed: Any, options: ConvertOptions) -> Iterator[Any]:
+    """A ``Client`` on ``options.dask_address``, or on a ``LocalCluster`` started here."""
+    address, workers, timeout = options.dask_address, options.n_workers, options.dask_timeout
     with ExitStack() as stack:
         if address is None:
             # One thread per worker process: a shard task is CPU-bound Python and TensorFlow
@@ -72,14 +142,11 @@ def _client(distributed: Any, address: str | None, workers: int) -> Iterator[Any
             client = stack.enter_context(distributed.Client(cluster))
             where = f"a LocalCluster of {workers} worker process(es)"
         else:
+            probe_scheduler(address, timeout)
             try:
-                client = stack.enter_context(distributed.Client(address))
-            except (OSError, TimeoutError) as err:
-                raise ConvertError(
-                    f"cannot reach the Dask scheduler at {address}: {err}; check the address "
-                    "(the scheduler prints it; with dask-jobqueue it is "
-                    "cluster.scheduler_address) and that this machine can reach it"
-                ) from err
+                client = stack.enter_context(distributed.Client(address, timeout=timeout))
+            except (OSError, TimeoutError, ValueError) as err:
+                raise _unreachable(address, timeout, err) from err
             where = f"the Dask scheduler at {address}"
         n_workers = len(client.scheduler_info().get("workers", {}))
         log.info(
@@ -104,7 +171,7 @@ def _failure(task: ShardTask, err: BaseException, distributed: Any) -> ConvertEr
             f"({err})"
         )
     if isinstance(err, RxDataError):  # a bad site or a failed write: it names the file
-        return ConvertError(str(err))
+        return ConvertError(str(err), options=err.options)
     hint = ""
     if isinstance(err, ImportError):
         hint = " (every Dask worker needs rxdata installed, in the same version)"
@@ -122,34 +189,32 @@ def _cancel_reason(future: Any) -> str:
     return "no reason given"
 
 
-def run_dask(
-    tasks: Sequence[ShardTask],
-    *,
-    address: str | None,
-    workers: int,
-    progress: bool | None = None,
-) -> list[ShardRecord]:
+def run_dask(tasks: Sequence[ShardTask], options: ConvertOptions) -> list[ShardRecord]:
     """Write every shard with :func:`~rxdata.conversion.shard.write_shard_task` on Dask.
+
+    A :class:`~rxdata.conversion.runners.Runner`. From ``options``: ``dask_address``, an
+    existing scheduler (e.g. ``"tcp://10.0.0.5:8786"``), or ``None`` to start a
+    ``LocalCluster`` of ``workers`` processes for this run (and stop it); ``dask_timeout``,
+    the seconds to wait for the scheduler; ``progress`` (``None``: a bar on a terminal,
+    log lines otherwise).
 
     Args:
         tasks: The planned shards.
-        address: An existing scheduler, e.g. ``"tcp://10.0.0.5:8786"``; ``None`` starts a
-            ``LocalCluster`` of ``workers`` processes for this run (and stops it).
-        workers: Worker processes of the ``LocalCluster`` (unused with ``address``).
-        progress: ``None``: a bar on a terminal, log lines otherwise; ``True``/``False``.
+        options: The conversion's options.
 
     Returns:
         The records in completion order.
 
     Raises:
         OptionsError: ``dask.distributed`` is not installed (the message names the extra).
-        ConvertError: The scheduler cannot be reached (the message names the address), or
-            a shard failed (the message names it and the cause); complete shards are kept.
+        ConvertError: The scheduler cannot be reached within ``dask_timeout`` seconds (the
+            message names the address), or a shard failed (the message names it and the
+            cause); complete shards are kept.
         rxdata._parallel.Interrupted: Ctrl-C or SIGTERM; the pending tasks were cancelled
             (the run is resumable).
 
     Example:
-        >>> run_dask([], address="tcp://nowhere", workers=1)  # nothing to do: no cluster
+        >>> run_dask([], ConvertOptions(runner="dask", dask_address="tcp://nowhere:1"))
         []
     """
     if not tasks:
@@ -157,14 +222,14 @@ def run_dask(
     distributed = _import_distributed()
     bar = Progress(
         sum(len(t.spec.site_ids) for t in tasks),
-        progress,
+        options.progress,
         desc="rxdata-convert",
         unit="site",
         logger=log,
     )
     records: list[ShardRecord] = []
     try:
-        with interruptible(), _client(distributed, address, workers) as client:
+        with interruptible(), _client(distributed, options) as client:
             # pure=False: every run submits fresh tasks, never a result another client left
             # on a long-lived scheduler.
             futures = client.map(write_shard_task, tasks, key="rxdata-write-shard", pure=False)

@@ -6,10 +6,11 @@ Contract (see also ``docs/convert.md``):
   and the options. The strategies and shard names follow rxrx1-utils'
   ``images2tfrecords``, so the seeds give the same grouping their users know.
 * **Write** (:mod:`rxdata.conversion.shard`): each shard is written whole by one worker
-  with :func:`~rxdata.conversion.shard.write_shard_task`; the local runner
-  (:mod:`rxdata.conversion.local`), the Beam runner (:mod:`rxdata.conversion.beam`,
-  imported only when ``runner="beam"``) and the Dask runner
-  (:mod:`rxdata.conversion.dask`, imported only when ``runner="dask"``) all call it.
+  with :func:`~rxdata.conversion.shard.write_shard_task`; the runner named by
+  ``options.runner`` (:data:`rxdata.conversion.runners.RUNNER_TABLE`: the local process
+  pool, Apache Beam, Dask) decides where, and hands every shard's record back.
+* **Finalize** (:mod:`rxdata.conversion.manifest`): :func:`convert` alone writes the
+  manifest and the skipped-sites report, from the records the runner returned.
 * **Resume** (:mod:`rxdata.conversion.manifest`): re-running the same conversion keeps
   every complete shard whose checksum and inputs (metadata rows, image files) are
   unchanged and rewrites the others, so an interrupted run finishes with byte-identical
@@ -40,16 +41,8 @@ from typing import Any
 import pandas as pd
 
 from rxdata import _io
-from rxdata.conversion.local import run_local
 from rxdata.conversion.lock import holding_output_lock
-from rxdata.conversion.manifest import (
-    apply_run_summary,
-    build_manifest,
-    drop_progress_dir,
-    finalize,
-    prepare_output,
-    read_manifest,
-)
+from rxdata.conversion.manifest import build_manifest, finalize, prepare_output
 from rxdata.conversion.options import REPORT_NAME, ConvertOptions
 from rxdata.conversion.plan import (
     ShardSpec,
@@ -59,6 +52,7 @@ from rxdata.conversion.plan import (
     site_rows,
     sites_with_images,
 )
+from rxdata.conversion.runners import runner
 from rxdata.conversion.shard import (
     ShardContext,
     ShardRecord,
@@ -71,9 +65,8 @@ from rxdata.errors import (
     ConvertError,
     ImageDecodeError,
     MetadataError,
+    Option,
     OptionsError,
-    option_flags,
-    option_text,
 )
 from rxdata.naming import CHANNELS, DATASETS, IMAGES_FOLDER
 from rxdata.records import MANIFEST_NAME
@@ -185,9 +178,9 @@ def _drop_sites_without_images(
         1,
     )
     with_images = sorted(set(selected["experiment"][has].astype(str)))
+    experiments, skip = Option("experiments", with_images[:5]), Option("on_error", "skip")
     hint = (
-        f"convert those with {option_text('experiments', with_images[:5])} or a "
-        "metadata table of the sites you have"
+        f"convert those with {experiments} or a metadata table of the sites you have"
         if with_images
         else "check IMAGES_ROOT"
     )
@@ -204,8 +197,9 @@ def _drop_sites_without_images(
         )
     if opts.on_error == "raise":
         raise ConvertError(
-            f"{counts}; {hint}, or pass {option_text('on_error', 'skip')} to convert the "
-            "sites that have images and list the others in skipped.csv"
+            f"{counts}; {hint}, or pass {skip} to convert the "
+            "sites that have images and list the others in skipped.csv",
+            options=[experiments, skip],
         )
     log.warning("%s; they are listed in skipped.csv (%s)", counts, hint)
     skipped = [
@@ -254,9 +248,11 @@ def _infer_shape(
         if sum(votes.values()) >= 5 or tried >= 100:
             break
     if not votes:
+        size = Option("image_shape", (512, 512))
         raise ConvertError(
             f"no readable channel image among the first sites under {ctx.images_root}; "
-            f"check the path, or pass the size, e.g. {option_text('image_shape', (512, 512))}"
+            f"check the path, or pass the size, e.g. {size}",
+            options=[size],
         )
     return votes.most_common(1)[0][0]
 
@@ -281,6 +277,115 @@ def _refuse_output_in_images(images_root: str, output_dir: str) -> None:
             "into the data set; choose an output folder outside it (e.g. "
             f"{os.path.join(os.path.dirname(images) or '.', 'records')})"
         )
+
+
+def _options(options: ConvertOptions | None, overrides: Mapping[str, Any]) -> ConvertOptions:
+    """``options`` (default: the defaults) with ``overrides`` replacing its fields."""
+    base = options or ConvertOptions()
+    if not isinstance(base, ConvertOptions):
+        raise OptionsError(f"options={base!r} must be a ConvertOptions")
+    fields = [f.name for f in dataclasses.fields(ConvertOptions)]
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise OptionsError(f"unknown option(s) {unknown}; allowed: {fields}")
+    return dataclasses.replace(base, **overrides)
+
+
+def _selected(md: pd.DataFrame, opts: ConvertOptions) -> pd.DataFrame:
+    """The metadata rows the options select, or an error when there are none."""
+    selected = select_sites(md, opts)
+    if selected.empty:
+        datasets = Option("datasets", list(opts.datasets))
+        raise ConvertError(
+            f"no sites to convert: the metadata has none in {datasets}"
+            f"{'' if opts.include_controls else ' (controls excluded)'}",
+            options=[datasets],
+        )
+    return selected
+
+
+def _context(
+    data: DataRoot,
+    out_dir: str,
+    opts: ConvertOptions,
+    plan: Sequence[ShardSpec],
+    rows: Mapping[str, Mapping[str, Any]],
+) -> ShardContext:
+    """What every shard task shares, with the image size given or read from the images."""
+    ctx = ShardContext(
+        data.base,
+        data.layout,
+        out_dir,
+        opts.encoding,
+        opts.compression,
+        opts.validate,
+        opts.decode,
+        opts.on_error,
+        opts.image_shape or (0, 0),
+    )
+    if opts.image_shape is None:
+        ctx = dataclasses.replace(ctx, image_shape=_infer_shape(ctx, plan, rows))
+    return ctx
+
+
+def _checked_orphans(
+    root: str, md: pd.DataFrame, opts: ConvertOptions, imageless: list[SkippedSite]
+) -> list[SkippedSite]:
+    """Images without metadata (``scan``) and ``imageless`` sites; raise with ``on_error``."""
+    orphans = (_orphans(root, md) if opts.scan else []) + imageless
+    if orphans and opts.on_error == "raise":
+        more = f" and {len(orphans) - 1} more" if len(orphans) > 1 else ""
+        skip = Option("on_error", "skip")
+        raise ConvertError(
+            f"{orphans[0].path} has no metadata row (site {orphans[0].site_id}){more}; pass "
+            f"the matching metadata, or {skip} to convert the rest and report them",
+            options=[skip],
+        )
+    return orphans
+
+
+def _run(tasks: Sequence[ShardTask], opts: ConvertOptions) -> list[ShardRecord]:
+    """Every task's record from the runner ``opts.runner`` names, in plan order."""
+    log.info(
+        "converting %d sites into %d shards in %s (%s runner, %s encoding)",
+        sum(len(t.spec.site_ids) for t in tasks),
+        len(tasks),
+        tasks[0].context.output_dir,
+        opts.runner,
+        opts.encoding,
+    )
+    records = runner(opts.runner)(tasks, opts)
+    order = {t.spec.path: i for i, t in enumerate(tasks)}
+    unplanned = [r.path for r in records if r.path not in order]
+    if unplanned:
+        raise ConvertError(f"the {opts.runner} runner returned unplanned shards {unplanned[:5]}")
+    return sorted(records, key=lambda r: order[r.path])
+
+
+def _result(
+    out_dir: str, records: Sequence[ShardRecord], orphans: Sequence[SkippedSite], start: float
+) -> ConvertResult:
+    """The :class:`ConvertResult`, logged."""
+    skipped = tuple(s for r in records for s in r.skipped) + tuple(orphans)
+    result = ConvertResult(
+        out_dir,
+        _io.join(out_dir, MANIFEST_NAME),
+        tuple(records),
+        skipped,
+        _io.join(out_dir, REPORT_NAME) if skipped else None,
+        time.monotonic() - start,
+    )
+    log.info(
+        "wrote %d sites in %d shards (%d kept from a previous run, %d rewritten because "
+        "their input changed), skipped %d, in %.1f s",
+        result.n_sites,
+        len(records),
+        result.n_reused,
+        result.n_changed,
+        len(skipped),
+        result.elapsed_s,
+    )
+    return result
 
 
 @holding_output_lock  # a second run into the same folder is refused at once
@@ -339,116 +444,28 @@ def convert(
         (112, ['random-42/test/001.tfrecord'])
     """
     start = time.monotonic()
-    base = options or ConvertOptions()
-    if not isinstance(base, ConvertOptions):
-        raise OptionsError(f"options={base!r} must be a ConvertOptions")
-    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(ConvertOptions)})
-    if unknown:
-        raise OptionsError(
-            f"unknown option(s) {unknown}; allowed: "
-            f"{[f.name for f in dataclasses.fields(ConvertOptions)]}"
-        )
-    opts = dataclasses.replace(base, **overrides)
-    root = os.fspath(images_root)
-    out_dir = os.fspath(output_dir)
+    opts = _options(options, overrides)
+    root, out_dir = os.fspath(images_root), os.fspath(output_dir)
     _refuse_output_in_images(root, out_dir)
     md = load_metadata(metadata, root)
-    selected = select_sites(md, opts)
-    if selected.empty:
-        raise ConvertError(
-            "no sites to convert: the metadata has none in "
-            f"{option_text('datasets', list(opts.datasets))}"
-            f"{'' if opts.include_controls else ' (controls excluded)'}"
-        )
+    selected = _selected(md, opts)
     data = _find_images(root, opts.datasets)
-    layout = data.layout
     selected, imageless = _drop_sites_without_images(selected, data, opts)
     plan = plan_shards(selected, opts)
     rows = site_rows(selected)
-    ctx = ShardContext(
-        data.base,
-        layout,
-        out_dir,
-        opts.encoding,
-        opts.compression,
-        opts.validate,
-        opts.decode,
-        opts.on_error,
-        opts.image_shape or (0, 0),
-        option_flags(),
-    )
-    shape = opts.image_shape or _infer_shape(ctx, plan, rows)
+    ctx = _context(data, out_dir, opts, plan, rows)
     # Replacing a complete conversion with other options: write beside it (staging).
-    final_dir, out_dir = (
-        out_dir,
-        work_folder(out_dir, opts.overwrite, build_manifest(opts, shape, plan, layout, None, ())),
-    )
-    ctx = dataclasses.replace(ctx, image_shape=shape, output_dir=out_dir)
+    manifest = build_manifest(opts, ctx.image_shape, plan, data.layout, None, ())
+    final_dir, out_dir = out_dir, work_folder(out_dir, opts.overwrite, manifest)
+    ctx = dataclasses.replace(ctx, output_dir=out_dir)
+    orphans = _checked_orphans(root, md, opts, imageless)
 
-    orphans = (_orphans(root, md) if opts.scan else []) + imageless
-    if orphans and opts.on_error == "raise":
-        more = f" and {len(orphans) - 1} more" if len(orphans) > 1 else ""
-        raise ConvertError(
-            f"{orphans[0].path} has no metadata row (site {orphans[0].site_id})"
-            f"{more}; pass the matching metadata, or {option_text('on_error', 'skip')} "
-            "to convert the rest and report them"
-        )
-
-    expected = prepare_output(out_dir, opts, shape, plan, layout, orphans)
+    shape = ctx.image_shape
+    expected = prepare_output(out_dir, opts, shape, plan, data.layout, orphans)
     tasks = [
         ShardTask(s, tuple(rows[i] for i in s.site_ids), ctx, expected.get(s.path)) for s in plan
     ]
-    total = sum(len(s.site_ids) for s in plan)
-    log.info(
-        "converting %d sites into %d shards in %s (%s runner, %s encoding)",
-        total,
-        len(plan),
-        out_dir,
-        opts.runner,
-        opts.encoding,
-    )
-    if opts.runner == "beam":
-        from rxdata.conversion.beam import run_beam, run_summary_path
-
-        run_beam(tasks, opts, shape, layout, orphans)
-        body = read_manifest(out_dir)
-        if not body.get("complete"):
-            raise ConvertError(f"the Beam pipeline finished without completing {out_dir}")
-        records = [ShardRecord.from_json(s) for s in body["shards"]]
-        records = apply_run_summary(run_summary_path(out_dir), records)
-        drop_progress_dir(out_dir)
-    else:
-        if opts.runner == "dask":
-            from rxdata.conversion.dask import run_dask
-
-            records = run_dask(
-                tasks, address=opts.dask_address, workers=opts.n_workers, progress=opts.progress
-            )
-        else:
-            records = run_local(tasks, workers=opts.n_workers, progress=opts.progress)
-        finalize(out_dir, opts, shape, plan, layout, records, orphans)
-        order = {s.path: i for i, s in enumerate(plan)}
-        records.sort(key=lambda r: order[r.path])
+    records = _run(tasks, opts)
+    finalize(out_dir, opts, shape, plan, data.layout, records, orphans)
     commit(out_dir, final_dir)  # the new conversion is complete: swap it in
-    out_dir = final_dir
-    skipped = tuple(s for r in records for s in r.skipped) + tuple(orphans)
-    report = _io.join(out_dir, REPORT_NAME) if skipped else None
-    result = ConvertResult(
-        out_dir,
-        _io.join(out_dir, MANIFEST_NAME),
-        tuple(records),
-        skipped,
-        report,
-        time.monotonic() - start,
-    )
-    log.info(
-        "wrote %d sites in %d shards (%d kept from a previous run, %d rewritten because "
-        "their input changed), skipped %d, in %.1f s",
-        result.n_sites,
-        len(records),
-        result.n_reused,
-        result.n_changed,
-        len(skipped),
-        result.elapsed_s,
-    )
-    return result
+    return _result(final_dir, records, orphans, start)

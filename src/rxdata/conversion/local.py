@@ -1,4 +1,9 @@
-"""The local runner: the shard tasks in a pool of worker processes on this machine."""
+"""The local runner: the shard tasks in a pool of worker processes on this machine.
+
+Example:
+    >>> run_local([], ConvertOptions(workers=1))  # nothing to write: no process started
+    []
+"""
 
 from __future__ import annotations
 
@@ -6,23 +11,26 @@ import logging
 from collections.abc import Sequence
 
 from rxdata._parallel import map_tasks
+from rxdata.conversion.options import ConvertOptions
 from rxdata.conversion.shard import ShardRecord, ShardTask, write_shard_task
 from rxdata.errors import ConvertError, WorkerError
 
 log = logging.getLogger(__name__)
 
 
-def run_local(
-    tasks: Sequence[ShardTask], *, workers: int, progress: bool | None = None
-) -> list[ShardRecord]:
-    """Write every shard with :func:`~rxdata.conversion.shard.write_shard_task`.
+def run_local(tasks: Sequence[ShardTask], options: ConvertOptions) -> list[ShardRecord]:
+    """Write every shard with :func:`~rxdata.conversion.shard.write_shard_task` here.
 
-    Returns the records in completion order.
+    A :class:`~rxdata.conversion.runners.Runner`: ``options.workers`` processes (1: in
+    this process) and ``options.progress`` (``None``: a bar on a terminal, log lines
+    otherwise).
 
     Args:
         tasks: The planned shards.
-        workers: Worker processes (1: in this process).
-        progress: ``None``: a bar on a terminal, log lines otherwise; ``True``/``False``.
+        options: The conversion's options.
+
+    Returns:
+        The records in completion order.
 
     Raises:
         ConvertError: A shard failed, or a worker process died (completed shards are kept).
@@ -33,8 +41,8 @@ def run_local(
             map_tasks(
                 write_shard_task,
                 tasks,
-                workers=workers,
-                progress=progress,
+                workers=options.n_workers,
+                progress=options.progress,
                 desc="rxdata-convert",
                 unit="site",
                 weight=lambda t: len(t.spec.site_ids),

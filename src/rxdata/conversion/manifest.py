@@ -23,7 +23,6 @@ is damaged (:mod:`rxdata.conversion.outputs`).
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import logging
@@ -43,7 +42,7 @@ from rxdata.conversion.outputs import (
 )
 from rxdata.conversion.plan import ShardSpec, plan_digest, plan_json
 from rxdata.conversion.shard import ShardRecord, SkippedSite, progress_path
-from rxdata.errors import ConvertError, OutputExistsError, RecordError, option_text
+from rxdata.errors import ConvertError, Option, OutputExistsError, RecordError
 from rxdata.naming import CHANNELS
 from rxdata.records import (
     MANIFEST_FORMAT,
@@ -53,6 +52,8 @@ from rxdata.records import (
 )
 
 log = logging.getLogger(__name__)
+
+_OVERWRITE = Option("overwrite")  # how messages name the way out
 
 
 def read_manifest(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -196,37 +197,6 @@ def finalize(
     return body
 
 
-def write_run_summary(path: str, records: Sequence[ShardRecord]) -> None:
-    """Leave at ``path`` which shards were kept, and which rewritten because of their input.
-
-    For runners whose last step runs away from the driver (Beam, Dask). That is not in
-    the manifest, which must not depend on how the output was reached.
-    The driver reads it back with :func:`apply_run_summary`.
-    """
-    body = {
-        "reused": sorted(r.path for r in records if r.reused),
-        "changed": {r.path: list(r.changed) for r in records if r.changed},
-    }
-    _io.makedirs(_io.dirname(path))
-    _io.write_bytes_atomic(path, json.dumps(body).encode())
-
-
-def apply_run_summary(path: str, records: Sequence[ShardRecord]) -> list[ShardRecord]:
-    """``records`` (read from the manifest) with ``reused`` and ``changed`` from ``path``.
-
-    The file is removed; without it the records are returned as they are.
-    """
-    if not _io.exists(path):
-        return list(records)
-    body = json.loads(_io.read_bytes(path))
-    _io.remove(path)
-    reused, changed = set(body["reused"]), body["changed"]
-    return [
-        dataclasses.replace(r, reused=r.path in reused, changed=tuple(changed.get(r.path, ())))
-        for r in records
-    ]
-
-
 def drop_progress_dir(output_dir: str) -> None:
     """Remove ``OUTPUT_DIR/_progress/`` if empty: it exists only while a run is incomplete."""
     _io.remove_empty_dir(_io.join(output_dir, PROGRESS_DIR))
@@ -275,7 +245,8 @@ def prepare_output(
         raise OutputExistsError(
             f"{out_dir} holds a conversion made with different {what}"
             f"{_option_changes(old.get('options') or {}, fresh['options'])}; pass "
-            f"{option_text('overwrite')} to replace it, or choose another output directory"
+            f"{_OVERWRITE} to replace it, or choose another output directory",
+            options=[_OVERWRITE],
         )
     strays = [p for p in shards if p not in planned]
     if old is None and not opts.overwrite:
@@ -283,15 +254,17 @@ def prepare_output(
         if clash:
             raise OutputExistsError(
                 f"{out_dir} has no manifest but already holds "
-                f"{_io.join(out_dir, clash[0])}; pass {option_text('overwrite')} "
-                "or choose another output directory"
+                f"{_io.join(out_dir, clash[0])}; pass {_OVERWRITE} "
+                "or choose another output directory",
+                options=[_OVERWRITE],
             )
     if strays and not opts.overwrite:
         raise OutputExistsError(
             f"{out_dir} holds {len(strays)} .tfrecord file(s) that this conversion does not "
             f"write, e.g. {_io.join(out_dir, strays[0])}: a glob over the folder would read "
             "them with the new shards. Remove them, or pass "
-            f"{option_text('overwrite')} to delete them"
+            f"{_OVERWRITE} to delete them",
+            options=[_OVERWRITE],
         )
     if opts.overwrite:
         # Same conversion: keep what a resume keeps (checked shard by shard); another
@@ -330,8 +303,9 @@ def _old_manifest(out_dir: str, overwrite: bool) -> dict[str, Any] | None:
             log.warning("%s; replacing it (overwrite)", err)
             return None
         raise OutputExistsError(
-            f"{err}; pass {option_text('overwrite')} to replace the conversion, or choose "
-            "another output directory"
+            f"{err}; pass {_OVERWRITE} to replace the conversion, or choose "
+            "another output directory",
+            options=[_OVERWRITE],
         ) from None
 
 

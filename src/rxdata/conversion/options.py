@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
-from rxdata.errors import OptionsError, ParseError, option_text
+from rxdata.errors import Option, OptionsError, ParseError
 from rxdata.naming import DATASETS, normalize_experiment
 
 STRATEGIES = ("random", "by_exp_plate_site", "by_experiment")
@@ -23,6 +25,8 @@ RUNNERS = ("local", "beam", "dask")
 """``local``: a process pool here; ``beam``: Apache Beam; ``dask``: a Dask cluster."""
 DASK_SCHEMES = ("tcp", "tls", "ucx", "inproc", "ws", "wss")
 """Address schemes of ``dask.distributed`` schedulers (``dask_address``)."""
+_HOST_PORT_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")  # SCHEME://HOST[:PORT]
+_DASK_TIMEOUT = 30.0  # seconds; see ConvertOptions.dask_timeout
 
 REPORT_NAME = "skipped.csv"
 """File name of the skipped-sites report in the output directory."""
@@ -39,16 +43,24 @@ REPORT_COLUMNS = (
 )
 
 
+def _invalid(name: str, value: object, problem: str, *more: Option) -> OptionsError:
+    """An :class:`OptionsError` whose message starts with the option and its value.
+
+    ``problem`` follows it (``" must be ..."``, ``": ..."``); ``more`` are further options
+    the message names, so that a front end can respell every one of them.
+    """
+    given = Option(name, value)
+    return OptionsError(f"{given}{problem}", options=[given, *more])
+
+
 def _choice(name: str, value: object, allowed: Sequence[str]) -> None:
     if value not in allowed:
-        raise OptionsError(
-            f"{option_text(name, value)} is not allowed; choose one of {list(allowed)}"
-        )
+        raise _invalid(name, value, f" is not allowed; choose one of {list(allowed)}")
 
 
 def _positive_int(name: str, value: object, *, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise OptionsError(f"{option_text(name, value)} must be an integer >= {minimum}")
+        raise _invalid(name, value, f" must be an integer >= {minimum}")
 
 
 def _parse_beam_options(value: object) -> tuple[tuple[str, str], ...]:
@@ -57,48 +69,65 @@ def _parse_beam_options(value: object) -> tuple[tuple[str, str], ...]:
     if isinstance(value, Mapping):
         items: Iterable[Any] = value.items()
     elif isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise OptionsError(
-            f"beam_options={value!r} must be a mapping or a list of 'KEY=VALUE' strings"
-        )
+        raise _invalid("beam_options", value, " must be a mapping or a list of 'KEY=VALUE' strings")
     else:
         items = value
     for item in items:
         if isinstance(item, str):
             key, sep, val = item.partition("=")
             if not sep:
-                raise OptionsError(
-                    f"{option_text('beam_options', item)}: not of the form KEY=VALUE "
-                    "(e.g. 'runner=DataflowRunner')"
-                )
+                example = "(e.g. 'runner=DataflowRunner')"
+                raise _invalid("beam_options", item, f": not of the form KEY=VALUE {example}")
         elif isinstance(item, tuple) and len(item) == 2:
             key, val = str(item[0]), str(item[1])
         else:
-            raise OptionsError(f"beam_options: {item!r} must be 'KEY=VALUE' or a (key, value) pair")
+            raise _invalid("beam_options", item, " must be 'KEY=VALUE' or a (key, value) pair")
         key = key.strip().removeprefix("--")
         if not key:
-            raise OptionsError(f"beam_options: {item!r} has an empty key")
+            raise _invalid("beam_options", item, " has an empty key")
         pairs.append((key, val))
     return tuple(sorted(pairs))
 
 
 def _check_dask_address(address: object, runner: str, workers: int | None) -> None:
+    """The one rule for ``dask_address``: ``runner="dask"``, a parsable address, no workers."""
     if runner != "dask":
-        raise OptionsError(
-            f"dask_address={address!r} needs runner='dask' (--runner dask); runner={runner!r}"
-        )
+        need, have = Option("runner", "dask"), Option("runner", runner)
+        raise _invalid("dask_address", address, f" needs {need}, not {have}", need, have)
     scheme, sep, rest = address.partition("://") if isinstance(address, str) else ("", "", "")
+    expected = (
+        f" is not a Dask scheduler address; expected SCHEME://HOST:PORT with SCHEME one of "
+        f"{list(DASK_SCHEMES)}, e.g. 'tcp://10.0.0.5:8786'"
+    )
     if not sep or scheme not in DASK_SCHEMES or not rest.strip():
-        raise OptionsError(
-            f"dask_address={address!r} is not a Dask scheduler address; expected "
-            f"SCHEME://HOST:PORT with SCHEME one of {list(DASK_SCHEMES)}, "
-            "e.g. 'tcp://10.0.0.5:8786'"
-        )
+        raise _invalid("dask_address", address, expected)
+    if scheme in _HOST_PORT_SCHEMES:
+        try:  # urlsplit checks brackets ('tcp://[::1') and the port's range
+            parts = urlsplit(str(address))
+            host, _ = parts.hostname, parts.port
+        except ValueError as err:
+            raise _invalid("dask_address", address, f"{expected} ({err})") from None
+        if not host:
+            raise _invalid("dask_address", address, f"{expected} (no host)")
     if workers is not None:
-        raise OptionsError(
-            f"workers={workers!r} has no effect with dask_address={address!r}: the cluster's "
-            "workers write the shards; scale the cluster instead (or drop dask_address to "
-            "start a LocalCluster of `workers` processes)"
+        raise _invalid(
+            "workers",
+            workers,
+            f" has no effect with {Option('dask_address', address)}: the cluster's workers "
+            "write the shards; scale the cluster instead (or leave out dask_address to start "
+            "a LocalCluster of `workers` processes)",
+            Option("dask_address", address),
         )
+
+
+def _check_seconds(name: str, value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise _invalid(name, value, " must be a number of seconds > 0")
 
 
 @dataclass(frozen=True)
@@ -143,6 +172,10 @@ class ConvertOptions:
     # runner="dask": the scheduler to submit to, e.g. "tcp://10.0.0.5:8786"; None starts a
     # LocalCluster of `workers` processes on this machine.
     dask_address: str | None = None
+    # runner="dask" with dask_address: seconds to wait for the scheduler to answer before
+    # failing with a message naming the address (distributed's own connect timeout is also
+    # 30 s; a refused connection fails at once).
+    dask_timeout: float = _DASK_TIMEOUT
     # Extra Beam pipeline options (KEY=VALUE), e.g. runner=DataflowRunner, project=...
     beam_options: tuple[tuple[str, str], ...] = ()
     # Never destroy a previous conversion made with other options unless asked.
@@ -170,16 +203,16 @@ class ConvertOptions:
         _positive_int("sites_per_shard", self.sites_per_shard)
         _positive_int("seed", self.seed, minimum=0)
         if self.seed >= 2**32:
-            raise OptionsError(f"seed={self.seed!r} must be below 2**32")
+            raise _invalid("seed", self.seed, " must be below 2**32")
         _choice("encoding", self.encoding, ENCODINGS)
         _choice("compression", self.compression, COMPRESSIONS)
         datasets = (self.datasets,) if isinstance(self.datasets, str) else tuple(self.datasets)
         if not datasets:
-            raise OptionsError(f"datasets={self.datasets!r} is empty; choose from {DATASETS}")
+            raise _invalid("datasets", self.datasets, f" is empty; choose from {DATASETS}")
         for ds in datasets:
             _choice("datasets", ds, DATASETS)
         if len(set(datasets)) != len(datasets):
-            raise OptionsError(f"datasets={self.datasets!r} lists a data set twice")
+            raise _invalid("datasets", self.datasets, " lists a data set twice")
         object.__setattr__(self, "datasets", tuple(d for d in DATASETS if d in datasets))
         if self.workers is not None:
             _positive_int("workers", self.workers)
@@ -187,16 +220,25 @@ class ConvertOptions:
         _choice("runner", self.runner, RUNNERS)
         if self.dask_address is not None:
             _check_dask_address(self.dask_address, self.runner, self.workers)
+        _check_seconds("dask_timeout", self.dask_timeout)
+        object.__setattr__(self, "dask_timeout", float(self.dask_timeout))
+        if self.dask_address is None and self.dask_timeout != _DASK_TIMEOUT:
+            raise _invalid(
+                "dask_timeout",
+                self.dask_timeout,
+                " has no effect without dask_address (it bounds the wait for an existing "
+                "scheduler; a LocalCluster is started here)",
+            )
         object.__setattr__(self, "beam_options", _parse_beam_options(self.beam_options))
         for name in ("include_controls", "overwrite", "validate", "decode", "scan"):
             if not isinstance(getattr(self, name), bool):
-                raise OptionsError(f"{name}={getattr(self, name)!r} must be True or False")
+                raise _invalid(name, getattr(self, name), " must be True or False")
         if self.progress is not None and not isinstance(self.progress, bool):
-            raise OptionsError(f"progress={self.progress!r} must be True, False or None")
+            raise _invalid("progress", self.progress, " must be True, False or None")
         if self.image_shape is not None:
             shape = tuple(self.image_shape)
             if len(shape) != 2:
-                raise OptionsError(f"image_shape={self.image_shape!r} must be (height, width)")
+                raise _invalid("image_shape", self.image_shape, " must be (height, width)")
             for v in shape:
                 _positive_int("image_shape", v)
             object.__setattr__(self, "image_shape", (int(shape[0]), int(shape[1])))
@@ -205,11 +247,9 @@ class ConvertOptions:
             try:
                 names = tuple(sorted({normalize_experiment(e) for e in given}))
             except (ParseError, TypeError) as err:
-                raise OptionsError(
-                    f"{option_text('experiments', self.experiments)}: {err}"
-                ) from None
+                raise _invalid("experiments", self.experiments, f": {err}") from None
             if not names:
-                raise OptionsError(f"{option_text('experiments', ())} is empty; use None for all")
+                raise _invalid("experiments", (), " is empty; use None for all")
             object.__setattr__(self, "experiments", names)
 
     @property

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from rxdata import _io
 from rxdata.conversion.options import REPORT_NAME
-from rxdata.errors import OutputExistsError, RecordError, option_text
+from rxdata.errors import Option, OutputExistsError, RecordError
 from rxdata.records import LOCK_NAME, MANIFEST_NAME, PROGRESS_DIR
 
 log = logging.getLogger(__name__)
@@ -208,11 +208,13 @@ def refuse_foreign(output_dir: str, listing: OutputFiles) -> None:
     """
     foreign = listing.foreign
     if foreign:
+        overwrite = Option("overwrite")
         raise OutputExistsError(
             f"{output_dir} holds {len(foreign)} file(s) that rxdata did not write, e.g. "
-            f"{[_io.join(output_dir, f) for f in foreign[:5]]}; {option_text('overwrite')} "
+            f"{[_io.join(output_dir, f) for f in foreign[:5]]}; {overwrite} "
             "deletes conversion outputs only and will not leave them mixed in: move them "
-            "out, or choose another output directory"
+            "out, or choose another output directory",
+            options=[overwrite],
         )
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from rxdata import _io
 from rxdata.conversion.options import ConvertOptions
-from rxdata.errors import MetadataError, ParseError, option_text
+from rxdata.errors import MetadataError, Option, ParseError
 from rxdata.naming import DATASETS, normalize_experiment
 from rxdata.roots import DataRoot
 
@@ -61,10 +61,11 @@ def select_sites(metadata: pd.DataFrame, options: ConvertOptions) -> pd.DataFram
         canonical = df["experiment"].astype(str).map(normalize_experiment)
         absent = sorted(set(options.experiments) - set(canonical))
         if absent:
+            given = Option("experiments", options.experiments)
             raise MetadataError(
-                f"{option_text('experiments', options.experiments)}: {absent} not in the "
-                f"metadata's {list(options.datasets)} sites; it has "
-                f"{sorted(set(canonical))}"
+                f"{given}: {absent} not in the metadata's {list(options.datasets)} sites; "
+                f"it has {sorted(set(canonical))}",
+                options=[given],
             )
         df = df[canonical.isin(options.experiments).to_numpy()]
     if not options.include_controls:

@@ -44,7 +44,7 @@ from rxdata.errors import (
     ImageDecodeError,
     ImageNotFoundError,
     ImageReadError,
-    option_text,
+    Option,
 )
 from rxdata.naming import CHANNELS, image_path
 from rxdata.records import PROGRESS_DIR
@@ -172,9 +172,6 @@ class ShardContext:
         decode: Also decode each PNG (``png`` encoding).
         on_error: ``"raise"`` or ``"skip"``.
         image_shape: ``(height, width)`` every image must have.
-        option_flags: The command line's flag table when the run was planned under it
-            (:func:`rxdata.errors.option_flags`), so that a remote worker's messages name
-            flags too; None in Python.
     """
 
     images_root: str
@@ -186,7 +183,6 @@ class ShardContext:
     decode: bool
     on_error: str
     image_shape: tuple[int, int]
-    option_flags: str | None = None
 
 
 @dataclass(frozen=True)
@@ -352,11 +348,11 @@ def _examples(
             pngs, pixels, content = load_site(ctx, row)
         except BadSite as bad:
             if ctx.on_error == "raise":
+                skip = Option("on_error", "skip")
                 raise ConvertError(
                     f"site {row['site_id']} (shard {task.spec.path}): {bad}. "
-                    f"Fix or remove the file, or pass "
-                    f"{option_text('on_error', 'skip', flags=ctx.option_flags)} "
-                    "to convert the rest and report it"
+                    f"Fix or remove the file, or pass {skip} to convert the rest and report it",
+                    options=[skip],
                 ) from bad.error
             skipped.append(
                 SkippedSite(
