@@ -83,10 +83,12 @@ def _experiments(cell_type: str, first: int, last: int) -> tuple[str, ...]:
 
 # The WILDS RxRx1 "official" scheme (p-lambda/wilds, wilds/datasets/rxrx1_dataset.py):
 # train = site 1 of the 33 Kaggle training experiments, id_test = site 2 of the same,
-# val = 4 of the Kaggle test experiments (the first of each cell type), test = the other
-# 14. WILDS stores the assignment in its own metadata.csv; the experiment lists below
-# are the ones its published split statistics imply (val: one experiment per cell type,
-# test: 3 HEPG2, 7 HUVEC, 3 RPE, 1 U2OS).
+# val = 4 of the 18 Kaggle test experiments, test = the other 14. WILDS' code reads the
+# assignment from the ``dataset`` column (train/val/test) of the metadata.csv in its
+# RxRx1 v1.0 archive. The 4 val experiments are the Kaggle competition's public
+# leaderboard experiments (HUVEC-17, HEPG2-08, RPE-08, U2OS-04: Kaggle discussion 98075,
+# and the 1st-place write-up's "LB probing" section), one per cell type as WILDS' split
+# counts require; rxdata has not read WILDS' metadata.csv itself.
 WILDS_TRAIN_EXPERIMENTS: tuple[str, ...] = (
     _experiments("HEPG2", 1, 7)
     + _experiments("HUVEC", 1, 16)
@@ -710,8 +712,15 @@ def group_split(
     return Split(members, by=columns, scheme="group", seed=seed)
 
 
-def wilds_split(metadata: pd.DataFrame, *, on_missing: OnMissing = "raise") -> Split:
-    """The WILDS RxRx1 ``official`` split, over ``(experiment, site)`` groups.
+def wilds_split(
+    metadata: pd.DataFrame,
+    *,
+    on_missing: OnMissing = "raise",
+    scheme: Literal["official", "mixed-to-test"] = "official",
+) -> Split:
+    """The WILDS RxRx1 split (``official`` or ``mixed-to-test``), over ``(experiment, site)``.
+
+    ``official`` (WILDS' default):
 
     | part | experiments | sites |
     |---|---|---|
@@ -719,6 +728,22 @@ def wilds_split(metadata: pd.DataFrame, *, on_missing: OnMissing = "raise") -> S
     | ``id_test`` | the same 33 | site 2 |
     | ``val`` | HEPG2-08, HUVEC-17, RPE-08, U2OS-04 | both |
     | ``test`` | the other 14 Kaggle test experiments | both |
+
+    ``mixed-to-test`` (WILDS' second scheme: the test experiments are seen in training):
+
+    | part | experiments | sites |
+    |---|---|---|
+    | ``train`` | 19 training experiments (all but HEPG2-01..03, HUVEC-01..07, RPE-01..03, U2OS-01) and the 14 test experiments | site 1 |
+    | ``val`` | as ``official`` | both |
+    | ``test`` | the 14 test experiments | site 2 |
+
+    Sources: WILDS' ``RxRx1Dataset`` (p-lambda/wilds, ``wilds/datasets/rxrx1_dataset.py``)
+    defines both schemes; it reads train/val/test from the ``dataset`` column of the
+    ``metadata.csv`` in its RxRx1 archive, and for ``mixed-to-test`` drops, for each test
+    experiment, one training experiment of its cell type, counting from ``-01``. The
+    ``val`` experiments are the Kaggle competition's public-leaderboard experiments
+    (Kaggle discussion 98075; the 1st-place write-up), one per cell type as WILDS' counts
+    require; rxdata's lists were not read from WILDS' ``metadata.csv``.
 
     ``val`` and ``test`` are experiments of the Kaggle *test* set. With only the Kaggle
     CSVs, their treatment wells have no labels (``test.csv`` has none); only their
@@ -734,9 +759,11 @@ def wilds_split(metadata: pd.DataFrame, *, on_missing: OnMissing = "raise") -> S
         on_missing: when some of the 51 experiments are not in ``metadata``: ``"raise"``
             a ``SplitError`` naming them, ``"warn"``, or ``"allow"`` (the split still
             lists them; :meth:`Split.report` shows them as absent).
+        scheme: ``"official"`` or ``"mixed-to-test"``.
 
     Returns:
-        A :class:`Split` with ``by=("experiment", "site")`` (scheme ``"wilds"``).
+        A :class:`Split` with ``by=("experiment", "site")`` (scheme ``"wilds"`` or
+        ``"wilds-mixed-to-test"``).
 
     Example:
         >>> import pandas as pd
@@ -744,9 +771,14 @@ def wilds_split(metadata: pd.DataFrame, *, on_missing: OnMissing = "raise") -> S
         ...                      "site": [1, 2, 1]})
         >>> wilds_split(meta, on_missing="allow").assign(meta).tolist()
         ['train', 'id_test', 'val']
+        >>> mixed = wilds_split(meta, on_missing="allow", scheme="mixed-to-test")
+        >>> sorted(mixed.parts), mixed.part_of(("HUVEC-18", "1")), mixed.part_of(("HUVEC-01", "1"))
+        (['test', 'train', 'val'], 'train', None)
     """
     if on_missing not in ("allow", "warn", "raise"):
         raise SplitError(f"on_missing must be 'allow', 'warn' or 'raise', got {on_missing!r}")
+    if scheme not in ("official", "mixed-to-test"):
+        raise SplitError(f"scheme must be 'official' or 'mixed-to-test', got {scheme!r}")
     _require_columns(metadata, ("experiment", "site"), "wilds_split")
     # Match experiments on their canonical spelling (HUVEC-1 is HUVEC-01) and key the split
     # on the spelling the metadata uses, so it resolves against this table.
@@ -768,10 +800,23 @@ def wilds_split(metadata: pd.DataFrame, *, on_missing: OnMissing = "raise") -> S
     def name(exp: str) -> str:
         return spelling.get(exp, exp)
 
+    val = {(name(e), s) for e in WILDS_VAL_EXPERIMENTS for s in ("1", "2")}
+    if scheme == "mixed-to-test":
+        dropped = set()  # per test experiment, a training experiment of its cell type
+        for cell_type in sorted({e.split("-")[0] for e in WILDS_TEST_EXPERIMENTS}):
+            count = sum(e.startswith(f"{cell_type}-") for e in WILDS_TEST_EXPERIMENTS)
+            dropped |= set(_experiments(cell_type, 1, count))
+        kept = [e for e in WILDS_TRAIN_EXPERIMENTS if e not in dropped]
+        mixed = {
+            "train": {(name(e), "1") for e in kept + list(WILDS_TEST_EXPERIMENTS)},
+            "val": val,
+            "test": {(name(e), "2") for e in WILDS_TEST_EXPERIMENTS},
+        }
+        return Split(mixed, by=("experiment", "site"), scheme="wilds-mixed-to-test")
     parts = {
         "train": {(name(e), "1") for e in WILDS_TRAIN_EXPERIMENTS},
         "id_test": {(name(e), "2") for e in WILDS_TRAIN_EXPERIMENTS},
-        "val": {(name(e), s) for e in WILDS_VAL_EXPERIMENTS for s in ("1", "2")},
+        "val": val,
         "test": {(name(e), s) for e in WILDS_TEST_EXPERIMENTS for s in ("1", "2")},
     }
     return Split(parts, by=("experiment", "site"), scheme="wilds")
