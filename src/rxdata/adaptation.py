@@ -8,8 +8,8 @@ model's trainable weights.
   practical domain adaptation", 2016): replace every BatchNormalization layer's moving
   mean and variance by the population mean and variance of its inputs over all the given
   images (one plate's or one experiment's), so that a batch effect the layers' inputs
-  still carry is normalized away by the group's own statistics. The 5th-place RxRx1 solution recomputed BatchNorm
-  statistics per plate.
+  still carry is normalized away by the group's own statistics. The 5th-place RxRx1
+  solution recomputed BatchNorm statistics per plate.
 * :func:`predict_per_group`: predict every group (plate or experiment) with statistics
   adapted to that group, then restore the model's own statistics.
 * :func:`dihedral_tta`: a model that averages another model's outputs over the 8
@@ -169,8 +169,9 @@ def predict_per_group(
     """Predict each group with BatchNorm statistics adapted to it (AdaBN per plate).
 
     For every group the model's statistics are recomputed on the group's own images
-    (:func:`adapt_batchnorm`: one pass per BatchNormalization layer), the group is predicted (:func:`rxdata.pipeline.predict`),
-    and finally the model's original statistics are restored, so the model is unchanged.
+    (:func:`adapt_batchnorm`: one pass per BatchNormalization layer), the group is
+    predicted (:func:`rxdata.pipeline.predict`), and finally the model's original
+    statistics are restored, so the model is unchanged.
 
     Args:
         model: A Keras model with BatchNormalization layers.

@@ -729,11 +729,13 @@ def wilds_split(
     | ``val`` | HEPG2-08, HUVEC-17, RPE-08, U2OS-04 | both |
     | ``test`` | the other 14 Kaggle test experiments | both |
 
-    ``mixed-to-test`` (WILDS' second scheme: the test experiments are seen in training):
+    ``mixed-to-test`` (WILDS' second scheme: the test experiments are seen in training;
+    the 19 are the training experiments less HEPG2-01..03, HUVEC-01..07, RPE-01..03 and
+    U2OS-01):
 
     | part | experiments | sites |
     |---|---|---|
-    | ``train`` | 19 training experiments (all but HEPG2-01..03, HUVEC-01..07, RPE-01..03, U2OS-01) and the 14 test experiments | site 1 |
+    | ``train`` | 19 training experiments + the 14 test experiments | site 1 |
     | ``val`` | as ``official`` | both |
     | ``test`` | the 14 test experiments | site 2 |
 
