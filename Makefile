@@ -23,12 +23,12 @@ test: $(STAMP) lint docs
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
-	$(BIN)/ruff check --no-cache src tests examples benchmarks docs
-	$(BIN)/ruff format --no-cache --check src tests examples benchmarks docs README.md
+	$(BIN)/ruff check --no-cache src tests examples benchmarks docs tools
+	$(BIN)/ruff format --no-cache --check src tests examples benchmarks docs tools README.md
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix src tests examples benchmarks docs
+	$(BIN)/ruff check --fix src tests examples benchmarks docs tools
 	$(BIN)/ruff format src tests examples benchmarks docs
 
 docs: $(STAMP)

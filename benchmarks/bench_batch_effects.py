@@ -750,6 +750,7 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--smoke", action="store_true", help="a short check that it all runs")
     p.add_argument("--out", default="bench-batch-effects", help="output folder")
     p.add_argument("--data", help="a real RxRx1 root (either layout) instead of synthetic data")
+    p.add_argument("--metadata", help="--data: the metadata's folder or file (default: ROOT)")
     p.add_argument("--image-size", type=_positive, help="--data: images resized to N x N")
     p.add_argument("--classes", type=_positive, help="--data: keep the first N siRNAs")
     p.add_argument("--data-seeds", type=_positive, help="override the data seeds")
@@ -770,14 +771,15 @@ def main(argv: list[str] | None = None) -> int:
         "classes": args.classes,
     }
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
-    if args.data is None and (args.image_size or args.classes):
-        raise SystemExit("error: --image-size and --classes apply to --data only")
+    if args.data is None and (args.image_size or args.classes or args.metadata):
+        raise SystemExit("error: --metadata, --image-size and --classes apply to --data only")
     if cfg.experiments_per_cell_type < 3 and args.data is None:
         raise SystemExit("error: at least 3 experiments per cell type (train, val, test)")
     out = Path(args.out)
     start, cpu0 = time.perf_counter(), cpu_seconds()
     if args.data is not None:
-        plan = plan_real(Path(args.data), cfg)  # refuses unusable data before any work
+        meta = Path(args.metadata) if args.metadata else None
+        plan = plan_real(Path(args.data), cfg, meta)  # refuses unusable data before any work
     with claim(out):
         fresh_output(out)
         log(f"configuration: {name} {cfg}")
@@ -826,8 +828,114 @@ def synthetic_runs(cfg: Config, out: Path) -> Iterator[Run]:
         shutil.rmtree(out / f"records-{data_seed}", ignore_errors=True)
 
 
-def plan_real(root: Path, cfg: Config) -> Any:
-    raise SystemExit("error: --data is not available yet")
+#: Real data: the fewest labeled treatment sites a part needs per cell type.
+MIN_SITES = {"train": 2, "val": 1, "ood": 1}
+
+
+@dataclass
+class RealPlan:
+    """What a ``--data`` run will read: the sites, the two WILDS splits, the classes."""
+
+    root: Path
+    metadata: pd.DataFrame  # the complete sites of the chosen classes and the controls
+    splits: list[tuple[int, Any]]  # (held-out choice, split): official, mixed-to-test
+    classes: list[int]
+    cfg: Config
+
+    def runs(self, out: Path) -> Iterator[Run]:
+        """Convert the planned sites, measure their pixel statistics, yield the runs."""
+        from rxdata import ConvertOptions, compute_pixel_stats, convert
+
+        records = out / "records-real"
+        log(f"converting {len(self.metadata)} sites of {self.root}")
+        convert(
+            self.root,
+            records,
+            metadata=self.metadata,
+            options=ConvertOptions(
+                strategy="by_experiment", workers=self.cfg.workers, progress=False, scan=False
+            ),
+        )
+        log("pixel statistics")
+        stats = compute_pixel_stats(
+            self.root, self.metadata, workers=self.cfg.workers, progress=False
+        )
+        files = sorted(glob.glob(str(records / "**" / "*.tfrecord"), recursive=True))
+        data = Data(0, files, self.metadata, stats, self.classes, resize=self.cfg.image_size)
+        for heldout, split in self.splits[: self.cfg.heldouts]:
+            yield make_run(data, self.cfg, heldout, split)
+
+
+def plan_real(root: Path, cfg: Config, metadata_path: Path | None = None) -> RealPlan:
+    """Read a real RxRx1 root and plan the run; refuse, with the counts, what cannot run.
+
+    The splits are WILDS' (:func:`rxdata.splits.wilds_split`): held-out choice 0 is
+    ``official`` (train, id_test, val, test) and 1 is ``mixed-to-test`` (no id_test).
+    Only sites with all six channel images are used. Every part needs labeled treatment
+    sites of every cell type (:data:`MIN_SITES`); the Kaggle CSVs do not label the test
+    experiments' treatments (WILDS' val and test), the full release's ``metadata.csv``
+    does. ``metadata_path`` is the metadata's folder or file when it is not ``root``.
+    """
+    from rxdata import read_metadata
+    from rxdata.errors import RxDataError
+    from rxdata.metadata import scan_images
+    from rxdata.splits import wilds_split
+
+    try:
+        metadata = read_metadata(metadata_path or root)
+        found = scan_images(root).sites
+        official = wilds_split(metadata, on_missing="raise")
+        mixed = wilds_split(metadata, on_missing="raise", scheme="mixed-to-test")
+    except RxDataError as err:
+        raise SystemExit(f"error: --data {root}: {err}") from None
+    complete = set(found.loc[found["complete"], "site_id"].astype(str))
+    usable = metadata[metadata["site_id"].astype(str).isin(complete)]
+    classes = treatment_classes(usable, cfg.classes)
+    treated = usable[(usable["well_type"] == "treatment") & usable["sirna_id"].notna()]
+    treated = treated[treated["sirna_id"].astype(int).isin(classes)]
+    parts = official.assign(treated)
+    problems = []
+    for part, part_name in (("train", "train"), ("val", "val"), ("ood", "test")):
+        counts = treated[parts == part_name].groupby("cell_type", observed=False).size()
+        counts = counts.reindex(list(CELL_TYPES), fill_value=0)
+        short = counts[counts < MIN_SITES[part]]
+        if len(short):
+            problems.append(
+                f"{part_name}: "
+                + ", ".join(f"{ct} {n}" for ct, n in short.items())
+                + f" labeled treatment sites with all 6 images (needs {MIN_SITES[part]})"
+            )
+    if problems:
+        unlabeled = metadata["sirna_id"].isna() & (metadata["well_type"] == "treatment")
+        hint = (
+            " The metadata labels no treatment of the test experiments (the Kaggle CSVs do "
+            "not): use the full RxRx1 release's metadata.csv."
+            if unlabeled.any()
+            else ""
+        )
+        raise SystemExit(
+            f"error: --data {root}: too few sites to train and score "
+            f"({len(complete)} of {len(metadata)} sites have all 6 images): "
+            + "; ".join(problems)
+            + "."
+            + hint
+        )
+    keep = usable["well_type"].ne("treatment") | usable["sirna_id"].astype("Int64").isin(classes)
+    chosen = usable[keep.fillna(False).to_numpy(dtype=bool)].reset_index(drop=True)
+
+    def renamed(split: Any) -> Any:  # the benchmark's part names
+        from rxdata import Split
+
+        names = {"id_test": "id", "test": "ood"}
+        return Split(
+            {names.get(k, k): v for k, v in split.parts.items()}, by=split.by, scheme=split.scheme
+        )
+
+    log(
+        f"--data {root}: {len(chosen)} sites ({len(classes)} classes) of {len(metadata)}; "
+        "splits: WILDS official and mixed-to-test"
+    )
+    return RealPlan(root, chosen, [(0, renamed(official)), (1, renamed(mixed))], classes, cfg)
 
 
 def print_summary(frame: pd.DataFrame) -> None:
