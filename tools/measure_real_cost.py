@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """What ``bench_batch_effects.py --data`` costs per 1,000 real-sized sites.
 
-Generates 1,000 full-release-layout sites at 512 x 512 px (the real image size; one
-experiment, 4 plates of 125 wells, 2 sites), then measures what a ``--data`` run does
+Generates 200 full-release-layout sites at 512 x 512 px (the real image size; one
+experiment, 4 plates of 25 wells, 2 sites), then measures what a ``--data`` run does
 before training: the conversion to TFRecords (PNG bytes kept), the pixel statistics,
 and one read of every site through ``make_dataset`` resized to 64 px. Prints wall-clock
 and CPU seconds (this process and its workers) and the disk the records take, per 1,000
-sites and projected to RxRx1's 125,510. The generation is not measured.
+sites (scaled from the 200) and projected to RxRx1's 125,510. The generation is not
+measured.
 
 Usage: ``python tools/measure_real_cost.py OUT [--workers 2]``.
 """
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     root = out / "rxrx1"
     options = SyntheticOptions(
         experiments=(("HEPG2", 1, 0),),
-        sirnas_per_plate=93,  # + 31 controls + 1 = 125 wells x 4 plates x 2 sites
+        sirnas_per_plate=24,  # + 1 negative control = 25 wells x 4 plates x 2 sites
+        positive_controls=0,
         image_size=512,
         layout="full",
         workers=args.workers,
