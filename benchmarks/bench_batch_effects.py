@@ -220,9 +220,12 @@ def claim(out: Path) -> Iterator[None]:
             raise SystemExit(f"error: {marker} is not a file; remove it or choose another --out")
         lock = output_lock(out)
         lock.__enter__()
-    except ConvertError as err:
-        message = str(err).replace("by another conversion", "by another run")
-        raise SystemExit(f"error: {message}; wait for it to end or choose another --out") from None
+    except ConvertError as err:  # held by another run, or the folder cannot be made
+        message = str(err)
+        if "in use by another conversion" in message:
+            message = message.replace("by another conversion", "by another run")
+            message += "; wait for it to end or choose another --out"
+        raise SystemExit(f"error: {message}") from None
     except OSError as err:  # a path under a file, no permission, a dangling link, ...
         raise SystemExit(
             f"error: cannot use {out} as the benchmark's folder ({err.strerror or err}); "

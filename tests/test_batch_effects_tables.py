@@ -75,3 +75,16 @@ def test_the_section_is_replaced_between_its_markers_only():
     tables = _tables()
     page = f"intro\n{tables.BEGIN}\nold\n{tables.END}\noutro\n"
     assert tables.replace_section(page, "NEW") == "intro\nNEW\noutro\n"
+
+
+def test_the_cost_paragraph_projects_the_per_1000_figures_to_the_full_release():
+    tables = _tables()
+    step = {"wall_s_per_1000": 50.0, "cpu_s_per_1000": 36.0}
+    cost = {
+        "sites": 200, "image_size": 512, "workers": 2, "cpus": 2,
+        "png_mb_per_1000": 1000.0, "records_mb_per_1000": 800.0,
+        "steps": {"convert": step, "pixel statistics": step, "one read at 64 px": step},
+    }  # fmt: skip
+    text = tables.render_cost(cost)
+    assert "800 MB per 1,000 sites (100 GB for all 125,510)" in text
+    assert "36 s of CPU per 1,000 sites (1.3 CPU hours for all 125,510)" in text

@@ -9,13 +9,16 @@ and CPU seconds (this process and its workers) and the disk the records take, pe
 sites (scaled from the 200) and projected to RxRx1's 125,510. The generation is not
 measured.
 
-Usage: ``python tools/measure_real_cost.py OUT [--workers 2]``.
+Usage: ``python tools/measure_real_cost.py OUT [--workers 2]``; writes ``OUT/cost.json``
+(copied to docs/batch-effects-cost.json, from which tools/batch_effects_tables.py writes
+the page's cost paragraph).
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import resource
 import sys
@@ -96,6 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     read = sum(int(x.shape[0]) for x, _ in ds)
     results["one read at 64 px"] = (time.perf_counter() - t, _cpu() - c)
     scale = SITES / n
+    cost = {
+        "sites": n,
+        "image_size": 512,
+        "workers": args.workers,
+        "cpus": os.cpu_count(),
+        "load_average_at_end": list(os.getloadavg()),
+        "png_mb_per_1000": round(png_bytes / 1e6 * scale, 1),
+        "records_mb_per_1000": round(record_bytes / 1e6 * scale, 1),
+        "steps": {k: {"wall_s_per_1000": round(w * scale, 1), "cpu_s_per_1000": round(c * scale, 1)}
+                  for k, (w, c) in results.items()},
+    }  # fmt: skip
+    (out / "cost.json").write_text(json.dumps(cost, indent=2) + "\n")
     print(f"{n} sites of 512 x 512 x 6 ({read} read); PNGs {png_bytes / 1e6:.0f} MB")
     print(f"records: {record_bytes / 1e6 * scale:.0f} MB per 1,000 sites, "
           f"{record_bytes * FULL_RELEASE / n / 1e9:.0f} GB for {FULL_RELEASE:,}")  # fmt: skip
