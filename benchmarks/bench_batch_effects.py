@@ -789,13 +789,24 @@ def main(argv: list[str] | None = None) -> int:
         rows: list[dict[str, Any]] = []
         choices: list[dict[str, Any]] = []
 
-        def save() -> None:
+        def save(complete: bool) -> None:
             pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(
                 out / RESULTS[0], index=False, float_format="%.4f"
             )
             pd.DataFrame(choices, columns=list(CHOICES)).to_csv(
                 out / RESULTS[2], index=False, float_format="%.4f"
             )
+            info = {
+                "configuration": name,
+                "config": dataclasses.asdict(cfg),
+                "data": args.data,
+                "complete": complete,  # False while runs remain (or when stopped)
+                "wall_s": round(time.perf_counter() - start, 1),
+                "cpu_s": round(cpu_seconds() - cpu0, 1),
+                "cpus": os.cpu_count(),
+                "load_average_at_end": list(os.getloadavg()),
+            }
+            (out / RESULTS[3]).write_text(json.dumps(info, indent=2) + "\n")
 
         runs = plan.runs(out) if args.data is not None else synthetic_runs(cfg, out)
         for run in runs:
@@ -803,20 +814,11 @@ def main(argv: list[str] | None = None) -> int:
                 r, c = run_seed(run, seed)
                 rows += r
                 choices += c
-                save()  # partial results survive
+                save(complete=False)  # partial results survive
         frame = pd.DataFrame(rows, columns=list(COLUMNS))
         chart(frame, out / RESULTS[1], f"Held-out site accuracy by method ({name} run)")
+        save(complete=True)
         wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu0
-        info = {
-            "configuration": name,
-            "config": dataclasses.asdict(cfg),
-            "data": args.data,
-            "wall_s": round(wall, 1),
-            "cpu_s": round(cpu, 1),
-            "cpus": os.cpu_count(),
-            "load_average_at_end": list(os.getloadavg()),
-        }
-        (out / RESULTS[3]).write_text(json.dumps(info, indent=2) + "\n")
         print_summary(frame)
         log(f"wrote {out / RESULTS[0]}; wall {wall:.0f} s, CPU {cpu:.0f} s")
     return 0

@@ -53,7 +53,7 @@ def _check_results(out: Path, bench, methods=None) -> pd.DataFrame:
     assert list(choices.columns) == list(bench.CHOICES)
     assert {"epoch", "sd_floor", "batch"} == set(choices["choice"])
     run = json.loads((out / "run.json").read_text())
-    assert run["wall_s"] > 0 and run["cpu_s"] > 0
+    assert run["wall_s"] > 0 and run["cpu_s"] > 0 and run["complete"] is True
     assert (out / "batch_effects.png").stat().st_size > 10_000
     return frame
 

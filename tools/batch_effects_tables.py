@@ -83,6 +83,16 @@ def render(frame: pd.DataFrame, run: dict[str, Any]) -> str:
         f" {run['wall_s']:.0f} s of wall-clock time and {run['cpu_s']:.0f} s of CPU time on a"
         f" {run['cpus']}-core machine shared with other jobs (load average"
         f" {run['load_average_at_end'][2]:.1f} over the last 15 minutes at its end).",
+        *(
+            [
+                "",
+                f"**A partial run:** it was stopped after {n_runs} of its"
+                f" {classes['data_seeds'] * classes['heldouts'] * classes['model_seeds']}"
+                " planned runs; the times are those of the runs it finished.",
+            ]
+            if not run.get("complete", True)
+            else []
+        ),
         "",
         "Each cell is the mean ± sd over the runs. The last column is the paired difference"
         f" of held-out site accuracy to `{BASELINE}` (same data set, held-out choice and"
