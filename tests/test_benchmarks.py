@@ -223,7 +223,7 @@ def test_a_full_release_root_runs_with_the_wilds_split(tmp_path):
     generate(
         root,
         SyntheticOptions(
-            sirnas_per_plate=1, positive_controls=0, image_size=16, layout="full",
+            sirnas_per_plate=1, positive_controls=0, image_size=16, layout="full", plates=1,
             workers=1, progress=False,
         ),
     )  # fmt: skip
@@ -233,7 +233,7 @@ def test_a_full_release_root_runs_with_the_wilds_split(tmp_path):
          "--image-size", "64"],
         capture_output=True,
         text=True,
-        timeout=1800,
+        timeout=2400,  # the 51 experiments' plates are adapted and assigned one by one
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "splits: WILDS official and mixed-to-test" in proc.stdout

@@ -43,6 +43,7 @@ import io
 import math
 import os
 import warnings
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -81,14 +82,7 @@ def _experiments(cell_type: str, first: int, last: int) -> tuple[str, ...]:
     return tuple(normalize_experiment(f"{cell_type}-{i}") for i in range(first, last + 1))
 
 
-# The WILDS RxRx1 "official" scheme (p-lambda/wilds, wilds/datasets/rxrx1_dataset.py):
-# train = site 1 of the 33 Kaggle training experiments, id_test = site 2 of the same,
-# val = 4 of the 18 Kaggle test experiments, test = the other 14. WILDS' code reads the
-# assignment from the ``dataset`` column (train/val/test) of the metadata.csv in its
-# RxRx1 v1.0 archive. The 4 val experiments are the Kaggle competition's public
-# leaderboard experiments (HUVEC-17, HEPG2-08, RPE-08, U2OS-04: Kaggle discussion 98075,
-# and the 1st-place write-up's "LB probing" section), one per cell type as WILDS' split
-# counts require; rxdata has not read WILDS' metadata.csv itself.
+# The WILDS RxRx1 experiment lists (sources: wilds_split's docstring).
 WILDS_TRAIN_EXPERIMENTS: tuple[str, ...] = (
     _experiments("HEPG2", 1, 7)
     + _experiments("HUVEC", 1, 16)
@@ -720,40 +714,21 @@ def wilds_split(
 ) -> Split:
     """The WILDS RxRx1 split (``official`` or ``mixed-to-test``), over ``(experiment, site)``.
 
-    ``official`` (WILDS' default):
-
-    | part | experiments | sites |
+    | part | ``official`` (WILDS' default) | ``mixed-to-test`` |
     |---|---|---|
-    | ``train`` | the 33 Kaggle training experiments | site 1 |
-    | ``id_test`` | the same 33 | site 2 |
-    | ``val`` | HEPG2-08, HUVEC-17, RPE-08, U2OS-04 | both |
-    | ``test`` | the other 14 Kaggle test experiments | both |
+    | ``train`` | site 1 of the 33 training experiments | site 1 of 19 of them + the 14 (1) |
+    | ``id_test`` | site 2 of the same 33 | (none) |
+    | ``val`` | HEPG2-08, HUVEC-17, RPE-08, U2OS-04 (both sites) | as ``official`` |
+    | ``test`` | the other 14 Kaggle test experiments (both sites) | their site 2 |
 
-    ``mixed-to-test`` (WILDS' second scheme: the test experiments are seen in training;
-    the 19 are the training experiments less HEPG2-01..03, HUVEC-01..07, RPE-01..03 and
-    U2OS-01):
+    (1) less HEPG2-01..03, HUVEC-01..07, RPE-01..03, U2OS-01 (one per test experiment).
+    Source: WILDS' ``RxRx1Dataset`` (p-lambda/wilds, ``wilds/datasets/rxrx1_dataset.py``;
+    it reads ``dataset`` from its archive's ``metadata.csv``, which rxdata has not read).
+    Its ``val`` experiments are the Kaggle public-leaderboard ones (Kaggle discussion
+    98075; the 1st-place write-up), one per cell type as WILDS' counts require.
 
-    | part | experiments | sites |
-    |---|---|---|
-    | ``train`` | 19 training experiments + the 14 test experiments | site 1 |
-    | ``val`` | as ``official`` | both |
-    | ``test`` | the 14 test experiments | site 2 |
-
-    Sources: WILDS' ``RxRx1Dataset`` (p-lambda/wilds, ``wilds/datasets/rxrx1_dataset.py``)
-    defines both schemes; it reads train/val/test from the ``dataset`` column of the
-    ``metadata.csv`` in its RxRx1 archive, and for ``mixed-to-test`` drops, for each test
-    experiment, one training experiment of its cell type, counting from ``-01``. The
-    ``val`` experiments are the Kaggle competition's public-leaderboard experiments
-    (Kaggle discussion 98075; the 1st-place write-up), one per cell type as WILDS' counts
-    require; rxdata's lists were not read from WILDS' ``metadata.csv``.
-
-    ``val`` and ``test`` are experiments of the Kaggle *test* set. With only the Kaggle
-    CSVs, their treatment wells have no labels (``test.csv`` has none); only their
-    controls (``test_controls.csv``, 1108..1138) are labeled, so ``val``/``test``
-    accuracy can be measured on controls only (``counts()``' ``labeled_sites`` column
-    shows how many). The full RxRx1 release's ``metadata.csv`` labels every well, which is
-    what WILDS evaluates on. ``train`` and ``id_test`` share experiments by design (the
-    report lists them as shared).
+    The Kaggle CSVs label only the controls of ``val``/``test`` (``counts()``'
+    ``labeled_sites``); the full release's ``metadata.csv`` labels every well.
 
     Args:
         metadata: table with ``experiment`` and ``site``. Experiments match on their
@@ -764,8 +739,7 @@ def wilds_split(
         scheme: ``"official"`` or ``"mixed-to-test"``.
 
     Returns:
-        A :class:`Split` with ``by=("experiment", "site")`` (scheme ``"wilds"`` or
-        ``"wilds-mixed-to-test"``).
+        A :class:`Split` by ``("experiment", "site")``, scheme ``"wilds[-mixed-to-test]"``.
 
     Example:
         >>> import pandas as pd
@@ -773,17 +747,15 @@ def wilds_split(
         ...                      "site": [1, 2, 1]})
         >>> wilds_split(meta, on_missing="allow").assign(meta).tolist()
         ['train', 'id_test', 'val']
-        >>> mixed = wilds_split(meta, on_missing="allow", scheme="mixed-to-test")
-        >>> sorted(mixed.parts), mixed.part_of(("HUVEC-18", "1")), mixed.part_of(("HUVEC-01", "1"))
-        (['test', 'train', 'val'], 'train', None)
+        >>> wilds_split(meta, on_missing="allow", scheme="mixed-to-test").assign(meta).tolist()
+        [None, None, 'val']
     """
     if on_missing not in ("allow", "warn", "raise"):
         raise SplitError(f"on_missing must be 'allow', 'warn' or 'raise', got {on_missing!r}")
     if scheme not in ("official", "mixed-to-test"):
         raise SplitError(f"scheme must be 'official' or 'mixed-to-test', got {scheme!r}")
     _require_columns(metadata, ("experiment", "site"), "wilds_split")
-    # Match experiments on their canonical spelling (HUVEC-1 is HUVEC-01) and key the split
-    # on the spelling the metadata uses, so it resolves against this table.
+    # match on the canonical spelling (HUVEC-1 is HUVEC-01), key on the metadata's own
     spelling: dict[str, str] = {}
     for written in metadata["experiment"].astype("string").dropna().unique():
         try:
@@ -793,34 +765,23 @@ def wilds_split(
     wanted = WILDS_TRAIN_EXPERIMENTS + WILDS_VAL_EXPERIMENTS + WILDS_TEST_EXPERIMENTS
     missing = [e for e in wanted if e not in spelling]
     if missing:
-        _handle_missing(
-            f"wilds_split: {len(missing)} of its 51 experiments are not in the metadata: "
-            f"{preview(missing)}",
-            on_missing,
-        )
+        message = f"{len(missing)} of its 51 experiments are not in the metadata"
+        _handle_missing(f"wilds_split: {message}: {preview(missing)}", on_missing)
 
     def name(exp: str) -> str:
         return spelling.get(exp, exp)
 
     val = {(name(e), s) for e in WILDS_VAL_EXPERIMENTS for s in ("1", "2")}
-    if scheme == "mixed-to-test":
-        dropped = set()  # per test experiment, a training experiment of its cell type
-        for cell_type in sorted({e.split("-")[0] for e in WILDS_TEST_EXPERIMENTS}):
-            count = sum(e.startswith(f"{cell_type}-") for e in WILDS_TEST_EXPERIMENTS)
-            dropped |= set(_experiments(cell_type, 1, count))
-        kept = [e for e in WILDS_TRAIN_EXPERIMENTS if e not in dropped]
-        mixed = {
-            "train": {(name(e), "1") for e in kept + list(WILDS_TEST_EXPERIMENTS)},
-            "val": val,
-            "test": {(name(e), "2") for e in WILDS_TEST_EXPERIMENTS},
-        }
+    if scheme == "mixed-to-test":  # per test experiment, drop a training one of its type
+        n = Counter(e.split("-")[0] for e in WILDS_TEST_EXPERIMENTS)
+        dropped = {e for ct in n for e in _experiments(ct, 1, n[ct])}
+        kept = [e for e in WILDS_TRAIN_EXPERIMENTS if e not in dropped] + [*WILDS_TEST_EXPERIMENTS]
+        mixed = {"train": {(name(e), "1") for e in kept}, "val": val}
+        mixed["test"] = {(name(e), "2") for e in WILDS_TEST_EXPERIMENTS}
         return Split(mixed, by=("experiment", "site"), scheme="wilds-mixed-to-test")
-    parts = {
-        "train": {(name(e), "1") for e in WILDS_TRAIN_EXPERIMENTS},
-        "id_test": {(name(e), "2") for e in WILDS_TRAIN_EXPERIMENTS},
-        "val": val,
-        "test": {(name(e), s) for e in WILDS_TEST_EXPERIMENTS for s in ("1", "2")},
-    }
+    parts = {"train": {(name(e), "1") for e in WILDS_TRAIN_EXPERIMENTS}, "val": val}
+    parts["id_test"] = {(name(e), "2") for e in WILDS_TRAIN_EXPERIMENTS}
+    parts["test"] = {(name(e), s) for e in WILDS_TEST_EXPERIMENTS for s in ("1", "2")}
     return Split(parts, by=("experiment", "site"), scheme="wilds")
 
 
