@@ -726,7 +726,6 @@ def wilds_split(
     it reads ``dataset`` from its archive's ``metadata.csv``, which rxdata has not read).
     Its ``val`` experiments are the Kaggle public-leaderboard ones (Kaggle discussion
     98075; the 1st-place write-up), one per cell type as WILDS' counts require.
-
     The Kaggle CSVs label only the controls of ``val``/``test`` (``counts()``'
     ``labeled_sites``); the full release's ``metadata.csv`` labels every well.
 
@@ -748,7 +747,7 @@ def wilds_split(
         >>> wilds_split(meta, on_missing="allow").assign(meta).tolist()
         ['train', 'id_test', 'val']
         >>> wilds_split(meta, on_missing="allow", scheme="mixed-to-test").assign(meta).tolist()
-        [None, None, 'val']
+        [<NA>, <NA>, 'val']
     """
     if on_missing not in ("allow", "warn", "raise"):
         raise SplitError(f"on_missing must be 'allow', 'warn' or 'raise', got {on_missing!r}")
@@ -779,9 +778,10 @@ def wilds_split(
         mixed = {"train": {(name(e), "1") for e in kept}, "val": val}
         mixed["test"] = {(name(e), "2") for e in WILDS_TEST_EXPERIMENTS}
         return Split(mixed, by=("experiment", "site"), scheme="wilds-mixed-to-test")
-    parts = {"train": {(name(e), "1") for e in WILDS_TRAIN_EXPERIMENTS}, "val": val}
+    test_names = [name(e) for e in WILDS_TEST_EXPERIMENTS]
+    parts = {"train": {(name(e), "1") for e in WILDS_TRAIN_EXPERIMENTS}}
     parts["id_test"] = {(name(e), "2") for e in WILDS_TRAIN_EXPERIMENTS}
-    parts["test"] = {(name(e), s) for e in WILDS_TEST_EXPERIMENTS for s in ("1", "2")}
+    parts["val"], parts["test"] = val, {(e, s) for e in test_names for s in ("1", "2")}
     return Split(parts, by=("experiment", "site"), scheme="wilds")
 
 
