@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test lint format docs bench install clean
+.PHONY: demo test check lint format docs bench install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,14 +22,20 @@ demo: $(STAMP)
 test: $(STAMP) lint docs
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
+# The edit-test loop: unit tests and doctests, without the tests marked `cluster` (Beam,
+# Dask) or `subprocess` (CLI scripts, examples, benchmarks run as programs) or `slow`.
+# `make test` (what CI runs) still runs everything.
+check: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q -m "not cluster and not subprocess and not slow"
+
 lint: $(STAMP)
-	$(BIN)/ruff check --no-cache src tests examples benchmarks docs tools
-	$(BIN)/ruff format --no-cache --check src tests examples benchmarks docs tools README.md
+	$(BIN)/ruff check --no-cache src tests examples benchmarks tools
+	$(BIN)/ruff format --no-cache --check src tests examples benchmarks tools README.md
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix src tests examples benchmarks docs tools
-	$(BIN)/ruff format src tests examples benchmarks docs
+	$(BIN)/ruff check --fix src tests examples benchmarks tools
+	$(BIN)/ruff format src tests examples benchmarks tools
 
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --site-dir site

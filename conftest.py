@@ -9,7 +9,6 @@ live in ``tests/conftest.py``.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -25,10 +24,6 @@ os.environ.setdefault("MPLBACKEND", "Agg")  # no display on CI machines
 settings.register_profile("rxdata", deadline=None, print_blob=True)
 settings.register_profile("dev")
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "rxdata"))
-
-# The Beam runner is an optional extra (rxdata[beam]); without it, do not collect its module.
-collect_ignore = [] if importlib.util.find_spec("apache_beam") else ["src/rxdata/_beam.py"]
-
 
 @pytest.fixture(autouse=True)
 def _doctest_in_tmp_cwd(request: pytest.FixtureRequest) -> None:

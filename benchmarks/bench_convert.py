@@ -191,7 +191,7 @@ def peak_mb(images_root: Path, md: pd.DataFrame, work: Path, encoding: str) -> f
 
 
 def write_report(results: dict[str, dict[str, float]], path: Path) -> None:
-    """Write the per-worker rates in the format ``docs/gen_figures.py`` charts."""
+    """Write the per-worker rates in the format ``tools/gen_figures.py`` charts."""
     sets = {"real": "real RxRx1 images", "synthetic": "synthetic 512x512"}
     labels = {"baseline": "baseline (rxrx1-utils style)", "raw": "rxdata raw", "png": "rxdata png"}
     rows = [

@@ -3,8 +3,8 @@
 Measures, on the real RxRx1 PNGs when available (else on synthetic 512x512 sites):
 
 * decoders: Pillow (the baseline, a hard dependency), imageio, OpenCV, pyspng and
-  ``tf.io.decode_png`` on the same bytes, plus ``rxdata.read_png`` (header check + the
-  fastest installed decoder) and ``rxdata.inspect_png`` (full CRC validation, no decode);
+  ``tf.io.decode_png`` on the same bytes, plus ``rxdata.images.read_png`` (header check + the
+  fastest installed decoder) and ``rxdata.images.inspect_png`` (full CRC validation, no decode);
 * RGB: the rxrx1-utils ``convert_tensor_to_rgb`` formula written plainly (the baseline:
   ``np.outer`` per channel, truncation, sum) against ``rxdata.convert_tensor_to_rgb``
   (per-channel lookup tables) and the TensorFlow twin ``rxdata.layers.rgb`` eagerly and
@@ -121,8 +121,8 @@ def decoders() -> dict[str, Callable[[bytes], np.ndarray]]:
     import tensorflow as tf
 
     out["tf.io.decode_png"] = lambda d: tf.io.decode_png(d).numpy()
-    out[f"rxdata.read_png ({images.DECODER})"] = images.read_png
-    out["rxdata.inspect_png (no decode)"] = lambda d: images.inspect_png(d)
+    out[f"rxdata.images.read_png ({images.DECODER})"] = images.read_png
+    out["rxdata.images.inspect_png (no decode)"] = lambda d: images.inspect_png(d)
     return out
 
 

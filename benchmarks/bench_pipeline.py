@@ -16,7 +16,7 @@ uncompressed), then measures sites/s and MB/s of decoded pixels for:
 Every pipeline is timed through ONE long-lived iterator (``repeat``): tearing down an
 AUTOTUNE iterator can stall for seconds, so teardown stays outside the timed region.
 
-Prints a table and writes ``bench-output/pipeline.json`` (for ``docs/gen_figures.py``).
+Prints a table and writes ``bench-output/pipeline.json`` (for ``tools/gen_figures.py``).
 
 ``--service`` instead measures the tf.data service (``PipelineOptions(data_service=...)``)
 on PNG records: ``make_dataset`` training throughput (``normalize_on="accelerator"``, so
@@ -64,7 +64,8 @@ LAYOUTS = (("raw", "none"), ("raw", "gzip"), ("png", "none"))
 # ---------------------------------------------------------------------------------------
 def synthetic_sites(n: int, size: int) -> list[tuple[dict, list[bytes]]]:
     """RxRx1-like sites (6 channels) from rxdata.synthetic, as (row, channel PNGs)."""
-    from rxdata.metadata import image_path, read_metadata
+    from rxdata.metadata import read_metadata
+    from rxdata.naming import image_path
     from rxdata.synthetic import SyntheticOptions, generate
 
     root = Path(tempfile.mkdtemp(prefix="bench-synth-"))

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from rxdata.metadata import KAGGLE_FILES, read_metadata
+from rxdata.metadata import read_metadata
+from rxdata.naming import KAGGLE_FILES
 from rxdata.synthetic import TARGET_CHANNEL_MEANS, SyntheticOptions, generate
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ epoch and a timed epoch, and prints sites/s:
   standardized in the model by ``rxdata.layers.Standardize``.
 
 Data: synthetic 6-channel sites (``rxdata.synthetic``) converted with ``rxdata.convert``.
-Writes ``bench-output/training.json`` (for ``docs/gen_figures.py``).
+Writes ``bench-output/training.json`` (for ``tools/gen_figures.py``).
 
 Run: ``.venv/bin/python benchmarks/bench_training.py [--target gpu] [--image-size 512]``.
 """

@@ -37,8 +37,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 DEMO_EXPERIMENTS = (("HEPG2", 3, 1), ("HUVEC", 3, 1), ("RPE", 3, 0), ("U2OS", 3, 0))
 # One held-out experiment per cell type (the rest train): 8 train, 4 held out.
 HELD_OUT = ("HEPG2-01", "HUVEC-02", "RPE-03", "U2OS-01")
@@ -264,7 +262,7 @@ def _synthetic_truth(options: Any, id_codes: Any) -> Any:
     """The labels the generator drew for test wells (unknown to every step above)."""
     import numpy as np
 
-    from rxdata.metadata import parse_id_code
+    from rxdata.naming import parse_id_code
     from rxdata.synthetic import plate_layout
 
     layouts: dict[tuple[str, int], dict[str, int]] = {}

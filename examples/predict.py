@@ -40,7 +40,6 @@ import argparse
 import posixpath
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -169,7 +168,7 @@ def test_wells_of(
         SubmissionError: a test well without a prediction, or a predicted well that is
             neither a test well nor a control of ``metadata``.
     """
-    from rxdata.metadata import NEGATIVE_CONTROL_WELL, POSITIVE_CONTROL_WELLS, parse_id_code
+    from rxdata.naming import NEGATIVE_CONTROL_WELL, POSITIVE_CONTROL_WELLS, parse_id_code
     from rxdata.submission import read_test_wells
 
     if metadata is None:
@@ -303,5 +302,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     sys.exit(main())

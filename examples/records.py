@@ -27,7 +27,7 @@ import pandas as pd
 
 from rxdata.conversion import MANIFEST_NAME, read_manifest
 from rxdata.errors import OptionsError
-from rxdata.metadata import parse_site_id
+from rxdata.naming import parse_site_id
 
 COLUMNS = ["site_id", "experiment", "cell_type", "plate", "dataset", "file"]
 

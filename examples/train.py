@@ -39,18 +39,16 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from strategy import PRECISIONS, TARGETS, StrategyPlan
 
 from rxdata.errors import OptionsError, RxDataError
+from rxdata.naming import NUM_CLASSES, NUM_TREATMENTS
 
 MODELS = ("seed-cnn", "resnet50")  # models.MODELS (models.py imports Keras; --help must not)
 LABELS = ("treatments", "all")
-NUM_CLASSES = {"treatments": 1108, "all": 1139}
+OUTPUTS = {"treatments": NUM_TREATMENTS, "all": NUM_CLASSES}  # classes per --labels
 NORMALIZE_ON = ("auto", "cpu", "accelerator")
 NORMALIZATIONS = ("global", "experiment", "plate", "controls", "image")  # Normalizer modes
 
@@ -164,7 +162,7 @@ class TrainConfig:
 
     @property
     def num_classes(self) -> int:
-        return NUM_CLASSES[self.labels]
+        return OUTPUTS[self.labels]
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -267,7 +265,7 @@ class DataSplit:
 
 def _labelled_count(records: Any, experiments: Sequence[str], labels: str) -> int:
     """Sites of ``experiments`` a training pass sees (labelled; controls only with 'all')."""
-    from rxdata.metadata import NEGATIVE_CONTROL_WELL, POSITIVE_CONTROL_WELLS
+    from rxdata.naming import NEGATIVE_CONTROL_WELL, POSITIVE_CONTROL_WELLS
 
     sites = records.sites[
         records.sites["experiment"].isin(set(experiments)) & (records.sites["dataset"] == "train")

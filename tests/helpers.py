@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ WELLS = [
 
 
 def pixels(site_id: str, channel: int, shape: tuple[int, int] = SIZE) -> np.ndarray:
-    seed = abs(hash((site_id, channel))) % (2**32)
+    """The same pixels in every process (``hash()`` of a str changes per process)."""
+    seed = zlib.crc32(f"{site_id}/{channel}".encode())
     return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
 
 

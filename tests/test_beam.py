@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("apache_beam")
-
 from helpers import SITE_ID, make_data, shard_bytes, site_png
 from rxdata.conversion import MANIFEST_NAME, ConvertOptions, convert, read_manifest, verify
 from rxdata.conversion.beam import pipeline_options
 from rxdata.errors import ConvertError
+
+pytestmark = pytest.mark.cluster  # every test here runs a Beam pipeline
 
 
 @pytest.fixture(scope="module")

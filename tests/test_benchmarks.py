@@ -58,6 +58,7 @@ def _check_results(out: Path, bench, methods=None) -> pd.DataFrame:
     return frame
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_batch_effect_benchmark_smoke(tmp_path):
     proc = subprocess.run(
@@ -160,6 +161,7 @@ def test_a_rerun_replaces_the_previous_data_and_refuses_foreign_folders(tmp_path
     assert (foreign / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.subprocess
 def test_a_second_run_into_the_same_folder_is_refused_by_the_conversion_lock(tmp_path):
     bench = _bench()
     out = tmp_path / "out"
@@ -197,6 +199,7 @@ def test_an_out_that_is_a_file_or_has_a_strange_marker_is_refused_with_a_message
             pass
 
 
+@pytest.mark.subprocess
 @pytest.mark.real
 def test_the_real_sample_is_planned_read_and_refused_with_the_counts(real_root, tmp_path):
     out = tmp_path / "out"
@@ -215,6 +218,7 @@ def test_the_real_sample_is_planned_read_and_refused_with_the_counts(real_root, 
     assert not out.exists()  # refused before any work
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_a_full_release_root_runs_with_the_wilds_split(tmp_path):
     from rxdata.synthetic import SyntheticOptions, generate
@@ -240,6 +244,7 @@ def test_a_full_release_root_runs_with_the_wilds_split(tmp_path):
     _check_results(out, _bench())
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -178,14 +178,14 @@ def test_constants_have_the_old_values_and_types() -> None:
     assert rio.DEFAULT_BASE_PATH == OLD_BASE
     assert os.path.join(OLD_BASE, "metadata") == rio.DEFAULT_METADATA_BASE_PATH
     assert os.path.join(OLD_BASE, "images") == rio.DEFAULT_IMAGES_BASE_PATH
-    assert rio.DEFAULT_CHANNELS == (1, 2, 3, 4, 5, 6) == rxdata.DEFAULT_CHANNELS
+    assert rio.DEFAULT_CHANNELS == (1, 2, 3, 4, 5, 6) == rxdata.color.DEFAULT_CHANNELS
     assert sorted(rio.RGB_MAP) == sorted(OLD_RGB_MAP)
     for channel, old in OLD_RGB_MAP.items():
         entry = rio.RGB_MAP[channel]
         assert isinstance(entry["rgb"], np.ndarray) and isinstance(entry["range"], list)
         np.testing.assert_array_equal(entry["rgb"], old["rgb"])
         assert entry["range"] == old["range"]
-        assert tuple(entry["rgb"]) == rxdata.RGB_MAP[channel]["rgb"]  # one source of values
+        assert tuple(entry["rgb"]) == rxdata.color.RGB_MAP[channel]["rgb"]  # one source of values
 
 
 def test_compat_is_a_subpackage_not_part_of_the_top_level_api() -> None:
@@ -196,6 +196,7 @@ def test_compat_is_a_subpackage_not_part_of_the_top_level_api() -> None:
     assert not hasattr(rxdata, "combine_metadata")
 
 
+@pytest.mark.subprocess
 def test_importing_compat_io_does_not_import_tensorflow() -> None:
     code = "import sys, rxdata.compat.io; sys.exit('tensorflow' in sys.modules)"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -221,7 +222,7 @@ def test_image_path_is_the_old_string(args: tuple[Any, ...]) -> None:
 
 def test_image_path_reads_the_seventh_argument_as_base_path() -> None:
     # rxdata.image_path reads it as the layout and rejects a folder name.
-    with pytest.raises(rxdata.ParseError, match="layout"):
+    with pytest.raises(rxdata.errors.ParseError, match="layout"):
         rxdata.image_path("train", "HEPG2-01", 1, "B03", 2, 5, "rxrx1")
     assert rio.image_path("train", "HEPG2-01", 1, "B03", 2, 5, "rxrx1") == (
         "rxrx1/train/HEPG2-01/Plate1/B03_s2_w5.png"
@@ -259,7 +260,7 @@ def test_image_path_takes_digit_strings_as_the_old_one_did() -> None:
 )
 def test_image_path_refuses_what_names_no_image(args: tuple[Any, ...]) -> None:
     # The old function built a path to a file that cannot exist; rxdata says why.
-    with pytest.raises(rxdata.ParseError):
+    with pytest.raises(rxdata.errors.ParseError):
         rio.image_path(*args, "rxrx1")
 
 
@@ -343,13 +344,13 @@ def test_load_images_as_tensor_refuses_what_the_old_one_got_wrong(tmp_path: Path
     small, large = tmp_path / "a.png", tmp_path / "b.png"
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(small)
     Image.fromarray(np.zeros((5, 4), np.uint8)).save(large)
-    with pytest.raises(rxdata.ImageDecodeError, match=r"b\.png"):
+    with pytest.raises(rxdata.errors.ImageDecodeError, match=r"b\.png"):
         rio.load_images_as_tensor([str(small), str(large)])
     with pytest.raises(rxdata.errors.ImageNotFoundError, match=r"missing\.png"):
         rio.load_images_as_tensor([str(small), str(tmp_path / "missing.png")])
-    with pytest.raises(rxdata.OptionsError, match="empty"):
+    with pytest.raises(rxdata.errors.OptionsError, match="empty"):
         rio.load_images_as_tensor([])
-    with pytest.raises(rxdata.OptionsError, match="single path"):
+    with pytest.raises(rxdata.errors.OptionsError, match="single path"):
         rio.load_images_as_tensor(str(small))  # the old one iterated over its characters
 
 
@@ -447,7 +448,7 @@ def test_combine_metadata_refuses_a_partial_set(
     for name in ("train.csv", "test.csv", "train_controls.csv", "test_controls.csv"):
         if name != missing:
             shutil.copy(tiny_kaggle / name, tmp_path / name)
-    with pytest.raises(rxdata.MetadataError, match=missing.replace(".", r"\.")):
+    with pytest.raises(rxdata.errors.MetadataError, match=missing.replace(".", r"\.")):
         rio.combine_metadata(tmp_path, include_controls)
 
 
@@ -466,7 +467,7 @@ def test_combine_metadata_reports_a_malformed_row(tiny_kaggle: Path, tmp_path: P
     lines = (tmp_path / "train.csv").read_text().splitlines()
     lines[1] = lines[1].replace(",1,", ",9,", 1).replace("_1_", "_9_", 1)
     (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
-    with pytest.raises(rxdata.MetadataError, match=r"train\.csv"):
+    with pytest.raises(rxdata.errors.MetadataError, match=r"train\.csv"):
         rio.combine_metadata(tmp_path)
 
 

@@ -35,7 +35,6 @@ from rxdata.conversion import (
     plan_shards,
     read_manifest,
     verify,
-    write_tfrecords,
 )
 from rxdata.errors import ConvertError, MetadataError, OptionsError, OutputExistsError
 from rxdata.metadata import read_metadata
@@ -226,18 +225,18 @@ def test_png_encoding_copies_the_source_bytes(kaggle_root, tmp_path) -> None:
             assert blob == src.read_bytes()
 
 
-def test_write_tfrecords_and_filters(kaggle_root, tmp_path) -> None:
+def test_metadata_subset_and_filters(kaggle_root, tmp_path) -> None:
     md = read_metadata(kaggle_root)
     one = md[md["experiment"] == "U2OS-01"]
-    with pytest.warns(DeprecationWarning, match="use|convert"):
-        result = write_tfrecords(
-            one,
-            kaggle_root,
-            tmp_path / "a",
-            include_controls=False,
-            workers=1,
-            strategy="by_experiment",
-        )  # the other experiments' images are no error here (scan defaults to False)
+    result = convert(
+        kaggle_root,
+        tmp_path / "a",
+        metadata=one,
+        scan=False,  # the other experiments' images are no error then
+        include_controls=False,
+        workers=1,
+        strategy="by_experiment",
+    )
     assert [s.path for s in result.shards] == ["by_experiment-42/train/U2OS-01.tfrecord"]
     assert sorted(result.shards[0].site_ids) == ["U2OS-01_1_B03_1", "U2OS-01_1_B03_2"]
     with pytest.raises(ConvertError, match="has no metadata row"):  # convert does scan
@@ -674,6 +673,7 @@ sys.exit(convert_main(sys.argv[1:]))
 """
 
 
+@pytest.mark.subprocess
 def test_sigterm_to_rxdata_convert_is_an_interrupt_and_resumable(own_root, tmp_path) -> None:
     import signal
     import subprocess
@@ -734,6 +734,7 @@ def test_conversion_modules_form_no_cycle_and_share_no_private_names() -> None:
     assert not any(d.endswith(".beam") for deps in graph.values() for d in deps)  # lazy only
 
 
+@pytest.mark.subprocess
 def test_importing_conversion_does_not_import_beam() -> None:
     import subprocess
     import sys

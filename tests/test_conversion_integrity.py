@@ -87,6 +87,7 @@ def test_edited_label_rewrites_exactly_its_shards(root, tmp_path, overwrite) -> 
     assert verify(out, metadata=root).ok
 
 
+@pytest.mark.cluster
 def test_every_runner_rewrites_what_changed(root, tmp_path) -> None:
     # The guarantee lives in the shared shard task and manifest code, not in a runner.
     pytest.importorskip("apache_beam")
@@ -265,6 +266,7 @@ def _start_slow_run(root: Path, out: Path, tmp_path: Path, workers: int) -> subp
     )
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(sys.platform == "win32", reason="fcntl locks")
 def test_second_run_into_the_same_folder_is_refused(root, tmp_path) -> None:
     reference = tmp_path / "reference"
@@ -308,6 +310,7 @@ def _workers(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
 def test_killing_the_parent_of_a_multi_worker_conversion(root, tmp_path) -> None:

@@ -71,6 +71,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.cluster
 def test_unreachable_scheduler_names_the_address(root, tmp_path) -> None:
     # distributed first: its defaults must be loaded before dask.config.set, whose undo would
     # otherwise drop the whole "distributed" section it created
@@ -152,6 +153,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             log.close()
 
 
+@pytest.mark.cluster
 @pytest.mark.slow
 def test_local_beam_and_dask_write_identical_shards(root, tmp_path, cluster) -> None:
     common = {"sites_per_shard": 3}  # png; the kill test below writes raw
@@ -176,6 +178,7 @@ def test_local_beam_and_dask_write_identical_shards(root, tmp_path, cluster) -> 
         assert not (tmp_path / name / "_progress").exists(), name
 
 
+@pytest.mark.cluster
 @pytest.mark.slow
 def test_dask_bad_input_names_the_file(tmp_path, cluster) -> None:
     data = make_data(tmp_path / "data", "kaggle")
@@ -188,6 +191,7 @@ def test_dask_bad_input_names_the_file(tmp_path, cluster) -> None:
     assert result.report_path is not None and Path(result.report_path).exists()
 
 
+@pytest.mark.cluster
 @pytest.mark.slow
 def test_worker_killed_mid_shard_then_resume(root, tmp_path, cluster) -> None:
     distributed = pytest.importorskip("distributed")
@@ -243,6 +247,7 @@ def test_worker_killed_mid_shard_then_resume(root, tmp_path, cluster) -> None:
     assert verify(out, decode=True).ok
 
 
+@pytest.mark.cluster
 @pytest.mark.slow
 def test_worker_killed_mid_shard_is_retried_by_dask(root, tmp_path, cluster) -> None:
     # Dask's default (allowed-failures=3): the lost worker's shard task runs again on another
@@ -288,6 +293,7 @@ def test_worker_killed_mid_shard_is_retried_by_dask(root, tmp_path, cluster) -> 
     assert verify(out, decode=True).ok
 
 
+@pytest.mark.cluster
 @pytest.mark.slow
 def test_local_cluster_without_address(root, tmp_path) -> None:
     pytest.importorskip("distributed")
@@ -297,6 +303,7 @@ def test_local_cluster_without_address(root, tmp_path) -> None:
     assert shard_bytes(tmp_path / "dask") == shard_bytes(tmp_path / "local")
 
 
+@pytest.mark.cluster
 @pytest.mark.slow
 def test_scheduler_lost_mid_run_is_an_error(root, tmp_path) -> None:
     # An in-process cluster (threads, inproc:// address): closing it mid-run must end the
@@ -333,6 +340,7 @@ def test_scheduler_lost_mid_run_is_an_error(root, tmp_path) -> None:
     assert not read_manifest(out)["complete"]
 
 
+@pytest.mark.cluster
 @pytest.mark.slow
 def test_ctrl_c_is_interrupted_and_the_run_resumes(root, tmp_path, cluster, monkeypatch) -> None:
     distributed = pytest.importorskip("distributed")

@@ -48,6 +48,7 @@ import rxdata
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 API_DIR = DOCS / "api"
+TOOLS = ROOT / "tools"
 RUNNABLE = {"python", "py", "pycon"}
 
 _FENCE_OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\n]*)$")
@@ -378,7 +379,7 @@ def test_version_is_written_in_one_place() -> None:
 
 
 def test_docs_figures_exist() -> None:
-    # Every picture a page shows is committed (docs/gen_figures.py regenerates them).
+    # Every picture a page shows is committed (tools/gen_figures.py regenerates them).
     missing = []
     for page in DOCS.rglob("*.md"):
         for target in re.findall(r"!\[[^\]]*\]\(([^)\s]+)", page.read_text(encoding="utf-8")):
@@ -390,8 +391,8 @@ def test_docs_figures_exist() -> None:
 # --- the documentation's own tools and facts ------------------------------------------------
 
 
-def _load_docs_module(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"_docs_{name}", DOCS / f"{name}.py")
+def _load_tool(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"_tools_{name}", TOOLS / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -399,7 +400,7 @@ def _load_docs_module(name: str) -> Any:
 
 
 def test_griffe_extension_renders_example_sections_and_sphinx_roles() -> None:
-    ext = _load_docs_module("griffe_rxdata")
+    ext = _load_tool("griffe_rxdata")
     assert doctest.testmod(ext, optionflags=doctest.ELLIPSIS).failed == 0
     text = "Do it.\n\n    Example:\n        >>> 1\n\nSee :class:`~rxdata.Split` and :func:`f`."
     assert ext.rewrite(text) == "Do it.\n\n    Examples:\n        >>> 1\n\nSee `Split` and `f`."
@@ -408,7 +409,7 @@ def test_griffe_extension_renders_example_sections_and_sphinx_roles() -> None:
 
 def test_griffe_extension_links_only_to_rendered_objects() -> None:
     griffe = pytest.importorskip("griffe")
-    ext = _load_docs_module("griffe_rxdata")
+    ext = _load_tool("griffe_rxdata")
     package = griffe.load(
         "rxdata",
         search_paths=[str(ROOT / "src")],
@@ -446,7 +447,7 @@ def test_dataset_card_counts_match_the_real_metadata(real_root: Path) -> None:
 
 @pytest.mark.slow
 def test_gen_figures_draws_from_the_library(real_root: Path, tmp_path: Path) -> None:
-    gen = _load_docs_module("gen_figures")
+    gen = _load_tool("gen_figures")
     bench = tmp_path / "bench"
     bench.mkdir()
     (bench / "pipeline.json").write_text(
@@ -470,4 +471,4 @@ def test_gen_figures_draws_from_the_library(real_root: Path, tmp_path: Path) -> 
     charts = ["throughput-images.png", "throughput-pipeline.png"]
     assert sorted(p.name for p in out.glob("*.png")) == [*figures, *charts]
     for name in figures:
-        assert (DOCS / "img" / name).exists(), f"run docs/gen_figures.py and commit {name}"
+        assert (DOCS / "img" / name).exists(), f"run tools/gen_figures.py and commit {name}"

@@ -1,4 +1,9 @@
-"""Tests of the reference training scripts in examples/ (strategy, models, train, predict)."""
+"""Tests of the reference training scripts in examples/ (strategy, models, train, predict).
+
+The scripts import their sibling modules by name (``import strategy``), as Python allows when
+a script runs (its folder is ``sys.path[0]``); pytest puts ``examples/`` on the path the same
+way (``pythonpath`` in pyproject.toml), and subprocesses run them with it on ``PYTHONPATH``.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import strategy
 from hypothesis import given
 from hypothesis import strategies as st
+from strategy import GpuInfo, HardwareError, plan_strategy
+
+from rxdata.errors import OptionsError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-sys.path.insert(0, str(EXAMPLES))
-
-import strategy  # noqa: E402
-from strategy import GpuInfo, HardwareError, plan_strategy  # noqa: E402
-
-from rxdata.errors import OptionsError  # noqa: E402
 
 T4 = GpuInfo("/gpu:0", (7, 5))
 K80 = GpuInfo("/gpu:0", (3, 7))
@@ -424,6 +427,7 @@ def test_train_config_validates(field: str, value: object, match: str) -> None:
         train.TrainConfig(data="x", out="y", **{field: value})  # type: ignore[arg-type]
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(records: dict[str, Path], tmp_path: Path) -> None:
     import subprocess
@@ -454,6 +458,7 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_multi_worker_mirrored_two_processes(records: dict[str, Path], tmp_path: Path) -> None:
     import subprocess
@@ -486,6 +491,7 @@ def test_multi_worker_mirrored_two_processes(records: dict[str, Path], tmp_path:
     assert len((out / "history.csv").read_text().strip().splitlines()) == 3
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_killed_run_resumes_from_backup(records: dict[str, Path], tmp_path: Path) -> None:
     import os
@@ -985,6 +991,7 @@ def test_backup_cut_off_mid_write_falls_back_to_the_previous_one(tmp_path: Path)
 # ------------------------------------------------------------ the newcomer's path (issue 14)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("script", ["train.py", "predict.py"])
 def test_help_shows_every_default_without_importing_tensorflow(script: str) -> None:
     import subprocess
@@ -1100,6 +1107,7 @@ def test_normalization_used_is_said_and_recorded() -> None:
         train.TrainConfig(data="x", out="y", normalization="plate")
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_from_nothing_to_a_submission(tmp_path: Path) -> None:
     """The README's four commands, as a user types them, in a fresh folder."""
@@ -1149,7 +1157,6 @@ def test_from_nothing_to_a_submission(tmp_path: Path) -> None:
 # no fix, with the first fix, and with both (keras_workarounds.py).
 _KERAS_BUG_SCRIPT = """
 import os, sys
-sys.path.insert(0, sys.argv[1])
 import keras, numpy as np, tensorflow as tf
 import keras_workarounds as kw
 
@@ -1176,6 +1183,7 @@ for fixes in ((), ("build",), ("build", "logs")):
 """
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_keras_multi_worker_bug_still_exists(tmp_path: Path) -> None:
     """Fails the day Keras fixes the bugs keras_workarounds.py works around: then delete
@@ -1188,10 +1196,10 @@ def test_keras_multi_worker_bug_still_exists(tmp_path: Path) -> None:
     procs = []
     for index in range(2):
         config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        env = {**_env(), "TF_CONFIG": json.dumps(config)}
+        env = {**_env(), "TF_CONFIG": json.dumps(config), "PYTHONPATH": str(EXAMPLES)}
         procs.append(
             subprocess.Popen(
-                [sys.executable, str(script), str(EXAMPLES)],
+                [sys.executable, str(script)],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -1212,6 +1220,7 @@ def test_keras_multi_worker_bug_still_exists(tmp_path: Path) -> None:
         assert lines[2] == "fixes=build+logs: ok", lines[2]
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("script", ["train", "predict"])
 @pytest.mark.parametrize(("given", "expected"), [(None, "2"), ("0", "0")], ids=["unset", "user"])
 def test_scripts_quiet_tensorflow_unless_the_user_chose(
@@ -1224,11 +1233,16 @@ def test_scripts_quiet_tensorflow_unless_the_user_chose(
     if given is not None:
         env["TF_CPP_MIN_LOG_LEVEL"] = given
     code = (
-        f"import sys; sys.path.insert(0, {str(EXAMPLES)!r}); import {script}, os; "
+        f"import sys, os, {script}; "
         "print(os.environ['TF_CPP_MIN_LOG_LEVEL'], 'tensorflow' in sys.modules)"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    proc = subprocess.run(  # `python -c` in examples/ imports the scripts as siblings
+        [sys.executable, "-c", code],
+        cwd=EXAMPLES,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.stdout.split() == [expected, "False"], proc.stderr[-2000:]
 

@@ -93,10 +93,7 @@ def test_schemes_and_dirname(path, remote, folder) -> None:
     assert _io.dirname(path) == folder
 
 
-def test_find_metadata_moved_and_re_exported(tmp_path) -> None:
-    import rxdata.conversion
-
-    assert rxdata.conversion.find_metadata is find_metadata
+def test_find_metadata_names_the_folder_it_searched(tmp_path) -> None:
     (tmp_path / "images").mkdir()
     with pytest.raises(MetadataError, match="no metadata found"):
         find_metadata(tmp_path / "images")

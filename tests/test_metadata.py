@@ -12,30 +12,30 @@ from hypothesis import strategies as st
 
 import rxdata
 from rxdata.errors import MetadataError, ParseError, RxDataError
+from rxdata.labels import from_rerelease_names, rerelease_names, to_rerelease_names
 from rxdata.metadata import (
     METADATA_COLUMNS,
+    PIXEL_STATS_COLUMNS,
+    read_metadata,
+    read_pixel_stats,
+    scan_images,
+)
+from rxdata.naming import (
     NEGATIVE_CONTROL_ID,
     NEGATIVE_CONTROL_WELL,
     NUM_CLASSES,
-    PIXEL_STATS_COLUMNS,
     POSITIVE_CONTROL_WELLS,
     ImageKey,
     SiteKey,
     WellKey,
-    detect_layout,
-    from_rerelease_names,
     image_path,
     normalize_experiment,
     parse_experiment,
     parse_id_code,
     parse_image_path,
     parse_site_id,
-    read_metadata,
-    read_pixel_stats,
-    rerelease_names,
-    scan_images,
-    to_rerelease_names,
 )
+from rxdata.roots import detect_layout
 
 # ----------------------------------------------------------------------------- strategies
 cell_types = st.sampled_from(["HEPG2", "HUVEC", "RPE", "U2OS"])
@@ -201,8 +201,8 @@ def test_key_constructors_validate():
 
 def test_public_names_are_exported():
     assert rxdata.parse_id_code is parse_id_code
-    with pytest.warns(DeprecationWarning, match=r"rxdata\.naming"):
-        assert rxdata.WellKey is WellKey
+    assert rxdata.naming.WellKey is WellKey
+    assert not hasattr(rxdata, "WellKey") and not hasattr(rxdata.metadata, "WellKey")
     assert rxdata.read_metadata is read_metadata
 
 

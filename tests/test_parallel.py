@@ -119,6 +119,7 @@ def _start_pool(tmp_path: Path, n: int) -> tuple[subprocess.Popen[str], list[int
     return parent, pids
 
 
+@pytest.mark.subprocess
 def test_workers_die_with_a_killed_parent(tmp_path) -> None:
     parent, workers = _start_pool(tmp_path, 3)
     parent.kill()  # SIGKILL: the parent runs no clean-up at all
@@ -126,6 +127,7 @@ def test_workers_die_with_a_killed_parent(tmp_path) -> None:
     _wait_for(lambda: not any(pid_alive(p) for p in workers), "the orphaned workers to exit", 20)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_sigterm_and_ctrl_c_stop_the_workers(tmp_path, sig) -> None:
     parent, workers = _start_pool(tmp_path, 2)

@@ -20,7 +20,8 @@ from PIL import Image
 from rxdata import reader, tfrecord
 from rxdata.errors import OptionsError, RecordError
 from rxdata.normalization import ChannelStats, Normalizer, normalize, standardize_image
-from rxdata.pipeline import LABEL_SPACES, PipelineOptions, make_dataset, predict, standardize
+from rxdata.pipeline import LABEL_SPACES, PipelineOptions, make_dataset, predict
+from rxdata.transforms import standardize
 
 H = W = 8
 EXPERIMENTS = ("HEPG2-01", "U2OS-02", "RPE-03")
@@ -554,6 +555,7 @@ def test_input_context_shards_files_and_splits_batch(shards: tuple[str, list[dic
     assert len(seen[0] | seen[1]) == len(rows)
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_mirrored_strategy_two_logical_cpus(shards: tuple[str, list[dict]]) -> None:
     script = textwrap.dedent(

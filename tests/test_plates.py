@@ -303,15 +303,15 @@ def test_training_sites_with_test_controls(real_meta: pd.DataFrame) -> None:
 def test_public_names() -> None:
     assert rxdata.plate_groups is plate_groups
     assert rxdata.assign_plates is assign_plates
-    # moved out of the top level: still reachable, with a warning naming rxdata.plates
-    with pytest.warns(DeprecationWarning, match=r"rxdata\.assign_plate is deprecated.*plates"):
-        assert rxdata.assign_plate is assign_plate
-    with pytest.warns(DeprecationWarning, match=r"rxdata\.plates"):
-        assert rxdata.PlateGroups is PlateGroups
-    with pytest.warns(DeprecationWarning, match=r"rxdata\.plates"):
-        assert rxdata.infer_plate_group is infer_plate_group
-    with pytest.warns(DeprecationWarning, match=r"rxdata\.plates"):
-        assert rxdata.training_sites is training_sites
+    # the rest live in rxdata.plates only
+    for name, value in [
+        ("assign_plate", assign_plate),
+        ("PlateGroups", PlateGroups),
+        ("infer_plate_group", infer_plate_group),
+        ("training_sites", training_sites),
+    ]:
+        assert getattr(rxdata.plates, name) is value
+        assert not hasattr(rxdata, name), name
 
 
 @pytest.mark.real

@@ -14,7 +14,8 @@ from PIL import Image
 
 import rxdata
 from rxdata.errors import OptionsError, StatsError
-from rxdata.stats import PIXEL_STATS_COLUMNS, Moments, aggregate_stats, image_stats
+from rxdata.metadata import PIXEL_STATS_COLUMNS
+from rxdata.stats import Moments, aggregate_stats, image_stats
 
 images_2d = arrays(np.uint8, st.tuples(st.integers(1, 20), st.integers(1, 20)))
 

@@ -11,7 +11,8 @@ from scipy.special import log_softmax, softmax
 
 import rxdata
 from rxdata.errors import SubmissionError
-from rxdata.metadata import NUM_CLASSES, NUM_TREATMENTS, from_rerelease_names, to_rerelease_names
+from rxdata.labels import from_rerelease_names, to_rerelease_names
+from rxdata.naming import NUM_CLASSES, NUM_TREATMENTS
 from rxdata.submission import average_sites, read_test_wells, write_submission
 
 IDS = ["HEPG2-08_1_B03", "HEPG2-08_1_B04", "HEPG2-08_2_C05"]

@@ -12,15 +12,13 @@ from PIL import Image
 
 from rxdata.cli import main
 from rxdata.errors import OptionsError
-from rxdata.metadata import (
+from rxdata.labels import rerelease_names, to_rerelease_names
+from rxdata.metadata import read_metadata, scan_images
+from rxdata.naming import (
     NEGATIVE_CONTROL_WELL,
     POSITIVE_CONTROL_IDS,
     POSITIVE_CONTROL_WELLS,
     image_path,
-    read_metadata,
-    rerelease_names,
-    scan_images,
-    to_rerelease_names,
 )
 from rxdata.synthetic import (
     TARGET_CHANNEL_MEANS,

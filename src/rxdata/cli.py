@@ -2,8 +2,7 @@
 
 The CLI only parses arguments and calls one library function per command; every option
 maps onto a keyword of that function, so anything the CLI does can be done from Python.
-``rxdata-convert`` is an alias of ``rxdata convert`` (it also takes ``--verify OUTPUT_DIR``
-alone, as it always did).
+``rxdata-convert`` is an alias of ``rxdata convert``.
 
 Exit codes (shared by both scripts):
 
@@ -665,18 +664,20 @@ def build_convert_parser() -> argparse.ArgumentParser:
     """Build the ``rxdata-convert`` argument parser (an alias of ``rxdata convert``)."""
     parser = argparse.ArgumentParser(
         prog="rxdata-convert",
-        usage="%(prog)s IMAGES_ROOT OUTPUT_DIR [options]\n       %(prog)s --verify OUTPUT_DIR "
-        "[--decode] [--metadata PATH]",
+        usage="%(prog)s IMAGES_ROOT OUTPUT_DIR [options]",
         description=_CONVERT_DESCRIPTION + " The same as `rxdata convert`.",
     )
     parser.add_argument("--version", action="version", version=_version())
     parser.add_argument(
-        "paths",
-        nargs="*",
-        metavar="IMAGES_ROOT OUTPUT_DIR",
-        help="IMAGES_ROOT: folder with the Kaggle layout (train/, test/) or the full release "
-        "(images/), local or gs://; OUTPUT_DIR: where shards, manifest.json and skipped.csv "
-        "go. With --verify alone: just OUTPUT_DIR.",
+        "images_root",
+        metavar="IMAGES_ROOT",
+        help="folder with the Kaggle layout (train/, test/) or the full release (images/), "
+        "local or gs://",
+    )
+    parser.add_argument(
+        "output_dir",
+        metavar="OUTPUT_DIR",
+        help="where shards, manifest.json and skipped.csv go",
     )
     _add_convert_options(parser)
     parser.set_defaults(func=_convert_handler, command="convert", parser=parser)
@@ -709,13 +710,6 @@ def _convert_handler(args: argparse.Namespace) -> int:
     from rxdata.conversion import convert
 
     parser: argparse.ArgumentParser = args.parser
-    if hasattr(args, "paths"):  # rxdata-convert
-        if args.verify and len(args.paths) == 1:
-            args.output_dir = args.paths[0]
-            return _verify_handler(args)
-        if len(args.paths) != 2:
-            parser.error("give IMAGES_ROOT and OUTPUT_DIR (or --verify OUTPUT_DIR)")
-        args.images_root, args.output_dir = args.paths
     if args.dask_address is not None and args.runner != "dask":
         parser.error("--dask-address needs --runner dask")
     if args.sites_per_shard is not None and args.strategy != "random":
@@ -766,7 +760,7 @@ def _convert_handler(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.verify:
-        from rxdata.conversion import find_metadata
+        from rxdata.metadata import find_metadata
 
         if args.metadata is None:
             args.metadata = find_metadata(images_root)

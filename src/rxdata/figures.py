@@ -26,7 +26,8 @@ from rxdata import _io
 from rxdata.color import DEFAULT_CHANNELS, RGB_MAP, RgbMap, convert_tensor_to_rgb
 from rxdata.errors import ImageNotFoundError, OptionsError
 from rxdata.images import default_root, load_site
-from rxdata.naming import find_root, normalize_experiment
+from rxdata.naming import normalize_experiment
+from rxdata.roots import find_root
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

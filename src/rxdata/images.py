@@ -20,7 +20,7 @@ Data root: ``base_path`` defaults to the environment variable ``RXDATA_ROOT``, e
 current directory. Which layout it holds (Kaggle ``{root}/{dataset}/{experiment}/...`` or
 the full release ``{root}/images/{experiment}/...``, also when ``base_path`` is that
 ``images/`` folder itself) and how an experiment is spelled on disk (``HUVEC-1`` or
-``HUVEC-01``) are decided by :func:`rxdata.naming.find_root`, the one rule.
+``HUVEC-01``) are decided by :func:`rxdata.roots.find_root`, the one rule.
 """
 
 from __future__ import annotations
@@ -39,11 +39,10 @@ import numpy.typing as npt
 from rxdata import _io
 from rxdata.color import DEFAULT_CHANNELS, RGB_MAP, RgbMap, convert_tensor_to_rgb
 from rxdata.errors import ImageDecodeError, ImageNotFoundError, OptionsError
-from rxdata.naming import CHANNELS, Layout, find_root, image_path
-from rxdata.naming import LAYOUTS as LAYOUTS
+from rxdata.naming import CHANNELS, Layout, image_path
+from rxdata.roots import find_root
 
 __all__ = [
-    "LAYOUTS",
     "ROOT_ENV",
     "PngInfo",
     "channel_path",
@@ -319,7 +318,7 @@ def default_root() -> str:
 def resolve_layout(
     base_path: str | os.PathLike[str], dataset: str | None = None, layout: str | None = None
 ) -> Layout:
-    """The layout of a data root, by the one rule of :func:`rxdata.naming.find_root`.
+    """The layout of a data root, by the one rule of :func:`rxdata.roots.find_root`.
 
     An explicit ``layout`` wins (after validation). ``dataset`` is accepted for backward
     compatibility and no longer changes the answer: the folders decide.
@@ -346,7 +345,7 @@ def locate(
 ) -> tuple[Layout, str | None]:
     """Resolve ``(layout, dataset)`` for an experiment under a data root.
 
-    Uses :func:`rxdata.naming.find_root` and :meth:`rxdata.naming.DataRoot.locate`:
+    Uses :func:`rxdata.roots.find_root` and :meth:`rxdata.roots.DataRoot.locate`:
     ``dataset=None`` in the Kaggle layout finds the experiment under ``train/`` or
     ``test/``, in either spelling (``HEPG2-8`` finds ``HEPG2-08``).
 
@@ -370,9 +369,9 @@ def channel_path(
     channel: int,
     layout: str | None = None,
 ) -> str:
-    """Path of one channel image under a data root (:meth:`rxdata.naming.DataRoot.path`).
+    """Path of one channel image under a data root (:meth:`rxdata.roots.DataRoot.path`).
 
-    The root is classified by :func:`rxdata.naming.find_root` (``layout`` overrides the
+    The root is classified by :func:`rxdata.roots.find_root` (``layout`` overrides the
     detection) and the experiment folder is found as spelled on disk.
 
     Example:
@@ -426,7 +425,7 @@ def load_site(
         channels: Channel numbers to stack, in this order.
         base_path: Data root (local folder or ``gs://`` URL); default :func:`default_root`.
         layout: ``"kaggle"``, ``"full"`` or ``None`` to detect
-            (:func:`rxdata.naming.find_root`).
+            (:func:`rxdata.roots.find_root`).
         expected_shape: ``(height, width)`` every channel must have; ``None`` takes the
             first channel's size and requires the others to agree.
 

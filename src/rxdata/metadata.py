@@ -9,9 +9,9 @@ Contract (shared by every rxdata module, see CONTRIBUTING.md):
   labels as names ``sirna_N`` and ``UNTREATED`` in its own numbering (``sirna_N`` is not
   class ``N``), mapped through :func:`rerelease_names`; the full release gives
   ``sirna_id`` directly.
-* Names (constants, keys, parsers, experiment spellings, layouts, image paths) belong to
-  :mod:`rxdata.naming`; they stay importable from here (``rxdata.metadata.ImageKey``...)
-  so existing code keeps working.
+* Names (constants, keys, parsers, experiment spellings, image paths) belong to
+  :mod:`rxdata.naming`, the re-release's label names to :mod:`rxdata.labels`, and the
+  layout of a data root on disk to :mod:`rxdata.roots`; import them from there.
 
 Nothing here imports TensorFlow; remote paths go through :mod:`rxdata._io`.
 
@@ -40,53 +40,38 @@ import pandas as pd
 
 from rxdata import _io
 from rxdata.errors import MetadataError, ParseError, option_text
-
-# The re-release's label names live in rxdata.labels; re-exported for old imports.
-from rxdata.labels import REREL_NAME_PATTERN, LabelRelease, rerelease_ids
-from rxdata.labels import from_rerelease_names as from_rerelease_names
-from rxdata.labels import rerelease_names as rerelease_names
-from rxdata.labels import to_rerelease_names as to_rerelease_names
-
-# Names owned by rxdata.naming, re-exported so ``rxdata.metadata.X`` keeps working.
-from rxdata.naming import CELL_TYPES as CELL_TYPES
-from rxdata.naming import CHANNELS as CHANNELS
-from rxdata.naming import COLUMNS as COLUMNS
-from rxdata.naming import DATASETS as DATASETS
-from rxdata.naming import EXPERIMENT_PATTERN, IMAGE_PATH_PATTERN
-from rxdata.naming import KAGGLE_FILES as KAGGLE_FILES
-from rxdata.naming import NEGATIVE_CONTROL_ID as NEGATIVE_CONTROL_ID
-from rxdata.naming import NEGATIVE_CONTROL_WELL as NEGATIVE_CONTROL_WELL
-from rxdata.naming import NUM_CLASSES as NUM_CLASSES
-from rxdata.naming import NUM_TREATMENTS as NUM_TREATMENTS
-from rxdata.naming import PLATES as PLATES
-from rxdata.naming import POSITIVE_CONTROL_IDS as POSITIVE_CONTROL_IDS
-from rxdata.naming import POSITIVE_CONTROL_WELLS as POSITIVE_CONTROL_WELLS
-from rxdata.naming import ROWS as ROWS
-from rxdata.naming import SITES as SITES
-from rxdata.naming import WELL_TYPES as WELL_TYPES
-from rxdata.naming import ImageKey as ImageKey
-from rxdata.naming import Layout as Layout
-from rxdata.naming import SiteKey as SiteKey
-from rxdata.naming import WellKey as WellKey
-from rxdata.naming import detect_layout as detect_layout
-from rxdata.naming import image_path as image_path
-from rxdata.naming import normalize_experiment as normalize_experiment
-from rxdata.naming import parse_experiment as parse_experiment
-from rxdata.naming import parse_id_code as parse_id_code
-from rxdata.naming import parse_image_path as parse_image_path
-from rxdata.naming import parse_site_id as parse_site_id
+from rxdata.labels import (
+    REREL_NAME_PATTERN,
+    LabelRelease,
+    rerelease_ids,
+)
+from rxdata.naming import (
+    CELL_TYPES,
+    CHANNELS,
+    DATASETS,
+    EXPERIMENT_PATTERN,
+    IMAGE_PATH_PATTERN,
+    KAGGLE_FILES,
+    NEGATIVE_CONTROL_ID,
+    NUM_CLASSES,
+    NUM_TREATMENTS,
+    PLATES,
+    SITES,
+    WELL_TYPES,
+    Layout,
+    normalize_experiment,
+    parse_experiment,
+)
+from rxdata.roots import detect_layout
 
 __all__ = [
     "FULL_RELEASE_COLUMNS",
     "METADATA_COLUMNS",
     "PIXEL_STATS_COLUMNS",
     "ScanResult",
-    "from_rerelease_names",
     "read_metadata",
     "read_pixel_stats",
-    "rerelease_names",
     "scan_images",
-    "to_rerelease_names",
 ]
 
 # --------------------------------------------------------------------------- tables
@@ -262,7 +247,7 @@ def _labels(
             df,
             given & ids.isna().to_numpy(dtype=bool),
             "sirna",
-            "one of the re-release's 1,139 names (rxdata.metadata.rerelease_names())",
+            "one of the re-release's 1,139 names (rxdata.labels.rerelease_names())",
         )
         return sirna, ids, "rerelease"
     ids = pd.to_numeric(sirna, errors="coerce").astype("Int64")

@@ -43,11 +43,11 @@ from rxdata import _io
 from rxdata._parallel import map_tasks
 from rxdata.errors import ImageDecodeError, ImageNotFoundError, OptionsError, StatsError
 from rxdata.metadata import PIXEL_STATS_COLUMNS
-from rxdata.naming import CHANNELS, find_root, image_path
+from rxdata.naming import CHANNELS, image_path
+from rxdata.roots import find_root
 
 __all__ = [
     "LEVELS",
-    "PIXEL_STATS_COLUMNS",
     "Moments",
     "aggregate_stats",
     "compute_pixel_stats",
@@ -390,14 +390,29 @@ def aggregate_stats(
         >>> int(row["count"]), float(row["mean"]), float(row["std"])
         (8, 2.0, 1.0)
     """
-    if isinstance(by, str):
-        if by not in LEVELS:
-            raise StatsError(f"by={by!r} is not one of {list(LEVELS)} (or a list of columns)")
-        group_cols = list(LEVELS[by])
-    else:
-        group_cols = list(by)
+    group_cols = _group_columns(by)
     if controls not in (None, "negative", "all"):
         raise OptionsError(f"controls={controls!r} is not None, 'negative' or 'all'")
+    df = _selected_images(pixel_stats, group_cols, metadata, controls)
+    return _pooled(df, group_cols, pixels_per_site)
+
+
+def _group_columns(by: str | Sequence[str]) -> list[str]:
+    """The columns of a level of :data:`LEVELS` (or the list given)."""
+    if not isinstance(by, str):
+        return list(by)
+    if by not in LEVELS:
+        raise StatsError(f"by={by!r} is not one of {list(LEVELS)} (or a list of columns)")
+    return list(LEVELS[by])
+
+
+def _selected_images(
+    pixel_stats: pd.DataFrame,
+    group_cols: list[str],
+    metadata: pd.DataFrame | None,
+    controls: Literal["negative", "all"] | None,
+) -> pd.DataFrame:
+    """The rows to pool, with the columns grouping and ``controls`` need (from metadata)."""
     df = pixel_stats
     needs = {"channel", "mean", "std", *(c for c in group_cols if c != "cell_type")}
     missing = needs - set(df.columns)
@@ -412,26 +427,41 @@ def aggregate_stats(
         else:
             extra.append("cell_type")
     if extra:
-        if metadata is None:
-            raise StatsError(
-                f"controls={controls!r} needs the wells' well_type: pass metadata= (the "
-                "metadata table) or a pixel_stats table with a well_type column"
-            )
-        if "id_code" not in df.columns or "id_code" not in metadata.columns:
-            raise StatsError("joining metadata needs an id_code column in both tables")
-        wells = metadata[["id_code", *extra]].drop_duplicates("id_code")
-        wells = wells.assign(id_code=wells["id_code"].astype(str))
-        df = df.assign(id_code=df["id_code"].astype(str)).merge(wells, on="id_code", how="left")
-        if df[extra[0]].isna().any():
-            bad = df.loc[df[extra[0]].isna(), "id_code"].iloc[0]
-            raise StatsError(f"well {bad!r} of the pixel statistics is not in the metadata")
+        df = _join_wells(df, metadata, extra, controls)
     if controls is not None:
         df = df[df["well_type"].astype(str).isin(_CONTROL_TYPES[controls])]
         if df.empty:
             raise StatsError(f"no {controls} control wells in the pixel statistics")
     if df.empty:
         raise StatsError("no pixel statistics to aggregate")
+    return df
 
+
+def _join_wells(
+    df: pd.DataFrame,
+    metadata: pd.DataFrame | None,
+    extra: list[str],
+    controls: Literal["negative", "all"] | None,
+) -> pd.DataFrame:
+    """``df`` with the wells' ``extra`` columns from the metadata, joined on ``id_code``."""
+    if metadata is None:
+        raise StatsError(
+            f"controls={controls!r} needs the wells' well_type: pass metadata= (the "
+            "metadata table) or a pixel_stats table with a well_type column"
+        )
+    if "id_code" not in df.columns or "id_code" not in metadata.columns:
+        raise StatsError("joining metadata needs an id_code column in both tables")
+    wells = metadata[["id_code", *extra]].drop_duplicates("id_code")
+    wells = wells.assign(id_code=wells["id_code"].astype(str))
+    df = df.assign(id_code=df["id_code"].astype(str)).merge(wells, on="id_code", how="left")
+    if df[extra[0]].isna().any():
+        bad = df.loc[df[extra[0]].isna(), "id_code"].iloc[0]
+        raise StatsError(f"well {bad!r} of the pixel statistics is not in the metadata")
+    return df
+
+
+def _pooled(df: pd.DataFrame, group_cols: list[str], pixels_per_site: int) -> pd.DataFrame:
+    """Merge each group's images' moments into one row per group and channel."""
     n = (
         df["count"].to_numpy(dtype=np.float64)
         if "count" in df.columns

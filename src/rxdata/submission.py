@@ -11,7 +11,7 @@ Contract:
   and refuses, with a :class:`~rxdata.errors.SubmissionError` naming the ``id_code`` values, a
   missing, duplicate or unknown well, or a label outside the treatment classes 0..1107.
   It writes integer labels (the 2019 competition) or the re-release's names, which
-  renumbered every label (class 0 is ``sirna_332``; :func:`rxdata.metadata.rerelease_names`).
+  renumbered every label (class 0 is ``sirna_332``; :func:`rxdata.labels.rerelease_names`).
 
 Example:
     >>> import numpy as np
@@ -281,7 +281,7 @@ def write_submission(
         labels: ``"int"`` writes ``513`` (the 2019 competition); ``"sirna_N"`` writes
             the Kaggle re-release's name of the class (class 0 is ``sirna_332``: the
             re-release renumbered every label, see
-            :func:`rxdata.metadata.rerelease_names`); ``"auto"`` (default) writes those
+            :func:`rxdata.labels.rerelease_names`); ``"auto"`` (default) writes those
             names when ``test_wells`` is a metadata table whose ``sirna`` column holds
             them (read from re-release CSVs), else integers.
         extra: predictions for wells not in ``test_wells`` (controls, say): ``"raise"``

@@ -7,7 +7,7 @@ real RxRx1 data, in either layout:
   ``test.csv``, ``train_controls.csv``, ``test_controls.csv`` and ``sample_submission.csv``
   with the real files' columns and formats (integer labels, or with
   ``label_style="string"`` the re-release's names ``sirna_N`` / ``UNTREATED`` in its own
-  numbering, see :func:`rxdata.metadata.rerelease_names`);
+  numbering, see :func:`rxdata.labels.rerelease_names`);
 * ``layout="full"``: ``images/`` plus the full release's ``metadata.csv``.
 
 The plate structure is the real one (derived from the real ``train_controls.csv``): 308
@@ -159,7 +159,7 @@ class SyntheticOptions:
     #: output layout: the Kaggle competition folders or the full release.
     layout: Layout = "kaggle"
     #: Kaggle label style: competition integers or the re-release's names (``sirna_332`` is
-    #: class 0; see :func:`rxdata.metadata.rerelease_names`).
+    #: class 0; see :func:`rxdata.labels.rerelease_names`).
     label_style: Literal["integer", "string"] = "integer"
     #: strength of the per-siRNA signal (0 = no signal, 1 = default, learnable at 64 px).
     signal: float = 1.0

@@ -45,7 +45,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import importlib
 import math
 import os
 import struct
@@ -57,7 +56,6 @@ import numpy as np
 import tensorflow as tf
 
 from rxdata import _io, naming
-from rxdata._compat import moved
 from rxdata.errors import OptionsError, RecordError
 
 __all__ = [
@@ -138,7 +136,7 @@ IMAGE = "image"
 ENCODING = "encoding"
 HEIGHT = "height"
 WIDTH = "width"
-CHANNELS_KEY = "channels"  # the feature key (was CHANNELS; channel tuples: naming.CHANNELS)
+CHANNELS_KEY = "channels"  # the feature key (the channel tuple is naming.CHANNELS)
 ID_CODE = "id_code"
 DATASET = "dataset"
 EXPERIMENT = "experiment"
@@ -300,54 +298,86 @@ def encode_example(
                 f"site {_describe(site)}: required column {key!r} is missing; "
                 f"need {', '.join(REQUIRED_SITE_KEYS)}"
             )
-    feature: dict[str, _Feature] = {}
     if image is not None:
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3:
-            shape = getattr(image, "shape", None)
-            dtype = getattr(image, "dtype", type(image).__name__)
-            raise RecordError(
-                f"site {_describe(site)}: image must be an (H, W, C) uint8 array, "
-                f"got shape {shape} dtype {dtype}"
-            )
-        h, w, c = (int(n) for n in image.shape)
-        if (height is not None and height != h) or (width is not None and width != w):
-            raise RecordError(
-                f"site {_describe(site)}: image is {h}x{w} but height={height}, width={width}"
-            )
-        feature[IMAGE] = _bytes_feature([np.ascontiguousarray(image).tobytes()])
-        feature[ENCODING] = _bytes_feature([b"raw"])
+        feature = _raw_features(site, image, height, width)
     else:
         assert pngs is not None  # for the type checker; checked above
-        pngs = list(pngs)
-        if not pngs:
-            raise RecordError(f"site {_describe(site)}: pngs is empty; need one PNG per channel")
-        sizes = []
-        for i, png in enumerate(pngs):
-            try:
-                sizes.append(png_size(png))
-            except RecordError as err:
-                raise RecordError(f"site {_describe(site)}: channel {i + 1}: {err}") from None
-        if len(set(sizes)) != 1:
-            raise RecordError(f"site {_describe(site)}: channel PNG sizes differ: {sizes}")
-        h, w = sizes[0]
-        if (height is not None and height != h) or (width is not None and width != w):
-            raise RecordError(
-                f"site {_describe(site)}: PNGs are {h}x{w} but height={height}, width={width}"
-            )
-        c = len(pngs)
-        feature[IMAGE] = _bytes_feature(pngs)
-        feature[ENCODING] = _bytes_feature([b"png"])
-    feature[HEIGHT] = _int_feature(h)
-    feature[WIDTH] = _int_feature(w)
-    feature[CHANNELS_KEY] = _int_feature(c)
+        feature = _png_features(site, list(pngs), height, width)
+    feature.update(_site_features(site))
+    example = tf.train.Example()
+    features = example.features.feature
+    for key, (kind, values) in feature.items():
+        getattr(features[key], kind).value.extend(values)
+    # Protobuf's default map order varies between processes. Deterministic serialization
+    # (same cost) makes a site's bytes a pure function of its content, so a resumed,
+    # parallel or Beam conversion writes byte-identical shards to an uninterrupted one.
+    return bytes(example.SerializeToString(deterministic=True))
 
+
+def _raw_features(
+    site: Mapping[str, Any], image: np.ndarray, height: int | None, width: int | None
+) -> dict[str, _Feature]:
+    """The image features of encoding ``raw``: the pixels' bytes and their shape."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3:
+        shape = getattr(image, "shape", None)
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise RecordError(
+            f"site {_describe(site)}: image must be an (H, W, C) uint8 array, "
+            f"got shape {shape} dtype {dtype}"
+        )
+    h, w, c = (int(n) for n in image.shape)
+    if (height is not None and height != h) or (width is not None and width != w):
+        raise RecordError(
+            f"site {_describe(site)}: image is {h}x{w} but height={height}, width={width}"
+        )
+    return {
+        IMAGE: _bytes_feature([np.ascontiguousarray(image).tobytes()]),
+        ENCODING: _bytes_feature([b"raw"]),
+        HEIGHT: _int_feature(h),
+        WIDTH: _int_feature(w),
+        CHANNELS_KEY: _int_feature(c),
+    }
+
+
+def _png_features(
+    site: Mapping[str, Any], pngs: list[bytes], height: int | None, width: int | None
+) -> dict[str, _Feature]:
+    """The image features of encoding ``png``: one PNG per channel, sizes from headers."""
+    if not pngs:
+        raise RecordError(f"site {_describe(site)}: pngs is empty; need one PNG per channel")
+    sizes = []
+    for i, png in enumerate(pngs):
+        try:
+            sizes.append(png_size(png))
+        except RecordError as err:
+            raise RecordError(f"site {_describe(site)}: channel {i + 1}: {err}") from None
+    if len(set(sizes)) != 1:
+        raise RecordError(f"site {_describe(site)}: channel PNG sizes differ: {sizes}")
+    h, w = sizes[0]
+    if (height is not None and height != h) or (width is not None and width != w):
+        raise RecordError(
+            f"site {_describe(site)}: PNGs are {h}x{w} but height={height}, width={width}"
+        )
+    return {
+        IMAGE: _bytes_feature(pngs),
+        ENCODING: _bytes_feature([b"png"]),
+        HEIGHT: _int_feature(h),
+        WIDTH: _int_feature(w),
+        CHANNELS_KEY: _int_feature(len(pngs)),
+    }
+
+
+def _site_features(site: Mapping[str, Any]) -> dict[str, _Feature]:
+    """The site's metadata features; ``id_code``, ``cell_type`` and labels derived if absent."""
     experiment = str(site[EXPERIMENT])
     plate = _as_int(site, PLATE)
     well = str(site[WELL])
-    feature[EXPERIMENT] = _bytes_feature([experiment.encode()])
-    feature[PLATE] = _int_feature(plate)
-    feature[WELL] = _bytes_feature([well.encode()])
-    feature[SITE] = _int_feature(_as_int(site, SITE))
+    feature: dict[str, _Feature] = {
+        EXPERIMENT: _bytes_feature([experiment.encode()]),
+        PLATE: _int_feature(plate),
+        WELL: _bytes_feature([well.encode()]),
+        SITE: _int_feature(_as_int(site, SITE)),
+    }
     id_code = site.get(ID_CODE)
     if _is_missing(id_code):
         id_code = f"{experiment}_{plate}_{well}"
@@ -369,14 +399,7 @@ def encode_example(
     if sirna_id is not None:
         feature[SIRNA_ID] = _int_feature(sirna_id)
         feature[SIRNA] = _int_feature(sirna_id)
-    example = tf.train.Example()
-    features = example.features.feature
-    for key, (kind, values) in feature.items():
-        getattr(features[key], kind).value.extend(values)
-    # Protobuf's default map order varies between processes. Deterministic serialization
-    # (same cost) makes a site's bytes a pure function of its content, so a resumed,
-    # parallel or Beam conversion writes byte-identical shards to an uninterrupted one.
-    return bytes(example.SerializeToString(deterministic=True))
+    return feature
 
 
 # ---------------------------------------------------------------------------------------
@@ -699,29 +722,3 @@ def decode_image(
             one, image, fn_output_signature=tf.TensorSpec([height, width, len(picked)], tf.uint8)
         )
     return one(image)
-
-
-#: Names that moved to :mod:`rxdata.reader` (reading shards in plain Python). They are
-#: not forwarded from here: ``rxdata.reader`` imports this module, so forwarding would be
-#: an import cycle. ``rxdata.read_tfrecord`` (the top-level name) is unchanged.
-_MOVED_TO_READER = frozenset(
-    {"OnError", "RecordLayout", "RecordReader", "decode_example", "read_layout", "read_tfrecord"}
-)
-
-
-def __getattr__(name: str) -> Any:
-    """Deprecated names (PEP 562) that still work and warn with their new place.
-
-    ``CHANNELS`` was the feature key now ``CHANNELS_KEY``; the plain-Python reading names
-    moved to :mod:`rxdata.reader`. Those are looked up by name only when an old import
-    asks for them (``reader`` imports this module, never the reverse).
-    """
-    aliases: dict[str, tuple[str, Any]] = {
-        "CHANNELS": ("rxdata.tfrecord.CHANNELS_KEY", lambda: CHANNELS_KEY)
-    }
-    for old in _MOVED_TO_READER:
-        aliases[old] = (
-            f"rxdata.reader.{old}",
-            lambda old=old: getattr(importlib.import_module("rxdata.reader"), old),
-        )
-    return moved(__name__, aliases, name)

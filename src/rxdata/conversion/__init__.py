@@ -18,13 +18,10 @@ See :mod:`rxdata.conversion.job` for the contract and ``docs/convert.md`` for th
 
 from __future__ import annotations
 
-from rxdata._io import file_sha256
-from rxdata.conversion.job import ConvertResult, convert, write_tfrecords
+from rxdata.conversion.job import ConvertResult, convert
 from rxdata.conversion.manifest import read_manifest
 from rxdata.conversion.options import (
-    CHANNELS,
     COMPRESSIONS,
-    DATASETS,
     ENCODINGS,
     MANIFEST_FORMAT,
     MANIFEST_NAME,
@@ -46,12 +43,9 @@ from rxdata.conversion.shard import (
     write_shard_task,
 )
 from rxdata.conversion.verification import VerifyReport, verify
-from rxdata.metadata import find_metadata
 
 __all__ = [
-    "CHANNELS",
     "COMPRESSIONS",
-    "DATASETS",
     "ENCODINGS",
     "MANIFEST_FORMAT",
     "MANIFEST_NAME",
@@ -71,11 +65,8 @@ __all__ = [
     "SkippedSite",
     "VerifyReport",
     "convert",
-    "file_sha256",
-    "find_metadata",
     "plan_shards",
     "read_manifest",
     "verify",
     "write_shard_task",
-    "write_tfrecords",
 ]

@@ -28,7 +28,6 @@ import dataclasses
 import logging
 import os
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +44,7 @@ from rxdata.conversion.manifest import (
     prepare_output,
     read_manifest,
 )
-from rxdata.conversion.options import CHANNELS, MANIFEST_NAME, REPORT_NAME, ConvertOptions
+from rxdata.conversion.options import MANIFEST_NAME, REPORT_NAME, ConvertOptions
 from rxdata.conversion.plan import (
     ShardSpec,
     load_metadata,
@@ -68,7 +67,8 @@ from rxdata.errors import (
     option_flags,
     option_text,
 )
-from rxdata.naming import DataRoot, find_root
+from rxdata.naming import CHANNELS
+from rxdata.roots import DataRoot, find_root
 
 log = logging.getLogger("rxdata.conversion")
 
@@ -115,7 +115,7 @@ class ConvertResult:
 
 
 def _find_images(images_root: str, datasets: Sequence[str]) -> DataRoot:
-    """The images' root by the one layout rule (:func:`rxdata.naming.find_root`)."""
+    """The images' root by the one layout rule (:func:`rxdata.roots.find_root`)."""
     try:
         data = find_root(images_root, datasets=datasets)
     except MetadataError as err:
@@ -334,49 +334,3 @@ def convert(
         result.elapsed_s,
     )
     return result
-
-
-def write_tfrecords(
-    metadata: pd.DataFrame | str | os.PathLike[str] | None,
-    images_root: str | os.PathLike[str],
-    output_dir: str | os.PathLike[str],
-    **options: Any,
-) -> ConvertResult:
-    """Deprecated: use :func:`convert` with ``metadata=`` (and ``scan=False``).
-
-    The same as ``convert(images_root, output_dir, metadata=metadata, scan=False,
-    **options)``: ``scan`` defaults to False here, since images of sites left out of the
-    selection are expected, not "images without metadata". Emits a ``DeprecationWarning``.
-
-    Args:
-        metadata: The site table (or a path to read it from; ``None`` to find it).
-        images_root: Folder of the channel PNGs (Kaggle or full layout).
-        output_dir: Output folder.
-        **options: Fields of :class:`ConvertOptions`.
-
-    Returns:
-        The :class:`ConvertResult`.
-
-    Example:
-        >>> import rxdata
-        >>> from rxdata.synthetic import SyntheticOptions, generate
-        >>> root = generate("rxrx1-tiny", SyntheticOptions.tiny(seed=1))
-        >>> md = rxdata.read_metadata(root)
-        >>> one = md[md["experiment"] == "HEPG2-01"]
-        >>> import warnings
-        >>> with warnings.catch_warnings():
-        ...     warnings.simplefilter("ignore", DeprecationWarning)
-        ...     write_tfrecords(one, root, "out", workers=1).n_sites
-        56
-    """
-    warnings.warn(
-        "rxdata.write_tfrecords is deprecated: call rxdata.convert(images_root, output_dir, "
-        "metadata=metadata, scan=False, ...) instead",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    options.setdefault("scan", False)
-    return convert(images_root, output_dir, metadata=metadata, **options)
-
-
-# --- verification ---------------------------------------------------------------------------

@@ -31,7 +31,6 @@ from typing import Any
 
 from rxdata import _io
 from rxdata.conversion.options import (
-    CHANNELS,
     LOCK_NAME,
     MANIFEST_FORMAT,
     MANIFEST_NAME,
@@ -44,6 +43,7 @@ from rxdata.conversion.options import (
 from rxdata.conversion.plan import ShardSpec, plan_digest, plan_json
 from rxdata.conversion.shard import ShardRecord, SkippedSite, progress_path
 from rxdata.errors import ConvertError, OutputExistsError, RecordError, option_text
+from rxdata.naming import CHANNELS
 
 log = logging.getLogger(__name__)
 

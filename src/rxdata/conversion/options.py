@@ -10,9 +10,7 @@ from typing import Any
 import numpy as np
 
 from rxdata.errors import OptionsError, ParseError, option_text
-from rxdata.naming import CHANNELS as CHANNELS
-from rxdata.naming import DATASETS as DATASETS
-from rxdata.naming import normalize_experiment
+from rxdata.naming import DATASETS, normalize_experiment
 
 STRATEGIES = ("random", "by_exp_plate_site", "by_experiment")
 """Ways to group sites into shards (see :func:`plan_shards`)."""

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rxdata.conversion.options import DATASETS, ConvertOptions
+from rxdata.conversion.options import ConvertOptions
 from rxdata.errors import MetadataError, option_text
-from rxdata.naming import normalize_experiment
+from rxdata.naming import DATASETS, normalize_experiment
 
 _SORT = ["dataset", "experiment", "plate", "well", "site"]
 

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from rxdata import _io
-from rxdata.conversion.options import CHANNELS, PROGRESS_DIR
+from rxdata.conversion.options import PROGRESS_DIR
 from rxdata.conversion.plan import ShardSpec
 from rxdata.errors import (
     ConvertError,
@@ -47,7 +47,8 @@ from rxdata.errors import (
     ImageReadError,
     option_text,
 )
-from rxdata.naming import DataRoot, image_path
+from rxdata.naming import CHANNELS, image_path
+from rxdata.roots import DataRoot
 
 log = logging.getLogger(__name__)
 

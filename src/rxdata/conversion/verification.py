@@ -12,9 +12,10 @@ import pandas as pd
 
 from rxdata import _io
 from rxdata.conversion.manifest import list_shards, read_manifest
-from rxdata.conversion.options import CHANNELS, ConvertOptions
+from rxdata.conversion.options import ConvertOptions
 from rxdata.conversion.plan import load_metadata, select_sites, site_rows
 from rxdata.errors import RxDataError
+from rxdata.naming import CHANNELS
 
 
 @dataclass(frozen=True)

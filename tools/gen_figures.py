@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .venv/bin/python docs/gen_figures.py [--real-root ../shared/rxrx1-real] [--out docs/img]
+    .venv/bin/python tools/gen_figures.py [--real-root ../shared/rxrx1-real] [--out docs/img]
 
 Each picture is computed by rxdata's own functions, not drawn by hand:
 
@@ -41,7 +41,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
 import rxdata
-from rxdata.metadata import COLUMNS, ROWS
+from rxdata.naming import COLUMNS, ROWS
 
 ROOT = Path(__file__).resolve().parents[1]
 # PNG metadata without the matplotlib version, so regenerating gives identical files.

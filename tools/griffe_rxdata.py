@@ -30,7 +30,7 @@ _EXAMPLE = re.compile(r"^(?P<indent>[ \t]*)Example:[ \t]*$", re.MULTILINE)
 _ROLE = re.compile(
     r":(?:py:)?(?:func|class|meth|attr|data|mod|exc|obj|const):`(?P<tilde>~?)(?P<name>[^`]+)`"
 )
-API_PAGES = Path(__file__).resolve().parent / "api"
+API_PAGES = Path(__file__).resolve().parents[1] / "docs" / "api"
 
 try:  # public name -> module of rxdata's lazy top-level API (rxdata.read_metadata etc.)
     from rxdata import _EXPORTS

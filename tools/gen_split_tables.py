@@ -7,8 +7,8 @@ recomputes them when the real files are present and fails when the page is stale
 
 Usage::
 
-    .venv/bin/python docs/gen_split_tables.py [METADATA_DIR]          # print the tables
-    .venv/bin/python docs/gen_split_tables.py [METADATA_DIR] --write  # update splits.md
+    .venv/bin/python tools/gen_split_tables.py [METADATA_DIR]         # print the tables
+    .venv/bin/python tools/gen_split_tables.py [METADATA_DIR] --write  # update splits.md
 """
 
 from __future__ import annotations
