@@ -6,7 +6,13 @@ Prints sites/s per worker (one worker each, so the figures are per core) for:
   six PNGs with Pillow, stack them, store the raw bytes, GZIP-compressed TFRecords.
 * ``rxdata raw``: ``convert(encoding="raw")`` (decode, uncompressed records).
 * ``rxdata png``: ``convert(encoding="png")`` (validate each PNG: signature, chunk CRCs,
-  size, bit depth; copy its bytes; no decode).
+  size, bit depth, and the IDAT stream inflated to exactly the header's size; copy its
+  bytes; no unfiltering).
+* ``rxdata png, no validate``: the same with ``validate=False`` (what the PNG checks cost).
+
+and, as the floor for PNG records, ``read+write once``: read each site's six files and
+write their bytes once to one file, nothing else; the png rows also print their ratio to
+it (1.0 would be a conversion that costs no more than copying the bytes).
 
 on the real RxRx1 images in ``../shared/rxrx1-real/images`` (its 18 complete sites) and on
 synthetic 512x512 sites from :mod:`rxdata.synthetic`. Then measures the peak memory of a
@@ -39,11 +45,12 @@ from PIL import Image
 from rxdata.conversion import convert
 from rxdata.images import channel_path
 from rxdata.metadata import read_metadata, scan_images
+from rxdata.naming import image_path
 from rxdata.synthetic import SyntheticOptions, generate
 
 FULL_SITES = 125_510
 ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT.parent / "shared" / "rxrx1-real"
+REAL = Path(os.environ.get("RXDATA_REAL_ROOT") or ROOT.parent / "shared" / "rxrx1-real")
 
 
 def baseline(images_root: Path, md: pd.DataFrame, out: Path) -> None:
@@ -101,12 +108,12 @@ def real_sites(root: Path, n_sites: int) -> tuple[Path, pd.DataFrame]:
                 from_ = channel_path(
                     images, src.dataset, src.experiment, src.plate, src.well, src.site, ch
                 )
-                to = Path(channel_path(root, "train", src.experiment, src.plate, well, site, ch))
+                to = root / image_path("train", src.experiment, src.plate, well, site, ch, "kaggle")
                 to.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(from_, to)
     cols = ["id_code", "experiment", "plate", "well", "sirna"]
     pd.DataFrame(rows, columns=cols).to_csv(root / "train.csv", index=False)
-    md = read_metadata(root).iloc[:n_sites].reset_index(drop=True)
+    md = read_metadata(root, datasets=("train",)).iloc[:n_sites].reset_index(drop=True)
     return root, md
 
 
@@ -125,6 +132,31 @@ def timed(fn, repeat: int) -> tuple[float, float]:
     return best_cpu, best_wall
 
 
+def copy_once(images_root: Path, md: pd.DataFrame, out: Path) -> None:
+    """The floor for PNG records: read each site's six files, write their bytes once."""
+    out.mkdir(parents=True, exist_ok=True)
+    layout = "full" if (images_root / "images").is_dir() else "kaggle"
+    with open(out / "copy.bin", "wb") as dst:
+        for row in md.itertuples():
+            ds = row.dataset if layout == "kaggle" else None
+            for ch in range(1, 7):
+                path = images_root / image_path(
+                    ds, row.experiment, row.plate, row.well, row.site, ch, layout
+                )
+                with open(path, "rb") as src:
+                    dst.write(src.read())
+
+
+KINDS = ("baseline", "raw", "png", "png-novalidate", "copy")
+LABELS = {
+    "baseline": "baseline",
+    "raw": "rxdata raw",
+    "png": "rxdata png",
+    "png-novalidate": "png, no validate",
+    "copy": "read+write once",
+}
+
+
 def bench(name: str, images_root: Path, md: pd.DataFrame, work: Path, repeat: int) -> dict:
     n = len(md)
 
@@ -133,34 +165,38 @@ def bench(name: str, images_root: Path, md: pd.DataFrame, work: Path, repeat: in
         shutil.rmtree(out, ignore_errors=True)
         if kind == "baseline":
             baseline(images_root, md, out)
+        elif kind == "copy":
+            copy_once(images_root, md, out)
         else:
             convert(
                 images_root,
                 out,
                 metadata=md,
-                encoding=kind,
+                encoding=kind.split("-")[0],
+                validate=kind != "png-novalidate",
                 workers=1,
                 progress=False,
                 scan=False,
                 sites_per_shard=max(n, 1),
             )
 
-    times = {kind: timed(lambda k=kind: run(k), repeat) for kind in ("baseline", "raw", "png")}
+    times = {kind: timed(lambda k=kind: run(k), repeat) for kind in KINDS}
     print(f"\n{name}: {n} sites, one worker, best of {repeat}")
     print(
-        f"  {'method':<12}{'sites/CPU-s':>12}{'x baseline':>12}{'sites/s wall':>14}"
-        f"{'x baseline':>12}"
+        f"  {'method':<18}{'sites/CPU-s':>12}{'x baseline':>12}{'sites/s wall':>14}"
+        f"{'x baseline':>12}{'x read+write':>14}"
     )
     base_cpu, base_wall = times["baseline"]
+    copy_cpu = times["copy"][0]
     rates = {}
     for kind, (cpu, wall) in times.items():
-        label = "baseline" if kind == "baseline" else f"rxdata {kind}"
         rates[kind] = n / cpu
+        ratio = f"{copy_cpu / cpu:>14.2f}" if kind.startswith("png") else ""
         print(
-            f"  {label:<12}{n / cpu:>12.1f}{base_cpu / cpu:>12.1f}{n / wall:>14.1f}"
-            f"{base_wall / wall:>12.1f}"
+            f"  {LABELS[kind]:<18}{n / cpu:>12.1f}{base_cpu / cpu:>12.1f}{n / wall:>14.1f}"
+            f"{base_wall / wall:>12.1f}{ratio}"
         )
-    return rates
+    return {k: rates[k] for k in ("baseline", "raw", "png")}
 
 
 PEAK_CHILD = """

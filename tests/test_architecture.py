@@ -401,7 +401,6 @@ _SPLIT_BY_OTHER_WORK = frozenset(
     {
         "rxdata.cli._add_convert_options",
         "rxdata.conversion.job.convert",
-        "rxdata.conversion.verification.verify",
         "rxdata.reader.decode_example",
     }
 )

@@ -405,10 +405,14 @@ def test_bad_input_skipped_and_reported(case, own_root, tmp_path) -> None:
     report = pd.read_csv(result.report_path, dtype=str)
     assert list(report.site_id) == [SITE_ID]
     assert message in report.reason[0]
-    assert report.path[0].endswith(f"C04_s1_w{channel}.png")
-    assert report.shard[0].startswith("random-42/train/")
     manifest = read_manifest(out)
-    assert manifest["n_skipped"] == 1 and manifest["n_sites"] == 13
+    if case == "no_images":  # found before planning: in no shard (issue 23)
+        assert report.shard.isna()[0] and manifest["n_sites"] == 13
+        assert report.path[0].endswith("Plate2") and "C04_s1_w*.png" in report.reason[0]
+    else:
+        assert report.path[0].endswith(f"C04_s1_w{channel}.png")
+        assert report.shard[0].startswith("random-42/train/")
+        assert manifest["n_skipped"] == 1 and manifest["n_sites"] == 13
     md = read_metadata(own_root)
     assert verify(out, metadata=md).ok  # skipped and reported is not a mismatch
 

@@ -111,6 +111,119 @@ def test_expected_shape_checked():
         images.read_png(data, path="a.png", expected_shape=(512, 512))
 
 
+def gray_png(
+    width: int, height: int, raw: bytes, *, interlace: int = 0, tail: bytes = b""
+) -> bytes:
+    """An 8-bit grayscale PNG around the given scanline bytes, every CRC valid."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, interlace)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(raw) + tail)
+        + chunk(b"IEND", b"")
+    )
+
+
+def scanlines(width: int, rows: int) -> bytes:
+    return b"".join(b"\x00" + bytes((r * 7 + c) % 256 for c in range(width)) for r in range(rows))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param(gray_png(32, 32, scanlines(32, 10)), r"\(330 of 1056\)", id="10-of-32-rows"),
+        pytest.param(
+            gray_png(32, 32, scanlines(32, 31)), "truncated image data", id="one-row-short"
+        ),
+        pytest.param(gray_png(32, 32, scanlines(32, 40)), "more image data", id="too-many-rows"),
+        pytest.param(
+            gray_png(32, 32, scanlines(32, 32), tail=b"junk"),
+            "after the end of the zlib",
+            id="garbage-after-stream",
+        ),
+        pytest.param(gray_png(32, 32, b"", tail=b""), "truncated image data", id="empty-stream"),
+    ],
+)
+def test_image_data_of_the_wrong_length_is_refused_everywhere(data, message):
+    """Valid CRCs, wrong amount of pixel data: refused by inspect_png and read_png alike."""
+    for call in (
+        lambda: images.inspect_png(data, "x/B02_s1_w1.png"),
+        lambda: images.read_png(data, path="x/B02_s1_w1.png"),
+    ):
+        with pytest.raises(ImageDecodeError, match=message) as err:
+            call()
+        assert "x/B02_s1_w1.png" in str(err.value)
+
+
+def test_short_image_data_is_what_tensorflow_refuses_and_pillow_zero_fills():
+    """Why the check exists: the decoders disagree on a PNG with too few rows."""
+    tf = pytest.importorskip("tensorflow")
+    short = gray_png(32, 32, scanlines(32, 10))
+    with Image.open(io.BytesIO(short)) as img:  # Pillow: no error, rows 10..31 are zeros
+        assert not np.asarray(img)[10:].any()
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        tf.io.decode_png(short)
+    good = gray_png(32, 32, scanlines(32, 32))
+    np.testing.assert_array_equal(tf.io.decode_png(good).numpy()[..., 0], images.read_png(good))
+
+
+def test_zlib_stream_cut_inside_idat_is_refused():
+    whole = zlib.compress(scanlines(32, 33))
+    ihdr = struct.pack(">IIBBBBB", 32, 33, 8, 0, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", whole[:-9])
+    data += chunk(b"IEND", b"")
+    with pytest.raises(ImageDecodeError, match=r"truncated image data|corrupt compressed"):
+        images.inspect_png(data, "x.png")
+
+
+def test_interlaced_image_data_size_follows_adam7():
+    # 8x8 8-bit grayscale, Adam7: passes of 1x1, 1x1, 1x2, 2x2, 2x4, 4x4, 4x8 pixels,
+    # each row with its filter byte: 2 + 2 + 3 + 6 + 10 + 20 + 36 = 79 bytes.
+    tf = pytest.importorskip("tensorflow")
+    good = gray_png(8, 8, bytes(79), interlace=1)
+    assert images.inspect_png(good).interlaced
+    assert tf.io.decode_png(good).shape == (8, 8, 1)
+    with pytest.raises(ImageDecodeError, match="truncated image data"):
+        images.inspect_png(gray_png(8, 8, bytes(78), interlace=1))
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        pytest.param((8, 0, 1, 0, 0), "compression 1", id="compression"),
+        pytest.param((8, 0, 0, 0, 2), "interlace 2", id="interlace"),
+        pytest.param((3, 0, 0, 0, 0), "bit depth 3", id="bit-depth"),
+    ],
+)
+def test_header_values_png_does_not_allow(fields, message):
+    depth, ctype, comp, filt, interlace = fields
+    ihdr = struct.pack(">IIBBBBB", 4, 4, depth, ctype, comp, filt, interlace)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(20)))
+    with pytest.raises(ImageDecodeError, match=message):
+        images.inspect_png(data + chunk(b"IEND", b""), "x.png")
+
+
+def test_a_zlib_bomb_behind_a_huge_header_is_refused():
+    # 60000x60000 claims 3.6 GB; the stream inflates to 64 MB of zeros, then ends early.
+    ihdr = struct.pack(">IIBBBBB", 60000, 60000, 8, 0, 0, 0, 0)
+    bomb = zlib.compress(bytes(64 << 20), 9)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", bomb) + chunk(b"IEND", b"")
+    with pytest.raises(ImageDecodeError, match="truncated image data"):
+        images.inspect_png(data, "bomb.png")
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 20), st.integers(1, 20), st.data())
+def test_any_missing_rows_are_refused(width, height, data):
+    rows = data.draw(st.integers(0, height - 1))
+    with pytest.raises(ImageDecodeError, match="truncated image data"):
+        images.inspect_png(gray_png(width, height, scanlines(width, rows)), "x.png")
+    assert images.inspect_png(gray_png(width, height, scanlines(width, height))).shape == (
+        height,
+        width,
+    )
+
+
 # --- read_png ------------------------------------------------------------------------------
 
 
@@ -146,7 +259,7 @@ def test_read_png_corrupt_pixel_data_names_file(decoder):
     payload = bytearray(good[start : start + length])
     payload[10:40] = bytes(30)
     bad = good[: start - 8] + chunk(b"IDAT", bytes(payload)) + good[start + length + 4 :]
-    with pytest.raises(ImageDecodeError, match=r"w3.png: corrupt PNG data"):
+    with pytest.raises(ImageDecodeError, match=r"w3.png: corrupt"):
         images.read_png(bad, path="w3.png", decoder=decoder)
 
 
@@ -276,3 +389,10 @@ def test_load_site_remote_filesystem():
     np.testing.assert_array_equal(x, np.stack([planes[3], planes[1], planes[2]], axis=-1))
     with pytest.raises(ImageNotFoundError, match=rf"{root}/images/HEPG2-01/Plate2/B02_s1_w4"):
         rxdata.load_site(None, "HEPG2-01", 2, "B02", 1, channels=(1, 4), base_path=root)
+
+
+def test_a_row_with_an_unknown_filter_type_is_refused():
+    raw = bytearray(scanlines(16, 16))
+    raw[5 * 17] = 9  # row 5's filter type
+    with pytest.raises(ImageDecodeError, match="row 5 has filter type 9"):
+        images.inspect_png(gray_png(16, 16, bytes(raw)), "x.png")

@@ -18,7 +18,13 @@ Durability: :func:`rename` (which :func:`write_bytes_atomic`, :func:`atomic_writ
 :func:`rxdata.tfrecord.write_shard` commit with) flushes the file to the disk before
 renaming it into place, and then the directory (local paths, where the OS supports it),
 so a power cut leaves either the old or the new file, never a renamed but empty one.
-Object stores (``gs://``) make a file visible only when it is complete.
+Object stores (``gs://``) make a file visible only when it is complete. :func:`exchange`
+swaps two folders' names in one step (Linux), for replacing a whole folder atomically.
+
+Containment: :func:`scan_tree` lists a folder without following any symbolic link,
+:func:`first_link` finds a link on a path, and :func:`glob_escape` makes a path literal
+before a pattern is built from it; :func:`linked_folder` tells which matches of a glob were
+reached through a folder link.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import errno
 import hashlib
 import os
 import re
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -342,6 +349,39 @@ def rename(src: PathLike, dst: PathLike) -> None:
         fsync_dir(os.path.dirname(dst_s))
 
 
+def exchange(a: PathLike, b: PathLike) -> bool:
+    """Swap the names of two local folders in one atomic step; False where unsupported.
+
+    Linux's ``renameat2(RENAME_EXCHANGE)``: at every instant each name holds one complete
+    folder. Elsewhere (another OS, a file system without it, remote paths) nothing is done
+    and False comes back, so that the caller falls back to two renames.
+
+    Example:
+        >>> import pathlib
+        >>> pathlib.Path("ex-a").mkdir(); pathlib.Path("ex-b").mkdir()
+        >>> _ = (pathlib.Path("ex-a") / "a").write_bytes(b"")
+        >>> if exchange("ex-a", "ex-b"):
+        ...     assert (pathlib.Path("ex-b") / "a").exists()
+    """
+    a_s, b_s = os.fspath(a), os.fspath(b)
+    if is_remote(a_s) or is_remote(b_s) or not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):  # a C library without renameat2 (glibc < 2.28)
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a_s), at_fdcwd, os.fsencode(b_s), rename_exchange) == 0:
+        fsync_dir(os.path.dirname(os.path.abspath(b_s)))
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), a_s)
+
+
 def remove(path: PathLike) -> None:
     path_s = os.fspath(path)
     if is_remote(path_s):
@@ -366,6 +406,25 @@ def remove_empty_dir(path: PathLike) -> bool:
     return True
 
 
+def remove_tree(path: PathLike) -> None:
+    """Delete a folder and everything in it; a symbolic link inside is removed, not followed.
+
+    Local folders use ``shutil.rmtree``, which on Linux and macOS resists symlink attacks
+    (it works through file descriptors and never follows a link). A missing folder is fine.
+    """
+    path_s = os.fspath(path)
+    if is_remote(path_s):
+        if _gfile().exists(path_s):
+            _gfile().rmtree(path_s)
+        return
+    import shutil
+
+    if os.path.islink(path_s):
+        os.remove(path_s)
+    elif os.path.isdir(path_s):
+        shutil.rmtree(path_s)
+
+
 def listdir(path: PathLike) -> list[str]:
     """The names in a folder, sorted."""
     path_s = os.fspath(path)
@@ -374,7 +433,27 @@ def listdir(path: PathLike) -> list[str]:
     return sorted(os.listdir(path_s))
 
 
+def glob_escape(path: PathLike) -> str:
+    """``path`` with its glob characters (``*?[``) made literal, to build a pattern from.
+
+    Every pattern built from a user-supplied path goes through this first: an output
+    folder named ``x[ab]`` must not match the folders ``xa`` and ``xb``.
+
+    Example:
+        >>> glob_escape("out ü*?[y] é/run")
+        'out ü[*][?][[]y] é/run'
+    """
+    import glob as _glob
+
+    path_s = os.fspath(path)
+    match = _URL.match(path_s)
+    if match:  # never touch the scheme ("gs://")
+        return match.group(0) + _glob.escape(path_s[match.end() :])
+    return _glob.escape(path_s)
+
+
 def glob(pattern: PathLike) -> list[str]:
+    """The paths matching a pattern, sorted; escape literal parts with :func:`glob_escape`."""
     pattern_s = os.fspath(pattern)
     if is_remote(pattern_s):
         return sorted(str(p) for p in _gfile().glob(pattern_s))
@@ -398,6 +477,109 @@ def walk_files(root: PathLike, suffix: str = "") -> Iterator[str]:
                 yield os.path.join(dirpath, name)
 
 
+def linked_folder(pattern: PathLike, path: str) -> str | None:
+    """The folder link a glob of ``pattern`` went through to reach ``path``, if any.
+
+    Only the folders that the pattern's wildcards matched count: a link in the literal
+    part (``/data/link/*.tfrecord``) was named on purpose, and a matched file that is
+    itself a link is read as a file. Remote paths have no links.
+
+    Example:
+        >>> import pathlib
+        >>> pathlib.Path("lf/real").mkdir(parents=True)
+        >>> pathlib.Path("lf/link").symlink_to("real")
+        >>> _ = (pathlib.Path("lf/real") / "a.tfrecord").write_bytes(b"")
+        >>> linked_folder("lf/*/a.tfrecord", "lf/link/a.tfrecord")
+        'lf/link'
+        >>> linked_folder("lf/link/*.tfrecord", "lf/link/a.tfrecord") is None
+        True
+    """
+    pattern_s = os.fspath(pattern)
+    if is_remote(pattern_s):
+        return None
+    literal = 0
+    for part in pattern_s.split(os.sep):
+        if re.search(r"[*?[]", part):
+            break
+        literal += 1
+    parts = path.split(os.sep)
+    for i in range(literal + 1, len(parts)):
+        folder = os.sep.join(parts[:i])
+        if os.path.islink(folder):
+            return folder
+    return None
+
+
+def scan_tree(root: PathLike) -> tuple[list[str], list[str], list[str]]:
+    """Every file under ``root``, and every link and special file, following no link (as git).
+
+    Returns:
+        ``(files, links, special)``: paths relative to ``root`` with ``/`` separators,
+        sorted. ``files`` are regular files. ``links`` are symbolic links (to files or
+        folders, dangling or not), reported and never followed, so nothing behind a link
+        is listed. ``special`` are FIFOs, sockets and devices (opening one can block).
+        Object stores (``gs://``) have only files. A missing ``root`` gives empty lists.
+
+    Example:
+        >>> import pathlib
+        >>> (pathlib.Path("tree") / "a").mkdir(parents=True)
+        >>> _ = (pathlib.Path("tree") / "a" / "f.txt").write_bytes(b"x")
+        >>> (pathlib.Path("tree") / "ln").symlink_to("a")
+        >>> scan_tree("tree")
+        (['a/f.txt'], ['ln'], [])
+    """
+    root_s = os.fspath(root)
+    files: list[str] = []
+    links: list[str] = []
+    special: list[str] = []
+    if is_remote(root_s):
+        if isdir(root_s):
+            prefix = len(root_s.rstrip("/")) + 1
+            files = [p[prefix:] for p in walk_files(root_s)]
+        return sorted(files), links, special
+    pending = [("", root_s)]
+    while pending:
+        relative, folder = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            name = f"{relative}/{entry.name}" if relative else entry.name
+            if entry.is_symlink():  # checked before anything follows it
+                links.append(name)
+            elif entry.is_dir(follow_symlinks=False):
+                pending.append((name, entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                files.append(name)
+            else:
+                special.append(name)
+    return sorted(files), sorted(links), sorted(special)
+
+
+def first_link(root: PathLike, relative: str) -> str | None:
+    """The first component of ``root/relative`` below ``root`` that is a symbolic link.
+
+    ``relative`` is ``/``-separated. Components that do not exist end the check (nothing
+    to follow there). Remote paths have no links: ``None``.
+
+    Example:
+        >>> import pathlib
+        >>> pathlib.Path("fl/real").mkdir(parents=True)
+        >>> pathlib.Path("fl/link").symlink_to("real")
+        >>> first_link("fl", "link/x.tfrecord"), first_link("fl", "real/x.tfrecord")
+        ('link', None)
+    """
+    root_s = os.fspath(root)
+    if is_remote(root_s):
+        return None
+    parts = relative.split("/")
+    for i in range(1, len(parts) + 1):
+        if os.path.islink(os.path.join(root_s, *parts[:i])):
+            return "/".join(parts[:i])
+    return None
+
+
 def local_path(path: PathLike) -> Path | None:
     """Return a ``Path`` for local paths, ``None`` for remote ones."""
     return None if is_remote(path) else Path(path)
@@ -407,16 +589,20 @@ __all__ = [
     "HashingWriter",
     "atomic_writer",
     "dirname",
+    "exchange",
     "exists",
     "file_identity",
     "file_sha256",
+    "first_link",
     "fsync",
     "fsync_dir",
     "glob",
+    "glob_escape",
     "is_remote",
     "isdir",
     "isfile",
     "join",
+    "linked_folder",
     "listdir",
     "local_path",
     "makedirs",
@@ -425,7 +611,9 @@ __all__ = [
     "read_bytes",
     "remove",
     "remove_empty_dir",
+    "remove_tree",
     "rename",
+    "scan_tree",
     "sha256_and_size",
     "temporary_name",
     "walk_files",

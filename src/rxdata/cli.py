@@ -395,6 +395,15 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     )
     p.add_argument("output_dir", metavar="OUTPUT_DIR", help="folder written by rxdata convert")
     _add_verify_options(p)
+    p.add_argument(
+        "--inputs",
+        metavar="IMAGES_ROOT",
+        default=None,
+        help="also read every input image under IMAGES_ROOT again and compare it with the "
+        "content hash recorded at conversion: finds a same-size replacement whose "
+        "modification time was restored (cp -p, rsync -t), which a resume cannot see "
+        "(reads all the images; default: off)",
+    )
     _progress_flag(p)
     p.set_defaults(func=_verify_handler)
 
@@ -440,7 +449,11 @@ def _verify_handler(args: argparse.Namespace) -> int:
     try:
         with _site_progress(args.output_dir, getattr(args, "progress", None)) as progress:
             report = verify(
-                args.output_dir, decode=args.decode, metadata=metadata, progress=progress
+                args.output_dir,
+                decode=args.decode,
+                metadata=metadata,
+                progress=progress,
+                inputs=getattr(args, "inputs", None) and _must_exist(args.inputs, "--inputs"),
             )
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -34,6 +34,7 @@ __all__ = [
     "SplitError",
     "StatsError",
     "SubmissionError",
+    "UnreachableError",
     "VerifyError",
     "WorkerError",
     "option_flags",
@@ -163,3 +164,7 @@ class SubmissionError(RxDataError, ValueError):
 
 class WorkerError(RxDataError, RuntimeError):
     """A worker process died (killed, or out of memory) while running a task."""
+
+
+class UnreachableError(RxDataError, ConnectionError):
+    """A server (e.g. a tf.data service dispatcher) did not answer at its address in time."""

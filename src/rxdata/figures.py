@@ -242,7 +242,8 @@ def render_plate(
         folder = os.path.dirname(data_root.path(dataset, on_disk, plate, "A01", site, 1))
         suffix = f"_s{int(site)}_w{int(channels[0])}.png"
         wells = sorted(
-            os.path.basename(p)[: -len(suffix)] for p in _io.glob(_io.join(folder, f"*{suffix}"))
+            os.path.basename(p)[: -len(suffix)]
+            for p in _io.glob(_io.join(_io.glob_escape(folder), f"*{suffix}"))
         )
     if not wells:
         raise ImageNotFoundError(

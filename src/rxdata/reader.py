@@ -34,7 +34,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import io
 import itertools
 import math
 import os
@@ -51,7 +50,7 @@ import numpy as np
 import tensorflow as tf
 
 from rxdata import _io
-from rxdata.errors import OptionsError, RecordError
+from rxdata.errors import ImageDecodeError, OptionsError, RecordError
 from rxdata.tfrecord import (
     CHANNELS_KEY,
     DEFAULT_CHANNEL_COUNT,
@@ -222,18 +221,15 @@ def _square_side(nbytes: int, channels: int) -> int:
 
 
 def _decode_pngs(pngs: Sequence[bytes], height: int, width: int) -> np.ndarray:
-    from PIL import Image  # Pillow: a core dependency, imported here to keep import light
+    # rxdata.images.read_png: the converter's own check (inspect_png) before decoding, so a
+    # PNG that Pillow would zero-fill and TensorFlow refuse is refused here too.
+    from rxdata.images import read_png
 
     planes = []
     for i, png in enumerate(pngs):
         try:
-            with Image.open(io.BytesIO(png)) as img:
-                if img.mode != "L":
-                    raise RecordError(f"channel {i + 1} PNG is mode {img.mode!r}, expected 'L'")
-                plane = np.asarray(img, dtype=np.uint8)
-        except RecordError:
-            raise
-        except Exception as err:  # Pillow raises several types for corrupt data
+            plane = read_png(png, path=f"channel {i + 1} PNG")
+        except ImageDecodeError as err:
             raise RecordError(f"channel {i + 1} PNG cannot be decoded ({err})") from None
         if plane.shape != (height, width):
             raise RecordError(
@@ -589,7 +585,8 @@ def list_shards(
 
     An existing file is read as itself, even when its name holds glob characters; a
     glob never matches the hidden temporary files (``.name.tmp-...``) of a shard being
-    written.
+    written, nor files it would reach through a symbolic link to a folder (those are left
+    out with a warning naming them; name the link itself in the pattern to read them).
 
     Raises:
         FileNotFoundError: a pattern matches nothing, or only folders (the message names
@@ -615,6 +612,7 @@ def list_shards(
         matched = _io.glob(pattern_s)
         # a glob never matches a hidden temp shard (".name.tmp-...") of write_shard
         matched = [f for f in matched if not os.path.basename(f).startswith(".")]
+        matched = _unlinked(pattern_s, matched)
         # (a ".tfrecord" name is taken for a file: no metadata request per shard on gs://)
         folders = [f for f in matched if not f.endswith(".tfrecord") and _io.isdir(f)]
         if folders and len(folders) == len(matched):
@@ -630,6 +628,21 @@ def list_shards(
             raise FileNotFoundError(f"no TFRecord files match {pattern_s!r}")
         files.extend(matched)
     return sorted(set(files))
+
+
+def _unlinked(pattern: str, matched: list[str]) -> list[str]:
+    """``matched`` without the files a glob reached through a folder link (reported)."""
+    behind = {f: _io.linked_folder(pattern, f) for f in matched}
+    behind = {f: link for f, link in behind.items() if link is not None}
+    if behind:
+        first, link = next(iter(behind.items()))
+        warnings.warn(
+            f"{pattern!r}: left out {len(behind)} file(s) reached through a symbolic link to "
+            f"a folder, e.g. {first!r} (through {link!r}): a glob does not follow such links "
+            "(as git does not); name the link in the pattern to read what it holds",
+            stacklevel=3,
+        )
+    return [f for f in matched if f not in behind]
 
 
 def _confirmed_layout(path: str, on_error: str) -> RecordLayout | None:

@@ -213,7 +213,7 @@ def _detect_uncached(root: str, datasets: tuple[str, ...]) -> DataRoot | None:
     if _basename(root) == IMAGES_FOLDER and _io.isdir(root):
         experiments = [
             p
-            for p in _io.glob(_io.join(root, "*-*"))
+            for p in _io.glob(_io.join(_io.glob_escape(root), "*-*"))
             if re.fullmatch(EXPERIMENT_PATTERN, _basename(p))
         ]
         if experiments:

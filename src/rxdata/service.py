@@ -14,6 +14,12 @@ Contract:
       block, e.g. ``python -c "import rxdata.service as s; s.start_worker('host:5050').join()"``.
     * The workers read the shards themselves: they must see the same paths as the
       training process (a shared disk or ``gs://``), and have rxdata's TensorFlow version.
+    * Bounded wait: TensorFlow retries an unreachable dispatcher forever, logging at INFO
+      level only. So :func:`rxdata.make_dataset` first connects to the address with
+      :func:`check_reachable`, which raises :class:`~rxdata.errors.UnreachableError`
+      naming the address after at most ``RXDATA_SERVICE_TIMEOUT_S`` seconds (default
+      :data:`DEFAULT_TIMEOUT_S`; a positive number of seconds). A listening port is all
+      it checks: a port held by another program still lets TensorFlow wait.
 
 Example:
     >>> dispatcher = start_dispatcher()
@@ -29,11 +35,30 @@ Example:
 
 from __future__ import annotations
 
+import os
+import socket
+import time
+
 import tensorflow as tf
 
-from rxdata.errors import OptionsError
+from rxdata.errors import OptionsError, UnreachableError
 
-__all__ = ["dispatcher_address", "start_dispatcher", "start_worker"]
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "TIMEOUT_ENV",
+    "check_reachable",
+    "dispatcher_address",
+    "start_dispatcher",
+    "start_worker",
+]
+
+DEFAULT_TIMEOUT_S = 10.0
+"""Seconds :func:`check_reachable` waits for a dispatcher to accept a connection: long
+enough for a dispatcher on a busy network (a connect takes milliseconds), short enough
+that a wrong address is an error before the first training step."""
+
+TIMEOUT_ENV = "RXDATA_SERVICE_TIMEOUT_S"
+"""Environment variable that overrides :data:`DEFAULT_TIMEOUT_S` (seconds, > 0)."""
 
 _service = tf.data.experimental.service
 
@@ -102,3 +127,61 @@ def dispatcher_address(dispatcher: tf.data.experimental.service.DispatchServer) 
         >>> dispatcher.stop()
     """
     return str(dispatcher.target).split("://", 1)[-1]
+
+
+def check_reachable(address: str, timeout_s: float | None = None) -> None:
+    """Return when a server accepts a connection at ``address``; raise after ``timeout_s``.
+
+    Connection attempts are repeated (a dispatcher may be starting) until the deadline.
+
+    Args:
+        address: ``HOST:PORT`` or ``grpc://HOST:PORT``.
+        timeout_s: Seconds to wait in all; default: ``RXDATA_SERVICE_TIMEOUT_S`` from the
+            environment, else :data:`DEFAULT_TIMEOUT_S`.
+
+    Raises:
+        UnreachableError: Nothing accepted a connection in time (the message names the
+            address, the wait and the last error).
+        OptionsError: ``address`` or the timeout is malformed.
+
+    Example:
+        >>> dispatcher = start_dispatcher()
+        >>> check_reachable(dispatcher.target)
+        >>> dispatcher.stop()
+    """
+    wait = _timeout(timeout_s)
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        raise OptionsError(f"data service address {address!r}; expected 'HOST:PORT'")
+    deadline = time.monotonic() + wait
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=max(left, 0.01)):
+                return
+        except OSError as err:
+            if time.monotonic() + 0.2 >= deadline:
+                raise UnreachableError(
+                    f"the tf.data service at {address} did not accept a connection within "
+                    f"{wait:g} s ({err}); start its dispatcher (rxdata.service."
+                    f"start_dispatcher), check the address, or set {TIMEOUT_ENV} to wait "
+                    "longer"
+                ) from None
+            time.sleep(0.2)
+
+
+def _timeout(timeout_s: float | None) -> float:
+    """The wait in seconds: the argument, else the environment, else the default."""
+    if timeout_s is None:
+        text = os.environ.get(TIMEOUT_ENV)
+        if text is None:
+            return DEFAULT_TIMEOUT_S
+        try:
+            timeout_s = float(text)
+        except ValueError:
+            raise OptionsError(
+                f"{TIMEOUT_ENV}={text!r}; expected a number of seconds, e.g. 30"
+            ) from None
+    if isinstance(timeout_s, bool) or not timeout_s > 0 or timeout_s == float("inf"):
+        raise OptionsError(f"timeout_s={timeout_s!r}; expected a positive number of seconds")
+    return float(timeout_s)

@@ -15,6 +15,11 @@ Contract (see also ``docs/convert.md``):
   unchanged and rewrites the others, so an interrupted run finishes with byte-identical
   output and an edited label or image is never served stale.
 * **One run per folder** (:mod:`rxdata.conversion.lock`).
+* **Contained** (:mod:`rxdata.conversion.outputs`): nothing outside the output folder is
+  written, deleted or read; a symbolic link inside it is refused.
+* **Nothing good is lost** (:mod:`rxdata.conversion.staging`): ``overwrite`` replacing a
+  complete conversion with other options builds the new one beside it and swaps the two
+  only when the new one is complete.
 * **Bad input.** Missing channel PNGs, corrupt PNGs, wrong size or bit depth, metadata
   sites without images, and images without metadata. ``on_error="raise"`` stops with a
   :class:`~rxdata.errors.ConvertError` naming the file (no partial shard is left);
@@ -39,6 +44,7 @@ from rxdata.conversion.local import run_local
 from rxdata.conversion.lock import holding_output_lock
 from rxdata.conversion.manifest import (
     apply_run_summary,
+    build_manifest,
     drop_progress_dir,
     finalize,
     prepare_output,
@@ -51,6 +57,7 @@ from rxdata.conversion.plan import (
     plan_shards,
     select_sites,
     site_rows,
+    sites_with_images,
 )
 from rxdata.conversion.shard import (
     ShardContext,
@@ -59,6 +66,7 @@ from rxdata.conversion.shard import (
     SkippedSite,
     channel_file,
 )
+from rxdata.conversion.staging import commit, work_folder
 from rxdata.errors import (
     ConvertError,
     ImageDecodeError,
@@ -154,6 +162,72 @@ def _orphans(images_root: str, metadata: pd.DataFrame) -> list[SkippedSite]:
     return out
 
 
+def _drop_sites_without_images(
+    selected: pd.DataFrame, data: DataRoot, opts: ConvertOptions
+) -> tuple[pd.DataFrame, list[SkippedSite]]:
+    """The selected sites that have images, and the others as skipped sites.
+
+    One listing per plate folder (:func:`~rxdata.conversion.plan.sites_with_images`),
+    before any shard is planned: sites without a single image never reach a shard.
+    """
+    has, folders = sites_with_images(selected, data)
+    if has.all():
+        return selected, []
+    missing = selected[~has]
+    first = missing.iloc[0]
+    example = data.path(
+        str(first["dataset"]) if data.layout == "kaggle" else None,
+        str(first["experiment"]),
+        int(first["plate"]),
+        str(first["well"]),
+        int(first["site"]),
+        1,
+    )
+    with_images = sorted(set(selected["experiment"][has].astype(str)))
+    hint = (
+        f"convert those with {option_text('experiments', with_images[:5])} or a "
+        "metadata table of the sites you have"
+        if with_images
+        else "check IMAGES_ROOT"
+    )
+    counts = (
+        f"{int(has.sum())} of the {len(selected)} selected sites have images under "
+        f"{data.root}; {len(missing)} have none: site {first['site_id']} has no images "
+        f"(expected {example} and its 5 siblings)"
+    )
+    if not has.any():
+        raise ConvertError(
+            f"none of the {len(selected)} selected sites has images under {data.root} "
+            f"(e.g. no {example}); check IMAGES_ROOT, or pass the metadata of the images "
+            "you have"
+        )
+    if opts.on_error == "raise":
+        raise ConvertError(
+            f"{counts}; {hint}, or pass {option_text('on_error', 'skip')} to convert the "
+            "sites that have images and list the others in skipped.csv"
+        )
+    log.warning("%s; they are listed in skipped.csv (%s)", counts, hint)
+    skipped = [
+        SkippedSite(
+            str(site_id),
+            f"site {site_id} is in the metadata but has no images (no {well}_s{site}_w*.png "
+            f"in {folder or 'its experiment folder, which does not exist'})",
+            str(folder),
+            "",
+            str(dataset),
+        )
+        for site_id, well, site, dataset, folder in zip(
+            missing["site_id"],
+            missing["well"],
+            missing["site"],
+            missing["dataset"],
+            folders[~has],
+            strict=True,
+        )
+    ]
+    return selected[has].reset_index(drop=True), skipped
+
+
 def _infer_shape(
     ctx: ShardContext, plan: Sequence[ShardSpec], rows: Mapping[str, Mapping[str, Any]]
 ) -> tuple[int, int]:
@@ -218,8 +292,8 @@ def convert(
         ConvertError: A site could not be converted with ``on_error="raise"`` (the message
             names the file), a worker died, or another conversion is using ``output_dir``.
         OutputExistsError: ``output_dir`` holds a conversion with other options or metadata,
-            ``.tfrecord`` files this conversion does not write, or (``overwrite``) files
-            rxdata did not write.
+            ``.tfrecord`` files this conversion does not write, a symbolic link, a damaged
+            manifest, or (``overwrite``) files rxdata did not write.
         OptionsError: An option is invalid.
         MetadataError: The metadata cannot be found or read.
 
@@ -244,8 +318,8 @@ def convert(
     root = os.fspath(images_root)
     out_dir = os.fspath(output_dir)
     md = load_metadata(metadata, root)
-    plan = plan_shards(md, opts)
-    if not plan:
+    selected = select_sites(md, opts)
+    if selected.empty:
         raise ConvertError(
             "no sites to convert: the metadata has none in "
             f"{option_text('datasets', list(opts.datasets))}"
@@ -253,7 +327,9 @@ def convert(
         )
     data = _find_images(root, opts.datasets)
     layout = data.layout
-    rows = site_rows(select_sites(md, opts))
+    selected, imageless = _drop_sites_without_images(selected, data, opts)
+    plan = plan_shards(selected, opts)
+    rows = site_rows(selected)
     ctx = ShardContext(
         data.base,
         layout,
@@ -267,9 +343,14 @@ def convert(
         option_flags(),
     )
     shape = opts.image_shape or _infer_shape(ctx, plan, rows)
-    ctx = dataclasses.replace(ctx, image_shape=shape)
+    # Replacing a complete conversion with other options: write beside it (staging).
+    final_dir, out_dir = (
+        out_dir,
+        work_folder(out_dir, opts.overwrite, build_manifest(opts, shape, plan, layout, None, ())),
+    )
+    ctx = dataclasses.replace(ctx, image_shape=shape, output_dir=out_dir)
 
-    orphans = _orphans(root, md) if opts.scan else []
+    orphans = (_orphans(root, md) if opts.scan else []) + imageless
     if orphans and opts.on_error == "raise":
         more = f" and {len(orphans) - 1} more" if len(orphans) > 1 else ""
         raise ConvertError(
@@ -313,6 +394,8 @@ def convert(
         finalize(out_dir, opts, shape, plan, layout, records, orphans)
         order = {s.path: i for i, s in enumerate(plan)}
         records.sort(key=lambda r: order[r.path])
+    commit(out_dir, final_dir)  # the new conversion is complete: swap it in
+    out_dir = final_dir
     skipped = tuple(s for r in records for s in r.skipped) + tuple(orphans)
     report = _io.join(out_dir, REPORT_NAME) if skipped else None
     result = ConvertResult(

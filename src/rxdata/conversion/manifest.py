@@ -14,7 +14,10 @@ input is never served stale.
 ``.tfrecord`` under the folder that this conversion does not write. With
 ``overwrite=True`` it deletes every such ``.tfrecord`` (found by listing the folder, not
 from a manifest that may be lost), but refuses, deleting nothing, when the folder holds
-files rxdata did not write.
+files rxdata did not write. A complete conversion with other options is never deleted
+here: :mod:`rxdata.conversion.staging` builds its replacement beside it. It refuses any
+output folder holding a symbolic link, and a manifest naming a path outside the folder
+is damaged (:mod:`rxdata.conversion.outputs`).
 """
 
 from __future__ import annotations
@@ -25,13 +28,11 @@ import io
 import json
 import logging
 import os
-import posixpath
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rxdata import _io
 from rxdata.conversion.options import (
-    LOCK_NAME,
     MANIFEST_FORMAT,
     MANIFEST_NAME,
     MANIFEST_VERSION,
@@ -39,6 +40,14 @@ from rxdata.conversion.options import (
     REPORT_COLUMNS,
     REPORT_NAME,
     ConvertOptions,
+)
+from rxdata.conversion.outputs import (
+    OutputFiles,
+    check_relative,
+    list_output,
+    refuse_foreign,
+    refuse_links,
+    remove_files,
 )
 from rxdata.conversion.plan import ShardSpec, plan_digest, plan_json
 from rxdata.conversion.shard import ShardRecord, SkippedSite, progress_path
@@ -53,7 +62,9 @@ def read_manifest(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: No manifest in ``output_dir``.
-        RecordError: The manifest is not a valid rxdata-convert manifest.
+        RecordError: The manifest is not a valid rxdata-convert manifest, or it is
+            damaged: it is a symbolic link, or a shard path is absolute, has a ``..``
+            part, or is not a string (:func:`rxdata.conversion.outputs.check_relative`).
 
     Example:
         >>> try:
@@ -63,6 +74,11 @@ def read_manifest(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
         missing
     """
     path = _io.join(output_dir, MANIFEST_NAME)
+    if _io.first_link(output_dir, MANIFEST_NAME):  # never read what a link points to
+        raise RecordError(
+            f"{path}: damaged manifest: a symbolic link; rxdata follows no link inside an "
+            "output folder. Remove it and re-run the conversion"
+        )
     try:
         raw = _io.read_bytes(path)
     except FileNotFoundError:
@@ -83,6 +99,14 @@ def read_manifest(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path}: manifest format_version {manifest.get('format_version')!r}, "
             f"this rxdata reads {MANIFEST_VERSION}"
         )
+    shards = manifest.get("shards")
+    for i, entry in enumerate(shards if isinstance(shards, list) else [None]):
+        problem = check_relative(entry.get("path") if isinstance(entry, dict) else None)
+        if problem:  # nothing the manifest names outside the output is ever opened
+            raise RecordError(
+                f"{path}: damaged manifest: shards[{i}].path {problem}; re-run the "
+                "conversion (with --overwrite) to replace it"
+            )
     return manifest
 
 
@@ -111,17 +135,18 @@ def build_manifest(
     }
     if records is None:
         body["shards"] = plan_json(plan)
-        body["orphan_images"] = [dataclasses.asdict(o) for o in orphans]
+        body["orphan_images"] = [o.to_json() for o in orphans]
         return body
     body["n_sites"] = sum(r.count for r in records)
     body["n_skipped"] = sum(len(r.skipped) for r in records)
-    body["orphan_images"] = [dataclasses.asdict(o) for o in orphans]
+    body["orphan_images"] = [o.to_json() for o in orphans]
     body["shards"] = [r.to_json() for r in records]
     return body
 
 
 def _write_json(path: str, body: Mapping[str, Any]) -> None:
-    _io.write_bytes_atomic(path, (json.dumps(body, indent=1) + "\n").encode())
+    # No indent: the C encoder (json's indent runs in Python, 10 s for 125,000 entries).
+    _io.write_bytes_atomic(path, (json.dumps(body) + "\n").encode())
 
 
 def _write_report(path: str, skipped: Sequence[SkippedSite]) -> None:
@@ -214,19 +239,24 @@ def prepare_output(
     layout: str,
     orphans: Sequence[SkippedSite],
 ) -> dict[str, str]:
-    """Check an existing output, write the initial manifest; return reusable checksums."""
+    """Check an existing output, write the initial manifest; return reusable checksums.
+
+    Raises:
+        OutputExistsError: The folder holds a symbolic link, another conversion (without
+            ``overwrite``), stray shards, or (``overwrite``) files rxdata did not write.
+    """
     _io.makedirs(out_dir)
-    manifest_path = _io.join(out_dir, MANIFEST_NAME)
+    listing = list_output(out_dir)
+    refuse_links(out_dir, listing)
     fresh = build_manifest(opts, shape, plan, layout, None, orphans)
-    expected: dict[str, str] = {}
-    old = read_manifest(out_dir) if _io.exists(manifest_path) else None
+    old = _old_manifest(out_dir, opts.overwrite)
     same = (
         old is not None
         and old.get("options") == fresh["options"]
         and old.get("plan_sha256") == fresh["plan_sha256"]
     )
     planned = {s.path for s in plan}
-    shards = list_shards(out_dir)
+    shards = listing.shards
     if old is not None and not same and not shards:
         # A run that stopped before writing any shard (a wrong --image-shape, a bad input
         # under --on-error raise) leaves only its manifest: nothing to lose by replacing it.
@@ -262,22 +292,43 @@ def prepare_output(
     if opts.overwrite:
         # Same conversion: keep what a resume keeps (checked shard by shard); another
         # one (or no manifest to tell): delete every shard, whatever its name.
-        _clear_for_overwrite(out_dir, strays if same else shards, keep_progress=same)
+        _clear_for_overwrite(out_dir, listing, strays if same else shards, keep_progress=same)
+    expected: dict[str, str] = {}
     if same and old is not None:
         if old.get("complete"):
-            # Bring the complete run's records back as progress records to re-check.
+            # Bring the complete run's records back as progress records to re-check;
+            # only for planned paths, so no entry makes a record outside the plan.
             _io.makedirs(_io.join(out_dir, PROGRESS_DIR))
             for entry in old["shards"]:
-                _io.write_bytes_atomic(
-                    progress_path(out_dir, entry["path"]), json.dumps(entry).encode()
-                )
+                if entry.get("path") in planned:
+                    _io.write_bytes_atomic(
+                        progress_path(out_dir, entry["path"]), json.dumps(entry).encode()
+                    )
         for spec in plan:
             record = progress_path(out_dir, spec.path)
             if _io.exists(record):
                 expected[spec.path] = str(json.loads(_io.read_bytes(record))["sha256"])
-    _remove_stale_temporaries(out_dir, plan)
-    _write_json(manifest_path, fresh)
+    # Temporaries a killed run left (shards, progress records, manifest): found by the
+    # listing, never by a glob of the folder's name (which may hold "[ab]" or "*").
+    remove_files(out_dir, listing.temporaries, why="left by an interrupted run")
+    _write_json(_io.join(out_dir, MANIFEST_NAME), fresh)
     return expected
+
+
+def _old_manifest(out_dir: str, overwrite: bool) -> dict[str, Any] | None:
+    """The folder's manifest; a damaged one is replaced with ``overwrite``, else refused."""
+    if not _io.exists(_io.join(out_dir, MANIFEST_NAME)):
+        return None
+    try:
+        return read_manifest(out_dir)
+    except RecordError as err:
+        if overwrite:
+            log.warning("%s; replacing it (overwrite)", err)
+            return None
+        raise OutputExistsError(
+            f"{err}; pass {option_text('overwrite')} to replace the conversion, or choose "
+            "another output directory"
+        ) from None
 
 
 def _option_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
@@ -292,95 +343,32 @@ def _option_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     )
 
 
-def _remove_stale_temporaries(out_dir: str, plan: Sequence[ShardSpec]) -> None:
-    """Delete temporary files a killed run left (shards, progress records, manifest)."""
-    patterns = [
-        _io.join(out_dir, f".{MANIFEST_NAME}.tmp-*"),
-        _io.join(out_dir, f".{REPORT_NAME}.tmp-*"),
-        _io.join(out_dir, PROGRESS_DIR, ".*.tmp-*"),
-        # names of temporaries before rxdata 0.2 (left by an older run)
-        _io.join(out_dir, f"{MANIFEST_NAME}.tmp-*"),
-        _io.join(out_dir, f"{REPORT_NAME}.tmp-*"),
-        _io.join(out_dir, PROGRESS_DIR, "*.tmp-*"),
-    ]
-    for folder in sorted({posixpath.dirname(s.path) for s in plan}):
-        base = _io.join(out_dir, *folder.split("/")) if folder else out_dir
-        patterns.append(_io.join(base, ".*.tfrecord.tmp-*"))
-    for pattern in patterns:
-        for tmp in _io.glob(pattern):
-            log.info("removing %s, left by an interrupted run", tmp)
-            _io.remove(tmp)
-
-
 def list_shards(output_dir: str) -> list[str]:
     """Every ``*.tfrecord`` file under ``output_dir``, as sorted POSIX paths relative to it.
+
+    Found by :func:`rxdata.conversion.outputs.list_output`: nothing behind a symbolic
+    link is listed.
 
     Example:
         >>> list_shards("no-such-dir")
         []
     """
-    if not _io.isdir(output_dir):
-        return []
-    return sorted(
-        _relative(output_dir, p)
-        for p in _io.walk_files(output_dir, ".tfrecord")
-        if not _is_temporary(p)
-    )
-
-
-def _relative(output_dir: str, path: str) -> str:
-    if _io.is_remote(output_dir):
-        return path[len(output_dir.rstrip("/")) + 1 :]
-    return os.path.relpath(path, output_dir).replace(os.sep, "/")
-
-
-def _is_temporary(path: str) -> bool:
-    """An rxdata temporary: ``.NAME.tmp-PID-XXXX`` (or ``NAME.tmp-...`` before 0.2)."""
-    return ".tmp-" in posixpath.basename(path.replace(os.sep, "/"))
-
-
-def _is_rxdata_file(relative: str) -> bool:
-    """A file that a conversion writes into its output directory."""
-    if relative.endswith(".tfrecord") or _is_temporary(relative):
-        return True
-    if relative.startswith(PROGRESS_DIR + "/"):
-        return True
-    return relative in (MANIFEST_NAME, REPORT_NAME, LOCK_NAME)
+    return list_output(output_dir).shards
 
 
 def _clear_for_overwrite(
-    out_dir: str, doomed_shards: Sequence[str], *, keep_progress: bool
+    out_dir: str, listing: OutputFiles, doomed_shards: Sequence[str], *, keep_progress: bool
 ) -> None:
     """Delete what ``overwrite=True`` replaces; refuse if the folder holds other files."""
-    files = [_relative(out_dir, p) for p in _io.walk_files(out_dir)]
-    foreign = sorted(f for f in files if not _is_rxdata_file(f))
-    if foreign:
-        raise OutputExistsError(
-            f"{out_dir} holds {len(foreign)} file(s) that rxdata did not write, e.g. "
-            f"{[_io.join(out_dir, f) for f in foreign[:5]]}; {option_text('overwrite')} "
-            "deletes conversion outputs only and will not leave them mixed in: move them "
-            "out, or choose another output directory"
-        )
-    doomed = list(doomed_shards)
-    doomed += [f for f in files if _is_temporary(f)]
+    refuse_foreign(out_dir, listing)
+    doomed = list(doomed_shards) + listing.temporaries
     if not keep_progress:
-        doomed += [f for f in files if f.startswith(PROGRESS_DIR + "/") and f not in doomed]
-        doomed += [f for f in files if f == REPORT_NAME]
-    for relative in doomed:
-        path = _io.join(out_dir, *relative.split("/"))
-        if _io.exists(path):
-            log.info("overwrite: removing %s", path)
-            _io.remove(path)
+        doomed += [f for f in listing.files if f.startswith(PROGRESS_DIR + "/")]
+        doomed += [f for f in listing.files if f == REPORT_NAME]
+    remove_files(out_dir, sorted(set(doomed)), why="overwrite")
     if doomed_shards:
         log.warning(
             "overwrite: removed %d .tfrecord file(s) of a previous conversion, e.g. %s",
             len(doomed_shards),
             _io.join(out_dir, doomed_shards[0]),
         )
-    folders = {posixpath.dirname(f) for f in doomed if "/" in f}
-    for folder in sorted(folders, key=lambda f: -f.count("/")):
-        parts = folder.split("/")
-        while parts:  # remove folders the removals emptied, deepest first
-            if not _io.remove_empty_dir(_io.join(out_dir, *parts)):
-                break
-            parts.pop()

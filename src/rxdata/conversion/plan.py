@@ -15,11 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
+from rxdata import _io
 from rxdata.conversion.options import ConvertOptions
-from rxdata.errors import MetadataError, option_text
+from rxdata.errors import MetadataError, ParseError, option_text
 from rxdata.naming import DATASETS, normalize_experiment
+from rxdata.roots import DataRoot
 
 _SORT = ["dataset", "experiment", "plate", "well", "site"]
 
@@ -199,3 +202,67 @@ def load_metadata(
 
     path = find_metadata(images_root) if metadata is None else os.fspath(metadata)
     return read_metadata(path)
+
+
+def sites_with_images(
+    sites: pd.DataFrame, data: DataRoot
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.object_]]:
+    """Which selected sites have at least one channel image: one listing per plate folder.
+
+    Found before any shard is planned, so that a metadata table naming sites whose images
+    are elsewhere (the real sample: metadata for every well, images for a few) costs one
+    directory listing per plate, not a planned, read and reported shard per site.
+
+    Args:
+        sites: Rows of :func:`select_sites` (``dataset``, ``experiment``, ``plate``,
+            ``well``, ``site``).
+        data: The images' root (:func:`rxdata.roots.find_root`).
+
+    Returns:
+        One boolean per row, True when a ``{well}_s{site}_w*.png`` file is in its plate
+        folder; and each row's plate folder (the one listed).
+
+    Example:
+        >>> import os, tempfile
+        >>> from rxdata.roots import find_root
+        >>> root = tempfile.mkdtemp(); os.makedirs(f"{root}/train/E-1/Plate1")
+        >>> open(f"{root}/train/E-1/Plate1/B02_s1_w3.png", "wb").close()
+        >>> md = pd.DataFrame({"dataset": "train", "experiment": "E-1", "plate": 1,
+        ...     "well": ["B02", "B02", "B03"], "site": [1, 2, 1]})
+        >>> has, folders = sites_with_images(md, find_root(root))
+        >>> has.tolist(), folders[2].endswith("Plate1")
+        ([True, False, False], True)
+    """
+    has = np.zeros(len(sites), dtype=bool)
+    folders = np.full(len(sites), "", dtype=object)
+    if sites.empty:
+        return has, folders
+    keys = ["dataset", "experiment", "plate"]
+    frame = sites[[*keys, "well", "site"]].reset_index(drop=True)
+    frame = frame.astype(dict.fromkeys(keys[:2], str))
+    stem = frame["well"].astype(str) + "_s" + frame["site"].astype(int).astype(str)
+    prefix = stem.to_numpy(dtype=object)  # plain str: set lookups, no Arrow round trips
+    for (dataset, experiment, plate), group in frame.groupby(keys, sort=False, observed=True):
+        first = group.iloc[0]
+        try:
+            folder = _io.dirname(
+                data.path(
+                    dataset if data.layout == "kaggle" else None,
+                    experiment,
+                    int(plate),
+                    str(first["well"]),
+                    int(first["site"]),
+                    1,
+                )
+            )
+        except (MetadataError, ParseError):  # no such experiment folder: no images there
+            continue
+        idx = group.index.to_numpy()
+        folders[idx] = folder
+        try:
+            names = _io.listdir(folder)
+        except OSError:  # no such plate folder (or unreadable): no images there
+            continue
+        stems = {n.rsplit("_w", 1)[0] for n in names if n.endswith(".png")}
+        has[idx] = [p in stems for p in prefix[idx]]
+    return has, folders

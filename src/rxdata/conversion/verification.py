@@ -11,10 +11,12 @@ import numpy as np
 import pandas as pd
 
 from rxdata import _io
-from rxdata.conversion.manifest import list_shards, read_manifest
+from rxdata.conversion.inputs import check_inputs
+from rxdata.conversion.manifest import read_manifest
 from rxdata.conversion.options import ConvertOptions
+from rxdata.conversion.outputs import inside, list_output
 from rxdata.conversion.plan import load_metadata, select_sites, site_rows
-from rxdata.errors import RxDataError
+from rxdata.errors import RecordError, RxDataError
 from rxdata.naming import CHANNELS
 
 
@@ -28,6 +30,7 @@ class VerifyReport:
         n_sites: Examples read.
         problems: One line per mismatch (empty when everything matched).
         decoded: Whether every image was decoded.
+        inputs: Whether the input images were re-hashed (``inputs=``).
     """
 
     output_dir: str
@@ -35,6 +38,7 @@ class VerifyReport:
     n_sites: int
     problems: tuple[str, ...] = field(default_factory=tuple)
     decoded: bool = False
+    inputs: bool = False
 
     @property
     def ok(self) -> bool:
@@ -49,6 +53,7 @@ class VerifyReport:
             out: OK, 2 shards, 10 sites verified (checksums, counts, site ids)
         """
         what = "checksums, counts, site ids" + (", decoded images" if self.decoded else "")
+        what += ", input contents" if self.inputs else ""
         if self.ok:
             return (
                 f"{self.output_dir}: OK, {self.n_shards} shards, {self.n_sites} sites "
@@ -143,6 +148,7 @@ def verify(
     decode: bool = False,
     metadata: pd.DataFrame | str | os.PathLike[str] | None = None,
     progress: Callable[[int], None] | None = None,
+    inputs: str | os.PathLike[str] | None = None,
 ) -> VerifyReport:
     """Re-read a conversion's shards and check them against its manifest and metadata.
 
@@ -155,11 +161,19 @@ def verify(
     the metadata gives its site now. Every shard
     is checked and every problem reported (a damaged shard does not stop the check).
 
+    Nothing outside ``output_dir`` is opened: a manifest naming a shard path that is
+    absolute, has a ``..`` part or passes through a symbolic link is reported as damaged,
+    and a symbolic link inside the folder is reported, never followed
+    (:mod:`rxdata.conversion.outputs`).
+
     Args:
         output_dir: A directory written by :func:`convert`.
         decode: Also decode every image and check its size (slow).
         metadata: The site table or a path to it, to check the site set against.
         progress: Called with the number of sites of each shard checked.
+        inputs: The images' root: also re-hash every input image and compare it with the
+            content hash recorded at conversion (:func:`rxdata.conversion.inputs.check_inputs`;
+            reads every image).
 
     Returns:
         A :class:`VerifyReport`; ``report.ok`` is False when anything mismatched.
@@ -175,54 +189,34 @@ def verify(
         no manifest
     """
     out_dir = os.fspath(output_dir)
-    manifest = read_manifest(out_dir)
-    problems: list[str] = []
+    try:
+        manifest = read_manifest(out_dir)
+    except RecordError as err:  # damaged: nothing it names is opened
+        return VerifyReport(out_dir, 0, 0, (str(err),), decode)
     if not manifest.get("complete"):
-        problems.append(
+        problem = (
             "the conversion did not complete (manifest says complete=false); "
             "re-run the same rxdata-convert command to finish it"
         )
-        return VerifyReport(out_dir, 0, 0, tuple(problems), decode)
+        return VerifyReport(out_dir, 0, 0, (problem,), decode)
     opts = manifest["options"]
     shape = (int(opts["image_shape"][0]), int(opts["image_shape"][1]))
-    rows: dict[str, dict[str, Any]] | None = None
-    if metadata is not None:
-        md = metadata if isinstance(metadata, pd.DataFrame) else load_metadata(metadata, "")
-        sel = ConvertOptions(
-            datasets=tuple(opts["datasets"]),
-            include_controls=bool(opts["include_controls"]),
-            experiments=opts.get("experiments"),
-        )
-        rows = site_rows(select_sites(md, sel))
+    rows = _selected_rows(metadata, opts)
+    listing = list_output(out_dir)
+    problems = [
+        f"{link}: a symbolic link inside the output folder; rxdata does not follow it, but "
+        "a glob over the folder would read what it points to: remove it"
+        for link in listing.links
+    ]
+    problems += [
+        f"{name}: not a regular file (never opened): remove it" for name in listing.special
+    ]
+    regular = set(listing.files)
     seen: dict[str, str] = {}
     n_sites = 0
     for entry in manifest["shards"]:
-        path = _io.join(out_dir, entry["path"])
-        if not _io.exists(path):
-            problems.append(f"{entry['path']}: missing (manifest lists {entry['count']} sites)")
-            continue
-        if _io.isdir(path):
-            problems.append(
-                f"{entry['path']}: a directory, not a shard file (manifest lists "
-                f"{entry['count']} sites); remove it and re-run the same conversion"
-            )
-            continue
-        try:
-            digest = _io.file_sha256(path)
-        except OSError as err:
-            problems.append(f"{entry['path']}: cannot be read: {err}")
-            continue
-        if digest != entry["sha256"]:
-            problems.append(
-                f"{entry['path']}: sha256 {digest[:12]}... differs from the "
-                f"manifest's {entry['sha256'][:12]}...: the file changed"
-            )
-        ids = _check_examples(path, entry, shape, decode, problems, rows)
+        ids = _check_shard(out_dir, entry, regular, (shape, decode), problems, rows)
         n_sites += len(ids)
-        if len(ids) != entry["count"]:
-            problems.append(f"{entry['path']}: {len(ids)} examples, manifest says {entry['count']}")
-        if ids != list(entry["site_ids"])[: len(ids)] or len(ids) != len(entry["site_ids"]):
-            problems.append(f"{entry['path']}: site ids differ from the manifest's")
         for site_id in ids:
             if site_id in seen:
                 problems.append(f"{site_id}: written twice ({seen[site_id]} and {entry['path']})")
@@ -230,24 +224,96 @@ def verify(
         if progress is not None:
             progress(len(ids))
     listed = {str(e["path"]) for e in manifest["shards"]}
-    for stray in list_shards(out_dir):
-        if stray not in listed:
-            problems.append(
-                f"{stray}: a .tfrecord the manifest does not list (a stray copy, or left by "
-                "another conversion); a glob over the folder would read it too: remove it"
-            )
+    problems += [
+        f"{stray}: a .tfrecord the manifest does not list (a stray copy, or left by "
+        "another conversion); a glob over the folder would read it too: remove it"
+        for stray in listing.shards
+        if stray not in listed
+    ]
     if rows is not None:
-        expected = set(rows)
-        skipped = {str(s["site_id"]) for e in manifest["shards"] for s in e.get("skipped", ())}
-        lost = sorted(expected - set(seen) - skipped)
-        extra = sorted(set(seen) - expected)
-        if lost:
-            problems.append(
-                f"{len(lost)} site(s) of the metadata are neither written nor "
-                f"reported skipped, e.g. {lost[:5]}"
-            )
-        if extra:
-            problems.append(
-                f"{len(extra)} written site(s) are not in the metadata, e.g. {extra[:5]}"
-            )
-    return VerifyReport(out_dir, len(manifest["shards"]), n_sites, tuple(problems), decode)
+        problems += _site_set_problems(rows, seen, manifest)
+    if inputs is not None:
+        problems += check_inputs(manifest, out_dir, inputs)
+    return VerifyReport(
+        out_dir, len(manifest["shards"]), n_sites, tuple(problems), decode, inputs is not None
+    )
+
+
+def _selected_rows(
+    metadata: pd.DataFrame | str | os.PathLike[str] | None, opts: Mapping[str, Any]
+) -> dict[str, dict[str, Any]] | None:
+    """The metadata rows the manifest's options select, by site id (None: no metadata)."""
+    if metadata is None:
+        return None
+    md = metadata if isinstance(metadata, pd.DataFrame) else load_metadata(metadata, "")
+    sel = ConvertOptions(
+        datasets=tuple(opts["datasets"]),
+        include_controls=bool(opts["include_controls"]),
+        experiments=opts.get("experiments"),
+    )
+    return site_rows(select_sites(md, sel))
+
+
+def _check_shard(
+    out_dir: str,
+    entry: Mapping[str, Any],
+    regular: set[str],
+    how: tuple[tuple[int, int], bool],
+    problems: list[str],
+    rows: Mapping[str, Mapping[str, Any]] | None,
+) -> list[str]:
+    """Check one manifest entry's file; the site ids read (problems go to ``problems``).
+
+    Only a regular file found by the listing (``regular``) is opened.
+    """
+    shape, decode = how
+    try:
+        path = inside(out_dir, str(entry["path"]))
+    except RecordError as err:
+        problems.append(f"damaged manifest: {err}; the file was not opened")
+        return []
+    if entry["path"] not in regular:
+        what = "a directory, not a shard file" if _io.isdir(path) else "missing"
+        if _io.exists(path) and what == "missing":
+            what = "not a regular file (not opened)"
+        problems.append(
+            f"{entry['path']}: {what} (manifest lists {entry['count']} sites)"
+            + ("" if what == "missing" else "; remove it and re-run the same conversion")
+        )
+        return []
+    try:
+        digest = _io.file_sha256(path)
+    except OSError as err:
+        problems.append(f"{entry['path']}: cannot be read: {err}")
+        return []
+    if digest != entry["sha256"]:
+        problems.append(
+            f"{entry['path']}: sha256 {digest[:12]}... differs from the "
+            f"manifest's {entry['sha256'][:12]}...: the file changed"
+        )
+    ids = _check_examples(path, entry, shape, decode, problems, rows)
+    if len(ids) != entry["count"]:
+        problems.append(f"{entry['path']}: {len(ids)} examples, manifest says {entry['count']}")
+    if ids != list(entry["site_ids"])[: len(ids)] or len(ids) != len(entry["site_ids"]):
+        problems.append(f"{entry['path']}: site ids differ from the manifest's")
+    return ids
+
+
+def _site_set_problems(
+    rows: Mapping[str, Any], seen: Mapping[str, str], manifest: Mapping[str, Any]
+) -> list[str]:
+    """Sites of the metadata neither written nor skipped, and written sites not in it."""
+    problems: list[str] = []
+    expected = set(rows)
+    skipped = {str(s["site_id"]) for e in manifest["shards"] for s in e.get("skipped", ())}
+    skipped |= {str(s["site_id"]) for s in manifest.get("orphan_images", ())}
+    lost = sorted(expected - set(seen) - skipped)
+    extra = sorted(set(seen) - expected)
+    if lost:
+        problems.append(
+            f"{len(lost)} site(s) of the metadata are neither written nor "
+            f"reported skipped, e.g. {lost[:5]}"
+        )
+    if extra:
+        problems.append(f"{len(extra)} written site(s) are not in the metadata, e.g. {extra[:5]}")
+    return problems

@@ -28,6 +28,7 @@ Example:
     >>> import tensorflow as tf
     >>> from rxdata.pipeline.options import AugmentOptions
     >>> from rxdata.reader import RecordLayout
+from rxdata.service import check_reachable
     >>> geo = Geometry(RecordLayout("raw", 4, 4, 1), select=None, channels=1, size=(2, 2))
     >>> out = augment({"image": tf.zeros([3, 4, 4, 1], tf.uint8)}, geo,
     ...               AugmentOptions(crop_size=2), training=True)
@@ -58,6 +59,7 @@ from rxdata.pipeline.options import (
 )
 from rxdata.pipeline.selection import Predicate, Selection
 from rxdata.reader import RecordLayout
+from rxdata.service import check_reachable
 from rxdata.transforms import StatsFn, compiled, jitter_stats, random_dihedral, standardize_as
 
 __all__ = [
@@ -681,6 +683,7 @@ def distribute(ds: tf.data.Dataset, distribution: DistributeOptions) -> tf.data.
     service = distribution.data_service
     if service is None:
         return ds
+    check_reachable(service)  # bounded: tf.data would retry an unreachable one forever
     return ds.apply(
         tf.data.experimental.service.distribute(
             processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC,
