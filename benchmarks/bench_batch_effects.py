@@ -327,7 +327,8 @@ def synthetic_data(cfg: Config, out: Path, seed: int, **synthetic: Any) -> Data:
     )
     stats = compute_pixel_stats(root, metadata, workers=cfg.workers, progress=False)
     shutil.rmtree(root)
-    files = sorted(glob.glob(str(records / "**" / "*.tfrecord"), recursive=True))
+    escaped = glob.escape(str(records))  # --out may hold "[", "*" or "?"
+    files = sorted(glob.glob(f"{escaped}/**/*.tfrecord", recursive=True))
     return Data(seed, files, metadata, stats, treatment_classes(metadata, None))
 
 
@@ -865,7 +866,8 @@ class RealPlan:
         stats = compute_pixel_stats(
             self.root, self.metadata, workers=self.cfg.workers, progress=False
         )
-        files = sorted(glob.glob(str(records / "**" / "*.tfrecord"), recursive=True))
+        escaped = glob.escape(str(records))  # --out may hold "[", "*" or "?"
+        files = sorted(glob.glob(f"{escaped}/**/*.tfrecord", recursive=True))
         data = Data(0, files, self.metadata, stats, self.classes, resize=self.cfg.image_size)
         for heldout, split in self.splits[: self.cfg.heldouts]:
             yield make_run(data, self.cfg, heldout, split)

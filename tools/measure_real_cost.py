@@ -79,14 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         options=ConvertOptions(strategy="by_experiment", workers=args.workers, progress=False),
     )
     results["convert"] = (time.perf_counter() - t, _cpu() - c)
-    record_bytes = sum(
-        os.path.getsize(f) for f in glob.glob(str(out / "records" / "**" / "*"), recursive=True)
-        if os.path.isfile(f)
-    )  # fmt: skip
+    escaped = glob.escape(str(out / "records"))  # OUT may hold "[", "*" or "?"
+    written = glob.glob(f"{escaped}/**/*", recursive=True)
+    record_bytes = sum(os.path.getsize(f) for f in written if os.path.isfile(f))
     t, c = time.perf_counter(), _cpu()
     stats = compute_pixel_stats(root, metadata, workers=args.workers, progress=False)
     results["pixel statistics"] = (time.perf_counter() - t, _cpu() - c)
-    files = sorted(glob.glob(str(out / "records" / "**" / "*.tfrecord"), recursive=True))
+    files = sorted(glob.glob(f"{escaped}/**/*.tfrecord", recursive=True))
     ds = make_dataset(
         files,
         batch_size=32,
