@@ -28,7 +28,6 @@ Example:
     >>> import tensorflow as tf
     >>> from rxdata.pipeline.options import AugmentOptions
     >>> from rxdata.reader import RecordLayout
-from rxdata.service import check_reachable
     >>> geo = Geometry(RecordLayout("raw", 4, 4, 1), select=None, channels=1, size=(2, 2))
     >>> out = augment({"image": tf.zeros([3, 4, 4, 1], tf.uint8)}, geo,
     ...               AugmentOptions(crop_size=2), training=True)
