@@ -51,19 +51,45 @@ def test_adabn_changes_batchnorm_statistics_and_nothing_else(nested: bool) -> No
     }
 
 
-def test_adabn_statistics_are_the_average_of_the_batches() -> None:
-    inp = keras.Input((3,))
+def test_adabn_statistics_are_the_plates_population_statistics() -> None:
+    """The issue's toy: a plate of 40 sorted values read in batches of 16, 16 and 8.
+
+    Averaging the three batches' statistics (what AdaBN did before) gives the wrong mean
+    (the short last batch weighs as much as a full one) and a far too small variance
+    (each sorted batch varies little); Li et al.'s AdaBN uses the plate's population
+    mean and variance.
+    """
+    inp = keras.Input((1,))
     model = keras.Model(inp, keras.layers.BatchNormalization()(inp))
-    rng = np.random.default_rng(0)
-    batches = [rng.normal(loc=4.0, size=(10, 3)).astype("float32") for _ in range(3)]
+    plate = np.sort(np.random.default_rng(0).gamma(1.0, 1.6, size=40)).astype("float32")
+    batches = [plate[:16, None], plate[16:32, None], plate[32:, None]]
     adapt_batchnorm(model, batches)
     bn = model.layers[1]
-    np.testing.assert_allclose(
-        bn.moving_mean.numpy(), np.mean([b.mean(0) for b in batches], 0), rtol=1e-5
-    )
-    np.testing.assert_allclose(
-        bn.moving_variance.numpy(), np.mean([b.var(0) for b in batches], 0), rtol=1e-4
-    )
+    np.testing.assert_allclose(bn.moving_mean.numpy(), [plate.mean()], rtol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), [plate.var()], rtol=1e-4)
+    averaged_mean = np.mean([b.mean() for b in batches])
+    averaged_variance = np.mean([b.var() for b in batches])
+    assert abs(averaged_mean - plate.mean()) > 0.1  # the old answer was measurably off
+    assert averaged_variance < 0.5 * plate.var()
+
+
+def test_adabn_adapts_every_layer_with_the_earlier_layers_already_adapted() -> None:
+    """The second BatchNorm's statistics are those of its inputs in inference mode,
+    after the first layer got the plate's statistics: a second adaptation changes
+    nothing, and its outputs on the plate are standardized."""
+    model = _bn_model()
+    plate = [_images(11, 3.0), _images(12, 3.0), _images(13, 3.0)[:5]]
+    adapt_batchnorm(model, plate)
+    once = _weights(model)
+    adapt_batchnorm(model, iter(plate))  # a one-shot iterator works too
+    for key, value in _weights(model).items():
+        np.testing.assert_allclose(value, once[key], rtol=1e-4, atol=1e-5)
+    x = np.concatenate(plate)
+    inner = keras.Model(model.inputs, model.get_layer("bn1").output)
+    out = inner(x, training=False).numpy()
+    bn1 = model.get_layer("bn1")
+    expected_mean = bn1.beta.numpy()  # standardized, then scaled and shifted
+    np.testing.assert_allclose(out.mean(axis=(0, 1, 2)), expected_mean, atol=1e-3)
 
 
 def test_adabn_adapts_frozen_layers_and_refreezes_them() -> None:
@@ -149,9 +175,10 @@ def test_tta_rejects_several_inputs() -> None:
         dihedral_tta(model)
 
 
-def test_adabn_restores_momentum_when_a_batch_fails() -> None:
+def test_adabn_restores_the_layers_when_a_batch_fails() -> None:
     model = _bn_model()
-    momentum = model.get_layer("bn1").momentum
+    bn1 = model.get_layer("bn1")
+    momentum, call = bn1.momentum, bn1.call
     with pytest.raises(ValueError):  # a batch of the wrong shape fails inside the model
         adapt_batchnorm(model, [_images(7), np.zeros((2, 5, 5, 3), "float32")])
-    assert model.get_layer("bn1").momentum == momentum
+    assert bn1.momentum == momentum and "call" not in vars(bn1) and bn1.call == call

@@ -1,12 +1,14 @@
-"""The batch-effect benchmark runs from a checkout: its 1-minute ``--smoke`` configuration.
+"""The batch-effect benchmark runs from a checkout: protocol, locking, real-data planning.
 
-The figures in docs/batch-effects.md come from the real configurations; this only checks
-that every method runs end to end and the output has the documented shape.
+The figures in docs/batch-effects.md come from the real configurations (and
+tests/test_batch_effects_tables.py checks the page against its CSV); this checks that
+every method runs end to end, the output has the documented shape, and the parts of the
+protocol that decide what a method may see.
 """
 
 from __future__ import annotations
 
-import shutil
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -15,14 +17,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ROOT / "benchmarks"
 BENCH = BENCHMARKS / "bench_batch_effects.py"
+PROBE = ROOT / "tools" / "probe_global_ratio.py"
 
-
-#: A second process that claims the folder sys.argv[2], as a second run would.
-_FRESH_OUTPUT = (
+#: A second process that claims the folder sys.argv[2] and holds it, as a second run would.
+_CLAIM = (
     "import sys; sys.path.insert(0, sys.argv[1]); import bench_batch_effects as b; "
-    "from pathlib import Path; b.fresh_output(Path(sys.argv[2]))"
+    "from pathlib import Path\nwith b.claim(Path(sys.argv[2])): pass"
 )
 
 
@@ -36,6 +39,25 @@ def _bench():
     return bench_batch_effects
 
 
+def _check_results(out: Path, bench, methods=None) -> pd.DataFrame:
+    frame = pd.read_csv(out / "batch_effects.csv")
+    assert list(frame.columns) == list(bench.COLUMNS)
+    assert frame["method"].drop_duplicates().tolist() == list(methods or bench.METHODS)
+    assert set(frame["kind"]) <= {"inductive", "transductive", "reference"}
+    assert frame.groupby("method")["kind"].first().to_dict() == {
+        m: bench.kind(m) for m in frame["method"].unique()
+    }
+    values = frame[["val_site_acc", "ood_site_acc", "ood_well_acc", "ood_worst_cell_type_acc"]]
+    assert values.notna().all().all() and ((values >= 0) & (values <= 1)).all().all()
+    choices = pd.read_csv(out / "choices.csv")
+    assert list(choices.columns) == list(bench.CHOICES)
+    assert {"epoch", "sd_floor", "batch"} == set(choices["choice"])
+    run = json.loads((out / "run.json").read_text())
+    assert run["wall_s"] > 0 and run["cpu_s"] > 0 and run["complete"] is True
+    assert (out / "batch_effects.png").stat().st_size > 10_000
+    return frame
+
+
 @pytest.mark.subprocess
 @pytest.mark.slow
 def test_batch_effect_benchmark_smoke(tmp_path):
@@ -43,40 +65,60 @@ def test_batch_effect_benchmark_smoke(tmp_path):
         [sys.executable, str(BENCH), "--smoke", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1800,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     bench = _bench()
-    frame = pd.read_csv(tmp_path / "batch_effects.csv")
-    assert list(frame.columns) == list(bench.COLUMNS)  # the issue's columns, in order
-    assert frame["method"].tolist() == list(bench.METHODS)
-    assert "controls+tvn" in bench.METHODS and len(bench.METHODS) == 12
-    values = frame.drop(columns=["method", "seed"])
-    assert values.notna().all().all() and ((values >= 0) & (values <= 1)).all().all()
-    assert (tmp_path / "batch_effects.png").stat().st_size > 10_000
-    assert "global OOD/ID ratio" in proc.stdout
+    frame = _check_results(tmp_path, bench)
+    assert frame["id_site_acc"].notna().all()
+    assert len(bench.METHODS) == 14 and "controls_all" in bench.METHODS
+    assert "the interval excludes 0" in proc.stdout
+    assert not list(tmp_path.glob("data-*")) and not list(tmp_path.glob("records-*"))
 
 
-def test_a_rerun_replaces_the_previous_data_set_and_refuses_foreign_folders(tmp_path):
+def test_the_held_out_choices_keep_val_and_test_apart_from_training():
     bench = _bench()
-    out = tmp_path / "out"
-    bench.fresh_output(out)
-    stale = out / "data" / "images" / "HEPG2-01" / "Plate1" / "D07_s1_w1.png"
-    stale.parent.mkdir(parents=True)
-    stale.write_bytes(b"a previous configuration's image")
-    (out / "records" / "old.tfrecord").parent.mkdir()
-    (out / "records" / "old.tfrecord").write_bytes(b"")
-    for name in bench.RESULTS:  # the last run's results: another configuration's
-        (out / name).write_text("a previous run's results\n")
-    bench.fresh_output(out)  # the next run: its data set and records start empty
-    assert not (out / "data").exists() and not (out / "records").exists()
-    assert not any((out / name).exists() for name in bench.RESULTS)  # none left stale
-    foreign = tmp_path / "foreign"
-    foreign.mkdir()
-    (foreign / "notes.txt").write_text("mine")
-    with pytest.raises(SystemExit, match="not written by this benchmark"):
-        bench.fresh_output(foreign)
-    assert (foreign / "notes.txt").read_text() == "mine"
+    meta = pd.DataFrame(
+        {"experiment": [f"{ct}-{i:02d}" for ct in bench.CELL_TYPES for i in range(1, 5)]}
+    )
+    seen = []
+    for heldout in (0, 1):
+        split = bench.heldout_split(meta, 4, heldout)
+        exps = {p: {e for e, _ in keys} for p, keys in split.parts.items()}
+        assert exps["train"] == exps["id"]  # site 1 trains, site 2 is held-in
+        assert not (exps["train"] & exps["val"]) and not (exps["train"] & exps["ood"])
+        assert not (exps["val"] & exps["ood"])
+        assert {e.split("-")[0] for e in exps["val"]} == set(bench.CELL_TYPES)
+        assert {s for _, s in split.parts["train"]} == {"1"}
+        seen.append(exps["ood"])
+    assert not (seen[0] & seen[1])  # two different held-out choices
+
+
+def test_global_statistics_come_from_the_training_sites_only():
+    """Held-out pixels must not leak into `global` (the issue's second finding)."""
+    bench = _bench()
+    rows = []
+    for exp, value in (("HEPG2-01", 1.0), ("HEPG2-02", 1.0), ("HEPG2-03", 50.0)):
+        for site in (1, 2):
+            rows.append(
+                {"id_code": f"{exp}_1_B02", "experiment": exp, "plate": 1, "well": "B02",
+                 "site": site, "channel": 1, "mean": value * site, "std": 1.0}
+            )  # fmt: skip
+    stats = pd.DataFrame(rows)
+    meta = stats.drop(columns=["channel", "mean", "std"]).assign(
+        well_type="negative_control", sirna_id=1138, cell_type="HEPG2"
+    )
+    data = bench.Data(0, [], meta, stats, [1])
+    from rxdata import Split
+
+    split = Split(
+        {"train": {("HEPG2-01", "1"), ("HEPG2-02", "1")}, "ood": {("HEPG2-03", "1")}},
+        by=("experiment", "site"),
+    )
+    run = bench.make_run(data, bench.SMOKE, 0, split)
+    assert run.normalizers["global"].global_stats.mean.tolist() == [1.0]  # site 1 of 01, 02
+    assert run.normalizers["controls"].controls == "negative"
+    assert run.normalizers["controls_all"].controls == "all"
 
 
 def test_the_embedding_head_is_not_ruled_by_a_unit_that_barely_fires_in_training():
@@ -96,57 +138,110 @@ def test_the_embedding_head_is_not_ruled_by_a_unit_that_barely_fires_in_training
     assert (probs.argmax(1) == y_test).mean() > 0.9
 
 
-@pytest.mark.subprocess
-def test_a_second_run_into_the_same_folder_is_refused_while_the_first_runs(tmp_path):
+def test_a_rerun_replaces_the_previous_data_and_refuses_foreign_folders(tmp_path):
     bench = _bench()
     out = tmp_path / "out"
-    bench.fresh_output(out)  # this process is "the first run" until the test ends
-    (out / "data").mkdir()
-    (out / "data" / "first-run.png").write_bytes(b"in use")
-    second = subprocess.run(
-        [sys.executable, "-c", _FRESH_OUTPUT, str(BENCHMARKS), str(out)],
+    with bench.claim(out):
+        bench.fresh_output(out)
+    stale = out / "data-0" / "images" / "HEPG2-01" / "Plate1" / "D07_s1_w1.png"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"a previous configuration's image")
+    (out / "records-0").mkdir()
+    for name in bench.RESULTS:  # the last run's results: another configuration's
+        (out / name).write_text("a previous run's results\n")
+    with bench.claim(out):
+        bench.fresh_output(out)
+    assert not (out / "data-0").exists() and not (out / "records-0").exists()
+    assert not any((out / name).exists() for name in bench.RESULTS)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match="not written by this benchmark"), bench.claim(foreign):
+        pass
+    assert (foreign / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.subprocess
+def test_a_second_run_into_the_same_folder_is_refused_by_the_conversion_lock(tmp_path):
+    bench = _bench()
+    out = tmp_path / "out"
+    with bench.claim(out):  # this process is "the first run"
+        second = subprocess.run(
+            [sys.executable, "-c", _CLAIM, str(BENCHMARKS), str(out)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert second.returncode != 0
+        assert "in use by another run" in second.stderr, second.stderr
+    again = subprocess.run(  # released when the first run ends
+        [sys.executable, "-c", _CLAIM, str(BENCHMARKS), str(out)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
-    assert second.returncode != 0
-    assert f"another run of this benchmark is using {out}" in second.stderr
-    assert (out / "data" / "first-run.png").read_bytes() == b"in use"  # nothing deleted
-    bench.fresh_output(out)  # the holder itself may start afresh
-    assert not (out / "data").exists()
+    assert again.returncode == 0, again.stderr
 
 
 def test_an_out_that_is_a_file_or_has_a_strange_marker_is_refused_with_a_message(tmp_path):
     bench = _bench()
     a_file = tmp_path / "results.txt"
     a_file.write_text("mine")
-    with pytest.raises(SystemExit, match="is a file, not a folder"):
-        bench.fresh_output(a_file)
+    with pytest.raises(SystemExit, match="is a file, not a folder"), bench.claim(a_file):
+        pass
     odd = tmp_path / "odd"
     (odd / bench.MARKER).mkdir(parents=True)  # a folder where the marker file should be
-    with pytest.raises(SystemExit, match="is not a file; remove it"):
-        bench.fresh_output(odd)
+    with pytest.raises(SystemExit, match="is not a file; remove it"), bench.claim(odd):
+        pass
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere" / "x")
     for path in (a_file / "sub", tmp_path / "dangling"):  # under a file; a broken link
-        with pytest.raises(SystemExit, match=f"cannot use {path} as the benchmark's folder"):
-            bench.fresh_output(path)
+        with pytest.raises(SystemExit, match=f"{path}"), bench.claim(path):
+            pass
 
 
 @pytest.mark.subprocess
-def test_a_folder_removed_and_made_again_is_locked_again(tmp_path):
-    bench = _bench()
+@pytest.mark.real
+def test_the_real_sample_is_planned_read_and_refused_with_the_counts(real_root, tmp_path):
     out = tmp_path / "out"
-    bench.fresh_output(out)
-    shutil.rmtree(out)  # the user clears the folder between two runs in one process
-    bench.fresh_output(out)
-    assert (out / bench.MARKER).is_file()
-    other = subprocess.run(
-        [sys.executable, "-c", _FRESH_OUTPUT, str(BENCHMARKS), str(out)],
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--data", str(real_root / "images"), "--metadata",
+         str(real_root / "metadata"), "--out", str(out), "--image-size", "64"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert "too few sites to train and score (18 of 125510 sites have all 6 images)" in (
+        proc.stderr
     )
-    assert f"another run of this benchmark is using {out}" in other.stderr
+    assert "use the full RxRx1 release's metadata.csv" in proc.stderr
+    assert not out.exists()  # refused before any work
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_a_full_release_root_runs_with_the_wilds_split(tmp_path):
+    from rxdata.synthetic import SyntheticOptions, generate
+
+    root = tmp_path / "rxrx1"
+    generate(
+        root,
+        SyntheticOptions(
+            sirnas_per_plate=1, positive_controls=0, image_size=16, layout="full", plates=1,
+            workers=1, progress=False,
+        ),
+    )  # fmt: skip
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--smoke", "--data", str(root), "--out", str(out),
+         "--image-size", "64"],
+        capture_output=True,
+        text=True,
+        timeout=2400,  # the 51 experiments' plates are adapted and assigned one by one
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "splits: WILDS official and mixed-to-test" in proc.stdout
+    _check_results(out, _bench())
 
 
 @pytest.mark.subprocess
@@ -156,16 +251,16 @@ def test_a_folder_removed_and_made_again_is_locked_again(tmp_path):
         (["--modes", "tvn:nonsense"], "unknown mode 'tvn:nonsense'"),
         (["--config", "{bad"], "--config: not JSON"),
         (["--config", '{"epochs": "1"}'], "every value must be a positive integer"),
-        (["--config", '{"experiments_per_cell_type": 1}'], "at least 2"),
+        (["--config", '{"experiments_per_cell_type": 2}'], "at least 3"),
     ],
 )
 def test_the_calibration_probe_checks_its_arguments_before_building_data(tmp_path, args, message):
     out = tmp_path / "probe"
     proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "probe_global_ratio.py"), str(out), "{}", *args],
+        [sys.executable, str(PROBE), str(out), "{}", *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
     )
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert not out.exists()  # refused before any of the minutes of work

@@ -128,7 +128,7 @@ def test_inputs_are_not_modified() -> None:
 @given(seed=st.integers(0, 2**32 - 1), d=st.integers(1, 6), groups=st.integers(1, 4))
 def test_tvn_whitens_the_control_embeddings(seed: int, d: int, groups: int) -> None:
     x, g, c = _batches(seed, n_groups=groups, n=10 * d + 20, d=d)
-    z = tvn(x, g, c)
+    z = tvn(x, g, c, align=False)  # the first variant: pooled whitening is the last step
     ref = z[c]
     np.testing.assert_allclose(ref.mean(0), 0.0, atol=1e-7)
     np.testing.assert_allclose(np.cov(ref.T, bias=True).reshape(d, d), np.eye(d), atol=1e-6)
@@ -139,6 +139,8 @@ def test_tvn_makes_a_direction_controls_never_vary_in_stand_out() -> None:
     controls = rng.normal(size=(200, 2)) * [10.0, 0.1]  # typical variation along axis 0
     treated = np.array([[10.0, 0.0], [0.0, 1.0]])  # equal raw distance from the controls
     z = tvn(np.vstack([controls, treated]), np.zeros(202), np.arange(202) < 200)
+    assert np.linalg.norm(z[-1]) > 5 * np.linalg.norm(z[-2])  # also after the alignment
+    z = tvn(np.vstack([controls, treated]), np.zeros(202), np.arange(202) < 200, align=False)
     norms = np.linalg.norm(z[-2:], axis=1)
     assert norms[1] > 5 * norms[0]  # the atypical change is the larger one after TVN
 
@@ -170,7 +172,8 @@ def test_tvn_drops_directions_controls_do_not_span() -> None:
     x = rng.normal(size=(50, 8))
     controls = np.zeros(50, bool)
     controls[:5] = True  # 5 controls in 8 dimensions: rank 4 after centering
-    z = tvn(x, np.zeros(50), controls)
+    assert tvn(x, np.zeros(50), controls).shape == (50, 4)
+    z = tvn(x, np.zeros(50), controls, align=False)
     assert z.shape == (50, 4)
     np.testing.assert_allclose(np.cov(z[controls].T, bias=True), np.eye(4), atol=1e-6)
     assert np.isfinite(z).all() and np.abs(z).max() < 1e3  # nothing divided by ~0
@@ -179,3 +182,64 @@ def test_tvn_drops_directions_controls_do_not_span() -> None:
 def test_tvn_needs_two_controls() -> None:
     with pytest.raises(OptionsError, match="at least 2"):
         tvn(np.ones((3, 2)), ["a"] * 3, [True, False, False])
+
+
+def _efaar_reference(x: np.ndarray, g: np.ndarray, c: np.ndarray, ridge: float) -> np.ndarray:
+    """EFAAR's steps written out plainly: PCA whitening on controls, then per batch
+    standardize on its controls and multiply by (cov + ridge I) ** -0.5 (no floor)."""
+    ref = x[c] - x[c].mean(0)
+    w, v = np.linalg.eigh(ref.T @ ref / len(ref))
+    w, v = w[::-1], v[:, ::-1]  # by decreasing variance, as tvn orders its components
+    z = (x - x[c].mean(0)) @ (v / np.sqrt(w))
+    out = np.empty_like(z)
+    for b in np.unique(g):
+        rows = g == b
+        ctrl = z[rows & c]
+        s = (z[rows] - ctrl.mean(0)) / ctrl.std(0)
+        cov = np.cov(s[c[rows]], rowvar=False) + ridge * np.eye(z.shape[1])
+        w2, v2 = np.linalg.eigh(cov)
+        out[rows] = s @ (v2 / np.sqrt(w2)) @ v2.T
+    return out
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), ridge=st.sampled_from([0.1, 0.5, 2.0]))
+def test_tvn_follows_the_efaar_steps(seed: int, ridge: float) -> None:
+    x, g, c = _batches(seed, n_groups=3, n=60, d=3)
+    z = tvn(x, g, c, ridge=ridge, variance_floor=0.0)
+    ref = _efaar_reference(x, g, c, ridge)
+    # the eigenvector signs may differ: compare up to the sign of each component
+    signs = np.sign((z * ref).sum(0))
+    np.testing.assert_allclose(z, ref * signs, atol=1e-8)
+
+
+def test_tvn_alignment_decorrelates_each_batchs_controls() -> None:
+    """Two batches whose controls are correlated in different dimensions (a batch effect
+    in the covariance, which neither per-batch centering and scaling nor one pooled
+    whitening can remove) are decorrelated by the CORAL step, fully as the ridge -> 0."""
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(300, 3)) @ np.array([[1.0, 0, 0], [0, 1.0, 0.9], [0, 0, 0.45]])
+    b = rng.normal(size=(300, 3)) @ np.array([[1.0, 0.9, 0], [0.0, 0.45, 0], [0, 0, 1.0]])
+    x, g, c = np.vstack([a, b]), np.repeat(["a", "b"], 300), np.ones(600, bool)
+
+    def correlation(z: np.ndarray) -> float:  # the largest within one batch
+        r = [np.abs(np.corrcoef(z[rows].T) - np.eye(3)).max() for rows in (g == "a", g == "b")]
+        return float(max(r))
+
+    assert correlation(tvn(x, g, c, align=False)) > 0.7
+    assert correlation(tvn(x, g, c)) < 0.5  # EFAAR's ridge 0.5 shrinks, not removes
+    assert correlation(tvn(x, g, c, ridge=1e-4)) < 0.01
+
+
+def test_a_batch_with_one_control_row_is_aligned_by_the_ridge_alone() -> None:
+    x, g, c = _batches(4)
+    c[g == "P0"] = False
+    c[np.flatnonzero(g == "P0")[0]] = True
+    assert np.isfinite(tvn(x, g, c)).all()
+
+
+@pytest.mark.parametrize("ridge", [0, -1.0, True, float("nan"), "0.5"])
+def test_bad_ridge_is_rejected(ridge: object) -> None:
+    x, g, c = _batches(0)
+    with pytest.raises(OptionsError, match="ridge"):
+        tvn(x, g, c, ridge=ridge)  # type: ignore[arg-type]

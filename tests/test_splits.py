@@ -383,6 +383,28 @@ def test_real_wilds_split_matches_the_published_counts(real_meta: pd.DataFrame) 
     assert report.unassigned_rows == 0
 
 
+@pytest.mark.real
+def test_real_wilds_mixed_to_test_matches_wilds_counts(real_meta: pd.DataFrame) -> None:
+    """WILDS' mixed-to-test: 33 training experiments (19 + 14), site 1; test = site 2."""
+    split = wilds_split(real_meta, scheme="mixed-to-test")
+    counts = split.counts(real_meta).xs("all", level="cell_type")
+    assert counts.loc["train", "experiments"] == 33
+    assert counts.loc["test", "experiments"] == 14 and counts.loc["val", "experiments"] == 4
+    test_sites = wilds_split(real_meta).counts(real_meta).loc[("test", "all"), "sites"]
+    assert counts.loc["test", "sites"] == test_sites // 2  # one site of each test well
+    assert split.report(real_meta).shared_experiments  # test experiments trained on (site 1)
+
+
+def test_mixed_to_test_drops_one_training_experiment_per_test_experiment() -> None:
+    meta = pd.DataFrame({"experiment": ["HUVEC-07", "HUVEC-08", "U2OS-01", "U2OS-02"]})
+    split = wilds_split(meta.assign(site=1), on_missing="allow", scheme="mixed-to-test")
+    train = {e for e, _ in split.parts["train"]}
+    assert {"HUVEC-08", "U2OS-02"} <= train and not {"HUVEC-07", "U2OS-01"} & train
+    assert len(train) == 33 and split.scheme == "wilds-mixed-to-test"
+    with pytest.raises(SplitError, match="'official' or 'mixed-to-test'"):
+        wilds_split(meta.assign(site=1), on_missing="allow", scheme="mixed")  # type: ignore[arg-type]
+
+
 def test_wilds_lists_cover_the_51_experiments() -> None:
     every = WILDS_TRAIN_EXPERIMENTS + WILDS_VAL_EXPERIMENTS + WILDS_TEST_EXPERIMENTS
     assert len(every) == len(set(every)) == 51

@@ -535,7 +535,7 @@ def _real_log_channel_means(images: Path, experiment: str, split: str) -> np.nda
 
 
 def test_the_real_figures_behind_the_calibration(real_images_dir):
-    # The figures docs/batch-effects.md ("Calibration") quotes, recomputed from the files.
+    # The figures docs/batch-effects-calibration.md ("Calibration") quotes, from the files.
     train = {
         e: _real_log_channel_means(real_images_dir, e, "train")
         for e in ("HEPG2-01", "HUVEC-01", "RPE-01", "U2OS-01")

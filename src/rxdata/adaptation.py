@@ -4,11 +4,12 @@ Contract: the functions take a Keras 3 model (TensorFlow backend) and image batc
 ``tf.data.Dataset`` from :func:`rxdata.make_dataset` or arrays) and never change a
 model's trainable weights.
 
-* :func:`adapt_batchnorm` (AdaBN, Li et al. 2016): replace every BatchNormalization
-  layer's moving mean and variance by the statistics of the given images (one plate's or
-  one experiment's), so that a batch effect the layers' inputs still carry is normalized
-  away by the batch's own statistics. The 5th-place RxRx1 solution recomputed BatchNorm
-  statistics per plate.
+* :func:`adapt_batchnorm` (AdaBN, Li et al., "Revisiting batch normalization for
+  practical domain adaptation", 2016): replace every BatchNormalization layer's moving
+  mean and variance by the population mean and variance of its inputs over all the given
+  images (one plate's or one experiment's), so that a batch effect the layers' inputs
+  still carry is normalized away by the group's own statistics. The 5th-place RxRx1
+  solution recomputed BatchNorm statistics per plate.
 * :func:`predict_per_group`: predict every group (plate or experiment) with statistics
   adapted to that group, then restore the model's own statistics.
 * :func:`dihedral_tta`: a model that averages another model's outputs over the 8
@@ -68,21 +69,75 @@ def _images(batch: Any) -> Any:
     return batch
 
 
-def adapt_batchnorm(model: keras.Model, batches: Iterable[Any]) -> keras.Model:
-    """Recompute every BatchNormalization layer's moving statistics from ``batches``.
+class _Moments:
+    """Per-channel count, sum and sum of squares of a BatchNormalization layer's inputs."""
 
-    The model runs over the batches in training mode with each BatchNormalization layer's
-    momentum set so that its moving mean and variance become the average of the batch
-    statistics (batch ``k`` weighs ``1/k``), as in AdaBN; then the momenta are restored.
-    Only ``moving_mean`` and ``moving_variance`` change: weights, biases, the BatchNorm
-    scale and offset and the optimizer state do not. Layers frozen with
-    ``trainable=False`` are adapted too (they are unfrozen for the pass and frozen again).
+    def __init__(self, layer: keras.layers.BatchNormalization) -> None:
+        self.layer = layer
+        self.count = 0.0
+        self.total = np.zeros(0)
+        self.squares = np.zeros(0)
+
+    def add(self, inputs: Any) -> None:
+        x = np.asarray(keras.ops.convert_to_numpy(inputs), dtype=np.float64)
+        axis = self.layer.axis % x.ndim
+        x = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
+        total, squares = x.sum(axis=0), (x * x).sum(axis=0)
+        self.count += len(x)
+        self.total = self.total + total if self.total.size else total
+        self.squares = self.squares + squares if self.squares.size else squares
+
+    def assign(self) -> None:
+        mean = self.total / self.count
+        variance = np.maximum(self.squares / self.count - mean * mean, 0.0)
+        self.layer.moving_mean.assign(mean.astype(self.layer.moving_mean.dtype))
+        self.layer.moving_variance.assign(variance.astype(self.layer.moving_variance.dtype))
+
+
+def _population_statistics(model: keras.Model, layer: Any, batches: Iterable[Any]) -> bool:
+    """Set ``layer``'s moving statistics to its inputs' moments over ``batches``.
+
+    The model runs in inference mode (earlier layers use the statistics already
+    assigned); the layer's own ``call`` is wrapped for the pass to record its inputs.
+    Returns False when ``batches`` held nothing.
+    """
+    moments = _Moments(layer)
+    original = layer.call
+
+    def recording(inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        moments.add(inputs)
+        return original(inputs, *args, **kwargs)
+
+    object.__setattr__(layer, "call", recording)
+    try:
+        for batch in batches:
+            model(_images(batch), training=False)
+    finally:
+        object.__delattr__(layer, "call")
+    if moments.count == 0:
+        return False
+    moments.assign()
+    return True
+
+
+def adapt_batchnorm(model: keras.Model, batches: Iterable[Any]) -> keras.Model:
+    """Set every BatchNormalization layer's moving statistics to those of ``batches``.
+
+    AdaBN as Li et al. define it: each layer's moving mean and variance become the
+    population mean and (biased) variance of that layer's inputs over *all* the images
+    in ``batches``, accumulated batch by batch as sums, so a last short batch or batches
+    that differ from each other weigh by their number of values, not as equal averages.
+    Layers are adapted in order, one pass over ``batches`` each, with the model in
+    inference mode, so a layer's inputs are those it will see when predicting (earlier
+    layers already adapted). Only ``moving_mean`` and ``moving_variance`` change:
+    weights, biases, the BatchNorm scale and offset and the optimizer state do not.
 
     Args:
         model: A Keras model with at least one BatchNormalization layer.
         batches: Input batches of one group (a plate or an experiment): a dataset of
             ``(images, ...)`` tuples or dicts from :func:`rxdata.make_dataset`, or arrays.
-            Use batches of equal size where possible (each batch weighs the same).
+            Read once per BatchNormalization layer; a one-shot iterator is read into
+            memory first.
 
     Returns:
         ``model`` itself, adapted in place.
@@ -92,29 +147,19 @@ def adapt_batchnorm(model: keras.Model, batches: Iterable[Any]) -> keras.Model:
 
     Example:
         >>> import keras, numpy as np
-        >>> inp = keras.Input((2,))
+        >>> inp = keras.Input((1,))
         >>> m = keras.Model(inp, keras.layers.BatchNormalization()(inp))
-        >>> _ = adapt_batchnorm(m, [np.array([[0.0, 1.0], [2.0, 5.0]], "float32")])
+        >>> plate = np.arange(5, dtype="float32").reshape(5, 1)  # 0..4: mean 2, var 2
+        >>> _ = adapt_batchnorm(m, [plate[:4], plate[4:]])  # batches of 4 and 1
         >>> m.layers[1].moving_mean.numpy().tolist(), m.layers[1].moving_variance.numpy().tolist()
-        ([1.0, 3.0], [1.0, 4.0])
+        ([2.0], [2.0])
     """
     layers = _batchnorm_layers(model)
-    saved = [(layer.momentum, layer.trainable) for layer in layers]
-    seen = 0
-    try:
-        for layer in layers:
-            layer.trainable = True
-        for batch in batches:
-            seen += 1
-            for layer in layers:
-                layer.momentum = (seen - 1) / seen  # running average of batch statistics
-            model(_images(batch), training=True)
-    finally:
-        for layer, (momentum, trainable) in zip(layers, saved, strict=True):
-            layer.momentum = momentum
-            layer.trainable = trainable
-    if seen == 0:
-        raise OptionsError("adapt_batchnorm got no batches: the group has no images")
+    if iter(batches) is batches:  # a one-shot iterator: every layer needs its own pass
+        batches = list(batches)
+    for layer in layers:
+        if not _population_statistics(model, layer, batches):
+            raise OptionsError("adapt_batchnorm got no batches: the group has no images")
     return model
 
 
@@ -124,13 +169,15 @@ def predict_per_group(
     """Predict each group with BatchNorm statistics adapted to it (AdaBN per plate).
 
     For every group the model's statistics are recomputed on the group's own images
-    (:func:`adapt_batchnorm`, one pass), the group is predicted (:func:`rxdata.pipeline.predict`),
-    and finally the model's original statistics are restored, so the model is unchanged.
+    (:func:`adapt_batchnorm`: one pass per BatchNormalization layer), the group is
+    predicted (:func:`rxdata.pipeline.predict`), and finally the model's original
+    statistics are restored, so the model is unchanged.
 
     Args:
         model: A Keras model with BatchNormalization layers.
         datasets: Group name -> evaluation dataset of that group
-            (``make_dataset(..., training=False, experiments=...)``); each is read twice.
+            (``make_dataset(..., training=False, experiments=...)``); each is read once
+            per BatchNormalization layer and once to predict.
 
     Returns:
         ``(ids, predictions)`` as :func:`rxdata.pipeline.predict` returns them, groups in

@@ -18,10 +18,16 @@ transcriptional and morphological data", 2024; the EFAAR benchmarking code).
   up to 458,000 times; TVN's whitening then spread that over every component (the
   batch-effect benchmark's TVN row fell from 0.80 to 0.20 held-out accuracy on one
   seed).
-* :func:`tvn` (typical variation normalization): :func:`center_scale`, then a whitening
-  (PCA rotation scaled to unit variance) fitted on all control rows together, so that the
-  variation controls show everywhere ("typical variation") is spread evenly over the
-  dimensions and directions in which treatments differ from controls stand out.
+* :func:`tvn` (typical variation normalization) as EFAAR defines it
+  (``tvn_on_controls`` in recursionpharma/EFAAR_benchmarking, ``efaar.py``; Ando et al.,
+  "Improving phenotypic measurements in high-content imaging screens", 2017): a PCA
+  fitted on the control rows only (pass the negative controls), every row rotated into
+  it and scaled so that the controls have unit variance in each component (whitening);
+  then, batch by batch, center-scale by that batch's controls and a CORAL-style alignment
+  (multiply by the inverse square root of the batch controls' covariance plus
+  ``ridge`` times the identity; EFAAR's ridge is 0.5). ``align=False`` is the variant
+  this module shipped first: per-batch :func:`center_scale`, then one whitening fitted
+  on the controls of every batch pooled, with no per-batch alignment (an ablation).
 
 A batch without a control row raises :class:`~rxdata.errors.StatsError`: silently
 leaving it uncorrected would mix corrected and uncorrected rows.
@@ -51,6 +57,8 @@ EPSILON = 1e-6
 #: A batch's control variance is at least this fraction of the dimension's variance
 #: within batches (see :func:`center_scale`).
 VARIANCE_FLOOR = 0.01
+#: Added to each batch's control covariance before :func:`tvn`'s alignment (EFAAR's 0.5).
+RIDGE = 0.5
 
 
 def _inputs(
@@ -142,56 +150,101 @@ def center_scale(
     return out
 
 
+def _whitening(ref: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Mean and PCA whitening matrix of ``ref`` (null directions dropped)."""
+    mean = ref.mean(axis=0)
+    centered = ref - mean
+    eigenvalues, eigenvectors = np.linalg.eigh(centered.T @ centered / len(ref))
+    order = np.argsort(eigenvalues)[::-1]
+    eigenvalues, eigenvectors = eigenvalues[order], eigenvectors[:, order]
+    keep = eigenvalues > EPSILON * max(float(eigenvalues[0]), EPSILON)
+    return mean, eigenvectors[:, keep] / np.sqrt(eigenvalues[keep])
+
+
+def _inverse_sqrt(matrix: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``matrix ** -0.5`` of a symmetric positive definite matrix."""
+    eigenvalues, eigenvectors = np.linalg.eigh(matrix)
+    result: NDArray[np.float64] = (eigenvectors / np.sqrt(eigenvalues)) @ eigenvectors.T
+    return result
+
+
 def tvn(
     embeddings: ArrayLike,
     groups: ArrayLike,
     controls: ArrayLike,
     *,
+    align: bool = True,
+    ridge: float = RIDGE,
     variance_floor: float = VARIANCE_FLOOR,
 ) -> NDArray[np.float64]:
-    """Typical variation normalization: per-batch center-scale, then control whitening.
+    """Typical variation normalization: control whitening, then per-batch alignment.
 
-    After :func:`center_scale`, the covariance of all control rows (pooled over the
-    batches) is diagonalised; every row is rotated into its eigenvectors and each
-    direction divided by the square root of its eigenvalue, so the control rows have
-    identity covariance. Directions in which the controls do not vary (eigenvalue below
-    ``EPSILON`` times the largest; e.g. beyond the number of controls, when embeddings
-    have more dimensions than there are controls) are dropped rather than divided by
-    nearly zero, as a PCA whitening of the controls does: the result has ``k <= d``
-    columns, ``k`` the rank of the controls.
+    With ``align=True`` (the definition EFAAR's ``tvn_on_controls`` follows): the
+    covariance of the control rows (pooled over the batches) is diagonalised; every row is
+    centered on the controls' mean, rotated into the eigenvectors and each direction
+    divided by the square root of its eigenvalue (PCA whitening). Then each batch is
+    center-scaled by its own control rows (:func:`center_scale`) and multiplied by
+    ``(C_b + ridge * I) ** -0.5``, ``C_b`` the covariance of the batch's control rows
+    (CORAL-style alignment; a batch with one control row has ``C_b = 0``). Pass the
+    negative controls as ``controls``: TVN treats their variation as the typical,
+    biologically neutral one; positive controls have strong phenotypes of their own.
+
+    With ``align=False`` (an ablation, the variant rxdata shipped first): per-batch
+    :func:`center_scale`, then the whitening fitted on the centered control rows of
+    every batch pooled, and no alignment step.
+
+    Directions in which the controls do not vary (eigenvalue below ``EPSILON`` times the
+    largest; e.g. beyond the number of controls when embeddings have more dimensions than
+    there are controls) are dropped rather than divided by nearly zero, as a PCA whitening
+    of the controls does: the result has ``k <= d`` columns, ``k`` the rank of the
+    controls.
 
     Args:
         embeddings: ``(n, d)`` embeddings.
-        groups: ``(n,)`` batch of each row.
-        controls: ``(n,)`` boolean mask of the control rows.
+        groups: ``(n,)`` batch of each row (plates, or experiments when a plate has few
+            controls: an RxRx1 plate has one negative-control well).
+        controls: ``(n,)`` boolean mask of the control rows (the negative controls).
+        align: Per-batch center-scale and CORAL alignment after the whitening (EFAAR);
+            ``False`` for the first variant described above.
+        ridge: Added to the diagonal of each batch's control covariance before its
+            inverse square root is taken (> 0; ``align=True`` only).
         variance_floor: As in :func:`center_scale`.
 
     Returns:
         The normalized ``(n, k)`` embeddings, components by decreasing control variance.
 
     Raises:
-        OptionsError: Shapes do not match, an embedding is not finite, or fewer than two
-            control rows.
+        OptionsError: Shapes do not match, an embedding is not finite, fewer than two
+            control rows, or ``ridge`` is not a positive number.
         StatsError: A batch has no control row.
 
     Example:
         >>> rng = np.random.default_rng(0)
         >>> x = rng.normal(size=(200, 3)) @ [[2.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0, 0, 3]]
-        >>> z = tvn(x, np.repeat(["a", "b"], 100), np.ones(200, bool))
+        >>> z = tvn(x, np.repeat(["a", "b"], 100), np.ones(200, bool), align=False)
         >>> np.allclose(np.cov(z.T, bias=True), np.eye(3))
         True
+        >>> z = tvn(x, np.repeat(["a", "b"], 100), np.ones(200, bool))  # EFAAR: aligned
+        >>> np.allclose(z[:100].mean(axis=0), 0), z.shape
+        (True, (200, 3))
     """
     x, g, c = _inputs(embeddings, groups, controls)
     if c.sum() < 2:
         raise OptionsError(f"tvn needs at least 2 control rows, got {int(c.sum())}")
-    cs = center_scale(x, g, c, variance_floor=variance_floor)
-    ref = cs[c]
-    ref_centered = ref - ref.mean(axis=0)
-    cov = ref_centered.T @ ref_centered / len(ref)
-    eigenvalues, eigenvectors = np.linalg.eigh(cov)
-    order = np.argsort(eigenvalues)[::-1]
-    eigenvalues, eigenvectors = eigenvalues[order], eigenvectors[:, order]
-    keep = eigenvalues > EPSILON * max(float(eigenvalues[0]), EPSILON)
-    whitening = eigenvectors[:, keep] / np.sqrt(eigenvalues[keep])
-    result: NDArray[np.float64] = (cs - ref.mean(axis=0)) @ whitening
-    return result
+    if isinstance(ridge, bool) or not isinstance(ridge, int | float) or not ridge > 0:
+        raise OptionsError(f"ridge={ridge!r}: expected a positive number")
+    if not align:
+        cs = center_scale(x, g, c, variance_floor=variance_floor)
+        mean, whitening = _whitening(cs[c])
+        first: NDArray[np.float64] = (cs - mean) @ whitening
+        return first
+    mean, whitening = _whitening(x[c])
+    z = center_scale((x - mean) @ whitening, g, c, variance_floor=variance_floor)
+    out = np.empty_like(z)
+    identity = np.eye(z.shape[1])
+    for group in np.unique(g):
+        rows = g == group
+        ref = z[rows & c]
+        cov = np.cov(ref, rowvar=False, ddof=1) if len(ref) > 1 else np.zeros_like(identity)
+        out[rows] = z[rows] @ _inverse_sqrt(np.atleast_2d(cov) + ridge * identity)
+    return out

@@ -43,6 +43,7 @@ import io
 import math
 import os
 import warnings
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -81,12 +82,7 @@ def _experiments(cell_type: str, first: int, last: int) -> tuple[str, ...]:
     return tuple(normalize_experiment(f"{cell_type}-{i}") for i in range(first, last + 1))
 
 
-# The WILDS RxRx1 "official" scheme (p-lambda/wilds, wilds/datasets/rxrx1_dataset.py):
-# train = site 1 of the 33 Kaggle training experiments, id_test = site 2 of the same,
-# val = 4 of the Kaggle test experiments (the first of each cell type), test = the other
-# 14. WILDS stores the assignment in its own metadata.csv; the experiment lists below
-# are the ones its published split statistics imply (val: one experiment per cell type,
-# test: 3 HEPG2, 7 HUVEC, 3 RPE, 1 U2OS).
+# The WILDS RxRx1 experiment lists (sources: wilds_split's docstring).
 WILDS_TRAIN_EXPERIMENTS: tuple[str, ...] = (
     _experiments("HEPG2", 1, 7)
     + _experiments("HUVEC", 1, 16)
@@ -710,23 +706,28 @@ def group_split(
     return Split(members, by=columns, scheme="group", seed=seed)
 
 
-def wilds_split(metadata: pd.DataFrame, *, on_missing: OnMissing = "raise") -> Split:
-    """The WILDS RxRx1 ``official`` split, over ``(experiment, site)`` groups.
+def wilds_split(
+    metadata: pd.DataFrame,
+    *,
+    on_missing: OnMissing = "raise",
+    scheme: Literal["official", "mixed-to-test"] = "official",
+) -> Split:
+    """The WILDS RxRx1 split (``official`` or ``mixed-to-test``), over ``(experiment, site)``.
 
-    | part | experiments | sites |
+    | part | ``official`` (WILDS' default) | ``mixed-to-test`` |
     |---|---|---|
-    | ``train`` | the 33 Kaggle training experiments | site 1 |
-    | ``id_test`` | the same 33 | site 2 |
-    | ``val`` | HEPG2-08, HUVEC-17, RPE-08, U2OS-04 | both |
-    | ``test`` | the other 14 Kaggle test experiments | both |
+    | ``train`` | site 1 of the 33 training experiments | site 1 of 19 of them + the 14 (1) |
+    | ``id_test`` | site 2 of the same 33 | (none) |
+    | ``val`` | HEPG2-08, HUVEC-17, RPE-08, U2OS-04 (both sites) | as ``official`` |
+    | ``test`` | the other 14 Kaggle test experiments (both sites) | their site 2 |
 
-    ``val`` and ``test`` are experiments of the Kaggle *test* set. With only the Kaggle
-    CSVs, their treatment wells have no labels (``test.csv`` has none); only their
-    controls (``test_controls.csv``, 1108..1138) are labeled, so ``val``/``test``
-    accuracy can be measured on controls only (``counts()``' ``labeled_sites`` column
-    shows how many). The full RxRx1 release's ``metadata.csv`` labels every well, which is
-    what WILDS evaluates on. ``train`` and ``id_test`` share experiments by design (the
-    report lists them as shared).
+    (1) less HEPG2-01..03, HUVEC-01..07, RPE-01..03, U2OS-01 (one per test experiment).
+    Source: WILDS' ``RxRx1Dataset`` (p-lambda/wilds, ``wilds/datasets/rxrx1_dataset.py``;
+    it reads ``dataset`` from its archive's ``metadata.csv``, which rxdata has not read).
+    Its ``val`` experiments are the Kaggle public-leaderboard ones (Kaggle discussion
+    98075; the 1st-place write-up), one per cell type as WILDS' counts require.
+    The Kaggle CSVs label only the controls of ``val``/``test`` (``counts()``'
+    ``labeled_sites``); the full release's ``metadata.csv`` labels every well.
 
     Args:
         metadata: table with ``experiment`` and ``site``. Experiments match on their
@@ -734,9 +735,10 @@ def wilds_split(metadata: pd.DataFrame, *, on_missing: OnMissing = "raise") -> S
         on_missing: when some of the 51 experiments are not in ``metadata``: ``"raise"``
             a ``SplitError`` naming them, ``"warn"``, or ``"allow"`` (the split still
             lists them; :meth:`Split.report` shows them as absent).
+        scheme: ``"official"`` or ``"mixed-to-test"``.
 
     Returns:
-        A :class:`Split` with ``by=("experiment", "site")`` (scheme ``"wilds"``).
+        A :class:`Split` by ``("experiment", "site")``, scheme ``"wilds[-mixed-to-test]"``.
 
     Example:
         >>> import pandas as pd
@@ -744,12 +746,15 @@ def wilds_split(metadata: pd.DataFrame, *, on_missing: OnMissing = "raise") -> S
         ...                      "site": [1, 2, 1]})
         >>> wilds_split(meta, on_missing="allow").assign(meta).tolist()
         ['train', 'id_test', 'val']
+        >>> wilds_split(meta, on_missing="allow", scheme="mixed-to-test").assign(meta).tolist()
+        [<NA>, <NA>, 'val']
     """
     if on_missing not in ("allow", "warn", "raise"):
         raise SplitError(f"on_missing must be 'allow', 'warn' or 'raise', got {on_missing!r}")
+    if scheme not in ("official", "mixed-to-test"):
+        raise SplitError(f"scheme must be 'official' or 'mixed-to-test', got {scheme!r}")
     _require_columns(metadata, ("experiment", "site"), "wilds_split")
-    # Match experiments on their canonical spelling (HUVEC-1 is HUVEC-01) and key the split
-    # on the spelling the metadata uses, so it resolves against this table.
+    # match on the canonical spelling (HUVEC-1 is HUVEC-01), key on the metadata's own
     spelling: dict[str, str] = {}
     for written in metadata["experiment"].astype("string").dropna().unique():
         try:
@@ -759,21 +764,24 @@ def wilds_split(metadata: pd.DataFrame, *, on_missing: OnMissing = "raise") -> S
     wanted = WILDS_TRAIN_EXPERIMENTS + WILDS_VAL_EXPERIMENTS + WILDS_TEST_EXPERIMENTS
     missing = [e for e in wanted if e not in spelling]
     if missing:
-        _handle_missing(
-            f"wilds_split: {len(missing)} of its 51 experiments are not in the metadata: "
-            f"{preview(missing)}",
-            on_missing,
-        )
+        message = f"{len(missing)} of its 51 experiments are not in the metadata"
+        _handle_missing(f"wilds_split: {message}: {preview(missing)}", on_missing)
 
     def name(exp: str) -> str:
         return spelling.get(exp, exp)
 
-    parts = {
-        "train": {(name(e), "1") for e in WILDS_TRAIN_EXPERIMENTS},
-        "id_test": {(name(e), "2") for e in WILDS_TRAIN_EXPERIMENTS},
-        "val": {(name(e), s) for e in WILDS_VAL_EXPERIMENTS for s in ("1", "2")},
-        "test": {(name(e), s) for e in WILDS_TEST_EXPERIMENTS for s in ("1", "2")},
-    }
+    val = {(name(e), s) for e in WILDS_VAL_EXPERIMENTS for s in ("1", "2")}
+    if scheme == "mixed-to-test":  # per test experiment, drop a training one of its type
+        n = Counter(e.split("-")[0] for e in WILDS_TEST_EXPERIMENTS)
+        dropped = {e for ct in n for e in _experiments(ct, 1, n[ct])}
+        kept = [e for e in WILDS_TRAIN_EXPERIMENTS if e not in dropped] + [*WILDS_TEST_EXPERIMENTS]
+        mixed = {"train": {(name(e), "1") for e in kept}, "val": val}
+        mixed["test"] = {(name(e), "2") for e in WILDS_TEST_EXPERIMENTS}
+        return Split(mixed, by=("experiment", "site"), scheme="wilds-mixed-to-test")
+    test_names = [name(e) for e in WILDS_TEST_EXPERIMENTS]
+    parts = {"train": {(name(e), "1") for e in WILDS_TRAIN_EXPERIMENTS}}
+    parts["id_test"] = {(name(e), "2") for e in WILDS_TRAIN_EXPERIMENTS}
+    parts["val"], parts["test"] = val, {(e, s) for e in test_names for s in ("1", "2")}
     return Split(parts, by=("experiment", "site"), scheme="wilds")
 
 

@@ -25,7 +25,8 @@ survives per-image standardization; each experiment
 multiplies every channel by a gain and adds an offset, and each plate adds an
 illumination gain and gradient (strength ``batch_effect``). Control wells sit on every
 plate, so per-plate control statistics undo the gain and offset. Effects that such
-statistics cannot divide out are calibrated to the real data (docs/batch-effects.md): a
+statistics cannot divide out are set from intensity statistics of real control sites
+where one was measured (docs/batch-effects-calibration.md), assumed otherwise: a
 power-law intensity response per experiment and channel (``nonlinearity``), vignetting
 per plate (``vignetting``), edge and row/column effects on the plate
 (``well_position``), cell density and focus per experiment (``density``, ``focus``), and
@@ -163,7 +164,7 @@ class SyntheticOptions:
     #: strength of the per-siRNA signal (0 = no signal, 1 = default, learnable at 64 px).
     signal: float = 1.0
     #: master strength of every batch effect below and of the experiment gain/offset and
-    #: plate gain/gradient (0 = none; 1 = the calibrated defaults, docs/batch-effects.md).
+    #: plate gain/gradient (0 = none; 1 = the defaults, docs/batch-effects-calibration.md).
     batch_effect: float = 1.0
     #: sd of log(gamma) of a power-law intensity response per experiment and channel
     #: (0..2). 0.15: the spread of log(p99/mean) between the 16 real negative-control
@@ -183,16 +184,16 @@ class SyntheticOptions:
     #: profile plus this times an experiment-specific one (renormalized), at a strength
     #: multiplied by exp(N(0, this / 2)); the same for its morphology. Not measured; 0.5
     #: keeps every method's held-out accuracy below its held-in one. It lowers held-in and
-    #: held-out accuracy together rather than their ratio (docs/batch-effects.md).
+    #: held-out accuracy together rather than their ratio (docs/batch-effects-calibration.md).
     batch_biology: float = 0.5
     #: strength of each siRNA's morphology (0..5): per channel, a class changes its cells'
     #: size (log sd 0.2 x this) and their cell-to-cell brightness spread (log sd 0.3 for
     #: untreated cells, times exp(N(0, 0.5 x this)) per class, at most 1). Unlike the
     #: intensity profile these survive a gain, an offset and per-image standardization, as
     #: real morphology does. 0 = intensity-only classes. 3: set from WILDS's held-out /
-    #: held-in ratio (0.75) on the benchmark's ``--quick`` probes, where it puts
-    #: ``global`` at 0.61-0.64 and ``image`` at 0.79-0.85 (docs/batch-effects.md,
-    #: "Calibration", which also says why ``global`` stays below 0.75).
+    #: held-in ratio (0.75) on the first benchmark's ``--quick`` held-out probes, where it
+    #: put ``global`` at 0.61-0.64 and ``image`` at 0.79-0.85
+    #: (docs/batch-effects-calibration.md; not re-chosen on validation experiments).
     morphology: float = 3.0
     #: fraction of sites whose channels 5 and 6 are missing (like the real site-2 sample).
     incomplete_fraction: float = 0.0

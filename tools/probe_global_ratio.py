@@ -1,18 +1,20 @@
 #!/usr/bin/env python
 """Calibration probe: held-in and held-out accuracy with generator options changed.
 
-Generates the ``--quick`` data set of ``bench_batch_effects.py`` (with ``--full``, the
-default configuration's) with the given
+Generates the ``--quick`` data set of ``benchmarks/bench_batch_effects.py`` (with
+``--full``, the default configuration's; data seed 0, held-out choice 0) with the given
 :class:`rxdata.synthetic.SyntheticOptions` overrides (and, with ``--positive-controls``,
 another number of positive-control wells per plate), trains the benchmark's models for
 the given normalization modes (default: ``global``) with each given model seed, and
-prints their held-in and held-out site accuracy and ratio. The mode ``tvn`` trains the
-``controls`` model and prints the benchmark's two embedding rows
-(``controls+embedding_head`` and ``controls+tvn``); ``tvn:global`` does the same with
-the ``global`` model (any normalization mode after the colon). The calibration probes in
-docs/batch-effects.md were made with it.
+prints their held-in, validation and held-out site accuracy and ratio. The mode ``tvn``
+trains the ``controls`` model and prints the benchmark's embedding rows
+(``controls+embedding_head``, ``controls+tvn`` and ``controls+tvn_all``); ``tvn:global``
+does the same with the ``global`` model (any normalization after the colon). The
+calibration probes in docs/batch-effects-calibration.md were made with its earlier
+version (one held-out experiment per cell type, no validation split). It holds the same
+lock on ``OUT`` as the benchmark (the conversion's lock).
 
-Usage: ``python benchmarks/probe_global_ratio.py OUT '{"morphology": 2.0}' [--seeds 0,1,2]
+Usage: ``python tools/probe_global_ratio.py OUT '{"morphology": 2.0}' [--seeds 0,1,2]
 [--modes global,image,tvn] [--positive-controls 4] [--full]
 [--config '{"experiments_per_cell_type": 10}']``.
 """
@@ -25,7 +27,8 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+# the benchmark is a script in benchmarks/, not a package: its folder goes on the path
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 import bench_batch_effects as bench
 
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     import rxdata.synthetic as synthetic
 
     # every argument is checked before the data set is built (minutes of work)
-    normalizations = [m for m in bench.METHODS if "+" not in m]  # global, ..., image
+    normalizations = list(bench.NORMALIZATIONS)
     runs = []  # (mode as given, the model's normalization, embedding rows or not)
     for mode in args.modes.split(","):
         trained = mode.split(":", 1)[1] if mode.startswith("tvn:") else mode
@@ -86,31 +89,42 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (TypeError, ValueError) as err:
         p.error(str(err))
-    if cfg.experiments_per_cell_type < 2 or not all(
-        isinstance(v, int) and v > 0 for v in dataclasses.astuple(cfg)
+    if cfg.experiments_per_cell_type < 3 or not all(
+        isinstance(v, int) and v > 0 for v in dataclasses.astuple(cfg) if v is not None
     ):
         p.error(
-            f"--config: every value must be a positive integer, and at least 2 "
-            f"experiments per cell type (one is held out): {cfg}"
+            f"--config: every value must be a positive integer, and at least 3 "
+            f"experiments per cell type (train, val, test): {cfg}"
         )
-    data = bench.make_data(cfg, Path(args.out), **overrides)
-    label = (
-        f"{'full' if args.full else 'quick'} {config} {overrides} "
-        f"positive_controls={cfg.positive_controls}"
-    )
+    out = Path(args.out)
+    with bench.claim(out):
+        bench.fresh_output(out)
+        data = bench.synthetic_data(cfg, out, 0, **overrides)
+        split = bench.heldout_split(data.metadata, cfg.experiments_per_cell_type, 0)
+        run = bench.make_run(data, cfg, 0, split)
+        label = (
+            f"{'full' if args.full else 'quick'} {config} {overrides} "
+            f"positive_controls={cfg.positive_controls}"
+        )
+        _probe(run, runs, seeds, label)
+    return 0
+
+
+def _probe(run: bench.Run, runs: list[tuple[str, str, bool]], seeds: list[int], label: str) -> None:
+    parts = bench.eval_parts(run)
     for mode, trained, embedding_rows in runs:
         for seed in seeds:
-            model = bench.train(data, trained, cfg, seed, None)
+            model, epoch, _ = bench.train(run, trained, seed, None)
             if embedding_rows:
-                e = bench.embedding_predict(model, data, cfg, trained)
-                for name in ("embedding_head", "tvn"):
-                    s = bench.scores(data, e[name]["id"], e[name]["ood"])
-                    print(_line(f"{label} {trained}+{name} seed {seed}", s), flush=True)
+                rows, _ = bench.embedding_rows(model, run, trained)
+                for name, preds in rows.items():
+                    s = bench.scores(run, preds)
+                    method = name.replace("controls", trained, 1)
+                    print(_line(f"{label} {method} seed {seed}", s), flush=True)
                 continue
-            preds = {p: bench.predict_part(model, data, p, mode, cfg) for p in ("id", "ood")}
-            s = bench.scores(data, preds["id"], preds["ood"])
-            print(_line(f"{label} {mode} seed {seed}", s), flush=True)
-    return 0
+            preds = {p: bench.predict_part(model, run, p, mode) for p in parts}
+            s = bench.scores(run, preds)
+            print(_line(f"{label} {mode} seed {seed} (epoch {epoch})", s), flush=True)
 
 
 if __name__ == "__main__":
