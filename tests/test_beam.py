@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 
 pytest.importorskip("apache_beam")
 from helpers import SITE_ID, make_data, shard_bytes, site_png
-from rxdata.conversion import MANIFEST_NAME, ConvertOptions, convert, read_manifest, verify
+from rxdata.conversion import MANIFEST_NAME, ConvertOptions, convert, verify
 from rxdata.conversion.beam import pipeline_options
 from rxdata.errors import ConvertError, Option
+from rxdata.records import read_manifest
 
 pytestmark = pytest.mark.cluster  # every test here runs a Beam pipeline
 

@@ -354,7 +354,7 @@ def test_a_tampered_manifest_opens_nothing_outside(root, tmp_path, monkeypatch, 
 @settings(max_examples=300, deadline=None)
 @given(st.text(st.sampled_from("a./\\:C~ \x00"), max_size=12))
 def test_an_accepted_shard_path_never_leaves_the_folder(path) -> None:
-    from rxdata.conversion.outputs import check_relative
+    from rxdata.records import check_relative
 
     if check_relative(path):
         return

@@ -33,11 +33,11 @@ from rxdata.conversion import (
     SkippedSite,
     convert,
     plan_shards,
-    read_manifest,
     verify,
 )
 from rxdata.errors import ConvertError, MetadataError, OptionsError, OutputExistsError
 from rxdata.metadata import read_metadata
+from rxdata.records import read_manifest
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,10 @@ import pytest
 
 from helpers import SITE_ID, make_data, pixels, png_bytes, site_png
 from rxdata.cli import EXIT_VERIFY_FAILED, main
-from rxdata.conversion import convert, read_manifest, verify
+from rxdata.conversion import convert, verify
 from rxdata.conversion.shard import content_hash
 from rxdata.errors import ConvertError
+from rxdata.records import read_manifest
 
 
 @pytest.fixture

@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from helpers import SITE_ID, make_data, set_allowed_failures, shard_bytes, site_png, slow_sites
-from rxdata.conversion import MANIFEST_NAME, ConvertOptions, convert, read_manifest, verify
+from rxdata.conversion import MANIFEST_NAME, ConvertOptions, convert, verify
 from rxdata.errors import ConvertError, OptionsError
+from rxdata.records import read_manifest
 
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"

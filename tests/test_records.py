@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import rxdata
-from rxdata.errors import IncompleteConversionError, OptionsError
+from rxdata.errors import IncompleteConversionError, OptionsError, RecordError
 from rxdata.records import MANIFEST_NAME, Records, find_conversion, open_records, resolve_source
 from rxdata.synthetic import SyntheticOptions, generate
 
@@ -194,6 +194,49 @@ def test_resolve_source_leaves_foreign_patterns_and_split_objects(tmp_path: Path
     assert files == [str(tmp_path / "*.tfrecord")] and rest is split
     with pytest.raises(OptionsError, match="allow_incomplete"):
         resolve_source("x", allow_incomplete="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("how", ["dotdot", "absolute", "nul", "symlink", "folder-manifest"])
+def test_a_tampered_conversion_is_refused_as_a_damaged_manifest(
+    converted: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """open_records, make_dataset and every split read refuse it, opening nothing outside."""
+    from rxdata import _io
+
+    out = _copy(converted, tmp_path)
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"SECRET BYTES")
+    manifest = json.loads((out / MANIFEST_NAME).read_bytes())
+    manifest["shards"][0]["path"] = {
+        "dotdot": "../victim.txt",
+        "absolute": str(victim),
+        "nul": "random-42/train/001.tfrecord\0",
+        "symlink": "random-42/train/linked/victim.txt",
+        "folder-manifest": manifest["shards"][0]["path"],
+    }[how]
+    if how == "symlink":
+        (out / "random-42" / "train" / "linked").symlink_to(tmp_path, target_is_directory=True)
+    if how == "folder-manifest":
+        (out / MANIFEST_NAME).unlink()
+        (out / MANIFEST_NAME).mkdir()
+    else:
+        (out / MANIFEST_NAME).write_text(json.dumps(manifest))
+    opened: list[str] = []
+    real_open = _io.open
+
+    def recording_open(path, mode="rb"):  # type: ignore[no-untyped-def]
+        opened.append(os.path.realpath(path))
+        return real_open(path, mode)
+
+    monkeypatch.setattr(_io, "open", recording_open)
+    damaged = RecordError if how != "folder-manifest" else (RecordError, FileNotFoundError)
+    with pytest.raises(damaged, match=r"damaged manifest|no manifest"):
+        rxdata.open_records(out).files()
+    with pytest.raises(damaged, match=r"damaged manifest|no manifest"):
+        rxdata.make_dataset(out, split="train", batch_size=4, training=False)
+    with pytest.raises(damaged, match=r"damaged manifest|no manifest"):
+        rxdata.make_dataset(out / "random-42" / "train", batch_size=4, training=False)
+    assert all(p.startswith(os.path.realpath(out) + os.sep) for p in opened), opened
 
 
 @pytest.mark.subprocess

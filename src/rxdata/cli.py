@@ -534,7 +534,7 @@ def _add_verify_options(p: argparse.ArgumentParser) -> None:
 def _site_progress(output_dir: str, enabled: bool | None) -> Iterator[Callable[[int], None]]:
     """A progress bar over the sites a manifest lists (verify reports each shard's)."""
     from rxdata._parallel import Progress
-    from rxdata.conversion import read_manifest
+    from rxdata.records import read_manifest
 
     try:
         total = sum(int(s.get("count", 0)) for s in read_manifest(output_dir).get("shards", []))

@@ -57,6 +57,7 @@ import json
 import logging
 import os
 import posixpath
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -78,7 +79,9 @@ __all__ = [
     "MANIFEST_VERSION",
     "PROGRESS_DIR",
     "Records",
+    "check_relative",
     "find_conversion",
+    "inside",
     "open_records",
     "read_manifest",
     "resolve_source",
@@ -96,17 +99,76 @@ PROGRESS_DIR = "_progress"
 #: File name of the lock a running conversion holds in its output folder.
 LOCK_NAME = ".rxdata-convert.lock"
 
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
 #: Columns of :meth:`Records.sites`.
 SITE_COLUMNS = ("site_id", "id_code", "dataset", "experiment", "cell_type", "plate", "well",
                 "site", "file")  # fmt: skip
 
 
-def read_manifest(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load ``OUTPUT_DIR/manifest.json``.
+def check_relative(path: object) -> str:
+    """What makes ``path`` unfit as a path inside an output folder ('' when it is fine).
+
+    A shard path read from a manifest is relative, ``/``-separated, without ``..``, ``.``
+    or empty parts, backslashes, NUL or a drive; otherwise the manifest is damaged.
+
+    Example:
+        >>> check_relative("random-42/train/001.tfrecord")
+        ''
+        >>> check_relative("../victim.txt")
+        "'../victim.txt' leaves the output folder (a '..' part)"
+    """
+    if not isinstance(path, str) or not path:
+        return f"{path!r} is not a relative path"
+    if path.startswith("/") or _DRIVE.match(path) or "://" in path:
+        return f"{path!r} is absolute; shard paths are relative to the output folder"
+    if "\\" in path or "\0" in path:
+        return f"{path!r} holds a backslash or NUL; shard paths are '/'-separated"
+    parts = path.split("/")
+    if ".." in parts:
+        return f"{path!r} leaves the output folder (a '..' part)"
+    if "" in parts or "." in parts:
+        return f"{path!r} has an empty or '.' part"
+    return ""
+
+
+def inside(output_dir: str | os.PathLike[str], relative: str) -> str:
+    """The path of ``relative`` under ``output_dir``, checked to stay inside it.
 
     Raises:
-        FileNotFoundError: No manifest in ``output_dir``.
-        RecordError: The manifest is not a valid rxdata-convert manifest.
+        RecordError: ``relative`` is not a plain relative path (:func:`check_relative`),
+            or one of its folders (or the file itself) is a symbolic link.
+
+    Example:
+        >>> inside("out", "random-42/test/001.tfrecord") == os.path.join(
+        ...     "out", "random-42", "test", "001.tfrecord")
+        True
+    """
+    problem = check_relative(relative)
+    if problem:
+        raise RecordError(problem)
+    link = _io.first_link(output_dir, relative)
+    if link is not None:
+        raise RecordError(
+            f"{relative!r} passes through the symbolic link {_io.join(output_dir, link)}; "
+            "rxdata follows no link inside an output folder"
+        )
+    return _io.join(output_dir, *relative.split("/"))
+
+
+def read_manifest(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load ``OUTPUT_DIR/manifest.json``, refusing a damaged one.
+
+    The one reader of a manifest: the conversion (resuming, ``--overwrite``, ``verify``)
+    and every reader (:func:`open_records`, :func:`rxdata.make_dataset`,
+    :class:`rxdata.sites.Sites`) go through it, so nothing a manifest names outside its
+    folder is ever opened.
+
+    Raises:
+        FileNotFoundError: No manifest in ``output_dir``, or ``output_dir`` is a file.
+        RecordError: The manifest is not a valid rxdata-convert manifest, or it is
+            damaged: it is a symbolic link or a folder, or a shard path is absolute, has
+            a ``..`` part, or is not a string (:func:`check_relative`).
 
     Example:
         >>> try:
@@ -116,12 +178,23 @@ def read_manifest(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
         missing
     """
     path = _io.join(output_dir, MANIFEST_NAME)
+    if _io.first_link(output_dir, MANIFEST_NAME):  # never read what a link points to
+        raise RecordError(
+            f"{path}: damaged manifest: a symbolic link; rxdata follows no link inside an "
+            "output folder. Remove it and re-run the conversion"
+        )
     try:
         raw = _io.read_bytes(path)
     except FileNotFoundError:
         raise FileNotFoundError(
             f"{path}: no manifest; is this an rxdata-convert output directory?"
         ) from None
+    except NotADirectoryError:
+        raise FileNotFoundError(
+            f"{output_dir}: not a folder; give the rxdata-convert output directory"
+        ) from None
+    except IsADirectoryError:
+        raise RecordError(f"{path}: damaged manifest: a folder, not a file") from None
     try:
         manifest = json.loads(raw)
     except json.JSONDecodeError as err:
@@ -136,6 +209,14 @@ def read_manifest(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path}: manifest format_version {manifest.get('format_version')!r}, "
             f"this rxdata reads {MANIFEST_VERSION}"
         )
+    shards = manifest.get("shards")
+    for i, entry in enumerate(shards if isinstance(shards, list) else [None]):
+        problem = check_relative(entry.get("path") if isinstance(entry, dict) else None)
+        if problem:  # nothing the manifest names outside the output is ever opened
+            raise RecordError(
+                f"{path}: damaged manifest: shards[{i}].path {problem}; re-run the "
+                "conversion (with --overwrite) to replace it"
+            )
     return manifest
 
 
@@ -260,7 +341,13 @@ class Records:
             )
 
     def _path(self, relative: str) -> str:
-        return _io.join(self.root, *relative.split("/"))
+        try:  # a shard reached through a link is never opened
+            return inside(self.root, relative)
+        except RecordError as err:
+            raise RecordError(
+                f"{self.manifest_path}: damaged manifest: {err}; re-run the conversion "
+                "(with --overwrite) to replace it"
+            ) from None
 
     def missing(self) -> list[str]:
         """Planned shards not (yet) written, as paths relative to :attr:`root`.
@@ -428,8 +515,6 @@ _RELEASES: dict[str, LabelRelease | None] = {}
 
 
 def _release_from_records(records: Records) -> LabelRelease | None:
-    import re
-
     key = records.manifest_path + str(records.manifest.get("plan_sha256"))
     if key in _RELEASES:
         return _RELEASES[key]

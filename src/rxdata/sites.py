@@ -28,9 +28,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from rxdata import _io
-from rxdata.conversion.manifest import read_manifest
 from rxdata.errors import OptionsError, RecordError
 from rxdata.reader import OnError, decode_example, list_shards, read_records
+from rxdata.records import read_manifest
 from rxdata.tfrecord import SIRNA_ID
 
 __all__ = ["Sites"]

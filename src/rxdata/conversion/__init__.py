@@ -19,7 +19,6 @@ See :mod:`rxdata.conversion.job` for the contract and ``docs/convert.md`` for th
 from __future__ import annotations
 
 from rxdata.conversion.job import ConvertResult, convert
-from rxdata.conversion.manifest import read_manifest
 from rxdata.conversion.options import (
     COMPRESSIONS,
     ENCODINGS,
@@ -68,7 +67,6 @@ __all__ = [
     "VerifyReport",
     "convert",
     "plan_shards",
-    "read_manifest",
     "verify",
     "write_shard_task",
 ]

@@ -43,7 +43,7 @@ def check_inputs(
     """Re-hash every input image a conversion recorded; one line per file that differs.
 
     Args:
-        manifest: The conversion's manifest (:func:`rxdata.conversion.read_manifest`).
+        manifest: The conversion's manifest (:func:`rxdata.records.read_manifest`).
         output_dir: The conversion's folder (for the context only; nothing is written).
         images_root: The images' root, as given to :func:`rxdata.conversion.convert`.
 
@@ -53,7 +53,8 @@ def check_inputs(
         recorded). Empty when every input still has the recorded bytes.
 
     Example:
-        >>> from rxdata.conversion import convert, read_manifest
+        >>> from rxdata.conversion import convert
+        >>> from rxdata.records import read_manifest
         >>> from rxdata.synthetic import SyntheticOptions, generate
         >>> root = generate("rxrx1-inputs", SyntheticOptions.tiny(seed=1))
         >>> _ = convert(root, "tf-inputs", datasets=("test",), workers=1)

@@ -17,7 +17,7 @@ from a manifest that may be lost), but refuses, deleting nothing, when the folde
 files rxdata did not write. A complete conversion with other options is never deleted
 here: :mod:`rxdata.conversion.staging` builds its replacement beside it. It refuses any
 output folder holding a symbolic link, and a manifest naming a path outside the folder
-is damaged (:mod:`rxdata.conversion.outputs`).
+is damaged: the one manifest reader, :func:`rxdata.records.read_manifest`, refuses it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import csv
 import io
 import json
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,7 +33,6 @@ from rxdata import _io
 from rxdata.conversion.options import REPORT_COLUMNS, REPORT_NAME, ConvertOptions
 from rxdata.conversion.outputs import (
     OutputFiles,
-    check_relative,
     list_output,
     refuse_foreign,
     refuse_links,
@@ -49,70 +47,12 @@ from rxdata.records import (
     MANIFEST_NAME,
     MANIFEST_VERSION,
     PROGRESS_DIR,
+    read_manifest,
 )
 
 log = logging.getLogger(__name__)
 
 _OVERWRITE = Option("overwrite")  # how messages name the way out
-
-
-def read_manifest(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load ``OUTPUT_DIR/manifest.json``.
-
-    Raises:
-        FileNotFoundError: No manifest in ``output_dir``.
-        RecordError: The manifest is not a valid rxdata-convert manifest, or it is
-            damaged: it is a symbolic link, or a shard path is absolute, has a ``..``
-            part, or is not a string (:func:`rxdata.conversion.outputs.check_relative`).
-
-    Example:
-        >>> try:
-        ...     read_manifest("no-such-dir")
-        ... except FileNotFoundError as err:
-        ...     print("missing")
-        missing
-    """
-    path = _io.join(output_dir, MANIFEST_NAME)
-    if _io.first_link(output_dir, MANIFEST_NAME):  # never read what a link points to
-        raise RecordError(
-            f"{path}: damaged manifest: a symbolic link; rxdata follows no link inside an "
-            "output folder. Remove it and re-run the conversion"
-        )
-    try:
-        raw = _io.read_bytes(path)
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{path}: no manifest; is this an rxdata-convert output directory?"
-        ) from None
-    except NotADirectoryError:
-        raise FileNotFoundError(
-            f"{output_dir}: not a folder; give the rxdata-convert output directory"
-        ) from None
-    except IsADirectoryError:
-        raise RecordError(f"{path}: damaged manifest: a folder, not a file") from None
-    try:
-        manifest = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise RecordError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise RecordError(
-            f"{path}: not an rxdata-convert manifest (format "
-            f"{manifest.get('format') if isinstance(manifest, dict) else None!r})"
-        )
-    if manifest.get("format_version") != MANIFEST_VERSION:
-        raise RecordError(
-            f"{path}: manifest format_version {manifest.get('format_version')!r}, "
-            f"this rxdata reads {MANIFEST_VERSION}"
-        )
-    shards = manifest.get("shards")
-    for i, entry in enumerate(shards if isinstance(shards, list) else [None]):
-        problem = check_relative(entry.get("path") if isinstance(entry, dict) else None)
-        if problem:  # nothing the manifest names outside the output is ever opened
-            raise RecordError(
-                f"{path}: damaged manifest: shards[{i}].path {problem}; re-run the "
-                "conversion (with --overwrite) to replace it"
-            )
-    return manifest
 
 
 def build_manifest(

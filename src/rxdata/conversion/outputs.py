@@ -11,9 +11,10 @@ Contract (containment, as git keeps paths inside its work tree):
   rxdata writes, deletes and reads only files that are really inside the folder. The
   output folder itself may be a link: that is the path the user chose.
 * A shard path read from a manifest is relative, ``/``-separated, without ``..``, ``.``
-  or empty parts, backslashes or a drive (:func:`check_relative`), and reaches its file
-  through no link (:func:`inside`); otherwise the manifest is damaged and nothing is
-  opened.
+  or empty parts, backslashes or a drive (:func:`rxdata.records.check_relative`), and
+  reaches its file through no link (:func:`rxdata.records.inside`); otherwise the
+  manifest is damaged and nothing is opened. That rule lives in :mod:`rxdata.records`,
+  beside the one manifest reader, so readers without TensorFlow keep it too.
 * Paths are never globbed: a folder named ``x[ab]`` is itself, not ``xa`` and ``xb``.
 """
 
@@ -22,18 +23,15 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rxdata import _io
 from rxdata.conversion.options import REPORT_NAME
-from rxdata.errors import Option, OutputExistsError, RecordError
+from rxdata.errors import Option, OutputExistsError
 from rxdata.records import LOCK_NAME, MANIFEST_NAME, PROGRESS_DIR
 
 log = logging.getLogger(__name__)
-
-_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
 def is_temporary(path: str) -> bool:
@@ -135,53 +133,6 @@ def refuse_links(output_dir: str, listing: OutputFiles) -> None:
     )
 
 
-def check_relative(path: object) -> str:
-    """What makes ``path`` unfit as a path inside an output folder ('' when it is fine).
-
-    Example:
-        >>> check_relative("random-42/train/001.tfrecord")
-        ''
-        >>> check_relative("../victim.txt")
-        "'../victim.txt' leaves the output folder (a '..' part)"
-    """
-    if not isinstance(path, str) or not path:
-        return f"{path!r} is not a relative path"
-    if path.startswith("/") or _DRIVE.match(path) or "://" in path:
-        return f"{path!r} is absolute; shard paths are relative to the output folder"
-    if "\\" in path or "\0" in path:
-        return f"{path!r} holds a backslash or NUL; shard paths are '/'-separated"
-    parts = path.split("/")
-    if ".." in parts:
-        return f"{path!r} leaves the output folder (a '..' part)"
-    if "" in parts or "." in parts:
-        return f"{path!r} has an empty or '.' part"
-    return ""
-
-
-def inside(output_dir: str, relative: str) -> str:
-    """The path of ``relative`` under ``output_dir``, checked to stay inside it.
-
-    Raises:
-        RecordError: ``relative`` is not a plain relative path, or one of its folders
-            (or the file itself) is a symbolic link.
-
-    Example:
-        >>> inside("out", "random-42/test/001.tfrecord") == os.path.join(
-        ...     "out", "random-42", "test", "001.tfrecord")
-        True
-    """
-    problem = check_relative(relative)
-    if problem:
-        raise RecordError(problem)
-    link = _io.first_link(output_dir, relative)
-    if link is not None:
-        raise RecordError(
-            f"{relative!r} passes through the symbolic link {_io.join(output_dir, link)}; "
-            "rxdata follows no link inside an output folder"
-        )
-    return _io.join(output_dir, *relative.split("/"))
-
-
 def remove_files(output_dir: str, relatives: Iterable[str], *, why: str) -> None:
     """Delete files of the output folder, then the folders that this emptied."""
     folders: set[str] = set()
@@ -220,8 +171,6 @@ def refuse_foreign(output_dir: str, listing: OutputFiles) -> None:
 
 __all__ = [
     "OutputFiles",
-    "check_relative",
-    "inside",
     "is_rxdata_file",
     "is_temporary",
     "list_output",

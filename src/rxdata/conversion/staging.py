@@ -32,10 +32,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from rxdata import _io
-from rxdata.conversion.manifest import read_manifest
 from rxdata.conversion.outputs import list_output, refuse_foreign, refuse_links
 from rxdata.errors import ConvertError, RecordError
-from rxdata.records import LOCK_NAME, MANIFEST_NAME
+from rxdata.records import LOCK_NAME, MANIFEST_NAME, read_manifest
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ import pandas as pd
 
 from rxdata import _io
 from rxdata.conversion.inputs import check_inputs
-from rxdata.conversion.manifest import read_manifest
 from rxdata.conversion.options import ConvertOptions
-from rxdata.conversion.outputs import inside, list_output
+from rxdata.conversion.outputs import list_output
 from rxdata.conversion.plan import load_metadata, select_sites, site_rows
 from rxdata.errors import RecordError, RxDataError
 from rxdata.naming import CHANNELS
+from rxdata.records import inside, read_manifest
 
 
 @dataclass(frozen=True)
