@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 import rxdata
 from rxdata._protobuf import example_features
-from rxdata.errors import OptionsError, RecordError
+from rxdata.errors import IncompleteConversionError, OptionsError, RecordError
 from rxdata.reader import decode_example
 from rxdata.sites import Sites
 
@@ -133,7 +133,7 @@ def manifest_sites(folder: Path, dataset: str | None = None) -> list[str]:
 def test_every_site_once_over_the_parts(converted, parts):
     seen = collections.Counter()
     for index in range(parts):
-        for record in Sites(converted, dataset="train", shard_index=index, shard_count=parts):
+        for record in Sites(converted, split="train", shard_index=index, shard_count=parts):
             seen[site_key(record)] += 1
     assert sorted(seen) == manifest_sites(converted, "train")
     assert set(seen.values()) == {1}
@@ -161,8 +161,8 @@ def test_shard_files_and_patterns(converted):
     pattern = str(converted / "*" / "train" / "*.tfrecord")
     assert sum(1 for _ in Sites(pattern)) == len(manifest_sites(converted, "train"))
     assert Sites(pattern).count is None
-    with pytest.raises(OptionsError, match=r"dataset='train' needs a conversion folder"):
-        Sites(pattern, dataset="train")
+    with pytest.raises(OptionsError, match=r"split='train' needs a conversion"):
+        Sites(pattern, split="train")
     with pytest.raises(FileNotFoundError, match=r"no shards to read: \[\] names none"):
         Sites([])
     with pytest.raises(FileNotFoundError, match=r"no TFRecord files match"):
@@ -183,18 +183,72 @@ def test_bad_options(converted, kwargs, match):
         Sites(converted, **kwargs)
 
 
-def test_unknown_dataset_and_incomplete_conversion(converted, tmp_path):
-    with pytest.raises(RecordError, match=r"no shards of dataset='valid'; the manifest has test"):
-        Sites(converted, dataset="valid")
+def test_unknown_split_and_incomplete_conversion(converted, tmp_path):
+    with pytest.raises(OptionsError, match=r"split='valid' is not a split .* \['train', 'test'\]"):
+        Sites(converted, split="valid")
     copy = tmp_path / "records"
     shutil.copytree(converted, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["complete"] = False
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(RecordError, match=r"incomplete .* run the same `rxdata convert`"):
+    with pytest.raises(IncompleteConversionError, match=r"re-run the same `rxdata convert`"):
         Sites(copy)
-    with pytest.raises(FileNotFoundError, match=r"no manifest"):
-        Sites(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"no manifest.json in it"):
+        Sites(tmp_path / "empty")
+
+
+def test_a_records_handle_or_a_folder_inside_the_conversion(converted):
+    records = rxdata.open_records(converted)
+    sites = Sites(records, split="test")
+    assert sites.records is records and sites.files == sorted(records.files("test"))
+    assert sites.count == records.split_sizes["test"] == len(manifest_sites(converted, "test"))
+    inner = Sites(converted / "random-42" / "train")  # open_records: that split's shards
+    assert inner.files == sorted(records.files("train"))
+    assert inner.count == len(manifest_sites(converted, "train"))
+    assert Sites(str(converted / "random-42" / "train" / "*.tfrecord")).records is None
+    with pytest.raises(OptionsError, match=r"allow_incomplete='yes' must be True or False"):
+        Sites(records, allow_incomplete="yes")
+
+
+def test_incomplete_conversion_read_only_when_asked(converted, tmp_path, caplog):
+    """allow_incomplete reads the finished shards (counted) and says how many of how many."""
+    copy = tmp_path / "records"
+    shutil.copytree(converted, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["complete"] = False
+    kept = [s for s in manifest["shards"] if s["dataset"] == "train"][:2]
+    progress = copy / "_progress"
+    progress.mkdir()
+    for shard in kept:  # what a run that finished two train shards leaves
+        (progress / (shard["path"].replace("/", "__") + ".json")).write_text(json.dumps(shard))
+    for shard in manifest["shards"]:
+        shard.pop("sha256"), shard.pop("count")
+        if shard not in kept:
+            (copy / shard["path"]).unlink()
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IncompleteConversionError, match=r"allow_incomplete=True"):
+        Sites(copy, split="train")
+    with caplog.at_level("WARNING", logger="rxdata.records"):
+        sites = Sites(copy, split="train", allow_incomplete=True)
+    assert "reading 80 of 224 sites (2 of 6 shards)" in caplog.text
+    assert sites.count == 80 and sum(1 for _ in sites) == 80
+
+
+@pytest.mark.parametrize("how", ["dotdot", "symlink"])
+def test_a_tampered_manifest_is_refused(converted, tmp_path, how):
+    copy = tmp_path / "records"
+    shutil.copytree(converted, copy)
+    (tmp_path / "victim.tfrecord").write_bytes(b"SECRET")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    if how == "symlink":
+        (copy / "random-42" / "train" / "linked").symlink_to(tmp_path)
+        manifest["shards"][0]["path"] = "random-42/train/linked/victim.tfrecord"
+    else:
+        manifest["shards"][0]["path"] = "../victim.tfrecord"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(RecordError, match=r"damaged manifest"):
+        Sites(copy)
 
 
 def test_changed_payload_is_found_by_the_manifest_hash(converted, tmp_path):
@@ -205,10 +259,10 @@ def test_changed_payload_is_found_by_the_manifest_hash(converted, tmp_path):
     data[len(data) // 2] ^= 0xFF  # inside some image: framing and parsing still succeed
     shard.write_bytes(bytes(data))
     with pytest.raises(RecordError, match=r"SHA-256 .* manifest says .*rxdata verify"):
-        list(Sites(copy, dataset="test"))
-    sites = list(Sites(copy, dataset="test", on_error="skip"))
+        list(Sites(copy, split="test"))
+    sites = list(Sites(copy, split="test", on_error="skip"))
     assert len(sites) == len(manifest_sites(copy, "test"))  # skip: the records are read
-    unchecked = list(Sites(copy, dataset="test", check_sha256=False))
+    unchecked = list(Sites(copy, split="test", check_sha256=False))
     assert len(unchecked) == len(sites)
     # bare files have no manifest to check against: the length CRCs only
     assert len(list(Sites(str(shard)))) == 40

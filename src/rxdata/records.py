@@ -403,12 +403,24 @@ class Records:
         Raises:
             OptionsError: ``split`` is not one of :attr:`splits`.
             IncompleteConversionError: the conversion is incomplete or still running.
+            RecordError: the manifest is damaged (a shard reached through a link).
+        """
+        return [file for file, _ in self.shards(split, allow_incomplete=allow_incomplete)]
+
+    def shards(
+        self, split: str | None = None, *, allow_incomplete: bool = False
+    ) -> list[tuple[str, Mapping[str, Any]]]:
+        """:meth:`files` with each shard's manifest entry: ``(file, entry)`` pairs.
+
+        The entry holds what the writer recorded of the shard: ``path``, ``dataset``,
+        ``site_ids`` and, once the conversion is complete, ``count`` and ``sha256``.
+        Arguments and errors as :meth:`files`.
         """
         self._check_split(split)
         entries = [e for e in self._entries() if split is None or e["dataset"] == split]
         if not allow_incomplete:
             self.check_complete()
-            return [self._path(str(e["path"])) for e in entries]
+            return [(self._path(str(e["path"])), e) for e in entries]
         gone = set(self.missing())
         kept = [e for e in entries if e["path"] not in gone]
         planned = sum(len(e["site_ids"]) for e in entries)
@@ -423,7 +435,7 @@ class Records:
                 f"{self.root}: no finished shard{'' if split is None else f' in {split!r}'} "
                 "yet; re-run the same `rxdata convert` command to finish the conversion"
             )
-        return [self._path(str(e["path"])) for e in kept]
+        return [(self._path(str(e["path"])), e) for e in kept]
 
     def sites(self, split: str | None = None) -> pd.DataFrame:
         """One row per site of ``split`` (``None``: all), in shard order.

@@ -4,7 +4,10 @@ Contract: :class:`Sites` is an iterable that reads TFRecord shards in plain Pyth
 (:func:`rxdata.reader.read_records` and :func:`rxdata.reader.decode_example`) and never
 imports TensorFlow, so it runs in a PyTorch ``DataLoader`` worker or any training loop.
 Inside a ``DataLoader`` it deals the shards out among the workers, so that
-``num_workers=N`` reads each site exactly once per epoch. PyTorch itself is optional:
+``num_workers=N`` reads each site exactly once per epoch. A conversion is read through
+its :class:`~rxdata.records.Records` handle (the split, the site count, the refusal of an
+incomplete or damaged conversion), as :func:`rxdata.make_dataset` reads it; shard files
+and globs stay supported for records without a manifest. PyTorch itself is optional:
 this module needs numpy only (Pillow for png records). docs/training.md, "PyTorch", shows
 the DataLoader recipe; docs/performance.md compares its speed with tf.data's.
 
@@ -30,7 +33,7 @@ from typing import Any
 from rxdata import _io
 from rxdata.errors import OptionsError, RecordError
 from rxdata.reader import OnError, decode_example, list_shards, read_records
-from rxdata.records import read_manifest
+from rxdata.records import Records, open_records
 from rxdata.tfrecord import SIRNA_ID
 
 __all__ = ["Sites"]
@@ -60,16 +63,26 @@ class Sites:
     ``count``-th record. Use ``shard_index``/``shard_count`` for several processes
     (``torch.distributed``: rank and world size).
 
-    Integrity: each record's length CRC is checked. Given a conversion folder, each
-    shard's bytes are also hashed as they are read and compared with the manifest's
-    SHA-256 at the shard's end (every byte checked); bare shard files have no such
-    check (the payload CRC needs a fast CRC-32C that Python lacks).
+    A conversion is read through its :class:`~rxdata.records.Records` (given, or opened
+    from a folder with :func:`~rxdata.records.open_records`): it names the shards of a
+    split, counts the sites, and refuses an incomplete or damaged conversion, exactly as
+    :func:`rxdata.make_dataset` does.
+
+    Integrity: each record's length CRC is checked. Given a conversion, each shard's bytes
+    are also hashed as they are read and compared with the manifest's SHA-256 at the
+    shard's end (every byte checked); bare shard files have no such check (the payload
+    CRC needs a fast CRC-32C that Python lacks).
 
     Args:
-        source: A conversion's output folder (its ``manifest.json`` lists the shards, their
-            split and their SHA-256), a glob pattern, a shard path, or a list of them.
-        dataset: With a conversion folder: only the shards of this split (``"train"`` or
-            ``"test"``); default all.
+        source: A :class:`~rxdata.records.Records`; a conversion's output folder (or a
+            folder inside it, or above exactly one: :func:`~rxdata.records.open_records`);
+            or, for records without a manifest, a glob pattern, a shard path, or a list
+            of them.
+        split: With a conversion: only the shards of this split (``"train"`` or
+            ``"test"``, one of :attr:`Records.splits <rxdata.records.Records.splits>`);
+            default all.
+        allow_incomplete: With a conversion: read the finished shards of an incomplete
+            one (a log line says how many sites of how many) instead of raising.
         shard_index: This process's part, ``0 <= shard_index < shard_count``.
         shard_count: The number of parts.
         decode: Decode images (default); ``False`` keeps the stored bytes.
@@ -82,11 +95,16 @@ class Sites:
     Attributes:
         files: The shard files, sorted.
         count: The number of sites in all parts (from the manifest), or ``None``.
+        records: The conversion read, or ``None`` for bare shard files; its
+            :meth:`~rxdata.records.Records.sites` is the site table.
 
     Raises:
-        OptionsError: A bad ``shard_index``/``shard_count``/``on_error``, or ``dataset``
-            without a conversion folder.
-        RecordError: An incomplete conversion, or no shard of ``dataset``.
+        OptionsError: A bad ``shard_index``/``shard_count``/``on_error``, ``split``
+            without a conversion, or a split the conversion lacks (the message names
+            the ones it has).
+        IncompleteConversionError: The conversion is incomplete or still running (and
+            ``allow_incomplete`` is False).
+        RecordError: The manifest is damaged (nothing it names outside is opened).
         FileNotFoundError: Nothing matches ``source``, or it is an empty list.
 
     Example:
@@ -104,9 +122,10 @@ class Sites:
 
     def __init__(
         self,
-        source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        source: Records | str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         *,
-        dataset: str | None = None,
+        split: str | None = None,
+        allow_incomplete: bool = False,
         shard_index: int = 0,
         shard_count: int = 1,
         decode: bool = True,
@@ -123,15 +142,20 @@ class Sites:
             )
         self.shard_index, self.shard_count = shard_index, shard_count
         self.decode, self.on_error, self.check_sha256 = decode, on_error, check_sha256
+        if not isinstance(allow_incomplete, bool):
+            raise OptionsError(f"allow_incomplete={allow_incomplete!r} must be True or False")
         self._sha256: dict[str, str] = {}
         self.count: int | None = None
-        is_folder = isinstance(source, (str, os.PathLike)) and _io.isdir(os.fspath(source))
-        if is_folder:
-            self.files = self._from_manifest(os.fspath(source), dataset)  # type: ignore[arg-type]
-        elif dataset is not None:
+        self.records: Records | None = None
+        if isinstance(source, (str, os.PathLike)) and _io.isdir(os.fspath(source)):
+            source = open_records(source)
+        if isinstance(source, Records):
+            self.files = self._from_records(source, split, allow_incomplete)
+        elif split is not None:
             raise OptionsError(
-                f"dataset={dataset!r} needs a conversion folder (its manifest tells each "
-                f"shard's split), not {source!r}; pass the folder or a pattern of that split"
+                f"split={split!r} needs a conversion (its manifest tells each shard's "
+                f"split), not {source!r}; pass its folder, rxdata.open_records(folder), or "
+                "a pattern of that split's shards"
             )
         else:
             self.files = list_shards(source)
@@ -141,27 +165,16 @@ class Sites:
                     "a glob of .tfrecord files or a list of them"
                 )
 
-    def _from_manifest(self, folder: str, dataset: str | None) -> list[str]:
-        manifest = read_manifest(folder)
-        if not manifest.get("complete", False):
-            raise RecordError(
-                f"{folder}: the conversion is incomplete (its manifest says so): run the "
-                "same `rxdata convert` command again to finish it"
-            )
-        shards = [s for s in manifest["shards"] if dataset in (None, s.get("dataset"))]
-        if not shards:
-            found = sorted({str(s.get("dataset")) for s in manifest["shards"]})
-            raise RecordError(
-                f"{folder}: no shards of dataset={dataset!r}; the manifest has "
-                f"{', '.join(found) or 'no shards'}"
-            )
-        files = []
-        for shard in shards:
-            path = _io.join(folder, shard["path"])
-            self._sha256[path] = str(shard["sha256"])
-            files.append(path)
-        self.count = sum(int(s["count"]) for s in shards)
-        return sorted(files)
+    def _from_records(
+        self, records: Records, split: str | None, allow_incomplete: bool
+    ) -> list[str]:
+        shards = records.shards(split, allow_incomplete=allow_incomplete)
+        for file, entry in shards:
+            if "sha256" in entry:  # recorded once the conversion is complete
+                self._sha256[file] = str(entry["sha256"])
+        self.count = sum(int(e.get("count", len(e["site_ids"]))) for _, e in shards)
+        self.records = records
+        return sorted(file for file, _ in shards)
 
     def part(self) -> tuple[int, int]:
         """``(index, count)`` of the part this process (and DataLoader worker) reads."""
