@@ -54,8 +54,6 @@ LONG_MODULES: dict[str, str] = {
     "user compares side by side, each documented with its counts on the real data",
     "rxdata.metadata": "the one table contract and its two readers (Kaggle CSVs, full "
     "release), which share every check that names a bad file, row and value",
-    # Temporary, for work in flight on issue 21; remove at merge when they are split:
-    "rxdata.cli": "convert's option table moves out of it (h3)",
 }
 
 

@@ -290,6 +290,20 @@ def test_version(capsys) -> None:
         assert capsys.readouterr().out.strip() == f"rxdata {rxdata.__version__}"
 
 
+@pytest.mark.subprocess
+def test_python_m_rxdata_cli_is_the_rxdata_command() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "rxdata.cli", "verify", "nowhere"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == EXIT_ERROR, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "rxdata: error: OUTPUT_DIR nowhere does not exist; check the path"
+    )
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_option_shows_its_default(command, capsys) -> None:
     with pytest.raises(SystemExit):
