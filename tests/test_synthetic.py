@@ -209,6 +209,11 @@ def test_string_labels_round_trip(tmp_path, tiny_kaggle):
     assert (strings.sirna[labelled] != "sirna_" + strings.sirna_id[labelled].astype(str)).any()
     train = pd.read_csv(root / "train.csv", dtype=str)
     assert train.sirna.isin(rerelease_names()).all()
+    # the sample submission is in the same label space as the tables beside it
+    sample = pd.read_csv(root / "sample_submission.csv", dtype=str)
+    assert (sample.sirna == to_rerelease_names([911])[0]).all()
+    plain = pd.read_csv(tiny_kaggle / "sample_submission.csv", dtype=str)
+    assert (plain.sirna == "911").all()
 
 
 def test_incomplete_sites_are_reported(tmp_path):

@@ -689,8 +689,10 @@ def _write_kaggle_csvs(root: str, wells: pd.DataFrame, style: str) -> None:
         controls["well_type"] = ctrl["well_type"]
         _write_csv(root, f"{dataset}_controls.csv", controls)
         if dataset == "test":
-            # the real sample submission predicts class 911 for every test well
-            sub = pd.DataFrame({"id_code": treat["id_code"], "sirna": 911})
+            # the real sample submission predicts class 911 for every test well, in the
+            # release's label space (the re-release's file names it)
+            every = pd.Series(911, index=treat.index)
+            sub = pd.DataFrame({"id_code": treat["id_code"], "sirna": _label(every, style)})
             _write_csv(root, "sample_submission.csv", sub)
 
 
