@@ -369,6 +369,24 @@ def read_layout(
         >>> str(read_layout(path, on_error="skip"))
         'raw 4x6x3'
     """
+    path_s, found, bad = _opened(path, on_error, compression, stacklevel=3)
+    for index, data in _framed(path_s, found, bad):
+        try:
+            record = decode_example(data, decode=False)
+        except RecordError as err:
+            bad(index, str(err))
+            continue
+        return _layout_of(record)
+    return None
+
+
+def _opened(
+    path: str | os.PathLike[str], on_error: str, compression: str, *, stacklevel: int
+) -> tuple[str, str, Callable[[int, str], None]]:
+    """A shard's path, its checked compression and the ``on_error`` policy for a record.
+
+    ``stacklevel`` counts from ``bad`` (1) to the frame a warning should name.
+    """
     if on_error not in _ON_ERROR:
         raise OptionsError(f"on_error={on_error!r}; allowed: {', '.join(_ON_ERROR)}")
     path_s = os.fspath(path)
@@ -380,16 +398,9 @@ def read_layout(
         if on_error == "raise":
             raise RecordError(message)
         if on_error == "warn":
-            warnings.warn(message, stacklevel=3)
+            warnings.warn(message, stacklevel=stacklevel)
 
-    for index, data in _framed(path_s, found, bad):
-        try:
-            record = decode_example(data, decode=False)
-        except RecordError as err:
-            bad(index, str(err))
-            continue
-        return _layout_of(record)
-    return None
+    return path_s, found, bad
 
 
 def _framed(
@@ -463,19 +474,7 @@ def read_records(
         >>> list(read_records(path))
         [(0, b'a'), (1, b'bc')]
     """
-    if on_error not in _ON_ERROR:
-        raise OptionsError(f"on_error={on_error!r}; allowed: {', '.join(_ON_ERROR)}")
-    path_s = os.fspath(path)
-    found = detect_compression(path_s) if compression == "auto" else compression
-    check_compression(found)
-
-    def bad(index: int, what: str) -> None:
-        message = f"{path_s}: record {index}: {what}"
-        if on_error == "raise":
-            raise RecordError(message)
-        if on_error == "warn":
-            warnings.warn(message, stacklevel=4)
-
+    path_s, found, bad = _opened(path, on_error, compression, stacklevel=4)
     yield from _framed(path_s, found, bad, sha256)
 
 
