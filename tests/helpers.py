@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from rxdata.metadata import FULL_RELEASE_COLUMNS
@@ -237,3 +238,28 @@ def set_allowed_failures(n: int, dask_scheduler: Any = None) -> int:
     old = int(dask_scheduler.allowed_failures)
     dask_scheduler.allowed_failures = n
     return old
+
+
+# --- per-site statistics of two experiments x three plates (normalization tests) ------
+
+
+def plate_stats() -> pd.DataFrame:
+    """Channel statistics of the control well B02, site 1, of HEPG2-01 and RPE-03 plates 1-3."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for exp in ("HEPG2-01", "RPE-03"):
+        for plate in (1, 2, 3):
+            for ch in range(1, 7):
+                rows.append(
+                    {
+                        "id_code": f"{exp}_{plate}_B02",
+                        "experiment": exp,
+                        "plate": plate,
+                        "well": "B02",
+                        "site": 1,
+                        "channel": ch,
+                        "mean": rng.uniform(2, 40),
+                        "std": rng.uniform(1, 9),
+                    }
+                )
+    return pd.DataFrame(rows)

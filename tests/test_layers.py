@@ -4,36 +4,14 @@ tf.data path (rxdata.transforms)."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import tensorflow as tf
 
 import rxdata
+from helpers import plate_stats
 from rxdata import layers, transforms
 from rxdata.color import RGB_MAP
 from rxdata.normalization import Normalizer
-
-
-def plate_stats() -> pd.DataFrame:
-    rng = np.random.default_rng(0)
-    rows = []
-    for exp in ("HEPG2-01", "RPE-03"):
-        for plate in (1, 2, 3):
-            for ch in range(1, 7):
-                rows.append(
-                    {
-                        "id_code": f"{exp}_{plate}_B02",
-                        "experiment": exp,
-                        "plate": plate,
-                        "well": "B02",
-                        "site": 1,
-                        "channel": ch,
-                        "mean": rng.uniform(2, 40),
-                        "std": rng.uniform(1, 9),
-                    }
-                )
-    return pd.DataFrame(rows)
-
 
 # --- rgb ----------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from helpers import plate_stats
 from rxdata import tfrecord as tfr
 from rxdata import transforms
 from rxdata.errors import OptionsError, StatsError
@@ -154,27 +155,6 @@ def test_jitter_folds_an_affine_change_into_the_statistics() -> None:
 
 
 # --- moved from rxdata.layers: statistics lookups, normalize_fn, standardize_image -------
-
-
-def plate_stats() -> pd.DataFrame:
-    rng = np.random.default_rng(0)
-    rows = []
-    for exp in ("HEPG2-01", "RPE-03"):
-        for plate in (1, 2, 3):
-            for ch in range(1, 7):
-                rows.append(
-                    {
-                        "id_code": f"{exp}_{plate}_B02",
-                        "experiment": exp,
-                        "plate": plate,
-                        "well": "B02",
-                        "site": 1,
-                        "channel": ch,
-                        "mean": rng.uniform(2, 40),
-                        "std": rng.uniform(1, 9),
-                    }
-                )
-    return pd.DataFrame(rows)
 
 
 # --- statistics lookups and normalization --------------------------------------------------
