@@ -447,54 +447,34 @@ def make_input(
 
     from rxdata.pipeline import make_dataset
 
+    def build(training: bool, **context: Any) -> tf.data.Dataset:
+        ds = make_dataset(
+            list(files),
+            batch_size=global_batch,
+            training=training,
+            options=options,
+            normalizer=normalizer,
+            include_controls=labels == "all",
+            experiments=list(experiments),
+            **context,
+        )
+        if not training:
+            ds = ds.map(lambda x, y, ids: (x, y))  # Keras would read ids as sample weights
+            if repeat_eval:
+                ds = ds.repeat()
+        return ds
+
     if isinstance(strategy, BackendStrategy):
         # JAX/PyTorch: Keras converts each tf.data batch (a global batch; under
         # DataParallel Keras splits it among the devices)
-        ds = make_dataset(
-            list(files),
-            batch_size=global_batch,
-            training=training,
-            options=options,
-            normalizer=normalizer,
-            include_controls=labels == "all",
-            experiments=list(experiments),
-        )
-        if not training:
-            ds = ds.map(lambda x, y, ids: (x, y))  # Keras would read ids as sample weights
-            if repeat_eval:
-                ds = ds.repeat()
-        return ds
+        return build(training)
     if options.data_service is not None:
         # The service already splits the shards among its workers: one dataset of global
         # batches, which the strategy splits among this host's replicas.
-        return strategy.experimental_distribute_dataset(
-            make_dataset(
-                list(files),
-                batch_size=global_batch,
-                training=True,
-                options=options,
-                normalizer=normalizer,
-                include_controls=labels == "all",
-                experiments=list(experiments),
-            )
-        )
+        return strategy.experimental_distribute_dataset(build(True))
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        ds = make_dataset(
-            list(files),
-            batch_size=global_batch,
-            training=training,
-            options=options,
-            normalizer=normalizer,
-            include_controls=labels == "all",
-            experiments=list(experiments),
-            input_context=context,
-        )
-        if not training:
-            ds = ds.map(lambda x, y, ids: (x, y))  # Keras would read ids as sample weights
-            if repeat_eval:
-                ds = ds.repeat()
-        return ds
+        return build(training, input_context=context)
 
     return strategy.distribute_datasets_from_function(dataset_fn)
 
