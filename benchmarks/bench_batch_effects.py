@@ -9,8 +9,8 @@ training experiments, and scores every method on the four parts of a WILDS split
 * ``train``: site 1 of the training experiments (the only labels a model learns from);
 * ``id``: site 2 of the training experiments (WILDS' ``id_test``);
 * ``val``: both sites of the validation experiments (one per cell type): every choice
-  a run makes (the epoch it keeps, the embedding head's sd floor, TVN's batch) is made
-  on them, and written to ``OUT/choices.csv``;
+  a run makes (the epoch it keeps, the embedding head's sd floor and L2 penalty, TVN's
+  batch) is made on them, and written to ``OUT/choices.csv``;
 * ``ood``: both sites of the held-out test experiments (one per cell type), scored once.
 
 On synthetic data (the default) each data seed is a new generated data set, and each
@@ -174,6 +174,8 @@ SMOKE = Config(
 CELL_TYPES = ("HEPG2", "HUVEC", "RPE", "U2OS")
 #: The embedding head's sd floors tried on val (see :func:`softmax_head`).
 SD_FLOORS = (0.01, 0.1, 1.0)
+#: The embedding head's L2 penalties tried on val (with each sd floor: a 3 x 3 grid).
+L2S = (1e-3, 1e-2, 1e-1)
 #: TVN's batches tried on val: a plate has one negative-control well (2 sites).
 TVN_BATCHES = ("plate", "experiment")
 
@@ -573,14 +575,15 @@ def softmax_head(
     classes: int,
     x_test: dict[str, np.ndarray],
     sd_floor: float = 0.1,
+    l2: float = 1e-2,
 ) -> dict[str, np.ndarray]:
     """A multinomial logistic-regression head fitted on training embeddings (numpy, scipy).
 
-    Features standardized by the training rows' mean and sd, L2 penalty ``L2`` on the
+    Features standardized by the training rows' mean and sd, L2 penalty ``l2`` on the
     weights, L-BFGS for at most 300 iterations from zero weights. Each sd is floored at
     ``sd_floor`` times the mean sd over the features, or a ReLU unit that barely fires on
     the training rows would divide a test row's value by almost zero; the benchmark
-    chooses ``sd_floor`` from :data:`SD_FLOORS` on val.
+    chooses ``sd_floor`` from :data:`SD_FLOORS` and ``l2`` from :data:`L2S` on val.
     """
     from scipy.optimize import minimize
     from scipy.special import log_softmax, softmax
@@ -595,8 +598,8 @@ def softmax_head(
         weights, bias = w[: d * classes].reshape(d, classes), w[d * classes :]
         logp = log_softmax(a @ weights + bias, axis=1)
         g = (np.exp(logp) - onehot) / n
-        value = -(onehot * logp).sum() / n + 0.5 * L2 * (weights**2).sum()
-        grad = np.concatenate([(a.T @ g + L2 * weights).ravel(), g.sum(0)])
+        value = -(onehot * logp).sum() / n + 0.5 * l2 * (weights**2).sum()
+        grad = np.concatenate([(a.T @ g + l2 * weights).ravel(), g.sum(0)])
         return float(value), grad
 
     w0 = np.zeros(d * classes + classes)
@@ -605,18 +608,15 @@ def softmax_head(
     return {k: softmax(((v - mean) / sd) @ weights + bias, axis=1) for k, v in x_test.items()}
 
 
-#: L2 penalty of :func:`softmax_head` (fixed, not tuned).
-L2 = 1e-2
-
-
 def embedding_rows(
     model: Any, run: Run, normalization: str = "controls"
 ) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str, str, float]]]:
     """The embedding head, TVN (EFAAR) and the first TVN variant, with their choices.
 
     Returns ``({method: {part: (ids, probs)}}, [(method, choice, value, val_acc)])``.
-    The head's sd floor is chosen on val for the uncorrected embeddings and reused;
-    TVN's batch (plate or experiment) is chosen on val.
+    The head's sd floor and L2 penalty are chosen together on val (the grid
+    :data:`SD_FLOORS` x :data:`L2S`) for the uncorrected embeddings and reused for the
+    TVN rows; TVN's batch (plate or experiment) is chosen on val.
     """
     import keras
 
@@ -640,9 +640,9 @@ def embedding_rows(
     fit = treat & (part_of == "train")
     sel = {p: treat & (part_of == p) for p in eval_parts(run)}
 
-    def head(z: np.ndarray, floor: float) -> dict[str, Any]:
+    def head(z: np.ndarray, floor: float, l2: float) -> dict[str, Any]:
         probs = softmax_head(
-            z[fit], y[fit], len(run.index), {p: z[s] for p, s in sel.items()}, floor
+            z[fit], y[fit], len(run.index), {p: z[s] for p, s in sel.items()}, floor, l2
         )
         return {
             p: (ids.loc[s, ["id_code", "site"]].reset_index(drop=True), probs[p])
@@ -654,18 +654,20 @@ def embedding_rows(
         return site_accuracy(run, vids, vprobs.argmax(axis=1))
 
     choices = []
-    tried = {f: head(x, f) for f in SD_FLOORS}
-    floor = max(SD_FLOORS, key=lambda f: val_acc(tried[f]))
-    out = {"controls+embedding_head": tried[floor]}
-    choices.append(("controls+embedding_head", "sd_floor", str(floor), val_acc(tried[floor])))
+    tried = {(f, l2): head(x, f, l2) for f in SD_FLOORS for l2 in L2S}
+    accs = {k: val_acc(v) for k, v in tried.items()}
+    floor, l2 = max(accs, key=lambda k: accs[k])  # the first of equals: grid order
+    out = {"controls+embedding_head": tried[floor, l2]}
+    choices.append(("controls+embedding_head", "sd_floor", str(floor), accs[floor, l2]))
+    choices.append(("controls+embedding_head", "l2", str(l2), accs[floor, l2]))
     negative = well_type == "negative_control"
     batches = {"plate": plate, "experiment": experiment}
-    tried_tvn = {b: head(tvn(x, batches[b], negative), floor) for b in TVN_BATCHES}
+    tried_tvn = {b: head(tvn(x, batches[b], negative), floor, l2) for b in TVN_BATCHES}
     batch = max(TVN_BATCHES, key=lambda b: val_acc(tried_tvn[b]))
     out["controls+tvn"] = tried_tvn[batch]
     choices.append(("controls+tvn", "batch", batch, val_acc(tried_tvn[batch])))
     first = tvn(x, plate, well_type != "treatment", align=False)
-    out["controls+tvn_all"] = head(first, floor)
+    out["controls+tvn_all"] = head(first, floor, l2)
     return out, choices
 
 
@@ -753,7 +755,10 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--quick", action="store_true", help="the under-30-minute configuration")
     size.add_argument("--smoke", action="store_true", help="a short check that it all runs")
     p.add_argument("--out", default="bench-batch-effects", help="output folder")
-    p.add_argument("--data", help="a real RxRx1 root (either layout) instead of synthetic data")
+    p.add_argument(
+        "--data",
+        help="a real RxRx1 root (either layout) or its rxdata conversion, not synthetic data",
+    )
     p.add_argument("--metadata", help="--data: the metadata's folder or file (default: ROOT)")
     p.add_argument("--image-size", type=_positive, help="--data: images resized to N x N")
     p.add_argument("--classes", type=_positive, help="--data: keep the first N siRNAs")
@@ -847,55 +852,171 @@ class RealPlan:
     splits: list[tuple[int, Any]]  # (held-out choice, split): official, mixed-to-test
     classes: list[int]
     cfg: Config
+    records: Any = None  # --data is a conversion (rxdata.Records): read, not converted
+    stats: pd.DataFrame | None = None  # its pixel statistics, measured when planned
 
     def runs(self, out: Path) -> Iterator[Run]:
-        """Convert the planned sites, measure their pixel statistics, yield the runs."""
+        """Convert the planned sites, measure their pixel statistics, yield the runs.
+
+        A conversion given as ``--data`` is read where it is: its statistics were
+        measured when it was planned, and the splits name the planned sites.
+        """
         from rxdata import ConvertOptions, compute_pixel_stats, convert
 
-        records = out / "records-real"
-        log(f"converting {len(self.metadata)} sites of {self.root}")
-        convert(
-            self.root,
-            records,
-            metadata=self.metadata,
-            options=ConvertOptions(
-                strategy="by_experiment", workers=self.cfg.workers, progress=False, scan=False
-            ),
-        )
-        log("pixel statistics")
-        stats = compute_pixel_stats(
-            self.root, self.metadata, workers=self.cfg.workers, progress=False
-        )
-        escaped = glob.escape(str(records))  # --out may hold "[", "*" or "?"
-        files = sorted(glob.glob(f"{escaped}/**/*.tfrecord", recursive=True))
+        if self.records is not None:
+            files = self.records.files()
+            stats = self.stats
+        else:
+            records = out / "records-real"
+            log(f"converting {len(self.metadata)} sites of {self.root}")
+            convert(
+                self.root,
+                records,
+                metadata=self.metadata,
+                options=ConvertOptions(
+                    strategy="by_experiment", workers=self.cfg.workers, progress=False, scan=False
+                ),
+            )
+            log("pixel statistics")
+            stats = compute_pixel_stats(
+                self.root, self.metadata, workers=self.cfg.workers, progress=False
+            )
+            escaped = glob.escape(str(records))  # --out may hold "[", "*" or "?"
+            files = sorted(glob.glob(f"{escaped}/**/*.tfrecord", recursive=True))
         data = Data(0, files, self.metadata, stats, self.classes, resize=self.cfg.image_size)
         for heldout, split in self.splits[: self.cfg.heldouts]:
             yield make_run(data, self.cfg, heldout, split)
 
 
-def plan_real(root: Path, cfg: Config, metadata_path: Path | None = None) -> RealPlan:
-    """Read a real RxRx1 root and plan the run; refuse, with the counts, what cannot run.
+def open_conversion(root: Path) -> Any:
+    """The conversion at, above or (alone) below ``root`` (:func:`rxdata.open_records`).
 
-    The splits are WILDS' (:func:`rxdata.splits.wilds_split`): held-out choice 0 is
-    ``official`` (train, id_test, val, test) and 1 is ``mixed-to-test`` (no id_test).
-    Only sites with all six channel images are used. Every part needs labeled treatment
-    sites of every cell type (:data:`MIN_SITES`); the Kaggle CSVs do not label the test
-    experiments' treatments (WILDS' val and test), the full release's ``metadata.csv``
-    does. ``metadata_path`` is the metadata's folder or file when it is not ``root``.
+    ``None`` when there is none there: ``root`` is then an image root.
+
+    Raises:
+        RxDataError: a conversion is there but cannot be opened (a damaged manifest,
+            several conversions below ``root``).
+    """
+    from rxdata import open_records
+    from rxdata.records import find_conversion
+
+    try:
+        find_conversion(root)
+    except FileNotFoundError:
+        return None
+    return open_records(root)
+
+
+#: The metadata columns a conversion's records give (one row per site).
+RECORD_COLUMNS = (
+    "site_id", "id_code", "dataset", "experiment", "cell_type", "plate", "well", "site",
+    "well_type", "sirna_id",
+)  # fmt: skip
+
+
+def read_conversion(records: Any, metadata_path: Path | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(metadata, pixel statistics)`` of a complete conversion's sites, in one read.
+
+    Every site is read once (:class:`rxdata.sites.Sites`): its metadata from the record
+    (an unlabeled site's ``sirna_id`` is missing) and each channel's statistics
+    (:func:`rxdata.stats.image_stats`, the ``pixel_stats.csv`` columns). With
+    ``metadata_path`` the labels come from that metadata instead, for the converted sites.
+
+    Raises:
+        IncompleteConversionError: the conversion is unfinished, running or lacks shards.
+        SystemExit: the records hold no labels and no ``metadata_path`` is given.
+    """
+    from rxdata import read_metadata
+    from rxdata.metadata import PIXEL_STATS_COLUMNS
+    from rxdata.sites import Sites
+    from rxdata.stats import image_stats
+
+    records.check_complete()
+    if metadata_path is None and records.label_release is None:
+        raise SystemExit(
+            f"error: --data {records.root}: its records hold no labels (converted without "
+            "them); give the labeled metadata with --metadata (the full release's "
+            "metadata.csv)"
+        )
+    log(f"reading {records.n_sites} sites of the conversion {records.root}")
+    rows, stats = [], []
+    for site in Sites(records):
+        row = {c: site[c] for c in RECORD_COLUMNS if c != "site_id"}
+        row["site_id"] = f"{site['id_code']}_{site['site']}"
+        row["sirna_id"] = site["sirna_id"] if site["sirna_id"] >= 0 else None
+        rows.append(row)
+        key = {c: site[c] for c in PIXEL_STATS_COLUMNS[:5]}
+        for channel in range(site["image"].shape[2]):
+            values = image_stats(site["image"][:, :, channel])
+            stats.append(
+                {
+                    **key,
+                    "channel": channel + 1,
+                    **dict(zip(PIXEL_STATS_COLUMNS[6:], values, strict=True)),
+                }
+            )
+    metadata = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
+    metadata["sirna_id"] = metadata["sirna_id"].astype("Int64")
+    if metadata_path is not None:
+        labeled = read_metadata(metadata_path)
+        metadata = labeled[labeled["site_id"].astype(str).isin(set(metadata["site_id"]))]
+    return metadata.reset_index(drop=True), pd.DataFrame(stats, columns=PIXEL_STATS_COLUMNS)
+
+
+def site_split(split: Any, sites: pd.DataFrame) -> Any:
+    """``split`` with each part as the sites of ``sites`` it holds (by id_code and site).
+
+    A conversion holds sites the plan did not choose (siRNAs beyond ``--classes``, sites
+    without every channel): a split by the chosen sites reads only those.
+    """
+    from rxdata import Split
+
+    assigned = split.assign(sites).astype("string").fillna("")  # "": in no part
+    keys = list(zip(sites["id_code"].astype(str), sites["site"].astype(str), strict=True))
+    return Split(
+        {p: {k for k, a in zip(keys, assigned, strict=True) if a == p} for p in split.names},
+        by=("id_code", "site"),
+        scheme=split.scheme,
+    )
+
+
+def plan_real(root: Path, cfg: Config, metadata_path: Path | None = None) -> RealPlan:
+    """Read a real RxRx1 root or conversion and plan the run; refuse what cannot run.
+
+    ``root`` is an image root (either layout) or an ``rxdata convert`` output folder
+    (:func:`open_conversion`): a complete conversion, PNG or raw, of the sites to use; it
+    is read where it is (its metadata and pixel statistics in one read,
+    :func:`read_conversion`) instead of converted again. The splits are WILDS'
+    (:func:`rxdata.splits.wilds_split`): held-out choice 0 is ``official`` (train,
+    id_test, val, test) and 1 is ``mixed-to-test`` (no id_test). Only sites with all six
+    channel images are used. Every part needs labeled treatment sites of every cell type
+    (:data:`MIN_SITES`); the Kaggle CSVs do not label the test experiments' treatments
+    (WILDS' val and test), the full release's ``metadata.csv`` does. ``metadata_path`` is
+    the metadata's folder or file when it is not ``root`` (for a conversion: the labels
+    of its sites). Refusals exit with a message that gives the counts and the fix.
     """
     from rxdata import read_metadata
     from rxdata.errors import RxDataError
     from rxdata.metadata import scan_images
     from rxdata.splits import wilds_split
 
+    records, stats = None, None
     try:
-        metadata = read_metadata(metadata_path or root)
-        found = scan_images(root).sites
-        official = wilds_split(metadata, on_missing="raise")
-        mixed = wilds_split(metadata, on_missing="raise", scheme="mixed-to-test")
+        records = open_conversion(root)
+        if records is not None:
+            metadata, stats = read_conversion(records, metadata_path)
+            complete = set(metadata["site_id"].astype(str))
+        else:
+            metadata = read_metadata(metadata_path or root)
+            found = scan_images(root).sites
+            complete = set(found.loc[found["complete"], "site_id"].astype(str))
+        # a conversion may hold some experiments only: the parts' counts below say which
+        # parts that leaves without sites
+        on_missing = "raise" if records is None else "allow"
+        official = wilds_split(metadata, on_missing=on_missing)
+        mixed = wilds_split(metadata, on_missing=on_missing, scheme="mixed-to-test")
     except RxDataError as err:
         raise SystemExit(f"error: --data {root}: {err}") from None
-    complete = set(found.loc[found["complete"], "site_id"].astype(str))
     usable = metadata[metadata["site_id"].astype(str).isin(complete)]
     classes = treatment_classes(usable, cfg.classes)
     treated = usable[(usable["well_type"] == "treatment") & usable["sirna_id"].notna()]
@@ -914,12 +1035,21 @@ def plan_real(root: Path, cfg: Config, metadata_path: Path | None = None) -> Rea
             )
     if problems:
         unlabeled = metadata["sirna_id"].isna() & (metadata["well_type"] == "treatment")
-        hint = (
-            " The metadata labels no treatment of the test experiments (the Kaggle CSVs do "
-            "not): use the full RxRx1 release's metadata.csv."
-            if unlabeled.any()
-            else ""
-        )
+        hint = ""
+        if records is not None:
+            sizes = ", ".join(f"{k} {v}" for k, v in records.split_sizes.items())
+            hint += (
+                f" The conversion holds {len(metadata)} sites of"
+                f" {metadata['experiment'].nunique()} experiments (splits: {sizes});"
+                " the WILDS split needs labeled sites of its train, val and test"
+                " experiments: convert them all (both Kaggle splits, or the full release)."
+            )
+        if unlabeled.any():
+            hint += (
+                " The metadata labels no treatment of the test experiments (the Kaggle CSVs"
+                " do not): use the full RxRx1 release's metadata.csv"
+                + (" (--metadata)." if records is not None else ".")
+            )
         raise SystemExit(
             f"error: --data {root}: too few sites to train and score "
             f"({len(complete)} of {len(metadata)} sites have all 6 images): "
@@ -934,15 +1064,19 @@ def plan_real(root: Path, cfg: Config, metadata_path: Path | None = None) -> Rea
         from rxdata import Split
 
         names = {"id_test": "id", "test": "ood"}
-        return Split(
+        out = Split(
             {names.get(k, k): v for k, v in split.parts.items()}, by=split.by, scheme=split.scheme
         )
+        # a conversion holds more than the chosen sites: read the chosen ones only
+        return site_split(out, chosen) if records is not None else out
 
+    what = "conversion" if records is not None else "root"
     log(
-        f"--data {root}: {len(chosen)} sites ({len(classes)} classes) of {len(metadata)}; "
-        "splits: WILDS official and mixed-to-test"
+        f"--data {root} ({what}): {len(chosen)} sites ({len(classes)} classes) of "
+        f"{len(metadata)}; splits: WILDS official and mixed-to-test"
     )
-    return RealPlan(root, chosen, [(0, renamed(official)), (1, renamed(mixed))], classes, cfg)
+    splits = [(0, renamed(official)), (1, renamed(mixed))]
+    return RealPlan(root, chosen, splits, classes, cfg, records=records, stats=stats)
 
 
 def print_summary(frame: pd.DataFrame) -> None:

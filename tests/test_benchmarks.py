@@ -51,7 +51,7 @@ def _check_results(out: Path, bench, methods=None) -> pd.DataFrame:
     assert values.notna().all().all() and ((values >= 0) & (values <= 1)).all().all()
     choices = pd.read_csv(out / "choices.csv")
     assert list(choices.columns) == list(bench.CHOICES)
-    assert {"epoch", "sd_floor", "batch"} == set(choices["choice"])
+    assert {"epoch", "sd_floor", "l2", "batch"} == set(choices["choice"])
     run = json.loads((out / "run.json").read_text())
     assert run["wall_s"] > 0 and run["cpu_s"] > 0 and run["complete"] is True
     assert (out / "batch_effects.png").stat().st_size > 10_000
@@ -136,6 +136,19 @@ def test_the_embedding_head_is_not_ruled_by_a_unit_that_barely_fires_in_training
     probs = bench.softmax_head(x_train, y, 2, {"test": x_test})["test"]
     assert np.isfinite(probs).all()
     assert (probs.argmax(1) == y_test).mean() > 0.9
+
+
+def test_the_embedding_heads_l2_penalty_is_applied():
+    # The penalty is chosen on val from L2S: each value must give another head.
+    bench = _bench()
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1], 30)
+    x = y[:, None] * 1.0 + rng.normal(0, 1.0, (60, 5))
+    weak, strong = (
+        bench.softmax_head(x, y, 2, {"t": x}, l2=l2)["t"] for l2 in (bench.L2S[0], 10.0)
+    )
+    assert np.abs(strong - 0.5).max() < np.abs(weak - 0.5).max()  # pulled towards 1/2
+    assert len(bench.L2S) >= 3 and len(set(bench.L2S)) == len(bench.L2S)
 
 
 def test_a_rerun_replaces_the_previous_data_and_refuses_foreign_folders(tmp_path):
@@ -264,3 +277,133 @@ def test_the_calibration_probe_checks_its_arguments_before_building_data(tmp_pat
     )
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert not out.exists()  # refused before any of the minutes of work
+
+
+#: One training experiment too few to train would leave the plan short: two per cell
+#: type, WILDS' val experiment and one of its test experiments.
+_CONVERTED = (
+    "HEPG2-01", "HEPG2-02", "HEPG2-08", "HEPG2-09", "HUVEC-01", "HUVEC-02", "HUVEC-17",
+    "HUVEC-18", "RPE-01", "RPE-02", "RPE-08", "RPE-09", "U2OS-01", "U2OS-02", "U2OS-04",
+    "U2OS-05",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def full_release(tmp_path_factory):
+    """A full-release-layout root (51 experiments of 4 plates, 4 siRNAs) and its metadata."""
+    from rxdata import read_metadata
+    from rxdata.synthetic import SyntheticOptions, generate
+
+    root = tmp_path_factory.mktemp("bench-real") / "rxrx1"
+    generate(
+        root,
+        SyntheticOptions(
+            sirnas_per_plate=1, positive_controls=1, image_size=16, layout="full",
+            workers=1, progress=False,
+        ),
+    )  # fmt: skip
+    return root, read_metadata(root)
+
+
+def _convert(root, metadata, out, experiments=_CONVERTED, **options):
+    from rxdata import ConvertOptions, convert
+
+    convert(
+        root,
+        out,
+        metadata=metadata,
+        options=ConvertOptions(
+            workers=1, progress=False, experiments=tuple(experiments), **options
+        ),
+    )
+    return out
+
+
+@pytest.mark.parametrize("encoding", ["png", "raw"])
+def test_a_conversion_is_planned_from_its_records(full_release, tmp_path, encoding):
+    from rxdata import compute_pixel_stats
+
+    bench = _bench()
+    root, metadata = full_release
+    conv = _convert(root, metadata, tmp_path / "conv", encoding=encoding)
+    cfg = bench.dataclasses.replace(bench.SMOKE, classes=2)
+    plan = bench.plan_real(conv, cfg)
+    assert plan.records is not None and plan.records.root == str(conv)
+    # the records' metadata and statistics are those of the images they came from
+    converted = metadata[metadata["experiment"].astype(str).isin(_CONVERTED)]
+    expected = compute_pixel_stats(root, converted, workers=0, progress=False)
+    key = ["id_code", "site", "channel"]
+    got = plan.stats.sort_values(key).reset_index(drop=True)
+    want = expected.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    assert len(plan.classes) == 2 and metadata["sirna_id"].lt(1108).sum() > 0
+    assert len(set(converted.loc[converted["well_type"] == "treatment", "sirna_id"])) == 4
+    kept = plan.metadata
+    assert set(kept.loc[kept["well_type"] == "treatment", "sirna_id"]) == set(plan.classes)
+    assert (kept["well_type"] == "negative_control").any()  # controls kept for statistics
+    # the splits name the chosen sites only: the other siRNAs are never read
+    for _, split in plan.splits:
+        assert split.by == ("id_code", "site")
+        named = set().union(*split.parts.values())
+        assert named <= set(zip(kept["id_code"], kept["site"].astype(str), strict=True))
+    official = plan.splits[0][1].parts
+    assert {i.split("_")[0] for i, _ in official["val"]} == {
+        "HEPG2-08", "HUVEC-17", "RPE-08", "U2OS-04"
+    }  # fmt: skip
+    assert {s for _, s in official["train"]} == {"1"} and {s for _, s in official["id"]} == {"2"}
+    # --metadata: the labels come from it, for the converted sites only
+    labeled = bench.plan_real(conv, cfg, metadata_path=root)
+    assert labeled.classes == plan.classes
+    assert set(labeled.metadata["site_id"]) == set(plan.metadata["site_id"])
+
+
+def test_records_without_labels_and_no_metadata_are_refused():
+    from types import SimpleNamespace
+
+    bench = _bench()
+    records = SimpleNamespace(root="conv", label_release=None, check_complete=lambda: None)
+    with pytest.raises(SystemExit, match=r"hold no labels.*--metadata"):
+        bench.read_conversion(records, None)
+
+
+def test_a_conversion_that_cannot_fill_the_split_is_refused_with_the_fix(full_release, tmp_path):
+    bench = _bench()
+    root, metadata = full_release
+    test_only = ("HEPG2-09", "HUVEC-18", "RPE-09", "U2OS-05")
+    conv = _convert(root, metadata, tmp_path / "conv", experiments=test_only)
+    with pytest.raises(SystemExit, match="too few sites to train and score") as err:
+        bench.plan_real(conv, bench.SMOKE)
+    message = str(err.value)
+    assert "train: HEPG2 0, HUVEC 0, RPE 0, U2OS 0" in message
+    assert "of 4 experiments (splits: " in message and "convert them all" in message
+
+
+def test_an_unfinished_conversion_is_refused_with_how_to_finish_it(full_release, tmp_path):
+    bench = _bench()
+    root, metadata = full_release
+    conv = _convert(root, metadata, tmp_path / "conv")
+    manifest = json.loads((conv / "manifest.json").read_text())
+    (conv / "manifest.json").write_text(json.dumps({**manifest, "complete": False}))
+    with pytest.raises(SystemExit, match="is not a complete conversion") as err:
+        bench.plan_real(conv, bench.SMOKE)
+    assert "re-run the same `rxdata convert` command" in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_a_conversion_runs_with_the_wilds_split(full_release, tmp_path):
+    root, metadata = full_release
+    conv = _convert(root, metadata, tmp_path / "conv")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--smoke", "--data", str(conv), "--out", str(out),
+         "--image-size", "64", "--classes", "2"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "(conversion): " in proc.stdout and "(2 classes)" in proc.stdout
+    assert not (out / "records-real").exists()  # read where it is, not converted again
+    _check_results(out, _bench())
