@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 TOOLS = Path(__file__).resolve().parent.parent / "tools"
 
@@ -88,3 +89,104 @@ def test_the_cost_paragraph_projects_the_per_1000_figures_to_the_full_release():
     text = tables.render_cost(cost)
     assert "800 MB per 1,000 sites (100 GB for all 125,510)" in text
     assert "36 s of CPU per 1,000 sites (1.3 CPU hours for all 125,510)" in text
+
+
+def _sweep(image_ratio: dict[tuple[str, float], float], ood: float = 0.5) -> pd.DataFrame:
+    """A sweep CSV: `image`'s val / held-in ratio per point; every other method at 0.9."""
+    rows = []
+    for (parameter, value), ratio in image_ratio.items():
+        for heldout, shift in ((0, -0.02), (1, 0.02)):  # the noise: 0.02 / 0.5 each side
+            for method, kind, id_, val in (
+                ("image", "inductive", 0.5, 0.5 * ratio + shift),
+                ("controls", "transductive", 0.9, 0.8),
+                ("controls+lsa", "reference", 0.99, 0.995),  # a reference: not judged
+            ):
+                rows.append(
+                    {"parameter": parameter, "value": value, "method": method, "kind": kind,
+                     "data_seed": 0, "heldout": heldout, "seed": 0, "id_site_acc": id_,
+                     "val_site_acc": val, "ood_site_acc": ood, "ood_well_acc": ood,
+                     "ood_worst_cell_type_acc": ood}
+                )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+POINTS = {
+    ("batch_biology", 0.0): 0.95,
+    ("batch_biology", 0.5): 0.76,  # the all-defaults point: listed once
+    ("batch_biology", 1.0): 0.70,
+    ("morphology", 1.5): 0.74,
+    ("morphology", 4.5): 0.50,
+}
+SWEEP_INFO = {
+    "config": {"epochs": 10, "heldouts": 2}, "wall_s": 10.0, "cpu_s": 8.0, "cpus": 2,
+    "load_average_at_end": [1.0, 2.0, 3.0],
+}  # fmt: skip
+
+
+def test_the_generator_defaults_are_chosen_from_id_and_val_only():
+    tables = _tables()
+    picked = tables.choose_defaults(_sweep(POINTS))
+    assert picked["noise"] == pytest.approx(0.04)
+    assert picked["batch_biology"]["chosen"] == 0.5 and picked["batch_biology"]["kept"]
+    # morphology 1.5 is nearer 0.75 (0.74) than the default (0.76) by less than the noise
+    assert picked["morphology"]["chosen"] == 1.5 and picked["morphology"]["kept"]
+    assert picked["morphology"]["values"] == [1.5, 3.0, 4.5]
+    # the held-out columns never enter the choice
+    assert tables.choose_defaults(_sweep(POINTS, ood=0.99)) == picked
+    far = tables.choose_defaults(_sweep({**POINTS, ("morphology", 1.5): 0.75,
+                                         ("batch_biology", 0.5): 0.60}))  # fmt: skip
+    assert far["morphology"]["chosen"] == 1.5 and not far["morphology"]["kept"]
+
+
+def test_batch_biology_must_keep_every_methods_val_below_held_in():
+    tables = _tables()
+    frame = _sweep(POINTS)
+    # at batch_biology=1 the controls method's val reaches its held-in accuracy
+    at = (frame["parameter"] == "batch_biology") & (frame["value"] == 1.0)
+    frame.loc[at & (frame["method"] == "controls"), "val_site_acc"] = 0.9
+    frame.loc[at & (frame["method"] == "image"), "val_site_acc"] += 0.5 * (0.75 - 0.70)
+    picked = tables.choose_defaults(frame)
+    assert not picked["batch_biology"]["meets"][1.0]
+    assert picked["batch_biology"]["ratio"][1.0] == pytest.approx(0.75)
+    assert picked["batch_biology"]["chosen"] == 0.5  # 1.0 is nearer 0.75 but fails
+
+
+def test_the_sweep_section_shows_the_choice_and_every_methods_move():
+    tables = _tables()
+    text = tables.render_sweep(_sweep(POINTS), SWEEP_INFO)
+    assert text.startswith(tables.SWEEP_BEGIN) and text.endswith(tables.SWEEP_END)
+    assert "| `batch_biology=0.5` (default) | 0.72 / 0.80 | 0.76 | yes |" in text
+    assert "| `morphology=3` (default) | 0.72 / 0.80 | 0.76 | yes |" in text
+    assert "`morphology`: the criterion keeps today's default 3" in text
+    assert "| `controls` | 0.500 (0.56) |" in text
+    assert "| `controls+lsa` |" in text and "5 data sets" in text
+
+
+def test_the_full_run_is_projected_from_the_quick_runs_cpu_time():
+    tables = _tables()
+    frame = _frame({"controls": [0, 0, 0, 0]})  # 4 runs
+    run = {**RUN_INFO, "cpu_s": 400.0,
+           "config": {**RUN_INFO["config"], "sirnas_per_plate": 12}}  # fmt: skip
+    text = tables.render_full_cost(run, frame)
+    # 100 s per run x (32 x 4 x 20) / (12 x 2 x 10) x 12 runs = 12,800 s
+    assert "projected at 4 CPU hours" in text and "100 CPU seconds per run" in text
+    assert "times 10.7 (training sites x epochs per run), times 12 runs" in text
+
+
+def test_an_unfinished_run_is_not_copied_into_the_docs_unless_asked(tmp_path, monkeypatch):
+    tables = _tables()
+    (tmp_path / "batch_effects.csv").write_text("method\n")
+    (tmp_path / "choices.csv").write_text("method\n")
+    (tmp_path / "run.json").write_text('{"complete": false}')
+    target = tmp_path / "docs"
+    target.mkdir()
+    monkeypatch.setattr(tables, "ROOT", tmp_path)
+    files = tuple((name, target / name) for name in ("batch_effects.csv", "choices.csv",
+                                                     "run.json"))  # fmt: skip
+    with pytest.raises(SystemExit, match=r"not complete .* pass --partial"):
+        tables.copy_results(tmp_path, files, partial=False)
+    assert not list(target.iterdir())
+    tables.copy_results(tmp_path, files, partial=True)
+    assert (target / "run.json").read_text() == '{"complete": false}'
+    with pytest.raises(SystemExit, match=r"lacks \['sweep.csv'\]"):
+        tables.copy_results(tmp_path, (("sweep.csv", target / "s.csv"),), partial=True)

@@ -9,9 +9,9 @@ and CPU seconds (this process and its workers) and the disk the records take, pe
 sites (scaled from the 200) and projected to RxRx1's 125,510. The generation is not
 measured.
 
-Usage: ``python tools/measure_real_cost.py OUT [--workers 2]``; writes ``OUT/cost.json``
-(copied to docs/batch-effects-cost.json, from which tools/batch_effects_tables.py writes
-the page's cost paragraph).
+Usage: ``python tools/measure_real_cost.py OUT [--workers 2] [--docs]``; writes
+``OUT/cost.json`` and, with ``--docs``, docs/batch-effects-cost.json too, from which
+``tools/batch_effects_tables.py`` writes the page's cost paragraph.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SITES = 1000
+DOCS_JSON = Path(__file__).resolve().parent.parent / "docs" / "batch-effects-cost.json"
 FULL_RELEASE = 125_510
 
 
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     p.add_argument("out", help="an empty or missing folder for the data and records")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--docs", action="store_true", help=f"also write {DOCS_JSON.name} in docs/")
     args = p.parse_args(argv)
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
@@ -109,7 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         "steps": {k: {"wall_s_per_1000": round(w * scale, 1), "cpu_s_per_1000": round(c * scale, 1)}
                   for k, (w, c) in results.items()},
     }  # fmt: skip
-    (out / "cost.json").write_text(json.dumps(cost, indent=2) + "\n")
+    text = json.dumps(cost, indent=2) + "\n"
+    (out / "cost.json").write_text(text)
+    if args.docs:
+        DOCS_JSON.write_text(text)
+        print(f"wrote {DOCS_JSON}")
     print(f"{n} sites of 512 x 512 x 6 ({read} read); PNGs {png_bytes / 1e6:.0f} MB")
     print(f"records: {record_bytes / 1e6 * scale:.0f} MB per 1,000 sites, "
           f"{record_bytes * FULL_RELEASE / n / 1e9:.0f} GB for {FULL_RELEASE:,}")  # fmt: skip
