@@ -17,7 +17,7 @@ On synthetic data (the default) each data seed is a new generated data set, and 
 held-out choice another assignment of experiments to train/val/test (0: the last two
 experiments of each cell type are val and test; 1: the first two). On real RxRx1
 (``--data ROOT``) the two held-out choices are WILDS' ``official`` and ``mixed-to-test``
-schemes (:func:`rxdata.splits.wilds_split`).
+schemes (:func:`rxdata.splits.wilds_split`); ``ROOT`` may be a conversion of it.
 
 Statistics a method uses come from training data (``global``: the training sites'
 pixel statistics; the head: the training embeddings) or, for a transductive method,
@@ -52,9 +52,10 @@ Methods (one row per method and run in ``OUT/batch_effects.csv``):
 * ``controls+embedding_head`` (reference): the uncorrected embeddings with the same head.
 
 Usage: ``python benchmarks/bench_batch_effects.py [--quick | --smoke] [--out DIR]
-[--data ROOT --image-size N --classes N]``. ``OUT/run.json`` records the configuration,
-wall-clock and CPU time. ``tools/batch_effects_tables.py`` makes the documentation's
-tables (with the paired intervals against ``controls``) from the CSV.
+[--data ROOT --image-size N --classes N]``; ``ROOT`` is an image root or an ``rxdata
+convert`` output folder (read where it is: :func:`plan_real`). ``OUT/run.json`` records
+the configuration, wall-clock and CPU time. ``tools/batch_effects_tables.py`` makes the
+documentation's tables (with the paired intervals against ``controls``) from the CSV.
 """
 
 from __future__ import annotations
@@ -367,11 +368,7 @@ def make_run(data: Data, cfg: Config, heldout: int, split: Any) -> Run:
     """Normalizers for one split: ``global`` from the training sites only."""
     from rxdata import Normalizer
 
-    train_keys = split.parts["train"]
-    site_keys = zip(
-        data.stats["experiment"].astype(str), data.stats["site"].astype(str), strict=True
-    )
-    train_stats = data.stats[[k in train_keys for k in site_keys]]
+    train_stats = data.stats[(split.assign(data.stats) == "train").fillna(False).to_numpy(bool)]
     normalizers = {
         "global": Normalizer.from_pixel_stats(train_stats, mode="global"),
         "image": Normalizer.from_pixel_stats(train_stats, mode="image"),
@@ -559,7 +556,8 @@ def lsa(run: Run, pred: tuple[pd.DataFrame, np.ndarray]) -> tuple[pd.DataFrame, 
     ids, probs = pred
     sirnas = np.array(run.data.classes)
     md = run.data.metadata
-    train_md = md[md["experiment"].isin({e for e, _ in run.split.parts["train"]})]
+    in_train = (run.split.assign(md) == "train").fillna(False).to_numpy(bool)
+    train_md = md[md["experiment"].isin(set(md.loc[in_train, "experiment"]))]
     groups = plate_groups(train_md)
     wells = average_sites(probs, id_codes=ids["id_code"])
     full = np.full((len(wells), NUM_TREATMENTS), 1e-9)  # siRNAs absent from the set: ~0
@@ -1059,6 +1057,10 @@ def plan_real(root: Path, cfg: Config, metadata_path: Path | None = None) -> Rea
         )
     keep = usable["well_type"].ne("treatment") | usable["sirna_id"].astype("Int64").isin(classes)
     chosen = usable[keep.fillna(False).to_numpy(dtype=bool)].reset_index(drop=True)
+    if stats is not None:  # the chosen sites' statistics, as a converted root's would be
+        sites = set(zip(chosen["id_code"].astype(str), chosen["site"].astype(int), strict=True))
+        own = [k in sites for k in zip(stats["id_code"], stats["site"].astype(int), strict=True)]
+        stats = stats[own].reset_index(drop=True)
 
     def renamed(split: Any) -> Any:  # the benchmark's part names
         from rxdata import Split

