@@ -182,7 +182,13 @@ def render_cost(cost: dict[str, Any]) -> str:
             COST_BEGIN,
             f"Measured on {cost['sites']} generated {cost['image_size']} x"
             f" {cost['image_size']} sites ({cost['workers']} workers, a {cost['cpus']}-core"
-            " machine shared with other jobs, so CPU time is the figure to go by):"
+            " machine shared with other jobs"
+            + (
+                f", load average {cost['load_average_at_end'][0]:.1f} at the end"
+                if "load_average_at_end" in cost
+                else ""
+            )
+            + ", so CPU time is the figure to go by):"
             f" the PNGs take {cost['png_mb_per_1000']:.0f} MB and the records"
             f" {cost['records_mb_per_1000']:.0f} MB per 1,000 sites"
             f" ({cost['records_mb_per_1000'] * scale / 1000:.0f} GB for all"
