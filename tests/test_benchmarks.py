@@ -407,3 +407,28 @@ def test_a_conversion_runs_with_the_wilds_split(full_release, tmp_path):
     assert "(conversion): " in proc.stdout and "(2 classes)" in proc.stdout
     assert not (out / "records-real").exists()  # read where it is, not converted again
     _check_results(out, _bench())
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_a_conversion_of_the_real_sample_is_read_and_refused_with_the_counts(real_root, tmp_path):
+    from rxdata import ConvertOptions, convert, read_metadata
+    from rxdata.metadata import scan_images
+
+    bench = _bench()
+    metadata = read_metadata(real_root / "metadata")
+    found = scan_images(real_root / "images").sites
+    complete = set(found.loc[found["complete"], "site_id"].astype(str))
+    conv = tmp_path / "conv"
+    convert(
+        real_root / "images",
+        conv,
+        metadata=metadata[metadata["site_id"].astype(str).isin(complete)],
+        options=ConvertOptions(workers=1, progress=False, scan=False),
+    )
+    with pytest.raises(SystemExit, match="too few sites to train and score") as err:
+        bench.plan_real(conv, bench.SMOKE, metadata_path=real_root / "metadata")
+    message = str(err.value)
+    assert "(18 of 18 sites have all 6 images)" in message
+    assert "The conversion holds 18 sites of 5 experiments" in message
+    assert "convert them all" in message
