@@ -157,7 +157,8 @@ def test_the_sweep_section_shows_the_choice_and_every_methods_move():
     assert text.startswith(tables.SWEEP_BEGIN) and text.endswith(tables.SWEEP_END)
     assert "| `batch_biology=0.5` (default) | 0.72 / 0.80 | 0.76 | yes |" in text
     assert "| `morphology=3` (default) | 0.72 / 0.80 | 0.76 | yes |" in text
-    assert "`morphology`: the criterion keeps today's default 3" in text
+    assert "`morphology`: the criterion keeps today's default 3 (nearest: 1.5, by less" in text
+    assert "`batch_biology`: the criterion picks today's default 0.5" in text
     assert "| `controls` | 0.500 (0.56) |" in text
     assert "| `controls+lsa` |" in text and "5 data sets" in text
 

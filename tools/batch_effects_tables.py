@@ -311,10 +311,12 @@ def render_sweep(sweep: pd.DataFrame, info: dict[str, Any]) -> str:
     verdicts = []
     for parameter, default in DEFAULTS.items():
         p = picked[parameter]
-        if p["kept"]:
+        if p["chosen"] == default:
+            verdicts.append(f"`{parameter}`: the criterion picks today's default {default:g}")
+        elif p["kept"]:
             verdicts.append(
                 f"`{parameter}`: the criterion keeps today's default {default:g} (nearest:"
-                f" {p['chosen']:g}, within the noise)"
+                f" {p['chosen']:g}, by less than the noise)"
             )
         else:
             verdicts.append(
