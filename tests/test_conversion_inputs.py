@@ -4,6 +4,8 @@ of the inputs, and proportionate work when the metadata names sites without imag
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import os
 import shutil
 import struct
@@ -15,8 +17,9 @@ import pytest
 from helpers import SITE_ID, make_data, pixels, png_bytes, site_png
 from rxdata.cli import EXIT_VERIFY_FAILED, main
 from rxdata.conversion import convert, verify
-from rxdata.conversion.shard import content_hash
+from rxdata.conversion.shard import CONTENT_HASH, content_hash
 from rxdata.errors import ConvertError
+from rxdata.images import channel_path
 from rxdata.records import read_manifest
 
 
@@ -123,6 +126,71 @@ def test_inputs_check_reports_a_missing_image_and_an_old_manifest(root, tmp_path
     manifest.write_text(manifest.read_text().replace('"site_contents"', '"old_field"'))
     problems = verify(out, inputs=root).problems
     assert problems and all("no content hashes recorded" in p for p in problems)
+
+
+def test_content_hash_is_xxh3_64_and_named_in_each_shard_entry(root, tmp_path) -> None:
+    import xxhash
+
+    out = tmp_path / "out"
+    convert(root, out, workers=1)
+    entries = read_manifest(out)["shards"]
+    assert entries and all(e["content_hash"] == CONTENT_HASH == "xxh3_64" for e in entries)
+    blob = site_png(root, 1).read_bytes()
+    assert content_hash(blob) == xxhash.xxh3_64_hexdigest(blob)
+
+
+def _rewrite_manifest(out: Path, edit) -> None:
+    path = out / "manifest.json"
+    manifest = json.loads(path.read_text())
+    for entry in manifest["shards"]:
+        edit(entry)
+    path.write_text(json.dumps(manifest))
+
+
+def test_an_earlier_manifest_without_a_hash_name_is_checked_with_sha256(root, tmp_path) -> None:
+    """Manifests of earlier versions hold SHA-256 prefixes and no name: still checked."""
+    out = tmp_path / "out"
+    convert(root, out, workers=1)
+
+    def sha256_16(dataset: str, site_id: str, ch: int) -> str:
+        experiment, plate, well, site = site_id.rsplit("_", 3)
+        path = channel_path(root, dataset, experiment, int(plate), well, int(site), ch)
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+    def to_sha256(entry: dict) -> None:
+        del entry["content_hash"]
+        entry["site_contents"] = [
+            ",".join(sha256_16(entry["dataset"], site_id, ch) for ch in range(1, 7))
+            for site_id in entry["site_ids"]
+        ]
+
+    _rewrite_manifest(out, to_sha256)
+    assert verify(out, inputs=root).ok
+    target = site_png(root, 2)
+    st = target.stat()
+    target.write_bytes(bytes(reversed(target.read_bytes())))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    (problem,) = verify(out, inputs=root).problems
+    assert str(target) in problem and "content changed" in problem and "sha256" in problem
+
+
+def test_an_unknown_hash_name_is_refused_clearly(root, tmp_path) -> None:
+    out = tmp_path / "out"
+    convert(root, out, workers=1)
+    _rewrite_manifest(out, lambda entry: entry.update(content_hash="blake9"))
+    problems = verify(out, inputs=root).problems
+    assert problems and all("'blake9' is not one this rxdata knows" in p for p in problems)
+    assert all("upgrade rxdata" in p for p in problems)
+
+
+def test_a_progress_record_keeps_its_hash_name(root, tmp_path) -> None:
+    """A shard kept from a run of an earlier version keeps its SHA-256 contents, named."""
+    from rxdata.conversion.shard import ShardRecord
+
+    record = ShardRecord("a.tfrecord", "train", 1, "0" * 64, 1, ("s",), site_contents=("x",))
+    assert ShardRecord.from_json(record.to_json()) == record
+    old = {k: v for k, v in record.to_json().items() if k != "content_hash"}
+    assert ShardRecord.from_json(old).content_hash == "sha256"
 
 
 def test_inputs_check_passes_on_unchanged_inputs_both_layouts(tmp_path) -> None:
