@@ -31,6 +31,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -231,14 +232,38 @@ class ShardTask:
 
 
 def site_files(ctx: ShardContext, row: Mapping[str, Any]) -> tuple[str, ...]:
-    """Paths of a site's six channel PNGs, in channel order (build them once per site)."""
+    """Paths of a site's six channel PNGs, in channel order."""
     kaggle = ctx.layout == "kaggle"
-    data = DataRoot(ctx.images_root, ctx.images_root, "kaggle" if kaggle else "full")
-    dataset, experiment = _folder(data, row["dataset"] if kaggle else None, row["experiment"])
-    relative = site_image_paths(
-        dataset, experiment, row["plate"], row["well"], row["site"], data.layout
+    return _site_files(
+        ctx.images_root,
+        kaggle,
+        row["dataset"] if kaggle else None,
+        row["experiment"],
+        row["plate"],
+        row["well"],
+        row["site"],
     )
-    return tuple(data.join(r) for r in relative)
+
+
+# A shard asks for each site's paths twice (its input identity, then its read): the second
+# time comes from here. Sized for a few shards of the default plan (~300 sites each).
+@functools.lru_cache(maxsize=2048)
+def _site_files(
+    images_root: str,
+    kaggle: bool,
+    dataset: str | None,
+    experiment: str,
+    plate: int,
+    well: str,
+    site: int,
+) -> tuple[str, ...]:
+    data = DataRoot(images_root, images_root, "kaggle" if kaggle else "full")
+    dataset, experiment = _folder(data, dataset, experiment)
+    relative = site_image_paths(dataset, experiment, plate, well, site, data.layout)
+    # The six files share one folder: join it once (a third of this function's time).
+    folder = data.join(relative[0].rpartition("/")[0])
+    sep = "/" if _io.is_remote(folder) else os.sep
+    return tuple(folder + sep + r.rpartition("/")[2] for r in relative)
 
 
 def channel_file(ctx: ShardContext, row: Mapping[str, Any], channel: int) -> str:
@@ -389,7 +414,6 @@ def load_site(
 def _examples(
     ctx: ShardContext,
     task: ShardTask,
-    paths: list[tuple[str, ...]],
     written: list[str],
     skipped: list[SkippedSite],
     contents: list[str],
@@ -397,9 +421,9 @@ def _examples(
     from rxdata.tfrecord import encode_example
 
     height, width = ctx.image_shape
-    for row, site_paths in zip(task.rows, paths, strict=True):
+    for row in task.rows:
         try:
-            pngs, pixels, content = load_site(ctx, row, site_paths)
+            pngs, pixels, content = load_site(ctx, row)
         except BadSite as bad:
             if ctx.on_error == "raise":
                 skip = Option("on_error", "skip")
@@ -551,8 +575,7 @@ def write_shard_task(task: ShardTask) -> ShardRecord:
 
     ctx = task.context
     # Identify the inputs before reading them: a file changed meanwhile is seen next run.
-    paths = [site_files(ctx, row) for row in task.rows]
-    inputs = tuple(site_input(ctx, row, p) for row, p in zip(task.rows, paths, strict=True))
+    inputs = tuple(site_input(ctx, row) for row in task.rows)
     previous = _previous(ctx, task)
     changed: tuple[str, ...] = ()
     if previous is not None:
@@ -578,7 +601,7 @@ def write_shard_task(task: ShardTask) -> ShardRecord:
     try:
         info = write_shard(
             out,
-            _examples(ctx, task, paths, written, skipped, contents),
+            _examples(ctx, task, written, skipped, contents),
             compression=ctx.compression,  # type: ignore[arg-type]
         )
     except (OSError, tf.errors.OpError) as err:  # a full disk, a lost bucket, permissions
