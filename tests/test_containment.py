@@ -286,6 +286,101 @@ def test_overwrite_replaces_a_complete_conversion_only_when_done(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out"]
 
 
+class _Killed(BaseException):
+    """Stands for kill -9 at one instant of the replacement (nothing else runs after it)."""
+
+
+def _kill_at(monkeypatch, name: str, when) -> None:
+    """Make ``_io.<name>(path, ...)`` raise :class:`_Killed` when ``when(path)``."""
+    real = getattr(_io, name)
+
+    def maybe_die(path, *rest):
+        if when(os.fspath(path)):
+            raise _Killed(name)
+        return real(path, *rest)
+
+    monkeypatch.setattr(_io, name, maybe_die)
+
+
+def test_a_kill_between_the_two_renames_is_finished_by_the_next_run(
+    root, tmp_path, monkeypatch, caplog
+) -> None:
+    """No RENAME_EXCHANGE: the old conversion is moved aside, then killed before the new one
+    is moved in. The next run with the same options finishes the swap, rebuilding nothing."""
+    monkeypatch.setattr(_io, "exchange", lambda a, b: False)
+    out = tmp_path / "out"
+    run(root, out)
+    staging = Path(staging_path(out))
+    _kill_at(monkeypatch, "rename", lambda src: src == str(staging))  # the second rename
+    with pytest.raises(_Killed):
+        run(root, out, sites_per_shard=5, overwrite=True)
+    monkeypatch.undo()
+    monkeypatch.setattr(_io, "exchange", lambda a, b: False)
+    # what the kill left: no conversion in out, the new one complete, the old one aside
+    assert not out.exists() or list_output(out).shards == []
+    assert json.loads((staging / MANIFEST_NAME).read_bytes())["complete"] is True
+    (aside,) = [p for p in tmp_path.iterdir() if ".rxdata-old-" in p.name]
+    assert verify(aside).ok
+
+    def no_rebuild(*args):
+        raise AssertionError("a site was read again: the swap was not finished")
+
+    import rxdata.conversion.shard as shard
+
+    monkeypatch.setattr(shard, "load_site", no_rebuild)
+    with caplog.at_level("WARNING", logger="rxdata.conversion.staging"):
+        result = run(root, out, sites_per_shard=5, overwrite=True)
+    assert "interrupted replacement; finishing it" in caplog.text
+    assert result.n_reused == len(result.shards) and result.output_dir == str(out)
+    assert verify(out).ok
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out"]
+    monkeypatch.undo()
+    reference = tmp_path / "reference"
+    run(root, reference, sites_per_shard=5)
+    assert shard_bytes(out) == shard_bytes(reference)
+
+
+def test_a_kill_between_the_renames_then_other_options_keeps_the_old_one_aside(
+    root, tmp_path, monkeypatch, caplog
+) -> None:
+    """The staging folder is not for this run: built afresh, the moved-aside folder kept."""
+    monkeypatch.setattr(_io, "exchange", lambda a, b: False)
+    out = tmp_path / "out"
+    run(root, out)
+    old = shard_bytes(out)
+    staging = Path(staging_path(out))
+    _kill_at(monkeypatch, "rename", lambda src: src == str(staging))
+    with pytest.raises(_Killed):
+        run(root, out, sites_per_shard=5, overwrite=True)
+    monkeypatch.undo()
+    with caplog.at_level("WARNING", logger="rxdata.conversion.staging"):
+        run(root, out, sites_per_shard=3)
+    assert "finishing it" not in caplog.text and "move it back by hand" in caplog.text
+    assert not staging.exists() and verify(out).ok
+    (aside,) = [p for p in tmp_path.iterdir() if ".rxdata-old-" in p.name]
+    assert shard_bytes(aside) == old
+
+
+@pytest.mark.parametrize("atomic", [True, False], ids=["exchange", "two-renames"])
+def test_a_kill_after_the_swap_before_the_old_one_is_deleted(
+    root, tmp_path, monkeypatch, atomic
+) -> None:
+    """The new conversion is in place; the moved-aside old one is deleted by the next run."""
+    if not atomic:
+        monkeypatch.setattr(_io, "exchange", lambda a, b: False)
+    out = tmp_path / "out"
+    run(root, out)
+    _kill_at(monkeypatch, "remove_tree", lambda path: ".rxdata-old-" in path)
+    with pytest.raises(_Killed):
+        run(root, out, sites_per_shard=5, overwrite=True)
+    monkeypatch.undo()
+    assert verify(out).ok and json.loads((out / MANIFEST_NAME).read_bytes())["complete"]
+    assert [p for p in tmp_path.iterdir() if ".rxdata-old-" in p.name]
+    result = run(root, out, sites_per_shard=5, overwrite=True)
+    assert result.n_reused == len(result.shards) and verify(out).ok
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out"]
+
+
 def test_overwrite_from_inside_the_output_is_refused(root, tmp_path, monkeypatch) -> None:
     out = tmp_path / "out"
     run(root, out)
