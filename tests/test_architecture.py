@@ -601,7 +601,6 @@ def test_runner_checker_catches_a_runner_of_another_shape():
 ENVIRONMENT = {
     "RXDATA_ROOT": "the default data root of load_site and friends (documented there)",
     "TF_CPP_MIN_LOG_LEVEL": "set by the CLI before TensorFlow starts, to quiet its C++ logs",
-    "RXDATA_SERVICE_TIMEOUT_S": "the tf.data service reachability deadline (service.py)",
     "RXDATA_TF_LOGS": "asks tflog to show TensorFlow's C++ start-up lines (tflog.py)",
 }
 

@@ -491,14 +491,12 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_an_unreachable_data_service_fails_naming_the_address(root, tmp_path, monkeypatch):
+def test_an_unreachable_data_service_fails_naming_the_address(root, tmp_path):
     from rxdata.pipeline import PipelineOptions, make_dataset
-    from rxdata.service import TIMEOUT_ENV
 
     out = tmp_path / "out"
     run(root, out, datasets=("train",))
     address = f"grpc://127.0.0.1:{_closed_port()}"
-    monkeypatch.setenv(TIMEOUT_ENV, "1")
     outcome: list[BaseException] = []
 
     def build() -> None:
@@ -507,22 +505,40 @@ def test_an_unreachable_data_service_fails_naming_the_address(root, tmp_path, mo
                 str(out / "random-42" / "train" / "*.tfrecord"),
                 batch_size=2,
                 training=True,
-                options=PipelineOptions(data_service=address),
+                options=PipelineOptions(data_service=address, data_service_timeout=1.5),
             )
         except BaseException as err:  # handed to the test thread
             outcome.append(err)
 
     worker = threading.Thread(target=build, daemon=True)
+    start = time.monotonic()
     worker.start()
     worker.join(300)  # a guard only: before the fix, this never returned
     assert not worker.is_alive(), "make_dataset hung on an unreachable data service"
     assert outcome and isinstance(outcome[0], UnreachableError), outcome
-    assert address in str(outcome[0]) and TIMEOUT_ENV in str(outcome[0])
+    message = str(outcome[0])
+    assert address in message and "within 1.5 s" in message
+    assert "data_service_timeout=SECONDS" in message
+    assert [o.name for o in outcome[0].options] == ["data_service_timeout"]
     assert isinstance(outcome[0], ConnectionError)
+    assert time.monotonic() - start >= 1.0  # it waited for the option's time, not less
 
 
-def test_a_listening_service_passes_and_bad_timeouts_are_refused(monkeypatch) -> None:
-    from rxdata.service import TIMEOUT_ENV, check_reachable
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), True, "10"])
+def test_the_data_service_timeout_is_an_option_checked_like_dask_timeout(bad) -> None:
+    from rxdata.pipeline import DistributeOptions, PipelineOptions
+
+    opts = PipelineOptions(data_service="cpu-0:5050", data_service_timeout=60)
+    assert opts.data_service_timeout == 60.0 and isinstance(opts, DistributeOptions)
+    assert PipelineOptions().data_service_timeout == 10.0
+    with pytest.raises(OptionsError, match="data_service_timeout="):
+        PipelineOptions(data_service="cpu-0:5050", data_service_timeout=bad)
+    with pytest.raises(OptionsError, match="no effect without data_service"):
+        DistributeOptions(data_service_timeout=60)
+
+
+def test_a_listening_service_passes_and_bad_timeouts_are_refused() -> None:
+    from rxdata.service import check_reachable
 
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
@@ -531,9 +547,6 @@ def test_a_listening_service_passes_and_bad_timeouts_are_refused(monkeypatch) ->
     for bad in (0, -1, float("nan"), True):
         with pytest.raises(OptionsError, match="timeout_s="):
             check_reachable("127.0.0.1:1", timeout_s=bad)
-    monkeypatch.setenv(TIMEOUT_ENV, "soon")
-    with pytest.raises(OptionsError, match=TIMEOUT_ENV):
-        check_reachable("127.0.0.1:1")
     with pytest.raises(OptionsError, match="HOST:PORT"):
         check_reachable("no-port", timeout_s=1)
 
