@@ -1,19 +1,97 @@
-"""Shared test helpers: a tiny RxRx1-shaped data set as PNGs (used by several test files)."""
+"""Shared test helpers: hostile PNGs, shard bytes, process hooks, TFRecord examples.
+
+Tiny data sets come from the fixtures in ``conftest.py`` (:func:`rxdata.synthetic.generate`),
+never from a table written here; :func:`find_site` finds a site in one by its metadata.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from rxdata.metadata import FULL_RELEASE_COLUMNS
+from rxdata.metadata import FULL_RELEASE_COLUMNS, read_metadata
+from rxdata.naming import image_path
 
+
+def png_bytes(arr: np.ndarray, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", **kw)
+    return buf.getvalue()
+
+
+def shard_bytes(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.tfrecord"))}
+
+
+@dataclass(frozen=True)
+class Site:
+    """One site of a data set on disk, as its metadata names it (see :func:`find_site`)."""
+
+    root: Path
+    site_id: str
+    dataset: str
+    experiment: str
+    plate: int
+    well: str
+    site: int
+    layout: Literal["kaggle", "full"] = "kaggle"
+
+    def png(self, channel: int) -> Path:
+        """The path of one channel's PNG."""
+        return self.root / image_path(
+            self.dataset, self.experiment, self.plate, self.well, self.site, channel, self.layout
+        )
+
+    @property
+    def stem(self) -> str:
+        """The start of its PNG names, ``{well}_s{site}`` (``..._w{channel}.png`` follows)."""
+        return f"{self.well}_s{self.site}"
+
+
+def find_site(
+    root: Path,
+    *,
+    dataset: str = "train",
+    well_type: str = "treatment",
+    layout: Literal["kaggle", "full"] = "kaggle",
+) -> Site:
+    """The first site (by site id) of ``root``'s metadata with this dataset and well type.
+
+    Tests find the site they damage or look for this way, from the generated data's own
+    metadata, rather than naming a hand-picked id.
+    """
+    md = read_metadata(root)
+    rows = md[(md["dataset"] == dataset) & (md["well_type"] == well_type)]
+    if rows.empty:
+        raise LookupError(f"{root} has no {dataset} {well_type} site")
+    row = rows.sort_values("site_id").iloc[0]
+    return Site(
+        root,
+        str(row.site_id),
+        str(row.dataset),
+        str(row.experiment),
+        int(row.plate),
+        str(row.well),
+        int(row.site),
+        layout,
+    )
+
+
+def read_png(path: Path) -> np.ndarray:
+    """A PNG's pixels read with Pillow (independently of rxdata's own decoder)."""
+    with Image.open(path) as image:
+        return np.asarray(image)
+
+
+# --- the hand-made data set (being replaced by the synthetic fixtures) ---
 SIZE = (12, 10)  # (height, width): small, and not square, to catch transposition
 
 # --- a tiny RxRx1-shaped data set ---------------------------------------------------------
@@ -34,12 +112,6 @@ def pixels(site_id: str, channel: int, shape: tuple[int, int] = SIZE) -> np.ndar
     """The same pixels in every process (``hash()`` of a str changes per process)."""
     seed = zlib.crc32(f"{site_id}/{channel}".encode())
     return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
-
-
-def png_bytes(arr: np.ndarray, **kw: object) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG", **kw)
-    return buf.getvalue()
 
 
 def rel_image(layout: str, dataset: str, exp: str, plate: int, well: str, site: int, ch: int):
@@ -103,16 +175,13 @@ def make_data(root: Path, layout: str = "kaggle") -> Path:
     return root
 
 
-def shard_bytes(out: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.tfrecord"))}
-
-
 SITE = ("train", "HEPG2-01", 2, "C04", 1)  # a treatment site
 SITE_ID = "HEPG2-01_2_C04_1"
 
 
 def site_png(root: Path, ch: int) -> Path:
     return root / rel_image("kaggle", *SITE, ch)
+
 
 
 def record_pid_and_sleep(path: str) -> str:
