@@ -264,6 +264,30 @@ def test_same_seed_same_bytes_across_worker_counts(tmp_path):
     assert common and all(a[k] != c[k] for k in common)  # B02 exists in both: new pixels
 
 
+_GENERATE = (
+    "import sys; from rxdata.synthetic import SyntheticOptions, generate; "
+    "generate(sys.argv[1], SyntheticOptions.tiny(experiments=(('U2OS', 1, 1),), plates=1, "
+    "sirnas_per_plate=1, positive_controls=1, image_size=12, image_width=10))"
+)
+
+
+@pytest.mark.subprocess
+def test_same_bytes_in_fresh_processes_with_other_hash_seeds(tmp_path):
+    """The tests' data sets are generated per process (pytest-xdist workers, subprocess
+    tests) and their shards compared across runs: no pixel may depend on ``hash()``."""
+    import os
+    import subprocess
+    import sys
+
+    digests = []
+    for hash_seed in ("1", "4321"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        root = tmp_path / hash_seed
+        subprocess.run([sys.executable, "-c", _GENERATE, str(root)], env=env, check=True)
+        digests.append(_digest(root))
+    assert digests[0] == digests[1] and len(digests[0]) == 2 * 3 * 2 * 6 + 5  # PNGs + CSVs
+
+
 # ----------------------------------------------------------------------------- pixels
 def _path(r, channel: int, layout: str) -> str:
     return image_path(r.dataset, r.experiment, r.plate, r.well, r.site, channel, layout)
