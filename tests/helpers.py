@@ -42,6 +42,20 @@ class Site:
     site: int
     layout: Literal["kaggle", "full"] = "kaggle"
 
+    @classmethod
+    def of(cls, root: Path, row: Any, layout: Literal["kaggle", "full"] = "kaggle") -> Site:
+        """The site of one ``read_metadata(root)`` row (a ``DataFrame.itertuples`` tuple)."""
+        return cls(
+            root,
+            str(row.site_id),
+            str(row.dataset),
+            str(row.experiment),
+            int(row.plate),
+            str(row.well),
+            int(row.site),
+            layout,
+        )
+
     def png(self, channel: int) -> Path:
         """The path of one channel's PNG."""
         return self.root / image_path(
@@ -70,17 +84,7 @@ def find_site(
     rows = md[(md["dataset"] == dataset) & (md["well_type"] == well_type)]
     if rows.empty:
         raise LookupError(f"{root} has no {dataset} {well_type} site")
-    row = rows.sort_values("site_id").iloc[0]
-    return Site(
-        root,
-        str(row.site_id),
-        str(row.dataset),
-        str(row.experiment),
-        int(row.plate),
-        str(row.well),
-        int(row.site),
-        layout,
-    )
+    return Site.of(root, next(rows.sort_values("site_id").itertuples()), layout)
 
 
 def read_png(path: Path) -> np.ndarray:

@@ -197,15 +197,13 @@ def test_end_to_end_pixel_exact(layout, encoding, kaggle_root, full_root, tmp_pa
     assert [s.count for s in result.shards] == counts
     records = read_back(out)
     assert len(records) == len(md)
-    shape = None
+    shape = read_png(Site.of(root, next(md.itertuples()), layout).png(1)).shape
+    assert shape[0] != shape[1]  # not square: a swapped height and width fails below
     for row in md.itertuples():
         rec = records[row.site_id]
-        site = Site(root, row.site_id, row.dataset, row.experiment, row.plate, row.well, row.site)
-        site = dataclasses.replace(site, layout=layout)
-        shape = read_png(site.png(1)).shape
-        assert shape[0] != shape[1]  # not square: a swapped height and width fails here
+        site = Site.of(root, row, layout)
         assert rec["image"].shape == (*shape, 6)
-        for ch in range(1, 7):
+        for ch in range(1, 7):  # Pillow's reading of the source PNG, shape included
             assert np.array_equal(rec["image"][:, :, ch - 1], read_png(site.png(ch)))
         assert rec["dataset"] == row.dataset and rec["well_type"] == row.well_type
         assert rec["encoding"] == encoding
@@ -216,7 +214,7 @@ def test_end_to_end_pixel_exact(layout, encoding, kaggle_root, full_root, tmp_pa
     assert report.n_sites == len(md) and report.n_shards == len(counts)
     manifest = read_manifest(out)
     assert manifest["complete"] and manifest["options"]["encoding"] == encoding
-    assert manifest["options"]["image_shape"] == list(shape or ())
+    assert manifest["options"]["image_shape"] == list(shape)
     assert [e["count"] for e in manifest["shards"]] == counts
     assert not (out / "_progress").exists() or not any((out / "_progress").iterdir())
 
