@@ -5,14 +5,16 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rxdata.errors import ParseError
+from rxdata.errors import MetadataError, ParseError
 from rxdata.labels import (
     REREL_NAME_PATTERN,
     from_rerelease_names,
+    label_release_of,
     rerelease_ids,
     rerelease_names,
     to_rerelease_names,
@@ -76,3 +78,18 @@ def test_bad_names_are_named_with_what_was_expected(bad: object) -> None:
     with pytest.raises(ParseError, match=re.escape(repr(bad))) as err:
         from_rerelease_names(["sirna_332", bad])
     assert "rerelease_names()" in str(err.value)
+
+
+@given(
+    st.lists(st.sampled_from([None, "", "UNTREATED", "sirna_332", "sirna_1"]), max_size=8),
+    st.lists(st.sampled_from([None, "", "513", "0", "s21721"]), max_size=8),
+)
+def test_label_space_of_a_column(names: list[str | None], others: list[str | None]) -> None:
+    named = any(n for n in names)
+    given_other = any(o for o in others)
+    if named and given_other:
+        with pytest.raises(MetadataError, match="two label spaces"):
+            label_release_of(names + others)
+        return
+    expected = "rerelease" if named else "competition" if given_other else None
+    assert label_release_of(pd.Series(names + others, dtype="string")) == expected

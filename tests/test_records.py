@@ -62,6 +62,63 @@ def test_label_space_of_the_rerelease_and_of_the_competition(
     assert ints.label_release == "competition" and ints.label_names([0]) == ["0"]
 
 
+def test_the_manifest_records_the_label_space_even_of_a_test_only_conversion(
+    converted: Path, tmp_path: Path
+) -> None:
+    """A re-release's test.csv has no labels: its conversion still knows the release."""
+    manifest = json.loads((converted / "records" / MANIFEST_NAME).read_text())
+    assert manifest["label_release"] == "rerelease"
+    rxdata.convert(
+        converted / "data", tmp_path / "t", datasets=("test",), workers=1, progress=False
+    )
+    test_only = open_records(tmp_path / "t")
+    assert test_only.splits == ("test",) and test_only.label_release == "rerelease"
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda m: m.pop("label_release"), "does not record its label space.*re-run the same"),
+        (lambda m: m.update(label_release="sirna"), "label_release 'sirna'.*damaged"),
+    ],
+)
+def test_a_manifest_without_a_valid_label_space_is_refused(
+    converted: Path, tmp_path: Path, edit: object, match: str
+) -> None:
+    out = _copy(converted, tmp_path)
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    edit(manifest)  # type: ignore[operator]
+    (out / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(RecordError, match=match):
+        _ = open_records(out).label_release
+
+
+def test_the_fix_for_a_manifest_without_label_space_reuses_every_shard(
+    converted: Path, tmp_path: Path
+) -> None:
+    out = _copy(converted, tmp_path)
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    del manifest["label_release"]
+    (out / MANIFEST_NAME).write_text(json.dumps(manifest))
+    result = rxdata.convert(converted / "data", out, workers=1, progress=False, sites_per_shard=60)
+    assert result.n_reused == len(result.shards) and result.n_changed == 0
+    assert open_records(out).label_release == "rerelease"
+
+
+def test_a_table_mixing_label_spaces_is_refused_before_any_shard(
+    tiny_kaggle: Path, tmp_path: Path
+) -> None:
+    from rxdata.errors import MetadataError
+
+    md = rxdata.read_metadata(tiny_kaggle)
+    md["sirna"] = md["sirna"].astype("string")
+    first = md.index[md["sirna"].notna()][0]
+    md.loc[first, "sirna"] = "sirna_332"
+    with pytest.raises(MetadataError, match=r"two label spaces.*'sirna_332'"):
+        rxdata.convert(tiny_kaggle, tmp_path / "out", metadata=md, workers=1, progress=False)
+    assert not list((tmp_path / "out").rglob("*.tfrecord"))
+
+
 def test_missing_split_names_the_ones_there(converted: Path, tmp_path: Path) -> None:
     with pytest.raises(OptionsError, match=r"split='valid'.*\['train', 'test'\]"):
         open_records(converted / "records").files("valid")

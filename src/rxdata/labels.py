@@ -18,7 +18,7 @@ import csv
 import functools
 import io
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from types import MappingProxyType
 from typing import Literal
@@ -33,6 +33,7 @@ __all__ = [
     "REREL_NAME_PATTERN",
     "LabelRelease",
     "from_rerelease_names",
+    "label_release_of",
     "rerelease_ids",
     "rerelease_names",
     "to_rerelease_names",
@@ -107,6 +108,45 @@ def rerelease_ids() -> Mapping[str, int]:
         1138
     """
     return _rerelease_map()[1]
+
+
+def label_release_of(labels: Iterable[object]) -> LabelRelease | None:
+    """Which label space ``labels`` (the metadata's ``sirna`` values) are written in.
+
+    ``"rerelease"`` when a label is a re-release name (``sirna_N``, ``UNTREATED``),
+    ``"competition"`` when labels are given otherwise (class ids, or the full release's
+    siRNA names next to its ``sirna_id``), ``None`` when no value is a label (a test set's
+    empty labels). The one rule behind :attr:`rxdata.Records.label_release`: a conversion
+    records it in its manifest.
+
+    Raises:
+        MetadataError: Labels of both spaces (``"513"`` beside ``"sirna_332"``).
+
+    Example:
+        >>> label_release_of(["sirna_332", None]), label_release_of(["513"])
+        ('rerelease', 'competition')
+        >>> label_release_of([None, ""]) is None
+        True
+    """
+    import pandas as pd
+
+    named = other = None
+    for label in labels:
+        if pd.isna(label) or label == "":  # type: ignore[call-overload]
+            continue
+        if _REREL_NAME.fullmatch(str(label)):
+            named = named if named is not None else label
+        else:
+            other = other if other is not None else label
+        if named is not None and other is not None:
+            raise MetadataError(
+                f"labels in two label spaces: {other!r} is not a re-release name, "
+                f"{named!r} is; the re-release renumbered the labels, so one table must "
+                "use one release (read_metadata reads each release as it is written)"
+            )
+    if named is not None:
+        return "rerelease"
+    return None if other is None else "competition"
 
 
 def to_rerelease_names(sirna_ids: ArrayLike) -> np.ndarray:

@@ -66,7 +66,7 @@ import pandas as pd
 
 from rxdata import _io
 from rxdata.errors import IncompleteConversionError, OptionsError, RecordError
-from rxdata.labels import REREL_NAME_PATTERN, LabelRelease
+from rxdata.labels import LabelRelease
 from rxdata.naming import DATASETS, parse_site_id
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -494,14 +494,27 @@ class Records:
 
         ``"rerelease"``: the Kaggle re-release's names (``sirna_N``, ``UNTREATED``);
         ``"competition"``: integer class ids (the 2019 competition CSVs, and the full
-        release's ``sirna_id``); ``None`` when no record holds a label. Read from the
-        manifest when it records it, else from the first labelled record (which imports
-        TensorFlow once).
+        release's ``sirna_id``); ``None`` when no site is labelled. The conversion
+        records it in its manifest (:func:`rxdata.labels.label_release_of` of the metadata
+        it converted).
+
+        Raises:
+            RecordError: The manifest does not record it (written by an earlier
+                development version) or records something else.
         """
-        recorded = self.manifest.get("label_release")
-        if recorded in ("competition", "rerelease"):
-            return recorded  # type: ignore[no-any-return]
-        return _release_from_records(self)
+        if "label_release" not in self.manifest:
+            raise RecordError(
+                f"{self.manifest_path} does not record its label space (written by an "
+                "earlier rxdata); re-run the same convert command: it re-uses every shard "
+                "and records it"
+            )
+        recorded = self.manifest["label_release"]
+        if recorded not in ("competition", "rerelease", None):
+            raise RecordError(
+                f"{self.manifest_path}: label_release {recorded!r}, expected 'competition', "
+                "'rerelease' or null: a damaged manifest; re-run the convert command"
+            )
+        return recorded  # type: ignore[no-any-return]
 
     def label_names(self, class_ids: Sequence[int]) -> list[str]:
         """Class ids written in this release's label space.
@@ -521,36 +534,6 @@ class Records:
             f"{self.root} ({state}; {self.strategy}-{self.seed}, {self.encoding}, "
             f"{self.image_shape[0]}x{self.image_shape[1]}; {sizes})"
         )
-
-
-_RELEASES: dict[str, LabelRelease | None] = {}
-
-
-def _release_from_records(records: Records) -> LabelRelease | None:
-    key = records.manifest_path + str(records.manifest.get("plan_sha256"))
-    if key in _RELEASES:
-        return _RELEASES[key]
-    from rxdata.reader import read_tfrecord
-
-    names = re.compile(REREL_NAME_PATTERN)
-    found: LabelRelease | None = None
-    for split in ("train", "test"):
-        for e in records.manifest.get("shards", []):
-            path = records._path(str(e["path"]))
-            if e["dataset"] != split or not _io.exists(path):
-                continue
-            for record in read_tfrecord(path, decode=False, on_error="skip"):
-                label = record.get("sirna")
-                if label in (None, ""):
-                    continue
-                found = "rerelease" if names.fullmatch(str(label)) else "competition"
-                break
-            if found is not None:
-                break
-        if found is not None:
-            break
-    _RELEASES[key] = found
-    return found
 
 
 def find_conversion(folder: str | os.PathLike[str], *, below: bool = True) -> tuple[str, str]:

@@ -42,7 +42,7 @@ import pandas as pd
 
 from rxdata import _io
 from rxdata.conversion.lock import holding_output_lock
-from rxdata.conversion.manifest import build_manifest, finalize, prepare_output
+from rxdata.conversion.manifest import ConversionSpec, build_manifest, finalize, prepare_output
 from rxdata.conversion.options import REPORT_NAME, ConvertOptions
 from rxdata.conversion.plan import (
     ShardSpec,
@@ -68,6 +68,7 @@ from rxdata.errors import (
     Option,
     OptionsError,
 )
+from rxdata.labels import label_release_of
 from rxdata.naming import CHANNELS, DATASETS, IMAGES_FOLDER
 from rxdata.records import MANIFEST_NAME
 from rxdata.roots import DataRoot, find_root
@@ -455,17 +456,17 @@ def convert(
     rows = site_rows(selected)
     ctx = _context(data, out_dir, opts, plan, rows)
     # Replacing a complete conversion with other options: write beside it (staging).
-    manifest = build_manifest(opts, ctx.image_shape, plan, data.layout, None, ())
+    spec = ConversionSpec(opts, ctx.image_shape, plan, data.layout, label_release_of(md["sirna"]))
+    manifest = build_manifest(spec, None, ())
     final_dir, out_dir = out_dir, work_folder(out_dir, opts.overwrite, manifest)
     ctx = dataclasses.replace(ctx, output_dir=out_dir)
     orphans = _checked_orphans(root, md, opts, imageless)
 
-    shape = ctx.image_shape
-    expected = prepare_output(out_dir, opts, shape, plan, data.layout, orphans)
+    expected = prepare_output(out_dir, spec, orphans)
     tasks = [
         ShardTask(s, tuple(rows[i] for i in s.site_ids), ctx, expected.get(s.path)) for s in plan
     ]
     records = _run(tasks, opts)
-    finalize(out_dir, opts, shape, plan, data.layout, records, orphans)
+    finalize(out_dir, spec, records, orphans)
     commit(out_dir, final_dir)  # the new conversion is complete: swap it in
     return _result(final_dir, records, orphans, start)

@@ -27,6 +27,7 @@ import io
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rxdata import _io
@@ -41,6 +42,7 @@ from rxdata.conversion.outputs import (
 from rxdata.conversion.plan import ShardSpec, plan_digest, plan_json
 from rxdata.conversion.shard import ShardRecord, SkippedSite, progress_path
 from rxdata.errors import ConvertError, Option, OutputExistsError, RecordError
+from rxdata.labels import LabelRelease
 from rxdata.naming import CHANNELS
 from rxdata.records import (
     MANIFEST_FORMAT,
@@ -55,11 +57,28 @@ log = logging.getLogger(__name__)
 _OVERWRITE = Option("overwrite")  # how messages name the way out
 
 
+@dataclass(frozen=True)
+class ConversionSpec:
+    """What a conversion holds, known before its first shard: the manifest's head.
+
+    Attributes:
+        options: The conversion's options.
+        image_shape: ``(height, width)`` of every image.
+        plan: The shards, in order.
+        layout: The images' layout (``"kaggle"`` or ``"full"``).
+        label_release: The label space of the converted labels
+            (:func:`rxdata.labels.label_release_of`), ``None`` when no site is labelled.
+    """
+
+    options: ConvertOptions
+    image_shape: tuple[int, int]
+    plan: Sequence[ShardSpec]
+    layout: str
+    label_release: LabelRelease | None
+
+
 def build_manifest(
-    options: ConvertOptions,
-    image_shape: tuple[int, int],
-    plan: Sequence[ShardSpec],
-    layout: str,
+    spec: ConversionSpec,
     records: Sequence[ShardRecord] | None,
     orphans: Sequence[SkippedSite],
 ) -> dict[str, Any]:
@@ -71,15 +90,16 @@ def build_manifest(
         "format_version": MANIFEST_VERSION,
         "rxdata_version": __version__,
         "complete": records is not None,
-        "options": {**options.output_fields(), "image_shape": list(image_shape)},
-        "layout": layout,
+        "options": {**spec.options.output_fields(), "image_shape": list(spec.image_shape)},
+        "layout": spec.layout,
         "channels": list(CHANNELS),
-        "plan_sha256": plan_digest(plan),
-        "n_shards": len(plan),
-        "n_planned_sites": sum(len(s.site_ids) for s in plan),
+        "label_release": spec.label_release,
+        "plan_sha256": plan_digest(spec.plan),
+        "n_shards": len(spec.plan),
+        "n_planned_sites": sum(len(s.site_ids) for s in spec.plan),
     }
     if records is None:
-        body["shards"] = plan_json(plan)
+        body["shards"] = plan_json(spec.plan)
         body["orphan_images"] = [o.to_json() for o in orphans]
         return body
     body["n_sites"] = sum(r.count for r in records)
@@ -105,14 +125,12 @@ def _write_report(path: str, skipped: Sequence[SkippedSite]) -> None:
 
 def finalize(
     output_dir: str,
-    options: ConvertOptions,
-    image_shape: tuple[int, int],
-    plan: Sequence[ShardSpec],
-    layout: str,
+    spec: ConversionSpec,
     records: Sequence[ShardRecord],
     orphans: Sequence[SkippedSite],
 ) -> dict[str, Any]:
     """Write the complete manifest and the report, and drop the progress records."""
+    plan = spec.plan
     by_path = {r.path: r for r in records}
     missing = [s.path for s in plan if s.path not in by_path]
     if missing:
@@ -121,7 +139,7 @@ def finalize(
             "re-run the same command to finish them"
         )
     ordered = [by_path[s.path] for s in plan]
-    body = build_manifest(options, image_shape, plan, layout, ordered, orphans)
+    body = build_manifest(spec, ordered, orphans)
     _write_json(_io.join(output_dir, MANIFEST_NAME), body)
     skipped = [s for r in ordered for s in r.skipped] + list(orphans)
     report = _io.join(output_dir, REPORT_NAME)
@@ -129,8 +147,8 @@ def finalize(
         _write_report(report, skipped)
     elif _io.exists(report):
         _io.remove(report)
-    for spec in plan:
-        record = progress_path(output_dir, spec.path)
+    for shard in plan:
+        record = progress_path(output_dir, shard.path)
         if _io.exists(record):
             _io.remove(record)
     drop_progress_dir(output_dir)
@@ -146,12 +164,7 @@ def drop_progress_dir(output_dir: str) -> None:
 
 
 def prepare_output(
-    out_dir: str,
-    opts: ConvertOptions,
-    shape: tuple[int, int],
-    plan: Sequence[ShardSpec],
-    layout: str,
-    orphans: Sequence[SkippedSite],
+    out_dir: str, spec: ConversionSpec, orphans: Sequence[SkippedSite]
 ) -> dict[str, str]:
     """Check an existing output, write the initial manifest; return reusable checksums.
 
@@ -162,7 +175,8 @@ def prepare_output(
     _io.makedirs(out_dir)
     listing = list_output(out_dir)
     refuse_links(out_dir, listing)
-    fresh = build_manifest(opts, shape, plan, layout, None, orphans)
+    opts, plan = spec.options, spec.plan
+    fresh = build_manifest(spec, None, orphans)
     old = _old_manifest(out_dir, opts.overwrite)
     same = (
         old is not None
@@ -221,10 +235,10 @@ def prepare_output(
                     _io.write_bytes_atomic(
                         progress_path(out_dir, entry["path"]), json.dumps(entry).encode()
                     )
-        for spec in plan:
-            record = progress_path(out_dir, spec.path)
+        for shard in plan:
+            record = progress_path(out_dir, shard.path)
             if _io.exists(record):
-                expected[spec.path] = str(json.loads(_io.read_bytes(record))["sha256"])
+                expected[shard.path] = str(json.loads(_io.read_bytes(record))["sha256"])
     # Temporaries a killed run left (shards, progress records, manifest): found by the
     # listing, never by a glob of the folder's name (which may hold "[ab]" or "*").
     remove_files(out_dir, listing.temporaries, why="left by an interrupted run")
