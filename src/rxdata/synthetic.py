@@ -311,18 +311,6 @@ class SyntheticOptions:
         return cls(**base)
 
     @property
-    def image_shape(self) -> tuple[int, int]:
-        """The ``(height, width)`` of every image written.
-
-        Example:
-            >>> SyntheticOptions.tiny(image_size=12, image_width=10).image_shape
-            (12, 10)
-            >>> SyntheticOptions.tiny().image_shape
-            (32, 32)
-        """
-        return self.image_size, self.image_width or self.image_size
-
-    @property
     def n_sites(self) -> int:
         """The number of sites written: experiments x plates x wells x sites per well.
 
@@ -783,7 +771,7 @@ def generate(
     workers = opts.workers or os.cpu_count() or 1
     write = functools.partial(
         _write_site,
-        shape=opts.image_shape,
+        shape=(opts.image_size, opts.image_width or opts.image_size),
         seed=opts.seed,
         signal=float(opts.signal),
         level=opts.png_compression,
