@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import make_data, shard_bytes
+from helpers import shard_bytes
 from rxdata import _io
 from rxdata.conversion import MANIFEST_NAME, convert, verify
 from rxdata.conversion.outputs import list_output
@@ -31,12 +31,13 @@ from rxdata.conversion.staging import staging_path
 from rxdata.errors import ConvertError, OptionsError, OutputExistsError, UnreachableError
 from rxdata.reader import list_shards
 
-PER = 3  # sites per shard: the 14 sites of make_data make 4 train and 2 test shards
+PER = 3  # sites per shard: the 18 sites of conftest.SMALL_OPTIONS make 4 train, 2 test shards
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return make_data(tmp_path / "data", "kaggle")
+def root(small_kaggle: Path) -> Path:
+    """The small synthetic data set (read-only: these tests attack the output folder)."""
+    return small_kaggle
 
 
 def run(root: Path, out: Path, **kw: object):
@@ -250,13 +251,13 @@ def test_kill_9_during_overwrite_keeps_the_old_conversion(root, tmp_path) -> Non
 
 def test_a_run_with_the_old_options_clears_an_abandoned_staging_folder(root, tmp_path) -> None:
     out = tmp_path / "out"
-    run(root, out)
+    first = run(root, out)
     staging = Path(staging_path(out))
     (staging / "random-42" / "train").mkdir(parents=True)
     (staging / "random-42" / "train" / "001.tfrecord").write_bytes(b"half a replacement")
     (staging / MANIFEST_NAME).write_text("{}")
     old = shard_bytes(out)
-    assert run(root, out).n_reused == 6
+    assert run(root, out).n_reused == len(first.shards)
     assert not staging.exists()
     assert shard_bytes(out) == old
 
@@ -283,7 +284,7 @@ def test_overwrite_replaces_a_complete_conversion_only_when_done(
     assert seen and all(seen)
     assert sorted(shard_bytes(out)) == sorted(s.path for s in result.shards)
     assert verify(out).ok
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 class _Killed(BaseException):
@@ -335,7 +336,7 @@ def test_a_kill_between_the_two_renames_is_finished_by_the_next_run(
     assert "interrupted replacement; finishing it" in caplog.text
     assert result.n_reused == len(result.shards) and result.output_dir == str(out)
     assert verify(out).ok
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     monkeypatch.undo()
     reference = tmp_path / "reference"
     run(root, reference, sites_per_shard=5)
@@ -380,7 +381,7 @@ def test_a_kill_after_the_swap_before_the_old_one_is_deleted(
     assert [p for p in tmp_path.iterdir() if ".rxdata-old-" in p.name]
     result = run(root, out, sites_per_shard=5, overwrite=True)
     assert result.n_reused == len(result.shards) and verify(out).ok
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_overwrite_from_inside_the_output_is_refused(root, tmp_path, monkeypatch) -> None:
@@ -445,7 +446,7 @@ def test_a_tampered_manifest_opens_nothing_outside(root, tmp_path, monkeypatch, 
     assert verify(out).ok
     assert not (out / "_progress").exists()
     assert victim.read_bytes() == b"SECRET BYTES"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out", "victim.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "victim.txt"]
 
 
 @settings(max_examples=300, deadline=None)
