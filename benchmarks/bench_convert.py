@@ -19,7 +19,12 @@ synthetic 512x512 sites from :mod:`rxdata.synthetic`. Then measures the peak mem
 conversion in a fresh process at two data-set sizes (bounded memory means both peaks are
 about equal) and projects the time for the full 125,510 sites.
 
-Run: ``.venv/bin/python benchmarks/bench_convert.py [--sites N] [--repeat R]``.
+``--breakdown`` instead times each step of a PNG site's conversion separately on the real
+images (CPU milliseconds per site of six files: reading, input identity, content hash and
+its alternatives, the PNG check and its inflate with zlib and with ISA-L, encoding, the
+TFRecord write with the shard's SHA-256): where a PNG conversion's time goes.
+
+Run: ``.venv/bin/python benchmarks/bench_convert.py [--sites N] [--repeat R] [--breakdown]``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -250,14 +256,107 @@ def write_report(results: dict[str, dict[str, float]], path: Path) -> None:
     print(f"wrote {path}")
 
 
+def _idat(png: bytes) -> bytes:
+    """The concatenated IDAT data of a PNG (the zlib stream the check inflates)."""
+    import struct
+
+    pos, parts = 8, []
+    while pos < len(png):
+        length, ctype = struct.unpack(">I4s", png[pos : pos + 8])
+        if ctype == b"IDAT":
+            parts.append(png[pos + 8 : pos + 8 + length])
+        pos += 12 + length
+    return b"".join(parts)
+
+
+def _inflate(module: Any, stream: bytes) -> int:
+    """Inflate in 64 KiB slices, as the PNG check does (one 256 KiB buffer is slower:
+    each allocation that large is a fresh mapping, page faults included); bytes out."""
+    inflate, size = module.decompressobj(), 0
+    while True:
+        out = inflate.decompress(stream, 1 << 16)
+        size += len(out)
+        stream = inflate.unconsumed_tail
+        if not stream and len(out) < 1 << 16:
+            return size
+
+
+def breakdown(images_root: Path, md: pd.DataFrame, work: Path, repeat: int) -> None:
+    """CPU milliseconds per site of each step of a PNG conversion, timed apart."""
+    import hashlib
+    import zlib
+
+    import xxhash
+    from isal import isal_zlib
+
+    from rxdata.conversion.plan import site_rows
+    from rxdata.conversion.shard import ShardContext, content_hash, site_files, site_input
+    from rxdata.images import inspect_png
+    from rxdata.tfrecord import encode_example, write_shard
+
+    rows = list(site_rows(md).values())
+    ctx = ShardContext(
+        str(images_root), "kaggle", str(work), "png", "none", True, False, "raise", (512, 512)
+    )
+    paths = [site_files(ctx, row) for row in rows]
+    blobs = [[Path(p).read_bytes() for p in ps] for ps in paths]
+    streams = [[_idat(b) for b in site] for site in blobs]
+    examples = [
+        encode_example(row, pngs=site, height=512, width=512)
+        for row, site in zip(rows, blobs, strict=True)
+    ]
+
+    def read() -> None:
+        for ps in paths:
+            for p in ps:
+                with open(p, "rb") as f:
+                    f.read()
+
+    steps = {
+        "read the six files": read,
+        "input identity (stat x6, row digest)": lambda: [site_input(ctx, r) for r in rows],
+        "content hash, XXH3-64 (used)": lambda: [content_hash(b) for site in blobs for b in site],
+        "  SHA-256 (before)": lambda: [hashlib.sha256(b).digest() for s in blobs for b in s],
+        "  BLAKE2b-128": lambda: [
+            hashlib.blake2b(b, digest_size=16).digest() for s in blobs for b in s
+        ],
+        "  XXH3-128": lambda: [xxhash.xxh3_128_digest(b) for s in blobs for b in s],
+        "  CRC-32 (zlib)": lambda: [zlib.crc32(b) for s in blobs for b in s],
+        "PNG check, inspect_png (all of it)": lambda: [
+            inspect_png(b, "x", expected_shape=(512, 512)) for s in blobs for b in s
+        ],
+        "  IDAT inflate alone, ISA-L (used)": lambda: [
+            _inflate(isal_zlib, d) for s in streams for d in s
+        ],
+        "  IDAT inflate alone, zlib (before)": lambda: [
+            _inflate(zlib, d) for s in streams for d in s
+        ],
+        "  chunk CRC-32 pass": lambda: [zlib.crc32(b) for s in blobs for b in s],
+        "encode_example": lambda: [
+            encode_example(r, pngs=s, height=512, width=512)
+            for r, s in zip(rows, blobs, strict=True)
+        ],
+        "TFRecord write + shard SHA-256": lambda: write_shard(work / "b.tfrecord", examples),
+    }
+    print(f"\nwhere a PNG site's CPU goes ({len(rows)} real sites, best of {repeat}):")
+    for name, fn in steps.items():
+        cpu, _ = timed(fn, repeat)
+        print(f"  {name:<40}{cpu / len(rows) * 1e3:>8.3f} ms/site")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sites", type=int, default=84, help="synthetic 512x512 sites")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "bench-output")
+    parser.add_argument("--breakdown", action="store_true", help="time each step of a site")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-convert-"))
     try:
+        if args.breakdown:
+            images, md = real_sites(work / "real", args.sites)
+            breakdown(images, md, work, max(args.repeat, 3))
+            return
         results = {}
         if (REAL / "images").is_dir():
             images, md = real_sites(work / "real", args.sites)

@@ -19,14 +19,26 @@ Fixtures (use them instead of writing data sets by hand):
   336 sites, 2,016 PNGs, written in about a second (a few on a busy machine).
 * ``tiny_full`` -> the same data set in the full-release layout (``images/`` +
   ``metadata.csv``; test wells are labelled there).
+* ``small_kaggle`` -> ``Path`` of a session-wide, smaller synthetic data set in the Kaggle
+  layout, written with :data:`SMALL_OPTIONS`, for tests that convert it (often on a private
+  copy they damage): 2 train experiments (HEPG2-01, U2OS-01) and 1 test experiment
+  (HEPG2-02), 1 plate each, 3 wells per plate (the untreated ``B02``, 1 positive control,
+  1 siRNA; the test siRNA well is unlabelled), 2 sites, all 6 channels: 18 sites (12
+  train, 6 test), 108 PNGs. Its images are 12 px high and 10 px wide: not square, so a
+  swapped height and width fails a test. Find a site in it with ``helpers.find_site``.
+* ``small_full`` -> the same data set in the full-release layout.
+* ``small_copy`` -> a private copy of ``small_kaggle`` under ``tmp_path / "data"``, to damage.
 
-Treat the session fixtures as read-only: copy them (``shutil.copytree``) before
-modifying anything, or generate your own with ``generate(tmp_path, TINY_OPTIONS, ...)``.
+Treat the session fixtures as read-only: copy them (``shutil.copytree``, or ``small_copy``)
+before modifying anything, or generate your own with ``generate(tmp_path, TINY_OPTIONS,
+...)``. Tests derive the ids and counts they expect from the data's metadata
+(``read_metadata(root)``), never from a hand-written list of the sites.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -51,6 +63,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 #: Options of the ``tiny_kaggle`` / ``tiny_full`` fixtures (see the module docstring).
 TINY_OPTIONS = SyntheticOptions.tiny(seed=7)
+#: Options of the ``small_kaggle`` / ``small_full`` fixtures (see the module docstring).
+SMALL_OPTIONS = SyntheticOptions.tiny(
+    experiments=(("HEPG2", 1, 1), ("U2OS", 1, 0)),
+    plates=1,
+    sirnas_per_plate=1,
+    positive_controls=1,
+    image_size=12,
+    image_width=10,
+    seed=7,
+)
 
 
 def _real_root() -> Path | None:
@@ -98,3 +120,21 @@ def tiny_kaggle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_full(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same tiny data set in the full-release layout (images/ + metadata.csv)."""
     return generate(tmp_path_factory.mktemp("tiny_full"), TINY_OPTIONS, layout="full")
+
+
+@pytest.fixture(scope="session")
+def small_kaggle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A smaller synthetic data set in the Kaggle layout (read-only; see module docstring)."""
+    return generate(tmp_path_factory.mktemp("small_kaggle"), SMALL_OPTIONS)
+
+
+@pytest.fixture(scope="session")
+def small_full(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``small_kaggle`` data set in the full-release layout (images/ + metadata.csv)."""
+    return generate(tmp_path_factory.mktemp("small_full"), SMALL_OPTIONS, layout="full")
+
+
+@pytest.fixture
+def small_copy(small_kaggle: Path, tmp_path: Path) -> Path:
+    """A private copy of ``small_kaggle`` (``tmp_path / "data"``) for a test to damage."""
+    return Path(shutil.copytree(small_kaggle, tmp_path / "data"))

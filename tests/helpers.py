@@ -1,39 +1,22 @@
-"""Shared test helpers: a tiny RxRx1-shaped data set as PNGs (used by several test files)."""
+"""Shared test helpers: hostile PNGs, shard bytes, process hooks, TFRecord examples.
+
+Tiny data sets come from the fixtures in ``conftest.py`` (:func:`rxdata.synthetic.generate`),
+never from a table written here; :func:`find_site` finds a site in one by its metadata.
+"""
 
 from __future__ import annotations
 
-import csv
 import io
-import zlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from rxdata.metadata import FULL_RELEASE_COLUMNS
-
-SIZE = (12, 10)  # (height, width): small, and not square, to catch transposition
-
-# --- a tiny RxRx1-shaped data set ---------------------------------------------------------
-
-# (dataset, experiment, plate, well, well_type, sirna)
-WELLS = [
-    ("train", "HEPG2-01", 1, "B02", "negative_control", 1138),
-    ("train", "HEPG2-01", 1, "B03", "treatment", 513),
-    ("train", "HEPG2-01", 2, "C04", "treatment", 7),
-    ("train", "U2OS-01", 1, "B03", "treatment", 12),
-    ("train", "U2OS-01", 1, "D05", "positive_control", 1110),
-    ("test", "HEPG2-08", 1, "B03", "treatment", None),
-    ("test", "HEPG2-08", 1, "B02", "negative_control", 1138),
-]
-
-
-def pixels(site_id: str, channel: int, shape: tuple[int, int] = SIZE) -> np.ndarray:
-    """The same pixels in every process (``hash()`` of a str changes per process)."""
-    seed = zlib.crc32(f"{site_id}/{channel}".encode())
-    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+from rxdata.metadata import read_metadata
+from rxdata.naming import image_path
 
 
 def png_bytes(arr: np.ndarray, **kw: object) -> bytes:
@@ -42,77 +25,72 @@ def png_bytes(arr: np.ndarray, **kw: object) -> bytes:
     return buf.getvalue()
 
 
-def rel_image(layout: str, dataset: str, exp: str, plate: int, well: str, site: int, ch: int):
-    top = dataset if layout == "kaggle" else "images"
-    return f"{top}/{exp}/Plate{plate}/{well}_s{site}_w{ch}.png"
-
-
-def make_data(root: Path, layout: str = "kaggle") -> Path:
-    """Write WELLS (2 sites x 6 channels each) and their metadata under ``root``."""
-    root.mkdir(parents=True, exist_ok=True)
-    for ds, exp, plate, well, _wt, _sirna in WELLS:
-        for site in (1, 2):
-            for ch in range(1, 7):
-                path = root / rel_image(layout, ds, exp, plate, well, site, ch)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(png_bytes(pixels(f"{exp}_{plate}_{well}_{site}", ch)))
-    if layout == "kaggle":
-        files: dict[str, list[list[object]]] = {}
-        for ds, exp, plate, well, wt, sirna in WELLS:
-            controls = wt != "treatment"
-            name = f"{ds}_controls.csv" if controls else f"{ds}.csv"
-            row: list[object] = [f"{exp}_{plate}_{well}", exp, plate, well]
-            if ds == "train" or controls:
-                row.append(sirna)
-            if controls:
-                row.append(wt)
-            files.setdefault(name, []).append(row)
-        headers = {
-            "train.csv": ["id_code", "experiment", "plate", "well", "sirna"],
-            "test.csv": ["id_code", "experiment", "plate", "well"],
-            "train_controls.csv": ["id_code", "experiment", "plate", "well", "sirna", "well_type"],
-            "test_controls.csv": ["id_code", "experiment", "plate", "well", "sirna", "well_type"],
-        }
-        for name, header in headers.items():
-            with open(root / name, "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(header)
-                w.writerows(files.get(name, []))
-    else:
-        with open(root / "metadata.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(FULL_RELEASE_COLUMNS)
-            for ds, exp, plate, well, wt, sirna in WELLS:
-                for site in (1, 2):
-                    label = "EMPTY" if sirna is None else f"s{sirna}"
-                    w.writerow(
-                        [
-                            f"{exp}_{plate}_{well}_{site}",
-                            f"{exp}_{plate}_{well}",
-                            exp.split("-")[0],
-                            ds,
-                            exp,
-                            plate,
-                            well,
-                            site,
-                            wt,
-                            label,
-                            "" if sirna is None else sirna,
-                        ]
-                    )
-    return root
-
-
 def shard_bytes(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.tfrecord"))}
 
 
-SITE = ("train", "HEPG2-01", 2, "C04", 1)  # a treatment site
-SITE_ID = "HEPG2-01_2_C04_1"
+@dataclass(frozen=True)
+class Site:
+    """One site of a data set on disk, as its metadata names it (see :func:`find_site`)."""
+
+    root: Path
+    site_id: str
+    dataset: str
+    experiment: str
+    plate: int
+    well: str
+    site: int
+    layout: Literal["kaggle", "full"] = "kaggle"
+
+    @classmethod
+    def of(cls, root: Path, row: Any, layout: Literal["kaggle", "full"] = "kaggle") -> Site:
+        """The site of one ``read_metadata(root)`` row (a ``DataFrame.itertuples`` tuple)."""
+        return cls(
+            root,
+            str(row.site_id),
+            str(row.dataset),
+            str(row.experiment),
+            int(row.plate),
+            str(row.well),
+            int(row.site),
+            layout,
+        )
+
+    def png(self, channel: int) -> Path:
+        """The path of one channel's PNG."""
+        return self.root / image_path(
+            self.dataset, self.experiment, self.plate, self.well, self.site, channel, self.layout
+        )
+
+    @property
+    def stem(self) -> str:
+        """The start of its PNG names, ``{well}_s{site}`` (``..._w{channel}.png`` follows)."""
+        return f"{self.well}_s{self.site}"
 
 
-def site_png(root: Path, ch: int) -> Path:
-    return root / rel_image("kaggle", *SITE, ch)
+def find_site(
+    root: Path,
+    *,
+    dataset: str = "train",
+    well_type: str = "treatment",
+    layout: Literal["kaggle", "full"] = "kaggle",
+) -> Site:
+    """The first site (by site id) of ``root``'s metadata with this dataset and well type.
+
+    Tests find the site they damage or look for this way, from the generated data's own
+    metadata, rather than naming a hand-picked id.
+    """
+    md = read_metadata(root)
+    rows = md[(md["dataset"] == dataset) & (md["well_type"] == well_type)]
+    if rows.empty:
+        raise LookupError(f"{root} has no {dataset} {well_type} site")
+    return Site.of(root, next(rows.sort_values("site_id").itertuples()), layout)
+
+
+def read_png(path: Path) -> np.ndarray:
+    """A PNG's pixels read with Pillow (independently of rxdata's own decoder)."""
+    with Image.open(path) as image:
+        return np.asarray(image)
 
 
 def record_pid_and_sleep(path: str) -> str:

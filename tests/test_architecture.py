@@ -23,6 +23,9 @@
   ``Runner`` protocol (this check imports the conversion package).
 * (h) No module reads an environment variable other than those :data:`ENVIRONMENT` lists
   with a reason; in particular none learns the command line's wording that way.
+* (i) The tests make tiny data sets one way, :func:`rxdata.synthetic.generate` (the
+  fixtures in ``tests/conftest.py``): the shared test modules hold no hand-made data set,
+  that is no module-level table of wells and no function that writes RxRx1 metadata files.
 
 See docs/architecture.md for the module map these checks protect.
 """
@@ -601,7 +604,6 @@ def test_runner_checker_catches_a_runner_of_another_shape():
 ENVIRONMENT = {
     "RXDATA_ROOT": "the default data root of load_site and friends (documented there)",
     "TF_CPP_MIN_LOG_LEVEL": "set by the CLI before TensorFlow starts, to quiet its C++ logs",
-    "RXDATA_SERVICE_TIMEOUT_S": "the tf.data service reachability deadline (service.py)",
     "RXDATA_TF_LOGS": "asks tflog to show TensorFlow's C++ start-up lines (tflog.py)",
 }
 
@@ -659,3 +661,88 @@ def test_environment_checker_catches_each_form(tmp_path):
         "d = os.environ.get(name)\n"
     )
     assert environment_names(source) == ["RXDATA_OPTION_FLAGS", "X", "Y", "<unknown: name>"]
+
+
+# --- (i) one way to make tiny data ------------------------------------------------------------
+#: The shared test modules every test file may import: a data-set maker there is a second
+#: way to make tiny data beside the synthetic fixtures.
+SHARED_TEST_MODULES = ("tests/helpers.py", "tests/conftest.py")
+#: The RxRx1 metadata files (and the full release's column list) a data-set maker writes.
+METADATA_NAMES = frozenset(
+    {
+        "metadata.csv",
+        "train.csv",
+        "test.csv",
+        "train_controls.csv",
+        "test_controls.csv",
+        "FULL_RELEASE_COLUMNS",
+    }
+)
+#: The calls that write a file's contents.
+WRITERS = frozenset({"write", "write_text", "write_bytes", "writerow", "writerows", "to_csv"})
+
+
+def hand_made_data_sets(path: Path) -> list[str]:
+    """What in ``path`` makes a data set by hand: module-level tables of wells (a list or
+    tuple of rows holding a well name such as ``"B02"``) and functions that write and name
+    a metadata file (reading one, as a fixture checking the real files does, is fine)."""
+    import re
+
+    well = re.compile(r"[A-P](0[1-9]|1[0-9]|2[0-4])")
+    tree = ast.parse(path.read_text())
+    found = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(
+            node.value, ast.List | ast.Tuple
+        ):
+            rows = [e for e in node.value.elts if isinstance(e, ast.List | ast.Tuple)]
+            if any(
+                isinstance(c, ast.Constant) and isinstance(c.value, str) and well.fullmatch(c.value)
+                for row in rows
+                for c in row.elts
+            ):
+                found.append(f"table {ast.unparse(node).split('=')[0].strip()}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            names = {
+                n.value if isinstance(n, ast.Constant) else n.id
+                for n in ast.walk(node)
+                if (isinstance(n, ast.Constant) and isinstance(n.value, str))
+                or isinstance(n, ast.Name)
+            }
+            calls = {
+                n.func.attr if isinstance(n.func, ast.Attribute) else getattr(n.func, "id", "")
+                for n in ast.walk(node)
+                if isinstance(n, ast.Call)
+            }
+            if names & METADATA_NAMES and calls & WRITERS:
+                found.append(f"function {node.name}")
+    return found
+
+
+@pytest.mark.parametrize("module", SHARED_TEST_MODULES)
+def test_tiny_data_sets_come_only_from_the_synthetic_fixtures(module):
+    found = hand_made_data_sets(ROOT / module)
+    assert not found, (
+        f"{module} makes a data set by hand ({', '.join(found)}): generate it with "
+        "rxdata.synthetic.generate in a tests/conftest.py fixture (add a SyntheticOptions "
+        "option if the generator cannot make what the test needs)"
+    )
+
+
+def test_hand_made_data_set_checker_catches_each_form(tmp_path):
+    source = tmp_path / "helpers.py"
+    source.write_text(
+        "from rxdata.metadata import FULL_RELEASE_COLUMNS\n"
+        "WELLS = [('train', 'HEPG2-01', 1, 'B02', 'negative_control', 1138)]\n"
+        "SIZES = [(12, 10), (8, 8)]\n"  # not wells
+        "def make_data(root):\n    (root / 'train.csv').write_text('id_code')\n"
+        "def make_full(root):\n    write(root, FULL_RELEASE_COLUMNS)\n"
+        "def make_site(**kw):\n    return {'well': 'B03', **kw}\n"  # one row, not a table
+        "def real(root):\n    return (root / 'train.csv').is_file()\n"  # reads, writes not
+    )
+    assert hand_made_data_sets(source) == [
+        "table WELLS",
+        "function make_data",
+        "function make_full",
+    ]

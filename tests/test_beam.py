@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 pytest.importorskip("apache_beam")
-from helpers import SITE_ID, make_data, shard_bytes, site_png
+from helpers import find_site, shard_bytes
 from rxdata.conversion import MANIFEST_NAME, ConvertOptions, convert, verify
 from rxdata.conversion.beam import pipeline_options
 from rxdata.errors import ConvertError, Option
@@ -19,9 +19,10 @@ from rxdata.records import read_manifest
 pytestmark = pytest.mark.cluster  # every test here runs a Beam pipeline
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_data(tmp_path_factory.mktemp("beam"), "kaggle")
+@pytest.fixture
+def root(small_kaggle: Path) -> Path:
+    """The small synthetic data set (conftest.SMALL_OPTIONS), read-only."""
+    return small_kaggle
 
 
 @pytest.mark.parametrize("encoding", ["png", "raw"])
@@ -52,13 +53,14 @@ def test_beam_resumes_a_local_run(root, tmp_path) -> None:
     assert verify(out).ok
 
 
-def test_beam_bad_input_names_the_file(tmp_path) -> None:
-    data = make_data(tmp_path / "data", "kaggle")
-    site_png(data, 5).unlink()
-    with pytest.raises(ConvertError, match=rf"{SITE_ID}.*C04_s1_w5.png"):
+def test_beam_bad_input_names_the_file(small_copy, tmp_path) -> None:
+    data = small_copy
+    site = find_site(data)
+    site.png(5).unlink()
+    with pytest.raises(ConvertError, match=rf"{site.site_id}.*{site.stem}_w5.png"):
         convert(data, tmp_path / "a", workers=1, runner="beam")
     result = convert(data, tmp_path / "b", workers=1, runner="beam", on_error="skip")
-    assert [s.site_id for s in result.skipped] == [SITE_ID]
+    assert [s.site_id for s in result.skipped] == [site.site_id]
     assert result.report_path is not None and Path(result.report_path).exists()
 
 
@@ -96,17 +98,18 @@ def test_a_stale_results_file_is_never_read(root, tmp_path, monkeypatch) -> None
 
 
 @pytest.mark.parametrize("workers", ["1", "2"], ids=["in-process", "worker-processes"])
-def test_beam_error_in_cli_words(tmp_path, capsys, workers) -> None:
+def test_beam_error_in_cli_words(small_copy, tmp_path, capsys, workers) -> None:
     """In process the worker's error object reaches the driver; from worker processes (as
     from Dataflow) only its traceback text does, and the options travel in it."""
     from rxdata.cli import main
 
-    data = make_data(tmp_path / "data", "kaggle")
-    site_png(data, 5).unlink()
+    data = small_copy
+    site = find_site(data)
+    site.png(5).unlink()
     argv = ["convert", str(data), str(tmp_path / "o"), "--runner", "beam", "--workers", workers]
     assert main([*argv, "--no-progress"]) == 1
     err = capsys.readouterr().err
-    assert "C04_s1_w5.png" in err and "--on-error skip" in err and "on_error=" not in err
+    assert f"{site.stem}_w5.png" in err and "--on-error skip" in err and "on_error=" not in err
     assert "rxdata options" not in err
 
 

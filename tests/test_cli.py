@@ -3,6 +3,7 @@ its ``rxdata-convert`` alias."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SITE_ID, make_data, shard_bytes, site_png
+from helpers import find_site, read_png, shard_bytes
 from rxdata.cli import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -25,13 +26,15 @@ from rxdata.cli import (
     main,
 )
 from rxdata.conversion import MANIFEST_NAME, REPORT_NAME, ConvertOptions
+from rxdata.metadata import read_metadata
 
 COMMANDS = ("synth", "convert", "verify", "stats", "show")
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_data(tmp_path_factory.mktemp("cli"), "kaggle")
+@pytest.fixture
+def root(small_kaggle: Path) -> Path:
+    """The small synthetic data set (conftest.SMALL_OPTIONS), read-only."""
+    return small_kaggle
 
 
 def test_help_explains_every_option_with_its_default(capsys) -> None:
@@ -82,8 +85,12 @@ def test_convert_then_verify_ok(root, tmp_path, capsys) -> None:
     out = tmp_path / "out"
     argv = [str(root), str(out), "--workers", "1", "--sites-per-shard", "4", "--verify"]
     assert convert_main(argv) == EXIT_OK
+    md = read_metadata(root)
+    n = len(md)
+    shards = sum(math.ceil(k / 4) for k in md["dataset"].value_counts())  # per dataset
     captured = capsys.readouterr().out
-    assert "wrote 14 sites in 4 shards" in captured and ": OK, 4 shards, 14 sites" in captured
+    assert f"wrote {n} sites in {shards} shards" in captured
+    assert f": OK, {shards} shards, {n} sites" in captured
     assert main(["verify", str(out), "--decode"]) == EXIT_OK
 
 
@@ -108,9 +115,12 @@ def test_options_reach_the_library(root, tmp_path) -> None:
         "--no-scan",
     ]
     assert convert_main(argv) == EXIT_OK
+    md = read_metadata(root)
+    treated = md[(md["dataset"] == "train") & (md["well_type"] == "treatment")]
+    experiments = sorted(set(treated["experiment"]))
+    assert len(experiments) > 1 and set(md["dataset"]) == {"train", "test"}
     assert sorted(shard_bytes(out)) == [
-        "by_experiment-7/train/HEPG2-01.tfrecord",
-        "by_experiment-7/train/U2OS-01.tfrecord",
+        f"by_experiment-7/train/{experiment}.tfrecord" for experiment in experiments
     ]
     import json
 
@@ -131,16 +141,17 @@ def test_verify_mismatch_exits_3(root, tmp_path, capsys) -> None:
     assert main(["verify", str(tmp_path / "none")]) == EXIT_ERROR
 
 
-def test_bad_input_exit_codes(tmp_path, capsys) -> None:
-    data = make_data(tmp_path / "data", "kaggle")
-    site_png(data, 2).unlink()
+def test_bad_input_exit_codes(small_copy, tmp_path, capsys) -> None:
+    data = small_copy
+    site = find_site(data)
+    site.png(2).unlink()
     assert convert_main([str(data), str(tmp_path / "a"), "--workers", "1"]) == EXIT_ERROR
     err = capsys.readouterr().err
-    assert "rxdata-convert: error:" in err and "C04_s1_w2.png" in err
+    assert "rxdata-convert: error:" in err and f"{site.stem}_w2.png" in err
     out = tmp_path / "b"
     argv = [str(data), str(out), "--workers", "1", "--on-error", "skip"]
     assert convert_main(argv) == EXIT_SKIPPED
-    assert SITE_ID in (out / REPORT_NAME).read_text()
+    assert site.site_id in (out / REPORT_NAME).read_text()
     assert "skipped 1" in capsys.readouterr().err
     # a different sites-per-shard is refused: exit 1 and a message naming --overwrite
     assert convert_main([*argv, "--sites-per-shard", "2"]) == EXIT_ERROR
@@ -404,21 +415,29 @@ def test_convert_experiments_in_either_spelling(root, tmp_path, spelling) -> Non
     manifest = json.loads((out / MANIFEST_NAME).read_text())
     assert manifest["options"]["experiments"] == ["HEPG2-01"]
     ids = [i for shard in manifest["shards"] for i in shard["site_ids"]]
-    assert len(ids) == 6 and all(i.startswith("HEPG2-01_") for i in ids)
+    md = read_metadata(root)
+    assert sorted(ids) == sorted(md[md["experiment"] == "HEPG2-01"].site_id)
+    assert len(ids) < (md["dataset"] == "train").sum()  # the other experiment is left out
     assert main(["verify", str(out), "--metadata", str(root)]) == EXIT_OK
 
 
 def test_convert_image_shape(root, tmp_path, capsys) -> None:
     import json
 
+    height, width = read_png(find_site(root).png(1)).shape
+    assert height != width  # a swapped height and width is an error below
     out = tmp_path / "out"
-    argv = ["convert", str(root), str(out), "--workers", "1", "--image-shape", "12,10"]
+    argv = ["convert", str(root), str(out), "--workers", "1", "--image-shape", f"{height},{width}"]
     assert main(argv) == EXIT_OK
-    assert json.loads((out / MANIFEST_NAME).read_text())["options"]["image_shape"] == [12, 10]
-    wrong = ["convert", str(root), str(tmp_path / "w"), "--workers", "1", "--image-shape", "10"]
-    assert main(wrong) == EXIT_ERROR
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert manifest["options"]["image_shape"] == [height, width]
+    wrong = ["convert", str(root), "--workers", "1", "--image-shape"]
+    assert main([*wrong, str(width), str(tmp_path / "w")]) == EXIT_ERROR
     err = capsys.readouterr().err
-    assert ".png: image is 12x10 (HxW), expected 10x10" in err and "--on-error skip" in err
+    assert f".png: image is {height}x{width} (HxW), expected {width}x{width}" in err
+    assert "--on-error skip" in err
+    assert main([*wrong, f"{width},{height}", str(tmp_path / "t")]) == EXIT_ERROR
+    assert f"expected {width}x{height}" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:
         main(["convert", str(root), str(out), "--image-shape", "1,2,3"])
     assert exit_.value.code == EXIT_USAGE
@@ -521,15 +540,16 @@ def test_synth_full_says_how_big_before_starting(tmp_path, capsys, monkeypatch) 
 
 # ------------------------------------------------------------------ verify progress
 def test_verify_shows_progress(root, tmp_path, capsys) -> None:
+    n = len(read_metadata(root))
     out = tmp_path / "out"
     assert main(["convert", str(root), str(out), "--workers", "1", "--no-progress"]) == EXIT_OK
     capsys.readouterr()
     for extra in ([], ["--decode"]):
         assert main(["verify", str(out), "--progress", *extra]) == EXIT_OK
         err = capsys.readouterr().err
-        assert "verify" in err and "14/14" in err
+        assert "verify" in err and f"{n}/{n}" in err
     assert main(["verify", str(out), "--no-progress"]) == EXIT_OK
-    assert "14/14" not in capsys.readouterr().err
+    assert f"{n}/{n}" not in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ quiet TensorFlow

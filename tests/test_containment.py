@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import make_data, shard_bytes
+from helpers import shard_bytes
 from rxdata import _io
 from rxdata.conversion import MANIFEST_NAME, convert, verify
 from rxdata.conversion.outputs import list_output
@@ -31,12 +31,13 @@ from rxdata.conversion.staging import staging_path
 from rxdata.errors import ConvertError, OptionsError, OutputExistsError, UnreachableError
 from rxdata.reader import list_shards
 
-PER = 3  # sites per shard: the 14 sites of make_data make 4 train and 2 test shards
+PER = 3  # sites per shard: the 18 sites of conftest.SMALL_OPTIONS make 4 train, 2 test shards
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return make_data(tmp_path / "data", "kaggle")
+def root(small_kaggle: Path) -> Path:
+    """The small synthetic data set (read-only: these tests attack the output folder)."""
+    return small_kaggle
 
 
 def run(root: Path, out: Path, **kw: object):
@@ -250,13 +251,13 @@ def test_kill_9_during_overwrite_keeps_the_old_conversion(root, tmp_path) -> Non
 
 def test_a_run_with_the_old_options_clears_an_abandoned_staging_folder(root, tmp_path) -> None:
     out = tmp_path / "out"
-    run(root, out)
+    first = run(root, out)
     staging = Path(staging_path(out))
     (staging / "random-42" / "train").mkdir(parents=True)
     (staging / "random-42" / "train" / "001.tfrecord").write_bytes(b"half a replacement")
     (staging / MANIFEST_NAME).write_text("{}")
     old = shard_bytes(out)
-    assert run(root, out).n_reused == 6
+    assert run(root, out).n_reused == len(first.shards)
     assert not staging.exists()
     assert shard_bytes(out) == old
 
@@ -283,7 +284,104 @@ def test_overwrite_replaces_a_complete_conversion_only_when_done(
     assert seen and all(seen)
     assert sorted(shard_bytes(out)) == sorted(s.path for s in result.shards)
     assert verify(out).ok
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+class _Killed(BaseException):
+    """Stands for kill -9 at one instant of the replacement (nothing else runs after it)."""
+
+
+def _kill_at(monkeypatch, name: str, when) -> None:
+    """Make ``_io.<name>(path, ...)`` raise :class:`_Killed` when ``when(path)``."""
+    real = getattr(_io, name)
+
+    def maybe_die(path, *rest):
+        if when(os.fspath(path)):
+            raise _Killed(name)
+        return real(path, *rest)
+
+    monkeypatch.setattr(_io, name, maybe_die)
+
+
+@pytest.mark.parametrize("rerun_atomic", [False, True], ids=["renames-again", "exchange-now"])
+def test_a_kill_between_the_two_renames_is_finished_by_the_next_run(
+    root, tmp_path, monkeypatch, caplog, rerun_atomic
+) -> None:
+    """No RENAME_EXCHANGE: the old conversion is moved aside, then killed before the new one
+    is moved in. The next run with the same options finishes the swap, rebuilding nothing."""
+    monkeypatch.setattr(_io, "exchange", lambda a, b: False)
+    out = tmp_path / "out"
+    run(root, out)
+    staging = Path(staging_path(out))
+    _kill_at(monkeypatch, "rename", lambda src: src == str(staging))  # the second rename
+    with pytest.raises(_Killed):
+        run(root, out, sites_per_shard=5, overwrite=True)
+    monkeypatch.undo()
+    if not rerun_atomic:  # else the next run may swap with RENAME_EXCHANGE
+        monkeypatch.setattr(_io, "exchange", lambda a, b: False)
+    # what the kill left: no conversion in out, the new one complete, the old one aside
+    assert not out.exists() or list_output(out).shards == []
+    assert json.loads((staging / MANIFEST_NAME).read_bytes())["complete"] is True
+    (aside,) = [p for p in tmp_path.iterdir() if ".rxdata-old-" in p.name]
+    assert verify(aside).ok
+
+    def no_rebuild(*args):
+        raise AssertionError("a site was read again: the swap was not finished")
+
+    import rxdata.conversion.shard as shard
+
+    monkeypatch.setattr(shard, "load_site", no_rebuild)
+    with caplog.at_level("WARNING", logger="rxdata.conversion.staging"):
+        result = run(root, out, sites_per_shard=5, overwrite=True)
+    assert "interrupted replacement; finishing it" in caplog.text
+    assert result.n_reused == len(result.shards) and result.output_dir == str(out)
+    assert verify(out).ok
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    monkeypatch.undo()
+    reference = tmp_path / "reference"
+    run(root, reference, sites_per_shard=5)
+    assert shard_bytes(out) == shard_bytes(reference)
+
+
+def test_a_kill_between_the_renames_then_other_options_keeps_the_old_one_aside(
+    root, tmp_path, monkeypatch, caplog
+) -> None:
+    """The staging folder is not for this run: built afresh, the moved-aside folder kept."""
+    monkeypatch.setattr(_io, "exchange", lambda a, b: False)
+    out = tmp_path / "out"
+    run(root, out)
+    old = shard_bytes(out)
+    staging = Path(staging_path(out))
+    _kill_at(monkeypatch, "rename", lambda src: src == str(staging))
+    with pytest.raises(_Killed):
+        run(root, out, sites_per_shard=5, overwrite=True)
+    monkeypatch.undo()
+    with caplog.at_level("WARNING", logger="rxdata.conversion.staging"):
+        run(root, out, sites_per_shard=3)
+    assert "finishing it" not in caplog.text and "move it back by hand" in caplog.text
+    assert not staging.exists() and verify(out).ok
+    (aside,) = [p for p in tmp_path.iterdir() if ".rxdata-old-" in p.name]
+    assert shard_bytes(aside) == old
+
+
+@pytest.mark.parametrize("atomic", [True, False], ids=["exchange", "two-renames"])
+def test_a_kill_after_the_swap_before_the_old_one_is_deleted(
+    root, tmp_path, monkeypatch, atomic
+) -> None:
+    """The new conversion is in place; the moved-aside old one is deleted by the next run."""
+    if not atomic:
+        monkeypatch.setattr(_io, "exchange", lambda a, b: False)
+    out = tmp_path / "out"
+    run(root, out)
+    _kill_at(monkeypatch, "remove_tree", lambda path: ".rxdata-old-" in path)
+    with pytest.raises(_Killed):
+        run(root, out, sites_per_shard=5, overwrite=True)
+    monkeypatch.undo()
+    assert verify(out).ok and json.loads((out / MANIFEST_NAME).read_bytes())["complete"]
+    assert [p for p in tmp_path.iterdir() if ".rxdata-old-" in p.name]
+    result = run(root, out, sites_per_shard=5, overwrite=True)
+    assert result.n_reused == len(result.shards) and verify(out).ok
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_overwrite_from_inside_the_output_is_refused(root, tmp_path, monkeypatch) -> None:
@@ -348,7 +446,7 @@ def test_a_tampered_manifest_opens_nothing_outside(root, tmp_path, monkeypatch, 
     assert verify(out).ok
     assert not (out / "_progress").exists()
     assert victim.read_bytes() == b"SECRET BYTES"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out", "victim.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "victim.txt"]
 
 
 @settings(max_examples=300, deadline=None)
@@ -396,14 +494,12 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_an_unreachable_data_service_fails_naming_the_address(root, tmp_path, monkeypatch):
+def test_an_unreachable_data_service_fails_naming_the_address(root, tmp_path):
     from rxdata.pipeline import PipelineOptions, make_dataset
-    from rxdata.service import TIMEOUT_ENV
 
     out = tmp_path / "out"
     run(root, out, datasets=("train",))
     address = f"grpc://127.0.0.1:{_closed_port()}"
-    monkeypatch.setenv(TIMEOUT_ENV, "1")
     outcome: list[BaseException] = []
 
     def build() -> None:
@@ -412,22 +508,40 @@ def test_an_unreachable_data_service_fails_naming_the_address(root, tmp_path, mo
                 str(out / "random-42" / "train" / "*.tfrecord"),
                 batch_size=2,
                 training=True,
-                options=PipelineOptions(data_service=address),
+                options=PipelineOptions(data_service=address, data_service_timeout=1.5),
             )
         except BaseException as err:  # handed to the test thread
             outcome.append(err)
 
     worker = threading.Thread(target=build, daemon=True)
+    start = time.monotonic()
     worker.start()
     worker.join(300)  # a guard only: before the fix, this never returned
     assert not worker.is_alive(), "make_dataset hung on an unreachable data service"
     assert outcome and isinstance(outcome[0], UnreachableError), outcome
-    assert address in str(outcome[0]) and TIMEOUT_ENV in str(outcome[0])
+    message = str(outcome[0])
+    assert address in message and "within 1.5 s" in message
+    assert "data_service_timeout=SECONDS" in message
+    assert [o.name for o in outcome[0].options] == ["data_service_timeout"]
     assert isinstance(outcome[0], ConnectionError)
+    assert time.monotonic() - start >= 1.0  # it waited for the option's time, not less
 
 
-def test_a_listening_service_passes_and_bad_timeouts_are_refused(monkeypatch) -> None:
-    from rxdata.service import TIMEOUT_ENV, check_reachable
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), True, "10"])
+def test_the_data_service_timeout_is_an_option_checked_like_dask_timeout(bad) -> None:
+    from rxdata.pipeline import DistributeOptions, PipelineOptions
+
+    opts = PipelineOptions(data_service="cpu-0:5050", data_service_timeout=60)
+    assert opts.data_service_timeout == 60.0 and isinstance(opts, DistributeOptions)
+    assert PipelineOptions().data_service_timeout == 10.0
+    with pytest.raises(OptionsError, match="data_service_timeout="):
+        PipelineOptions(data_service="cpu-0:5050", data_service_timeout=bad)
+    with pytest.raises(OptionsError, match="no effect without data_service"):
+        DistributeOptions(data_service_timeout=60)
+
+
+def test_a_listening_service_passes_and_bad_timeouts_are_refused() -> None:
+    from rxdata.service import check_reachable
 
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
@@ -436,9 +550,6 @@ def test_a_listening_service_passes_and_bad_timeouts_are_refused(monkeypatch) ->
     for bad in (0, -1, float("nan"), True):
         with pytest.raises(OptionsError, match="timeout_s="):
             check_reachable("127.0.0.1:1", timeout_s=bad)
-    monkeypatch.setenv(TIMEOUT_ENV, "soon")
-    with pytest.raises(OptionsError, match=TIMEOUT_ENV):
-        check_reachable("127.0.0.1:1")
     with pytest.raises(OptionsError, match="HOST:PORT"):
         check_reachable("no-port", timeout_s=1)
 

@@ -20,22 +20,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import SITE_ID, make_data, pixels, png_bytes, shard_bytes, site_png
+from helpers import find_site, png_bytes, read_png, shard_bytes
 from rxdata.cli import EXIT_VERIFY_FAILED, main
 from rxdata.conversion import MANIFEST_NAME, convert, verify
 from rxdata.conversion.lock import output_lock
 from rxdata.conversion.shard import ShardContext, ShardRecord, site_input
 from rxdata.errors import ConvertError, ImageReadError, OutputExistsError
+from rxdata.metadata import read_metadata
 from rxdata.reader import read_tfrecord
 from rxdata.records import LOCK_NAME
 
-PER = 3  # sites per shard: the 14 sites of make_data make 4 train and 2 test shards
+PER = 3  # sites per shard: the 18 sites of conftest.SMALL_OPTIONS make 4 train, 2 test shards
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Path:
-    """A private copy of the tiny data set, to edit."""
-    return make_data(tmp_path / "data", "kaggle")
+def root(small_copy: Path) -> Path:
+    """A private copy of the small synthetic data set, to edit."""
+    return small_copy
 
 
 def run(root: Path, out: Path, **kw: object):
@@ -51,12 +52,21 @@ def labels(out: Path) -> dict[str, int | None]:
     return found
 
 
-def edit_label(root: Path, id_code: str, old: int, new: int) -> None:
+def edit_label(root: Path) -> tuple[set[str], int, int]:
+    """Relabel the first train treatment well in ``train.csv``: its site ids, old, new label."""
+    site = find_site(root)
+    id_code = f"{site.experiment}_{site.plate}_{site.well}"
     csv = root / "train.csv"
-    text = csv.read_text()
-    row = f"{id_code},HEPG2-01,1,B03,"
-    assert row + str(old) in text
-    csv.write_text(text.replace(row + str(old), row + str(new)))
+    lines = csv.read_text().splitlines(keepends=True)
+    (i,) = [n for n, line in enumerate(lines) if line.startswith(f"{id_code},")]
+    *row, old = lines[i].rstrip("\r\n").split(",")  # id_code,experiment,plate,well,sirna
+    new = (int(old) + 1) % 1108  # another treatment label
+    lines[i] = ",".join([*row, str(new)]) + "\n"
+    csv.write_text("".join(lines))
+    md = read_metadata(root)
+    edited = set(md[md["id_code"] == id_code].site_id)
+    assert len(edited) == 2 and set(md[md["id_code"] == id_code].sirna_id) == {new}
+    return edited, int(old), new
 
 
 # --- stale content --------------------------------------------------------------------------
@@ -67,12 +77,12 @@ def test_edited_label_rewrites_exactly_its_shards(root, tmp_path, overwrite) -> 
     out = tmp_path / "out"
     first = run(root, out)
     before = shard_bytes(out)
-    edit_label(root, "HEPG2-01_1_B03", 513, 514)
+    edited, old, new = edit_label(root)
+    assert {s for s, label in labels(out).items() if label == old} == edited
 
     again = run(root, out, overwrite=overwrite)
 
-    edited = {"HEPG2-01_1_B03_1", "HEPG2-01_1_B03_2"}
-    assert {s for s, label in labels(out).items() if label == 514} == edited
+    assert {s for s, label in labels(out).items() if label == new} == edited
     touched = {s.path for s in first.shards if edited & set(s.site_ids)}
     assert {s.path for s in again.shards if s.changed} == touched
     assert all("metadata row changed" in c for s in again.shards for c in s.changed)
@@ -93,9 +103,8 @@ def test_every_runner_rewrites_what_changed(root, tmp_path) -> None:
     pytest.importorskip("apache_beam")
     out = tmp_path / "out"
     first = run(root, out, runner="beam")
-    edit_label(root, "HEPG2-01_1_B03", 513, 514)
+    edited, _, _ = edit_label(root)
     again = run(root, out, runner="beam")
-    edited = {"HEPG2-01_1_B03_1", "HEPG2-01_1_B03_2"}
     touched = {s.path for s in first.shards if edited & set(s.site_ids)}
     assert {s.path for s in again.shards if s.changed} == touched
     assert again.n_reused == len(first.shards) - len(touched)
@@ -108,11 +117,11 @@ def test_verify_with_metadata_reports_a_stale_label(root, tmp_path, capsys) -> N
     out = tmp_path / "out"
     run(root, out)
     assert main(["verify", str(out), "--metadata", str(root)]) == 0
-    edit_label(root, "HEPG2-01_1_B03", 513, 514)  # edited after converting, not re-run
+    edited, old, new = edit_label(root)  # edited after converting, not re-run
     assert main(["verify", str(out), "--metadata", str(root)]) == EXIT_VERIFY_FAILED
     report = capsys.readouterr().out
-    for site in ("HEPG2-01_1_B03_1", "HEPG2-01_1_B03_2"):
-        assert f"{site}: sirna is '513' in the shard but '514' in the metadata" in report
+    for site in edited:
+        assert f"{site}: sirna is '{old}' in the shard but '{new}' in the metadata" in report
     run(root, out)  # the fix the message gives
     assert verify(out, metadata=root).ok
 
@@ -151,12 +160,13 @@ def test_site_input_tracks_every_row_value(key, value, inputs) -> None:
 def test_replaced_image_rewrites_its_shard(root, tmp_path) -> None:
     out = tmp_path / "out"
     run(root, out)
-    png = site_png(root, 3)
-    png.write_bytes(png_bytes(pixels("another site", 3)))
+    site = find_site(root)
+    png = site.png(3)
+    png.write_bytes(png_bytes(255 - read_png(png)))  # other pixels
     again = run(root, out)
     (changed,) = [s for s in again.shards if s.changed]
-    assert SITE_ID in changed.site_ids
-    assert changed.changed == (f"site {SITE_ID}: images changed",)
+    assert site.site_id in changed.site_ids
+    assert changed.changed == (f"site {site.site_id}: images changed",)
     fresh = tmp_path / "fresh"
     run(root, fresh)
     assert shard_bytes(out) == shard_bytes(fresh)
@@ -164,18 +174,19 @@ def test_replaced_image_rewrites_its_shard(root, tmp_path) -> None:
 
 def test_repaired_site_is_retried(root, tmp_path) -> None:
     out = tmp_path / "out"
-    png = site_png(root, 2)
+    site = find_site(root)
+    png = site.png(2)
     good = png.read_bytes()
     png.write_bytes(good[:40])  # truncated
     first = run(root, out, on_error="skip")
-    assert [s.site_id for s in first.skipped] == [SITE_ID]
+    assert [s.site_id for s in first.skipped] == [site.site_id]
     assert main(["verify", str(out)]) == 0  # skipped sites are reported, not damage
 
     png.write_bytes(good)  # the user repairs the file, keeping the output folder
     again = run(root, out, on_error="skip")
     assert not again.skipped and not (out / "skipped.csv").exists()
     (retried,) = [s for s in again.shards if s.changed]
-    assert SITE_ID in retried.site_ids and "retrying 1 skipped site" in retried.changed[0]
+    assert site.site_id in retried.site_ids and "retrying 1 skipped site" in retried.changed[0]
     fresh = tmp_path / "fresh"
     run(root, fresh)
     assert shard_bytes(out) == shard_bytes(fresh)
@@ -338,7 +349,7 @@ def test_killing_the_parent_of_a_multi_worker_conversion(root, tmp_path) -> None
 
 def test_lock_is_released_after_a_failed_run(root, tmp_path) -> None:
     out = tmp_path / "out"
-    site_png(root, 4).unlink()
+    find_site(root).png(4).unlink()
     with pytest.raises(ConvertError, match="lacks channel"):
         run(root, out)
     with output_lock(out):  # free again
@@ -380,7 +391,7 @@ def test_a_worker_error_names_flags_only_under_the_cli(root, tmp_path, capsys) -
 
     from rxdata.errors import Option
 
-    site_png(root, 5).unlink()
+    find_site(root).png(5).unlink()
     with pytest.raises(ConvertError, match="on_error='skip'") as python:
         convert(root, tmp_path / "python", sites_per_shard=PER, workers=2, progress=False)
     assert Option("on_error", "skip") in python.value.options
@@ -396,7 +407,8 @@ def test_a_worker_error_names_flags_only_under_the_cli(root, tmp_path, capsys) -
 
 
 def test_unreadable_input_is_reported_as_an_input_problem(root, tmp_path) -> None:
-    png = site_png(root, 5)
+    site = find_site(root)
+    png = site.png(5)
     png.unlink()
     png.symlink_to(png.name)  # a symlink loop: reading it fails with ELOOP
     with pytest.raises(ConvertError) as err:
@@ -407,7 +419,7 @@ def test_unreadable_input_is_reported_as_an_input_problem(root, tmp_path) -> Non
     assert isinstance(err.value.__cause__, ImageReadError)
 
     skipped = run(root, tmp_path / "skip", on_error="skip")
-    assert [(s.site_id, s.path) for s in skipped.skipped] == [(SITE_ID, str(png))]
+    assert [(s.site_id, s.path) for s in skipped.skipped] == [(site.site_id, str(png))]
     # reported in the manifest and skipped.csv, not lost
     assert main(["verify", str(tmp_path / "skip"), "--metadata", str(root)]) == 0
 
@@ -453,7 +465,7 @@ def test_shards_manifest_and_report_are_fsynced_before_rename(root, tmp_path, mo
         real(fd)
 
     monkeypatch.setattr(os, "fsync", record)
-    site_png(root, 1).write_bytes(b"broken")
+    find_site(root).png(1).write_bytes(b"broken")
     out = tmp_path / "out"
     result = run(root, out, on_error="skip")
     names = [Path(p).name for p in synced]

@@ -19,18 +19,20 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SITE_ID, make_data, set_allowed_failures, shard_bytes, site_png, slow_sites
+from helpers import find_site, set_allowed_failures, shard_bytes, slow_sites
 from rxdata.conversion import MANIFEST_NAME, ConvertOptions, convert, verify
 from rxdata.errors import ConvertError, OptionsError
+from rxdata.metadata import read_metadata
 from rxdata.records import read_manifest
 
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_data(tmp_path_factory.mktemp("dask"), "kaggle")
+@pytest.fixture
+def root(small_kaggle: Path) -> Path:
+    """The small synthetic data set (conftest.SMALL_OPTIONS), read-only."""
+    return small_kaggle
 
 
 # --- options and errors that need no cluster --------------------------------------------------
@@ -225,10 +227,11 @@ def test_local_beam_and_dask_write_identical_shards(root, tmp_path, cluster) -> 
 
 @pytest.mark.cluster
 @pytest.mark.slow
-def test_dask_bad_input_names_the_file(tmp_path, cluster) -> None:
-    data = make_data(tmp_path / "data", "kaggle")
-    site_png(data, 5).unlink()
-    with pytest.raises(ConvertError, match=rf"{SITE_ID}.*C04_s1_w5.png") as err:
+def test_dask_bad_input_names_the_file(small_copy, tmp_path, cluster) -> None:
+    data = small_copy
+    site = find_site(data)
+    site.png(5).unlink()
+    with pytest.raises(ConvertError, match=rf"{site.site_id}.*{site.stem}_w5.png") as err:
         convert(data, tmp_path / "a", runner="dask", dask_address=cluster)
     assert not [p for p in (tmp_path / "a").rglob("*") if ".tmp" in p.name]
     # the worker's error came back pickled, with the option its message names
@@ -237,7 +240,7 @@ def test_dask_bad_input_names_the_file(tmp_path, cluster) -> None:
     assert "--on-error skip" in cli_message(err.value)
     assert [o.name for o in err.value.options] == ["on_error"]  # on the error itself
     result = convert(data, tmp_path / "b", runner="dask", dask_address=cluster, on_error="skip")
-    assert [s.site_id for s in result.skipped] == [SITE_ID]
+    assert [s.site_id for s in result.skipped] == [site.site_id]
     assert result.report_path is not None and Path(result.report_path).exists()
 
 
@@ -410,4 +413,4 @@ def test_ctrl_c_is_interrupted_and_the_run_resumes(root, tmp_path, cluster, monk
     monkeypatch.undo()
     result = convert(root, out, runner="dask", dask_address=cluster, sites_per_shard=3)
     assert verify(out, decode=True, metadata=root).ok
-    assert sum(s.count for s in result.shards) == 14
+    assert sum(s.count for s in result.shards) == len(read_metadata(root))

@@ -176,6 +176,76 @@ def test_zlib_stream_cut_inside_idat_is_refused():
         images.inspect_png(data, "x.png")
 
 
+def _restream(stream: bytes, *, head: bytes | None = None, flip_last: bool = False) -> bytes:
+    """``stream`` with another zlib header (FCHECK fixed) or its Adler-32 broken."""
+    if head is not None:
+        cmf = head[0]
+        flg = (head[1] & 0xE0) | (31 - (cmf * 256 + (head[1] & 0xE0)) % 31) % 31
+        stream = bytes([cmf, flg]) + stream[2:]
+    if flip_last:
+        stream = stream[:-1] + bytes([stream[-1] ^ 1])
+    return stream
+
+
+@pytest.mark.parametrize(
+    ("stream", "message"),
+    [
+        pytest.param(
+            _restream(zlib.compress(scanlines(8, 8)), head=b"\x88\x00"),
+            "65536-byte window",
+            id="window-over-32k",
+        ),
+        pytest.param(
+            _restream(zlib.compress(scanlines(8, 8)), head=b"\x79\x00"),
+            "corrupt compressed",
+            id="method-9",
+        ),
+        pytest.param(
+            _restream(zlib.compress(scanlines(8, 8)), flip_last=True),
+            "corrupt compressed",
+            id="adler32",
+        ),
+        pytest.param(
+            bytes([0x78, 0x9C ^ 1]) + zlib.compress(scanlines(8, 8))[2:],
+            "corrupt compressed",
+            id="header-checksum",
+        ),
+        pytest.param(
+            _restream(zlib.compress(scanlines(8, 8)), head=b"\x78\x20"),
+            "corrupt compressed",
+            id="preset-dictionary",
+        ),
+    ],
+)
+@pytest.mark.parametrize("split", [False, True], ids=["one-idat", "header-split"])
+def test_zlib_streams_that_zlib_refuses_are_refused(stream, message, split):
+    """The inflate is ISA-L's; what zlib (libpng, TensorFlow) refuses is refused too."""
+    tf = pytest.importorskip("tensorflow")
+    ihdr = struct.pack(">IIBBBBB", 8, 8, 8, 0, 0, 0, 0)
+    idat = (
+        chunk(b"IDAT", stream[:1]) + chunk(b"IDAT", stream[1:]) if split else chunk(b"IDAT", stream)
+    )
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + idat + chunk(b"IEND", b"")
+    with pytest.raises(zlib.error):
+        zlib.decompress(stream)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        tf.io.decode_png(data)
+    with pytest.raises(ImageDecodeError, match=message):
+        images.inspect_png(data, "x.png")
+
+
+def test_the_inflate_is_isa_l_and_agrees_with_zlib():
+    """A valid stream split anywhere between IDAT chunks passes, as with zlib."""
+    assert images._decompressobj.__module__ == "isal.isal_zlib"
+    raw = scanlines(40, 40)
+    stream = zlib.compress(raw, 9)
+    ihdr = struct.pack(">IIBBBBB", 40, 40, 8, 0, 0, 0, 0)
+    for cut in (1, 2, 3, len(stream) // 2, len(stream) - 1):
+        idat = chunk(b"IDAT", stream[:cut]) + chunk(b"IDAT", stream[cut:])
+        data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + idat + chunk(b"IEND", b"")
+        assert images.inspect_png(data, "x.png", expected_shape=(40, 40)).width == 40
+
+
 def test_interlaced_image_data_size_follows_adam7():
     # 8x8 8-bit grayscale, Adam7: passes of 1x1, 1x1, 1x2, 2x2, 2x4, 4x4, 4x8 pixels,
     # each row with its filter byte: 2 + 2 + 3 + 6 + 10 + 20 + 36 = 79 bytes.

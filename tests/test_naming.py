@@ -60,6 +60,20 @@ def test_full_path_key_path_round_trip(cell_type, batch, padded, plate, well, si
     assert parse_image_path(key.path("kaggle", dataset="test")).site_key == key.site_key
 
 
+@given(datasets, cell_types, batches, st.booleans(), plates, wells, sites)
+def test_site_image_paths_are_image_path_for_each_channel(
+    ds, cell_type, batch, padded, plate, well, site
+):
+    exp = spell(cell_type, batch, padded)
+    for layout, dataset in (("kaggle", ds), ("full", None)):
+        want = tuple(
+            image_path(dataset, exp, plate, well, site, ch, layout) for ch in naming.CHANNELS
+        )
+        assert naming.site_image_paths(dataset, exp, plate, well, site, layout) == want
+    with pytest.raises(ParseError):
+        naming.site_image_paths(ds, exp, plate, well, 9)
+
+
 @given(cell_types, batches, st.booleans(), plates, wells, sites)
 def test_id_code_and_site_id_round_trip(cell_type, batch, padded, plate, well, site):
     exp = spell(cell_type, batch, padded)

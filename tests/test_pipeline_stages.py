@@ -95,7 +95,7 @@ def test_pipeline_options_is_every_group_with_the_same_defaults() -> None:
             assert getattr(opts, f.name) == getattr(group(), f.name), f.name
             names.add(f.name)
     assert names == {f.name for f in dataclasses.fields(PipelineOptions)}  # nothing else
-    assert len(names) == 23  # the 21 options and the derived crop/resize pairs
+    assert len(names) == 24  # the 22 options and the derived crop/resize pairs
     assert max(len(dataclasses.fields(g)) for g in groups) <= 6  # each group small
 
 

@@ -69,6 +69,8 @@ def _digest(root: Path) -> dict[str, str]:
         ("sirnas_per_plate", 278),
         ("positive_controls", 31),
         ("image_size", 4),
+        ("image_width", 4),
+        ("image_width", 12.0),
         ("png_compression", 10),
         ("signal", -1.0),
         ("batch_effect", "strong"),
@@ -105,6 +107,18 @@ def test_options_accept_a_mapping_and_name_experiments_like_the_real_data():
     assert sum(d == "train" for d, _ in real.experiment_names) == 33
     assert sum(d == "test" for d, _ in real.experiment_names) == 18
     assert ("test", "HUVEC-24") in real.experiment_names
+
+
+def test_image_width_makes_non_square_images_and_none_means_square(tmp_path):
+    small = {"experiments": (("RPE", 1, 0),), "plates": 1, "sirnas_per_plate": 1}
+    opts = SyntheticOptions.tiny(**small, positive_controls=0, image_size=12, image_width=10)
+    root = generate(tmp_path / "wide", opts)
+    shapes = {np.asarray(Image.open(p)).shape for p in root.rglob("*.png")}
+    assert shapes == {(12, 10)}  # (height, width) = (image_size, image_width)
+    # a width equal to the height is the square default, byte for byte
+    square = SyntheticOptions.tiny(**small, image_size=12)
+    same = generate(tmp_path / "a", square, image_width=12)
+    assert _digest(same) == _digest(generate(tmp_path / "b", square))
 
 
 def test_unknown_override_is_rejected(tmp_path):
@@ -248,6 +262,30 @@ def test_same_seed_same_bytes_across_worker_counts(tmp_path):
     assert a != c
     common = [k for k in a.keys() & c.keys() if k.endswith(".png")]
     assert common and all(a[k] != c[k] for k in common)  # B02 exists in both: new pixels
+
+
+_GENERATE = (
+    "import sys; from rxdata.synthetic import SyntheticOptions, generate; "
+    "generate(sys.argv[1], SyntheticOptions.tiny(experiments=(('U2OS', 1, 1),), plates=1, "
+    "sirnas_per_plate=1, positive_controls=1, image_size=12, image_width=10))"
+)
+
+
+@pytest.mark.subprocess
+def test_same_bytes_in_fresh_processes_with_other_hash_seeds(tmp_path):
+    """The tests' data sets are generated per process (pytest-xdist workers, subprocess
+    tests) and their shards compared across runs: no pixel may depend on ``hash()``."""
+    import os
+    import subprocess
+    import sys
+
+    digests = []
+    for hash_seed in ("1", "4321"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        root = tmp_path / hash_seed
+        subprocess.run([sys.executable, "-c", _GENERATE, str(root)], env=env, check=True)
+        digests.append(_digest(root))
+    assert digests[0] == digests[1] and len(digests[0]) == 2 * 3 * 2 * 6 + 5  # PNGs + CSVs
 
 
 # ----------------------------------------------------------------------------- pixels

@@ -217,6 +217,44 @@ def test_write_shard_replaces_only_when_complete(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == ["x.tfrecord"]
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.binary(min_size=0, max_size=3000), max_size=6))
+def test_uncompressed_shards_are_byte_identical_to_tensorflows_writer(records) -> None:
+    """The framing written by rxdata (hashed on the way) is TFRecordWriter's, byte for byte."""
+    import hashlib
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        ours, theirs = Path(folder) / "ours.tfrecord", Path(folder) / "theirs.tfrecord"
+        info = tfrecord.write_shard(ours, records)
+        with tf.io.TFRecordWriter(str(theirs)) as writer:
+            for record in records:
+                writer.write(record)
+        assert ours.read_bytes() == theirs.read_bytes()
+        assert info.sha256 == hashlib.sha256(theirs.read_bytes()).hexdigest()
+        assert (info.count, info.size) == (len(records), theirs.stat().st_size)
+        assert [r.numpy() for r in tf.data.TFRecordDataset(str(ours))] == records
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["rxdata-framing", "tensorflow-writer"])
+def test_both_uncompressed_writers_give_the_same_shard(tmp_path, monkeypatch, fast) -> None:
+    """Without google-crc32c's C extension, TensorFlow's writer is used: same bytes."""
+    import hashlib
+
+    import google_crc32c
+
+    assert google_crc32c.implementation == "c"  # this environment takes the fast path
+    monkeypatch.setattr(tfrecord, "_FAST_CRC32C", fast)
+    records = [b"", b"abc", bytes(range(256)) * 40]
+    info = tfrecord.write_shard(tmp_path / "x.tfrecord", records)
+    with tf.io.TFRecordWriter(str(tmp_path / "tf.tfrecord")) as writer:
+        for record in records:
+            writer.write(record)
+    assert (tmp_path / "x.tfrecord").read_bytes() == (tmp_path / "tf.tfrecord").read_bytes()
+    assert info.sha256 == hashlib.sha256((tmp_path / "x.tfrecord").read_bytes()).hexdigest()
+    assert tfrecord.masked_crc32c(b"abc") == tfrecord._mask(google_crc32c.value(b"abc"))
+
+
 def test_bad_compression_option(tmp_path: Path) -> None:
     with pytest.raises(OptionsError, match="compression='lz4'"):
         tfrecord.write_shard(tmp_path / "x", [], compression="lz4")  # type: ignore[arg-type]

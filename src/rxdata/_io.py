@@ -29,6 +29,7 @@ reached through a folder link.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import hashlib
@@ -118,8 +119,6 @@ def open(path: PathLike, mode: str = "rb") -> IO[bytes]:
         if mode == "rb" and not _gfile().exists(path_s):
             raise FileNotFoundError(path_s)
         return cast(IO[bytes], _gfile().GFile(path_s, mode))
-    import builtins
-
     return cast(IO[bytes], builtins.open(path_s, mode))
 
 
@@ -131,8 +130,8 @@ def read_bytes(path: PathLike) -> bytes:
     """
     path_s = os.fspath(path)
     if not is_remote(path_s):
-        with open(path_s, "rb") as f:
-            return bytes(f.read())
+        with open(path_s, "rb") as f:  # the one door (tests watch it)
+            return f.read()
     import tensorflow as tf
 
     try:

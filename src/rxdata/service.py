@@ -17,9 +17,10 @@ Contract:
     * Bounded wait: TensorFlow retries an unreachable dispatcher forever, logging at INFO
       level only. So :func:`rxdata.make_dataset` first connects to the address with
       :func:`check_reachable`, which raises :class:`~rxdata.errors.UnreachableError`
-      naming the address after at most ``RXDATA_SERVICE_TIMEOUT_S`` seconds (default
-      :data:`DEFAULT_TIMEOUT_S`; a positive number of seconds). A listening port is all
-      it checks: a port held by another program still lets TensorFlow wait.
+      naming the address after at most ``PipelineOptions(data_service_timeout=...)``
+      seconds (default :data:`DEFAULT_TIMEOUT_S`), as the Dask runner's
+      ``ConvertOptions(dask_timeout=...)`` bounds its wait for a scheduler. A listening
+      port is all it checks: a port held by another program still lets TensorFlow wait.
 
 Example:
     >>> dispatcher = start_dispatcher()
@@ -35,18 +36,19 @@ Example:
 
 from __future__ import annotations
 
-import os
+import math
+import numbers
 import socket
 import time
 
 import tensorflow as tf
 
-from rxdata.errors import OptionsError, UnreachableError
+from rxdata.errors import Option, OptionsError, UnreachableError
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
-    "TIMEOUT_ENV",
     "check_reachable",
+    "check_seconds",
     "dispatcher_address",
     "start_dispatcher",
     "start_worker",
@@ -55,10 +57,8 @@ __all__ = [
 DEFAULT_TIMEOUT_S = 10.0
 """Seconds :func:`check_reachable` waits for a dispatcher to accept a connection: long
 enough for a dispatcher on a busy network (a connect takes milliseconds), short enough
-that a wrong address is an error before the first training step."""
-
-TIMEOUT_ENV = "RXDATA_SERVICE_TIMEOUT_S"
-"""Environment variable that overrides :data:`DEFAULT_TIMEOUT_S` (seconds, > 0)."""
+that a wrong address is an error before the first training step. The default of
+``DistributeOptions.data_service_timeout``."""
 
 _service = tf.data.experimental.service
 
@@ -129,15 +129,15 @@ def dispatcher_address(dispatcher: tf.data.experimental.service.DispatchServer) 
     return str(dispatcher.target).split("://", 1)[-1]
 
 
-def check_reachable(address: str, timeout_s: float | None = None) -> None:
+def check_reachable(address: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
     """Return when a server accepts a connection at ``address``; raise after ``timeout_s``.
 
     Connection attempts are repeated (a dispatcher may be starting) until the deadline.
 
     Args:
         address: ``HOST:PORT`` or ``grpc://HOST:PORT``.
-        timeout_s: Seconds to wait in all; default: ``RXDATA_SERVICE_TIMEOUT_S`` from the
-            environment, else :data:`DEFAULT_TIMEOUT_S`.
+        timeout_s: Seconds to wait in all (:func:`rxdata.make_dataset` passes
+            ``PipelineOptions.data_service_timeout``).
 
     Raises:
         UnreachableError: Nothing accepted a connection in time (the message names the
@@ -149,7 +149,7 @@ def check_reachable(address: str, timeout_s: float | None = None) -> None:
         >>> check_reachable(dispatcher.target)
         >>> dispatcher.stop()
     """
-    wait = _timeout(timeout_s)
+    wait = check_seconds("timeout_s", timeout_s)
     host, _, port = address.split("://", 1)[-1].rpartition(":")
     if not host or not port.isdigit():
         raise OptionsError(f"data service address {address!r}; expected 'HOST:PORT'")
@@ -161,27 +161,33 @@ def check_reachable(address: str, timeout_s: float | None = None) -> None:
                 return
         except OSError as err:
             if time.monotonic() + 0.2 >= deadline:
+                longer = Option("data_service_timeout", placeholder="SECONDS")
                 raise UnreachableError(
                     f"the tf.data service at {address} did not accept a connection within "
                     f"{wait:g} s ({err}); start its dispatcher (rxdata.service."
-                    f"start_dispatcher), check the address, or set {TIMEOUT_ENV} to wait "
-                    "longer"
+                    f"start_dispatcher), check the address, or wait longer with {longer}",
+                    options=[longer],
                 ) from None
             time.sleep(0.2)
 
 
-def _timeout(timeout_s: float | None) -> float:
-    """The wait in seconds: the argument, else the environment, else the default."""
-    if timeout_s is None:
-        text = os.environ.get(TIMEOUT_ENV)
-        if text is None:
-            return DEFAULT_TIMEOUT_S
-        try:
-            timeout_s = float(text)
-        except ValueError:
-            raise OptionsError(
-                f"{TIMEOUT_ENV}={text!r}; expected a number of seconds, e.g. 30"
-            ) from None
-    if isinstance(timeout_s, bool) or not timeout_s > 0 or timeout_s == float("inf"):
-        raise OptionsError(f"timeout_s={timeout_s!r}; expected a positive number of seconds")
-    return float(timeout_s)
+def check_seconds(name: str, value: object) -> float:
+    """``value`` as a float if it is a finite number of seconds above 0, else refuse it.
+
+    The rule for every wait rxdata bounds (this module's, ``DistributeOptions``').
+
+    Raises:
+        OptionsError: Naming ``name`` and the value.
+
+    Example:
+        >>> check_seconds("timeout_s", 2)
+        2.0
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise OptionsError(f"{name}={value!r}; expected a number of seconds > 0, e.g. 30")
+    return float(value)

@@ -154,8 +154,12 @@ class SyntheticOptions:
     positive_controls: int = len(POSITIVE_CONTROL_WELLS)
     #: sites per well (1..2); RxRx1 images two sites per well (1 needs ``layout="full"``).
     sites: int = 2
-    #: image side in pixels; 512 is the real size, 32-64 keeps tests and demos fast.
+    #: image side in pixels (the height when ``image_width`` is set); 512 is the real size,
+    #: 32-64 keeps tests and demos fast.
     image_size: int = 512
+    #: image width in pixels (8..4096); None: square images, as RxRx1's. A width other than
+    #: ``image_size`` makes images that catch height and width swapped (tests).
+    image_width: int | None = None
     #: output layout: the Kaggle competition folders or the full release.
     layout: Layout = "kaggle"
     #: Kaggle label style: competition integers or the re-release's names (``sirna_332`` is
@@ -234,6 +238,8 @@ class SyntheticOptions:
         self._int("positive_controls", 0, len(POSITIVE_CONTROL_WELLS))
         self._int("sites", 1, 2)
         self._int("image_size", 8, 4096)
+        if self.image_width is not None:
+            self._int("image_width", 8, 4096)
         self._int("seed", 0, 2**63 - 1)
         self._int("png_compression", 0, 9)
         if self.workers is not None:
@@ -483,8 +489,9 @@ def _class_profile(
 _SPREAD = 0.3  # log-sd of the untreated cells' brightness variation per channel (morphology)
 
 
-def _render(task: _SiteTask, size: int, seed: int, signal: float) -> np.ndarray:
-    """Render one site as a ``(len(channels), size, size)`` uint8 stack."""
+def _render(task: _SiteTask, shape: tuple[int, int], seed: int, signal: float) -> np.ndarray:
+    """Render one site as a ``(len(channels), height, width)`` uint8 stack."""
+    size, width = shape  # the field of view scales with the height
     rng = _rng(seed, "site", *task.seed_key)
     profiles = _cell_type_profiles()
     base = profiles.get(task.cell_type, profiles["OTHER"])
@@ -495,13 +502,13 @@ def _render(task: _SiteTask, size: int, seed: int, signal: float) -> np.ndarray:
     scale = size / 512
     n_cells = rng.poisson(_CELLS.get(task.cell_type, 250) * task.density)
     # impulses at cell centres (periodic field of view), weighted by per-cell brightness
-    pos = rng.integers(0, size, size=(n_cells, 2))
+    pos = rng.integers(0, (size, width), size=(n_cells, 2))
     weight = rng.lognormal(0.0, 0.35, n_cells)
-    pixel = pos[:, 0] * size + pos[:, 1]
+    pixel = pos[:, 0] * width + pos[:, 1]
 
     def spectrum(weights: np.ndarray) -> np.ndarray:
-        impulses = np.bincount(pixel, weights=weights, minlength=size * size)
-        result: np.ndarray = scipy.fft.rfft2(impulses.reshape(size, size))
+        impulses = np.bincount(pixel, weights=weights, minlength=size * width)
+        result: np.ndarray = scipy.fft.rfft2(impulses.reshape(size, width))
         return result
 
     # the class's cell-to-cell spread: each channel re-weights the same cells (own stream,
@@ -509,15 +516,15 @@ def _render(task: _SiteTask, size: int, seed: int, signal: float) -> np.ndarray:
     crng = _rng(seed, "cells", *task.seed_key)
     shared: np.ndarray | None = None
     fy = scipy.fft.fftfreq(size)[:, None] ** 2
-    fx = scipy.fft.rfftfreq(size)[None, :] ** 2
+    fx = scipy.fft.rfftfreq(width)[None, :] ** 2
     yy = np.linspace(-1.0, 1.0, size)[:, None]
-    xx = np.linspace(-1.0, 1.0, size)[None, :]
+    xx = np.linspace(-1.0, 1.0, width)[None, :]
     illumination = 1.0 + task.gradient[0] * yy + task.gradient[1] * xx
     illumination *= 1.0 - task.vignette * (yy**2 + xx**2) / 2.0  # corners: 1 - vignette
     # The blur keeps the sum of the impulses, so a level of (target - background) * pixels
     # / (expected cells x mean weight) makes the expected channel mean the published one.
     expected = _CELLS.get(task.cell_type, 250) * _CELLS_MEAN_WEIGHT
-    out = np.empty((len(task.channels), size, size), dtype=np.uint8)
+    out = np.empty((len(task.channels), size, width), dtype=np.uint8)
     for i, channel in enumerate(task.channels):
         c = channel - 1
         sigma = max(0.6, _SIGMA[c] * scale * look.size[c]) * task.blur  # focus: any size
@@ -529,16 +536,16 @@ def _render(task: _SiteTask, size: int, seed: int, signal: float) -> np.ndarray:
         else:
             shared = spectrum(weight) if shared is None else shared
             channel_spectrum = shared
-        cells = scipy.fft.irfft2(channel_spectrum * blur, s=(size, size))
-        level = (TARGET_CHANNEL_MEANS[c] - _BACKGROUND[c]) * size * size / expected
+        cells = scipy.fft.irfft2(channel_spectrum * blur, s=(size, width))
+        level = (TARGET_CHANNEL_MEANS[c] - _BACKGROUND[c]) * size * width / expected
         cells *= level * base[c] * look.gain[c] * well_noise[c]
-        cells *= 1.0 + _SHOT * rng.standard_normal((size, size))
+        cells *= 1.0 + _SHOT * rng.standard_normal((size, width))
         img = (cells + _BACKGROUND[c]) * illumination * task.gain[c]
         if task.gamma[c] != 1.0:  # power-law response around the channel's target mean
             ref = TARGET_CHANNEL_MEANS[c]
             img = ref * np.power(np.maximum(img, 0.0) / ref, task.gamma[c])
         img += task.offset[c]
-        img += _NOISE * rng.standard_normal((size, size))
+        img += _NOISE * rng.standard_normal((size, width))
         np.clip(np.rint(img), 0, 255, out=img)
         out[i] = img.astype(np.uint8)
     return out
@@ -553,9 +560,11 @@ def _encode_png(image: np.ndarray, level: int = 6) -> bytes:
     return buf.getvalue()
 
 
-def _write_site(task: _SiteTask, size: int, seed: int, signal: float, level: int) -> None:
+def _write_site(
+    task: _SiteTask, shape: tuple[int, int], seed: int, signal: float, level: int
+) -> None:
     """Render and write one site's channel PNGs (runs in worker processes)."""
-    stack = _render(task, size, seed, signal)
+    stack = _render(task, shape, seed, signal)
     for image, channel in zip(stack, task.channels, strict=True):
         path = f"{task.path_prefix}_s{task.site}_w{channel}.png"
         with _io.open(path, "wb") as f:
@@ -762,7 +771,7 @@ def generate(
     workers = opts.workers or os.cpu_count() or 1
     write = functools.partial(
         _write_site,
-        size=opts.image_size,
+        shape=(opts.image_size, opts.image_width or opts.image_size),
         seed=opts.seed,
         signal=float(opts.signal),
         level=opts.png_compression,

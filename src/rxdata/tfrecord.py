@@ -52,6 +52,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+import google_crc32c
 import numpy as np
 
 from rxdata import _io, naming
@@ -470,13 +471,15 @@ def write_shard(
         >>> write_shard(path, [b"", b"abc"], compression="gzip").count
         2
     """
-    import tensorflow as tf  # deferred: the schema and reading need no TensorFlow
-
     check_compression(compression)
     path_s = os.fspath(path)
     directory = _io.dirname(path_s)
     if directory:
         _io.makedirs(directory)
+    if compression == "none" and _FAST_CRC32C and not _io.is_remote(path_s):
+        return _write_framed(path_s, examples)
+    import tensorflow as tf  # deferred: the schema and reading need no TensorFlow
+
     tmp = _io.temporary_name(path_s)
     count = 0
     try:
@@ -492,6 +495,36 @@ def write_shard(
                 _io.remove(tmp)
         raise
     return ShardInfo(path=path_s, count=count, sha256=sha256, size=size)
+
+
+# google-crc32c falls back to pure Python where its C extension cannot load: seconds per
+# shard. Then TensorFlow's writer (and a second read for the hash) is the faster way.
+_FAST_CRC32C = google_crc32c.implementation == "c"
+
+
+def _write_framed(path: str, examples: Iterable[bytes]) -> ShardInfo:
+    """:func:`write_shard` for an uncompressed local shard, hashed as it is written.
+
+    Writes TensorFlow's framing itself (per record: the length as a little-endian uint64,
+    the masked CRC-32C of those 8 bytes, the record, the masked CRC-32C of the record;
+    byte-identical to ``TFRecordWriter``'s output, tested) through
+    :func:`rxdata._io.atomic_writer`, which hashes the bytes on their way to the file:
+    the SHA-256 needs no second read. 0.63 against 0.84 ms of CPU per real PNG site.
+    """
+    count = 0
+    with _io.atomic_writer(path) as writer:
+        for record in examples:
+            length = struct.pack("<Q", len(record))
+            writer.write(length + struct.pack("<I", _mask(google_crc32c.value(length))))
+            writer.write(record)
+            writer.write(struct.pack("<I", _mask(google_crc32c.value(record))))
+            count += 1
+    return ShardInfo(path=path, count=count, sha256=writer.hexdigest(), size=writer.size)
+
+
+def _mask(crc: int) -> int:
+    """TFRecord's masking of a CRC-32C: rotated right by 15 bits, plus a constant."""
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 # ---------------------------------------------------------------------------------------
@@ -528,7 +561,7 @@ def masked_crc32c(data: bytes) -> int:
     for byte in data:
         crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
     crc ^= 0xFFFFFFFF
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+    return _mask(crc)
 
 
 def _read_head(path: str, n: int) -> bytes:

@@ -4,7 +4,9 @@ A re-run decides what to keep by each input file's size and modification time
 (:func:`rxdata.conversion.shard.site_input`): cheap, but blind to a same-size replacement
 whose modification time was restored (``cp -p``, ``rsync -t``, ``os.utime``). The
 conversion also records a content hash of every input image
-(:func:`rxdata.conversion.shard.content_hash`, in the manifest's ``site_contents``);
+(:func:`rxdata.conversion.shard.content_hash`, in the manifest's ``site_contents``, by
+the hash each shard entry names in ``content_hash``: XXH3-64 now; entries without the name
+were written by earlier versions with a SHA-256 prefix and are checked with it);
 :func:`check_inputs` reads every input again and compares, the way ``rsync --checksum``
 does, naming each file whose bytes changed. ``rxdata verify OUTPUT_DIR --inputs ROOT``
 and ``rxdata.verify(OUTPUT_DIR, inputs=ROOT)`` run it.
@@ -17,8 +19,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from rxdata import _io
-from rxdata.conversion.shard import ShardContext, content_hash, site_files
-from rxdata.errors import MetadataError
+from rxdata.conversion.shard import (
+    ShardContext,
+    content_hash,
+    recorded_content_hash,
+    site_files,
+)
+from rxdata.errors import MetadataError, RecordError
 from rxdata.roots import find_root
 
 __all__ = ["check_inputs"]
@@ -79,16 +86,22 @@ def check_inputs(
                 "convert again into a fresh folder to record them"
             )
             continue
+        name = recorded_content_hash(entry)
+        try:
+            content_hash(b"", name)
+        except RecordError as err:
+            problems.append(f"{entry['path']}: cannot check its inputs: {err}")
+            continue
         for site_id, recorded in zip(site_ids, contents, strict=True):
             paths = site_files(ctx, _row(site_id, str(entry["dataset"])))
             for path, want in zip(paths, recorded.split(","), strict=False):
-                problems.extend(_compare(path, want, site_id, str(entry["path"])))
+                problems.extend(_compare(path, want, name, site_id, str(entry["path"])))
     return problems
 
 
-def _compare(path: str, want: str, site_id: str, shard: str) -> list[str]:
+def _compare(path: str, want: str, name: str, site_id: str, shard: str) -> list[str]:
     try:
-        got = content_hash(_io.read_bytes(path))
+        got = content_hash(_io.read_bytes(path), name)
     except FileNotFoundError:
         return [f"{path}: missing (site {site_id}, converted into {shard})"]
     except OSError as err:
@@ -96,7 +109,7 @@ def _compare(path: str, want: str, site_id: str, shard: str) -> list[str]:
     if got == want:
         return []
     return [
-        f"{path}: content changed since the conversion (sha256 {got}... now, {want}... "
+        f"{path}: content changed since the conversion ({name} {got} now, {want} "
         f"when converted into {shard}, site {site_id}); re-run the same conversion into a "
         "fresh folder (its size and modification time look unchanged to a resume)"
     ]

@@ -14,6 +14,13 @@ Contract (nothing good is lost; replace atomically, as git updates a ref):
 * A killed run leaves ``OUTPUT`` as it was plus the staging folder: the next run with
   the same options resumes the staging folder, and any run into ``OUTPUT`` that does not
   need it clears it.
+* Where the two renames are used, a kill between them leaves no conversion in ``OUTPUT``
+  (the old one moved aside, the new one complete in the staging folder). The next run
+  with the same options finishes the swap, says so, and keeps every shard (they are
+  checked as any resumed run's are); one with other options starts afresh in ``OUTPUT``
+  and keeps the moved-aside folder, saying where it is. A kill after the swap, before
+  the old conversion is deleted, leaves the old one moved aside: the next run into the
+  (complete) ``OUTPUT`` deletes it.
 * Only the holder of ``OUTPUT``'s lock (:mod:`rxdata.conversion.lock`) touches the
   staging folder; the lock moves with the new conversion when the names swap.
 * The parent folder must be writable and on the same file system; otherwise the run is
@@ -89,11 +96,10 @@ def work_folder(output_dir: str, overwrite: bool, fresh: Mapping[str, Any]) -> s
             f"{staging}, where overwrite builds a replacement of {output_dir}, is a "
             "symbolic link; rxdata follows none: remove it"
         )
+    _finish_interrupted_swap(output_dir, staging, fresh)
     old = _complete(output_dir) if overwrite else None
     _drop_replaced(output_dir)
-    if old is None or (
-        old.get("options") == fresh["options"] and old.get("plan_sha256") == fresh["plan_sha256"]
-    ):
+    if old is None or _same_conversion(old, fresh):
         if _io.isdir(staging):
             _clear_staging(staging)
         return output_dir
@@ -132,6 +138,39 @@ def work_folder(output_dir: str, overwrite: bool, fresh: Mapping[str, Any]) -> s
         staging,
     )
     return staging
+
+
+def _same_conversion(manifest: Mapping[str, Any], fresh: Mapping[str, Any]) -> bool:
+    """Whether ``manifest`` was made with ``fresh``'s options and shard plan."""
+    return bool(
+        manifest.get("options") == fresh["options"]
+        and manifest.get("plan_sha256") == fresh["plan_sha256"]
+    )
+
+
+def _finish_interrupted_swap(output_dir: str, staging: str, fresh: Mapping[str, Any]) -> None:
+    """Finish a replacement that a kill stopped between its two renames.
+
+    Then ``output_dir`` holds no conversion (at most this run's lock) and the staging
+    folder a complete one; with this run's options and plan, the swap is completed and
+    the run goes on as a resumed one. Anything else is left to :func:`work_folder`.
+    """
+    if not _io.isdir(staging) or os.path.islink(staging):
+        return
+    new = _complete(staging)
+    if new is None or not _same_conversion(new, fresh):
+        return
+    listing = list_output(output_dir)
+    if listing.links or listing.special or any(f != LOCK_NAME for f in listing.files):
+        return  # the output holds something: not the state a kill between renames leaves
+    log.warning(
+        "%s holds no conversion and %s a complete one made with these options: an "
+        "interrupted replacement; finishing it (the shards are checked, not rebuilt)",
+        output_dir,
+        staging,
+    )
+    os.makedirs(output_dir, exist_ok=True)
+    commit(staging, output_dir)
 
 
 def commit(work_dir: str, output_dir: str) -> None:

@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from rxdata import tfrecord as tfr
 from rxdata.errors import OptionsError
+from rxdata.service import DEFAULT_TIMEOUT_S, check_seconds
 
 __all__ = [
     "AUTOTUNE",
@@ -303,14 +304,23 @@ class DistributeOptions:
             among them dynamically (``ShardingPolicy.DYNAMIC``), so each epoch covers
             every site once. The shards must be readable from the workers at the same
             paths (shared disk or ``gs://``). See docs/pipeline.md.
+        data_service_timeout: Seconds :func:`~rxdata.pipeline.make_dataset` waits for the
+            dispatcher to accept a connection before raising
+            :class:`~rxdata.errors.UnreachableError` naming the address (TensorFlow alone
+            would retry forever). Only with ``data_service``, as ``dask_timeout`` only
+            with ``dask_address`` in :class:`~rxdata.conversion.ConvertOptions`.
 
     Example:
         >>> DistributeOptions(data_service="cpu-0:5050").data_service
         'cpu-0:5050'
+        >>> DistributeOptions(data_service="cpu-0:5050", data_service_timeout=60)
+        DistributeOptions(data_service='cpu-0:5050', data_service_timeout=60.0)
     """
 
     data_service: str | None = None  # the per-record work runs on this host's CPUs unless
     # a tf.data service is named ("grpc://HOST:PORT"; see rxdata.service)
+    data_service_timeout: float = DEFAULT_TIMEOUT_S  # 10 s: a connect takes milliseconds
+    # even on a busy network; short enough that a wrong address fails before training
 
     def __post_init__(self) -> None:
         if self.data_service is not None and (
@@ -319,6 +329,13 @@ class DistributeOptions:
             raise OptionsError(
                 f"data_service={self.data_service!r}; expected the dispatcher address "
                 "'grpc://HOST:PORT' (or 'HOST:PORT'), or None"
+            )
+        timeout = check_seconds("data_service_timeout", self.data_service_timeout)
+        object.__setattr__(self, "data_service_timeout", timeout)
+        if self.data_service is None and timeout != DEFAULT_TIMEOUT_S:
+            raise OptionsError(
+                f"data_service_timeout={self.data_service_timeout!r} has no effect without "
+                "data_service (it bounds the wait for the dispatcher); pass both, or neither"
             )
 
 

@@ -682,7 +682,8 @@ def distribute(ds: tf.data.Dataset, distribution: DistributeOptions) -> tf.data.
     service = distribution.data_service
     if service is None:
         return ds
-    check_reachable(service)  # bounded: tf.data would retry an unreachable one forever
+    # Bounded: tf.data would retry an unreachable dispatcher forever.
+    check_reachable(service, distribution.data_service_timeout)
     return ds.apply(
         tf.data.experimental.service.distribute(
             processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC,
