@@ -321,7 +321,7 @@ def render_sweep(sweep: pd.DataFrame, info: dict[str, Any]) -> str:
         else:
             verdicts.append(
                 f"`{parameter}`: the criterion picks {p['chosen']:g}, not today's {default:g};"
-                " the defaults are unchanged until the lead decides (every figure would change)"
+                " `SyntheticOptions`' default must change to it, and every figure with it"
             )
     lines += ["", "; ".join(verdicts) + ".", ""]
     header = "| method | " + " | ".join(
