@@ -88,6 +88,14 @@ TITLES = {
 }
 
 
+def _machine(info: dict[str, Any]) -> str:
+    """Where a run ran: its cores and the machine's load at its end (the run's own included)."""
+    return (
+        f"{info['cpus']}-core machine (load average {info['load_average_at_end'][2]:.1f} over"
+        " the last 15 minutes at its end, the run's own load included)"
+    )
+
+
 def _cell(values: pd.Series) -> str:
     values = values.dropna()
     if values.empty:
@@ -120,8 +128,7 @@ def render(frame: pd.DataFrame, run: dict[str, Any]) -> str:
         f" {classes['epochs']} epochs. {n_runs} runs: {counts['data_seed']} data seeds x"
         f" {counts['heldout']} held-out choices x {counts['seed']} model seed(s). The run took"
         f" {run['wall_s']:.0f} s of wall-clock time and {run['cpu_s']:.0f} s of CPU time on a"
-        f" {run['cpus']}-core machine shared with other jobs (load average"
-        f" {run['load_average_at_end'][2]:.1f} over the last 15 minutes at its end).",
+        f" {_machine(run)}.",
         *(
             [
                 "",
@@ -189,7 +196,7 @@ def render_cost(cost: dict[str, Any]) -> str:
             COST_BEGIN,
             f"Measured on {cost['sites']} generated {cost['image_size']} x"
             f" {cost['image_size']} sites ({cost['workers']} workers, a {cost['cpus']}-core"
-            " machine shared with other jobs"
+            " machine"
             + (
                 f", load average {cost['load_average_at_end'][0]:.1f} at the end"
                 if "load_average_at_end" in cost
@@ -289,8 +296,7 @@ def render_sweep(sweep: pd.DataFrame, info: dict[str, Any]) -> str:
         f"The sweep: `--quick` configuration ({cfg['epochs']} epochs at most), data seed 0,"
         f" {cfg['heldouts']} held-out choices, model seed 0; {len(points)} data sets. It took"
         f" {info['wall_s']:.0f} s of wall-clock time and {info['cpu_s']:.0f} s of CPU time on"
-        f" a {info['cpus']}-core machine shared with other jobs (load average"
-        f" {info['load_average_at_end'][2]:.1f} over the last 15 minutes at its end).",
+        f" a {_machine(info)}.",
         "",
         f"The criterion's figures (`{RATIO_METHOD}`: val / held-in site accuracy per held-out"
         f" choice; target {WILDS_RATIO}; noise {picked['noise']:.3f}):",
@@ -375,11 +381,12 @@ def render_full_cost(run: dict[str, Any], frame: pd.DataFrame) -> str:
             f" {full['epochs']} epochs, {full_runs} runs) is projected at"
             f" {projected / 3600:.0f} CPU hours: the `--quick` run's {per_run:.0f} CPU"
             f" seconds per run, times {work(full) / work(quick):.1f} (training sites x"
-            f" epochs per run), times {full_runs} runs. On this 2-core machine shared with"
-            " other jobs that does not fit in a working session; it has not been run with"
-            " this protocol. The command: `python benchmarks/bench_batch_effects.py --out"
-            " OUT`, then `python tools/batch_effects_tables.py --run OUT` (its tables would"
-            " replace the `--quick` ones).",
+            f" epochs per run), times {full_runs} runs: at least"
+            f" {projected / 3600 / 2:.1f} hours of wall-clock time on a 2-core machine. It"
+            " has not been run with this protocol. The command:"
+            " `python benchmarks/bench_batch_effects.py --out OUT`, then"
+            " `python tools/batch_effects_tables.py --run OUT` (its tables would replace the"
+            " `--quick` ones).",
             FULL_END,
         ]
     )
