@@ -200,9 +200,9 @@ def slow_sites(seconds: float) -> None:
         shard.load_site = real  # type: ignore[assignment]
         return
 
-    def slow(ctx, row):  # type: ignore[no-untyped-def]
+    def slow(ctx, row, paths=None):  # type: ignore[no-untyped-def]
         time.sleep(seconds)
-        return real(ctx, row)
+        return real(ctx, row, paths)
 
     slow._real = real  # type: ignore[attr-defined]
     shard.load_site = slow  # type: ignore[assignment]

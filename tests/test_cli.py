@@ -168,9 +168,9 @@ SLOW_SITECUSTOMIZE = textwrap.dedent(
     import time
     import rxdata.conversion.shard as conv
     _real = conv.load_site
-    def _slow(ctx, row):
+    def _slow(ctx, row, paths=None):
         time.sleep(0.15)
-        return _real(ctx, row)
+        return _real(ctx, row, paths)
     conv.load_site = _slow
     """
 )

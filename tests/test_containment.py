@@ -195,9 +195,9 @@ SLOW = textwrap.dedent(
     import time
     import rxdata.conversion.shard as shard
     _real = shard.load_site
-    def _slow(ctx, row):
+    def _slow(ctx, row, paths=None):
         time.sleep(0.5)
-        return _real(ctx, row)
+        return _real(ctx, row, paths)
     shard.load_site = _slow
     """
 )
@@ -275,9 +275,9 @@ def test_overwrite_replaces_a_complete_conversion_only_when_done(
     old = shard_bytes(out)
     real, seen = shard.load_site, []
 
-    def look(ctx, row):  # while the new conversion is written, the old one is intact
+    def look(ctx, row, paths=None):  # while the new conversion is written, the old one is intact
         seen.append(shard_bytes(out) == old and verify(out).ok)
-        return real(ctx, row)
+        return real(ctx, row, paths)
 
     monkeypatch.setattr(shard, "load_site", look)
     result = run(root, out, sites_per_shard=5, overwrite=True)

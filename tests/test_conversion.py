@@ -301,11 +301,11 @@ def test_resume_after_failure_is_byte_identical(own_root, tmp_path, monkeypatch)
     real = conv.load_site
     calls = {"n": 0}
 
-    def crash_on_seventh_site(ctx, row):
+    def crash_on_seventh_site(ctx, row, paths=None):
         calls["n"] += 1
         if calls["n"] == 7:  # in the middle of the third shard
             raise KeyboardInterrupt
-        return real(ctx, row)
+        return real(ctx, row, paths)
 
     monkeypatch.setattr(conv, "load_site", crash_on_seventh_site)
     with pytest.raises(KeyboardInterrupt):
@@ -706,11 +706,11 @@ from rxdata.cli import convert_main
 
 real, calls = shard.load_site, []
 
-def load_site(ctx, row):
+def load_site(ctx, row, paths=None):
     calls.append(row)
     if len(calls) == 4:  # the second shard: wait here until SIGTERM arrives
         time.sleep(600)
-    return real(ctx, row)
+    return real(ctx, row, paths)
 
 shard.load_site = load_site
 sys.exit(convert_main(sys.argv[1:]))

@@ -247,9 +247,9 @@ SLOW = textwrap.dedent(
     import time
     import rxdata.conversion.shard as shard
     _real = shard.load_site
-    def _slow(ctx, row):
+    def _slow(ctx, row, paths=None):
         time.sleep(0.5)
-        return _real(ctx, row)
+        return _real(ctx, row, paths)
     shard.load_site = _slow
     """
 )

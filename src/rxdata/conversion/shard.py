@@ -97,6 +97,15 @@ class SkippedSite:
         }
 
 
+CONTENT_HASH = "xxh3_64"
+"""The content hash recorded for every input file (:func:`content_hash`): XXH3, 64 bits.
+
+It finds inputs replaced since the conversion (``verify --inputs``), not tampering: no
+security is asked of it. Measured on the real RxRx1 PNGs (six 110 KB files per site):
+0.008 ms of CPU per site, against 0.32 for SHA-256 and 0.47 for BLAKE2b
+(``docs/performance.md``). 16 hex digits, as long as the SHA-256 prefix it replaced."""
+
+
 @dataclass(frozen=True)
 class ShardRecord:
     """A written shard, as recorded in the manifest.
@@ -131,7 +140,7 @@ class ShardRecord:
     reused: bool = False
     site_inputs: tuple[str, ...] = ()
     site_contents: tuple[str, ...] = ()
-    content_hash: str = "xxh3_64"  # CONTENT_HASH (defined below)
+    content_hash: str = CONTENT_HASH
     changed: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
@@ -245,9 +254,6 @@ def site_files(ctx: ShardContext, row: Mapping[str, Any]) -> tuple[str, ...]:
     )
 
 
-# A shard asks for each site's paths twice (its input identity, then its read): the second
-# time comes from here. Sized for a few shards of the default plan (~300 sites each).
-@functools.lru_cache(maxsize=2048)
 def _site_files(
     images_root: str,
     kaggle: bool,
@@ -270,14 +276,6 @@ def channel_file(ctx: ShardContext, row: Mapping[str, Any], channel: int) -> str
     """Path of one channel PNG of a site's metadata row."""
     return site_files(ctx, row)[CHANNELS.index(channel)]
 
-
-CONTENT_HASH = "xxh3_64"
-"""The content hash recorded for every input file (:func:`content_hash`): XXH3, 64 bits.
-
-It finds inputs replaced since the conversion (``verify --inputs``), not tampering: no
-security is asked of it. Measured on the real RxRx1 PNGs (six 110 KB files per site):
-0.008 ms of CPU per site, against 0.32 for SHA-256 and 0.47 for BLAKE2b
-(``docs/performance.md``). 16 hex digits, as long as the SHA-256 prefix it replaced."""
 
 _LEGACY_CONTENT_HASH = "sha256"  # before CONTENT_HASH was named: 16 hex digits of SHA-256
 
@@ -414,6 +412,7 @@ def load_site(
 def _examples(
     ctx: ShardContext,
     task: ShardTask,
+    paths: list[tuple[str, ...]],
     written: list[str],
     skipped: list[SkippedSite],
     contents: list[str],
@@ -421,9 +420,9 @@ def _examples(
     from rxdata.tfrecord import encode_example
 
     height, width = ctx.image_shape
-    for row in task.rows:
+    for row, site_paths in zip(task.rows, paths, strict=True):
         try:
-            pngs, pixels, content = load_site(ctx, row)
+            pngs, pixels, content = load_site(ctx, row, site_paths)
         except BadSite as bad:
             if ctx.on_error == "raise":
                 skip = Option("on_error", "skip")
@@ -575,7 +574,9 @@ def write_shard_task(task: ShardTask) -> ShardRecord:
 
     ctx = task.context
     # Identify the inputs before reading them: a file changed meanwhile is seen next run.
-    inputs = tuple(site_input(ctx, row) for row in task.rows)
+    # Each site's paths are built once, for its identity and its read.
+    paths = [site_files(ctx, row) for row in task.rows]
+    inputs = tuple(site_input(ctx, row, p) for row, p in zip(task.rows, paths, strict=True))
     previous = _previous(ctx, task)
     changed: tuple[str, ...] = ()
     if previous is not None:
@@ -601,7 +602,7 @@ def write_shard_task(task: ShardTask) -> ShardRecord:
     try:
         info = write_shard(
             out,
-            _examples(ctx, task, written, skipped, contents),
+            _examples(ctx, task, paths, written, skipped, contents),
             compression=ctx.compression,  # type: ignore[arg-type]
         )
     except (OSError, tf.errors.OpError) as err:  # a full disk, a lost bucket, permissions
@@ -620,7 +621,6 @@ def write_shard_task(task: ShardTask) -> ShardRecord:
         skipped=tuple(skipped),
         site_inputs=inputs,
         site_contents=tuple(contents),
-        content_hash=CONTENT_HASH,
         changed=changed,
     )
     if record.count != len(written):
