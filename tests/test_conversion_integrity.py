@@ -524,3 +524,14 @@ def test_a_run_that_wrote_no_shard_does_not_lock_in_its_options(
     assert result.ok and list(out.rglob("*.tfrecord"))
     with pytest.raises(OutputExistsError, match="different options"):
         convert(tiny_kaggle, out, encoding="raw", workers=1, progress=False)
+
+
+def test_a_bad_site_survives_pickling() -> None:
+    """A worker's error can carry a BadSite across processes (CI saw it fail to unpickle)."""
+    import pickle
+
+    from rxdata.conversion.shard import BadSite
+    from rxdata.errors import ImageNotFoundError
+
+    copy = pickle.loads(pickle.dumps(BadSite(ImageNotFoundError("gone.png"), "gone.png")))
+    assert (str(copy), copy.path, type(copy.error)) == ("gone.png", "gone.png", ImageNotFoundError)

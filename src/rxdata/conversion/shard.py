@@ -341,6 +341,10 @@ class BadSite(Exception):
         super().__init__(str(error))
         self.error, self.path = error, path
 
+    def __reduce__(self) -> tuple[type[BadSite], tuple[Any, str]]:
+        # Crosses process boundaries inside a worker's error: pickle it by its arguments.
+        return (BadSite, (self.error, self.path))
+
 
 def load_site(
     ctx: ShardContext, row: Mapping[str, Any], paths: tuple[str, ...] | None = None
