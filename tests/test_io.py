@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,14 +20,19 @@ chunks = st.lists(st.binary(max_size=300), max_size=8)
 
 @settings(max_examples=50, deadline=None)
 @given(parts=chunks)
-def test_sha256_while_writing_equals_hashlib_of_the_bytes(tmp_path_factory, parts) -> None:
+def test_checksum_while_writing_equals_xxh3_128_of_the_bytes(tmp_path_factory, parts) -> None:
     path = tmp_path_factory.mktemp("io") / "f.bin"
     with _io.atomic_writer(path) as w:
         for part in parts:
             w.write(part)
     data = b"".join(parts)
-    assert w.hexdigest() == hashlib.sha256(data).hexdigest() == _io.file_sha256(path)
-    assert w.size == len(data) == _io.sha256_and_size(path)[1]
+    expected = "xxh3_128:" + xxhash.xxh3_128_hexdigest(data)
+    assert w.digest() == expected == _io.file_digest(path)
+    assert _io.digest_and_size(path) == (expected, len(data)) == (expected, w.size)
+    assert _io.file_digests(path, ("sha256", "xxh3_128")) == [
+        "sha256:" + hashlib.sha256(data).hexdigest(),
+        expected,
+    ]
     assert _io.read_bytes(path) == data
     assert os.listdir(path.parent) == ["f.bin"]  # no temporary left
 
@@ -35,7 +41,7 @@ def test_sha256_while_writing_equals_hashlib_of_the_bytes(tmp_path_factory, part
 @given(data=st.binary(max_size=2000))
 def test_write_bytes_atomic_round_trip(tmp_path_factory, data) -> None:
     path = tmp_path_factory.mktemp("io") / "x.json"
-    assert _io.write_bytes_atomic(path, data) == hashlib.sha256(data).hexdigest()
+    assert _io.write_bytes_atomic(path, data) == "xxh3_128:" + xxhash.xxh3_128_hexdigest(data)
     assert _io.read_bytes(path) == data
 
 
