@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import pytest
 import xxhash
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from rxdata import _io
-from rxdata.errors import MetadataError
+from rxdata.errors import MetadataError, RecordError
 from rxdata.metadata import find_metadata
 
 chunks = st.lists(st.binary(max_size=300), max_size=8)
@@ -106,3 +107,43 @@ def test_find_metadata_names_the_folder_it_searched(tmp_path) -> None:
     (tmp_path / "metadata").mkdir()
     (tmp_path / "metadata" / "train.csv").write_text("")
     assert find_metadata(tmp_path / "images") == str(tmp_path / "metadata")
+
+
+_WRITTEN = re.compile(r"xxh3_128:[0-9a-f]{32}|sha256:[0-9a-f]{64}")
+
+
+@settings(max_examples=50, deadline=None)
+@given(data=st.binary(max_size=3000), algorithm=st.sampled_from(_io.DIGEST_ALGORITHMS))
+def test_every_checksum_computed_is_read_back(tmp_path_factory, data, algorithm) -> None:
+    path = tmp_path_factory.mktemp("io") / "f.bin"
+    path.write_bytes(data)
+    digest = _io.file_digest(path, algorithm)
+    assert _WRITTEN.fullmatch(digest) and _io.digest_algorithm(digest) == algorithm
+    assert _io.recorded_digest({"digest": digest}, "m.json") == digest
+    with _io.open(path) as f:
+        assert _io.HashingReader(f, algorithm).drain() == digest
+    if algorithm == "sha256":  # how manifests of earlier versions hold it
+        assert _io.recorded_digest({"sha256": digest[7:]}, "m.json") == digest
+
+
+@given(value=st.text(max_size=80) | st.from_regex(r"[a-z0-9_]{1,10}:[0-9a-fA-F]{0,70}"))
+def test_a_malformed_or_unknown_checksum_is_refused_naming_the_file(value) -> None:
+    assume(not _WRITTEN.fullmatch(value))
+    with pytest.raises(RecordError):
+        _io.digest_algorithm(value)
+    with pytest.raises(RecordError) as err:
+        _io.recorded_digest({"path": "a/b.tfrecord", "digest": value}, "out/manifest.json")
+    message = str(err.value)
+    assert message.startswith("out/manifest.json: damaged manifest: shard 'a/b.tfrecord': ")
+    assert "re-run the convert command (with --overwrite)" in message
+
+
+def test_an_unknown_algorithm_is_never_hashed(tmp_path) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    for attempt in (
+        lambda: _io.file_digest(tmp_path / "f", "md5"),
+        lambda: _io.HashingWriter(_io.open(tmp_path / "g", "wb"), "md5"),
+        lambda: _io.HashingReader(_io.open(tmp_path / "f"), "md5"),
+    ):
+        with pytest.raises(RecordError, match=r"'md5' is not one this rxdata knows"):
+            attempt()

@@ -90,10 +90,10 @@ class Sites:
         on_error: ``"raise"`` (default) a :class:`~rxdata.errors.RecordError` naming the
             file and record, ``"skip"`` bad records, or ``"warn"`` and skip them.
         check_digest: With a conversion folder, hash each shard as it is read and compare
-            with the manifest's checksum (default). XXH3-128 costs about 0.1 ms of CPU
-            per raw 512 px site (~20 GB/s); ``False`` skips it, e.g. once
-            ``rxdata verify`` has passed. (Named ``check_sha256`` while the checksum was
-            SHA-256.)
+            with the manifest's checksum (default). XXH3-128 costs about 0.02 ms of CPU
+            per raw 512 px site (SHA-256, in manifests of earlier versions, 0.8 ms);
+            ``False`` skips it, e.g. once ``rxdata verify`` has passed. (Named
+            ``check_sha256`` while the checksum was SHA-256.)
 
     Attributes:
         files: The shard files, sorted.

@@ -551,9 +551,12 @@ def _previous(ctx: ShardContext, task: ShardTask) -> ShardRecord | None:
     except (RecordError, ValueError, KeyError, TypeError) as err:
         log.warning("%s is damaged (%s); rewriting shard %s", record_path, err, task.spec.path)
         return None
+    if record.digest != task.expected_digest:  # the record is not the one the manifest read
+        log.warning("%s is not the shard's recorded state; rewriting it", record_path)
+        return None
     algorithm = _io.digest_algorithm(record.digest)
     found = _io.file_digests(out, list(dict.fromkeys((algorithm, _io.DIGEST_ALGORITHM))))
-    if record.digest != task.expected_digest or found[0] != record.digest:
+    if found[0] != record.digest:
         log.warning(
             "shard %s does not match its record (%s checksum %s, recorded %s); rewriting it",
             task.spec.path,
