@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import struct
 import zlib
 from pathlib import Path
@@ -342,6 +343,25 @@ def filtered_png(arr: np.ndarray, filter_type: int) -> bytes:
             f = x - pred
         rows.append(bytes([filter_type]) + (f % 256).astype(np.uint8).tobytes())
     return gray_png(arr.shape[1], arr.shape[0], b"".join(rows))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    arrays(np.uint8, st.tuples(st.integers(1, 40), st.integers(1, 40))),
+    st.integers(0, 4),
+    st.lists(st.integers(0, 400), max_size=6),
+)
+def test_rxdata_decoder_over_any_idat_split(arr, filter_type, cuts):
+    # the zlib stream cut into IDAT chunks anywhere, empty chunks included
+    one = filtered_png(arr, filter_type)
+    start = one.index(b"IDAT") + 4
+    length = struct.unpack(">I", one[start - 8 : start - 4])[0]
+    stream = one[start : start + length]
+    bounds = [0, *sorted(min(c, len(stream)) for c in cuts), len(stream)]
+    idats = b"".join(chunk(b"IDAT", stream[a:b]) for a, b in itertools.pairwise(bounds))
+    data = one[: start - 8] + idats + one[start + length + 4 :]
+    for decoder in images._DECODERS:
+        np.testing.assert_array_equal(images.read_png(data, decoder=decoder), arr)
 
 
 def test_rxdata_decoder_refuses_what_the_check_refuses():
