@@ -9,6 +9,7 @@ manifest, named with the fix.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -161,12 +162,11 @@ def test_an_unknown_checksum_is_a_damaged_manifest(small_kaggle, converted, valu
     assert verify(converted).ok
 
 
-def test_a_progress_record_with_an_unknown_checksum_rewrites_its_shard(
-    small_kaggle, tmp_path, monkeypatch, caplog
-) -> None:
+def interrupted_run(root: Path, out: Path, monkeypatch) -> list[Path]:
+    """A run stopped in the middle of its third shard; the two progress records left."""
     import rxdata.conversion.shard as conv
 
-    out, real, calls = tmp_path / "out", conv.load_site, {"n": 0}
+    real, calls = conv.load_site, {"n": 0}
 
     def crash_on_seventh_site(ctx, row, paths=None):
         calls["n"] += 1
@@ -176,9 +176,37 @@ def test_a_progress_record_with_an_unknown_checksum_rewrites_its_shard(
 
     monkeypatch.setattr(conv, "load_site", crash_on_seventh_site)
     with pytest.raises(KeyboardInterrupt):
-        convert(small_kaggle, out, sites_per_shard=PER, workers=1)
+        convert(root, out, sites_per_shard=PER, workers=1)
     monkeypatch.setattr(conv, "load_site", real)
-    records = sorted((out / "_progress").glob("*.json"))
+    return sorted((out / "_progress").glob("*.json"))
+
+
+def test_an_earlier_versions_interrupted_run_resumes_keeping_its_shards(
+    small_kaggle, tmp_path, monkeypatch
+) -> None:
+    out = tmp_path / "out"
+    reference = convert(small_kaggle, tmp_path / "reference", sites_per_shard=PER, workers=1)
+    records = interrupted_run(small_kaggle, out, monkeypatch)
+    body = manifest(out)
+    body["format_version"] = 1  # an incomplete manifest holds no checksum to convert
+    (out / MANIFEST_NAME).write_text(json.dumps(body))
+    for path in records:  # progress records as the earlier version wrote them
+        record = json.loads(path.read_text())
+        del record["digest"]
+        record["sha256"] = hashlib.sha256((out / record["path"]).read_bytes()).hexdigest()
+        path.write_text(json.dumps(record))
+    resumed = convert(small_kaggle, out, sites_per_shard=PER, workers=1)
+    assert resumed.n_reused == 2
+    assert [s.digest for s in resumed.shards] == [s.digest for s in reference.shards]
+    assert shard_bytes(out) == shard_bytes(tmp_path / "reference")
+    assert verify(out).ok
+
+
+def test_a_progress_record_with_an_unknown_checksum_rewrites_its_shard(
+    small_kaggle, tmp_path, monkeypatch, caplog
+) -> None:
+    out = tmp_path / "out"
+    records = interrupted_run(small_kaggle, out, monkeypatch)
     assert len(records) == 2
     damaged = json.loads(records[0].read_text())
     damaged["digest"] = "blake9:" + "0" * 32
