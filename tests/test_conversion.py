@@ -758,6 +758,28 @@ def test_sigterm_to_rxdata_convert_is_an_interrupt_and_resumable(own_root, tmp_p
     assert (out / MANIFEST_NAME).read_bytes() == (reference / MANIFEST_NAME).read_bytes()
 
 
+@pytest.mark.subprocess
+@pytest.mark.parametrize("encoding", ["png", "raw"])
+def test_converting_to_local_uncompressed_shards_imports_no_tensorflow(
+    small_kaggle, tmp_path, encoding
+) -> None:
+    # rxdata encodes, frames and hashes these records itself: a worker that imported
+    # TensorFlow would pay seconds of CPU for nothing
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from rxdata import ConvertOptions, convert;"
+        f"convert({str(small_kaggle)!r}, {str(tmp_path / 'out')!r}, options=ConvertOptions("
+        f"encoding={encoding!r}, workers=1, progress=False));"
+        "print('tensorflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False"]
+    assert verify(tmp_path / "out", decode=True).ok
+
+
 def test_conversion_modules_form_no_cycle_and_share_no_private_names() -> None:
     import ast
     import graphlib

@@ -365,6 +365,68 @@ def test_example_bytes_are_identical_in_a_fresh_process() -> None:
     assert out.stdout.strip().splitlines()[-1] == hashlib.sha256(here).hexdigest()
 
 
+def _protobuf_bytes(features: dict) -> bytes:
+    example = tf.train.Example()
+    for name, (kind, values) in features.items():
+        getattr(example.features.feature[name], kind).value.extend(values)
+    return example.SerializeToString(deterministic=True)
+
+
+# names that are prefixes of each other, empty, non-ASCII; values at the varint edges
+_names = st.text(alphabet="ab_é\U0001f52c", max_size=4)
+_int64s = st.sampled_from([0, 1, 127, 128, 16383, 16384, -1, -(2**63), 2**63 - 1]) | st.integers(
+    -(2**63), 2**63 - 1
+)
+_features = st.dictionaries(
+    _names,
+    st.one_of(
+        st.tuples(st.just("bytes_list"), st.lists(st.binary(max_size=300), max_size=3)),
+        st.tuples(st.just("int64_list"), st.lists(_int64s, max_size=3)),
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(features=_features)
+def test_hand_serialized_example_is_protobufs_deterministic_bytes(features: dict) -> None:
+    from google.protobuf.internal import api_implementation
+
+    from rxdata._protobuf import example_features, serialize_example
+
+    data = serialize_example(features)
+    assert example_features(data) == {k: list(v) for k, (_, v) in features.items()}
+    assert tf.train.Example.FromString(data) == tf.train.Example.FromString(
+        _protobuf_bytes(features)
+    )
+    if api_implementation.Type() == "upb":  # protobuf's default backend: the same bytes
+        assert data == _protobuf_bytes(features)
+
+
+def test_hand_serializer_refuses_what_protobuf_refuses() -> None:
+    from rxdata._protobuf import serialize_example
+
+    with pytest.raises(RecordError, match="'n': 9223372036854775808 is outside the int64"):
+        serialize_example({"n": ("int64_list", [2**63])})
+    with pytest.raises(RecordError, match="kind 'float_list' is not one of"):
+        serialize_example({"f": ("float_list", [1.0])})
+
+
+@pytest.mark.subprocess
+def test_encoding_a_site_imports_no_tensorflow() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np; from rxdata import tfrecord;"
+        f"site = {make_site(plate=1, site=2)!r};"
+        "tfrecord.encode_example(site, image=np.zeros((4, 4, 6), np.uint8));"
+        "print('tensorflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"]
+
+
 def test_reading_names_live_in_reader_only() -> None:
     # Reading shards in plain Python is rxdata.reader's; tfrecord (which reader imports)
     # has no name of it, so no hidden reverse edge from tfrecord to reader.

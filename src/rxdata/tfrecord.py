@@ -56,6 +56,7 @@ import google_crc32c
 import numpy as np
 
 from rxdata import _io, naming
+from rxdata._protobuf import serialize_example
 from rxdata.errors import OptionsError, RecordError
 
 if TYPE_CHECKING:
@@ -194,13 +195,11 @@ def _is_missing(value: Any) -> bool:
     return type(value).__name__ in ("NAType", "NaTType")
 
 
-# A feature as (list field of tf.train.Feature, values). encode_example fills the Example
-# in place from these: nesting BytesList -> Feature -> Features -> Example deep-copies each
-# level, which is four copies of every image byte instead of one.
+# A feature as (list field of tf.train.Feature, values), what serialize_example takes.
 _Feature = tuple[str, list[Any]]
 
 
-def _bytes_feature(values: Sequence[bytes]) -> _Feature:
+def _bytes_feature(values: Sequence[bytes | memoryview]) -> _Feature:
     return ("bytes_list", list(values))
 
 
@@ -307,16 +306,11 @@ def encode_example(
         assert pngs is not None  # for the type checker; checked above
         feature = _png_features(site, list(pngs), height, width)
     feature.update(_site_features(site))
-    import tensorflow as tf  # deferred: the schema and reading need no TensorFlow
-
-    example = tf.train.Example()
-    features = example.features.feature
-    for key, (kind, values) in feature.items():
-        getattr(features[key], kind).value.extend(values)
-    # Protobuf's default map order varies between processes. Deterministic serialization
-    # (same cost) makes a site's bytes a pure function of its content, so a resumed,
-    # parallel or Beam conversion writes byte-identical shards to an uninterrupted one.
-    return bytes(example.SerializeToString(deterministic=True))
+    # Serialized by hand, as protobuf's deterministic serialization does (protobuf's
+    # default map order varies between processes): a site's bytes are a pure function of
+    # its content, so a resumed, parallel or Beam conversion writes byte-identical shards
+    # to an uninterrupted one. No TensorFlow, and each image byte is copied once.
+    return serialize_example(feature)
 
 
 def _raw_features(
@@ -336,7 +330,7 @@ def _raw_features(
             f"site {_describe(site)}: image is {h}x{w} but height={height}, width={width}"
         )
     return {
-        IMAGE: _bytes_feature([np.ascontiguousarray(image).tobytes()]),
+        IMAGE: _bytes_feature([np.ascontiguousarray(image).reshape(-1).data]),
         ENCODING: _bytes_feature([b"raw"]),
         HEIGHT: _int_feature(h),
         WIDTH: _int_feature(w),

@@ -33,6 +33,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -568,6 +569,16 @@ def _previous(ctx: ShardContext, task: ShardTask) -> ShardRecord | None:
     return dataclasses.replace(record, digest=found[-1])
 
 
+def _write_errors() -> tuple[type[BaseException], ...]:
+    """What a failed shard write raises: OSError; TensorFlow's errors where it wrote.
+
+    A worker writing uncompressed local shards never imports TensorFlow (rxdata frames
+    and encodes the records): its import is seconds of CPU per worker process.
+    """
+    tf = sys.modules.get("tensorflow")
+    return (OSError,) if tf is None else (OSError, tf.errors.OpError)
+
+
 def _write_failure_cause(err: BaseException) -> str:
     """The likely cause of a failed shard write, in words, for the message.
 
@@ -637,15 +648,13 @@ def write_shard_task(task: ShardTask) -> ShardRecord:
     written: list[str] = []
     skipped: list[SkippedSite] = []
     contents: list[str] = []
-    import tensorflow as tf
-
     try:
         info = write_shard(
             out,
             _examples(ctx, task, paths, written, skipped, contents),
             compression=ctx.compression,  # type: ignore[arg-type]
         )
-    except (OSError, tf.errors.OpError) as err:  # a full disk, a lost bucket, permissions
+    except _write_errors() as err:  # a full disk, a lost bucket, permissions
         raise ConvertError(
             f"writing shard {out} failed: {err}; no partial shard was left and complete "
             f"shards are kept: fix the cause ({_write_failure_cause(err)}) and re-run the "
