@@ -551,3 +551,74 @@ def test_a_row_with_an_unknown_filter_type_is_refused():
     raw[5 * 17] = 9  # row 5's filter type
     with pytest.raises(ImageDecodeError, match="row 5 has filter type 9"):
         images.inspect_png(gray_png(16, 16, bytes(raw)), "x.png")
+
+
+def _chunked_png(*middle: bytes) -> bytes:
+    """An 8x8 grayscale PNG: signature, IHDR, then ``middle`` chunks, then IEND."""
+    ihdr = chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 0, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + ihdr + b"".join(middle) + chunk(b"IEND", b"")
+
+
+_ZDATA = zlib.compress(scanlines(8, 8))
+_IHDR = chunk(b"IHDR", struct.pack(">IIBBBBB", 8, 8, 8, 0, 0, 0, 0))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param(
+            _chunked_png(
+                chunk(b"IDAT", _ZDATA[:5]), chunk(b"tEXt", b"a\0b"), chunk(b"IDAT", _ZDATA[5:])
+            ),
+            r"IDAT chunk at byte \d+ after a b'tEXt' chunk",
+            id="idat-not-consecutive",
+        ),
+        pytest.param(
+            _chunked_png(chunk(b"a1c!", b"x"), chunk(b"IDAT", _ZDATA)),
+            r"chunk type b'a1c!' at byte 33 is not four ASCII letters",
+            id="chunk-type-not-letters",
+        ),
+        pytest.param(
+            _chunked_png(_IHDR, chunk(b"IDAT", _ZDATA)),
+            "a second IHDR chunk at byte 33",
+            id="second-ihdr",
+        ),
+        pytest.param(
+            _chunked_png(chunk(b"ABCD", b"x"), chunk(b"IDAT", _ZDATA)),
+            "unknown critical chunk b'ABCD' at byte 33",
+            id="unknown-critical-chunk",
+        ),
+    ],
+)
+def test_chunk_layouts_tensorflow_refuses_are_refused(data, message):
+    """Valid CRCs and image data, but chunks libpng (TensorFlow) refuses: refused too.
+
+    Found by the adversarial pass on the one-inflate decoder: it decoded the first two
+    where Pillow refuses them, and inspect_png passed all four to TensorFlow's failure at
+    training time.
+    """
+    tf = pytest.importorskip("tensorflow")
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        tf.io.decode_png(data, channels=1)
+    for call in (
+        lambda: images.inspect_png(data, "x/B02_s1_w1.png"),
+        *(
+            lambda d=d: images.read_png(data, path="x/B02_s1_w1.png", decoder=d)
+            for d in images._DECODERS
+        ),
+    ):
+        with pytest.raises(ImageDecodeError, match=message) as err:
+            call()
+        assert "x/B02_s1_w1.png" in str(err.value)
+
+
+def test_chunk_layouts_every_decoder_accepts_stay_accepted():
+    """Ancillary chunks anywhere, PLTE in a grayscale image and empty IDATs: all decode."""
+    pixels = np.frombuffer(scanlines(8, 8), np.uint8).reshape(8, 9)[:, 1:]
+    for data in (
+        _chunked_png(chunk(b"PLTE", bytes(3)), chunk(b"IDAT", _ZDATA)),
+        _chunked_png(chunk(b"IDAT", b""), chunk(b"IDAT", _ZDATA), chunk(b"IDAT", b"")),
+        _chunked_png(chunk(b"IDAT", _ZDATA), chunk(b"tEXt", b"a\0b"), chunk(b"zzZz", b"")),
+    ):
+        for decoder in images._DECODERS:
+            np.testing.assert_array_equal(images.read_png(data, decoder=decoder), pixels)

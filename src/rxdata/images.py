@@ -331,6 +331,31 @@ def inspect_png(
     return _check(data, source, expected_shape)[0]
 
 
+# The critical chunks (type's first letter upper case) libpng knows: any other one, a second
+# IHDR, a chunk type that is not four ASCII letters, or IDAT chunks that are not consecutive
+# make libpng (so TensorFlow) refuse the file, and Pillow refuses the last two.
+_CRITICAL = (b"IHDR", b"PLTE", b"IDAT", b"IEND")
+
+
+def _check_chunk_order(ctype: bytes, pos: int, previous: bytes, n_idat: int, source: str) -> None:
+    """Refuse a chunk that libpng refuses where it stands (after the first ``IHDR``)."""
+    if not ctype.isalpha() or not ctype.isascii():
+        raise _fail(source, f"chunk type {ctype!r} at byte {pos} is not four ASCII letters")
+    if ctype == b"IHDR" and pos != 8:
+        raise _fail(source, f"a second IHDR chunk at byte {pos}: corrupt file")
+    if ctype[:1].isupper() and ctype not in _CRITICAL:
+        raise _fail(
+            source,
+            f"unknown critical chunk {ctype!r} at byte {pos} (PNG decoders must refuse it)",
+        )
+    if ctype == b"IDAT" and n_idat and previous != b"IDAT":
+        raise _fail(
+            source,
+            f"IDAT chunk at byte {pos} after a {previous!r} chunk: PNG requires the IDAT "
+            "chunks to be consecutive",
+        )
+
+
 def _check(
     data: bytes, source: str, expected_shape: tuple[int, int] | None, *, keep: bool = False
 ) -> tuple[PngInfo, _ImageData]:
@@ -338,7 +363,7 @@ def _check(
     view = memoryview(data)
     info = _parse_ihdr(bytes(view[:33]), source)
     image_data = _ImageData(info, keep=keep)
-    pos, n_idat, size = 8, 0, len(view)
+    pos, n_idat, size, previous = 8, 0, len(view), b""
     while True:
         if pos + 12 > size:
             raise _fail(
@@ -362,10 +387,11 @@ def _check(
                 f"CRC mismatch in chunk {ctype!r} at byte {pos} "
                 f"(stored {stored:#010x}, computed {actual:#010x}): corrupt file",
             )
+        _check_chunk_order(ctype, pos, previous, n_idat, source)
         if ctype == b"IDAT":
             n_idat += 1
             image_data.feed(view[pos + 8 : end - 4], source)
-        pos = end
+        previous, pos = ctype, end
         if ctype == b"IEND":
             break
     if n_idat == 0:
