@@ -162,6 +162,36 @@ def test_an_unknown_checksum_is_a_damaged_manifest(small_kaggle, converted, valu
     assert verify(converted).ok
 
 
+@pytest.mark.parametrize(
+    "edit, why",
+    [
+        # the digest is right, the legacy key wrong: which one to check would be a guess
+        (lambda e: e.update(sha256="0" * 64), "records both 'digest' and 'sha256'"),
+        # a complete conversion's shard with no checksum: was read unchecked by Sites,
+        # and verify stopped with "checksum 'xxh3_128' is not ALGORITHM:HEX"
+        (lambda e: e.pop("digest"), "records no checksum, which every shard of a complete"),
+    ],
+    ids=["both-keys", "no-checksum"],
+)
+def test_a_tampered_checksum_entry_is_a_damaged_manifest(small_kaggle, converted, edit, why):
+    body = manifest(converted)
+    edit(body["shards"][0])
+    (converted / MANIFEST_NAME).write_text(json.dumps(body))
+    where = f"{converted / MANIFEST_NAME}: damaged manifest: "
+    for attempt in (lambda: open_records(converted), lambda: Sites(converted)):
+        with pytest.raises(RecordError) as err:
+            attempt()
+        assert str(err.value).startswith(where) and why in str(err.value)
+        assert "(with --overwrite)" in str(err.value)
+    (problem,) = verify(converted).problems
+    assert problem.startswith(where) and why in problem
+    assert main(["verify", str(converted)]) == EXIT_VERIFY_FAILED
+    with pytest.raises(OutputExistsError, match="damaged manifest"):
+        convert(small_kaggle, converted, sites_per_shard=PER, workers=1)
+    convert(small_kaggle, converted, sites_per_shard=PER, workers=1, overwrite=True)
+    assert verify(converted).ok
+
+
 def interrupted_run(root: Path, out: Path, monkeypatch) -> list[Path]:
     """A run stopped in the middle of its third shard; the two progress records left."""
     import rxdata.conversion.shard as conv

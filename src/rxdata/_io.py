@@ -220,8 +220,9 @@ def recorded_digest(entry: Mapping[str, Any], where: str) -> str | None:
 
     Raises:
         RecordError: The value is not a checksum this rxdata knows: a damaged manifest
-            (or one a newer rxdata wrote); the message names ``where``, the shard and
-            the fix.
+            (or one a newer rxdata wrote), or the entry holds both keys (no rxdata writes
+            both: which one to check would be a guess); the message names ``where``, the
+            shard and the fix.
 
     Example:
         >>> recorded_digest({"sha256": "ab" * 32}, "manifest.json")[:12]
@@ -229,6 +230,12 @@ def recorded_digest(entry: Mapping[str, Any], where: str) -> str | None:
         >>> recorded_digest({"path": "x.tfrecord"}, "manifest.json") is None
         True
     """
+    if DIGEST_KEY in entry and _LEGACY_KEY in entry:  # no writer records both: tampered
+        raise RecordError(
+            f"{where}: damaged manifest: shard {entry.get('path')!r} records both "
+            f"{DIGEST_KEY!r} and {_LEGACY_KEY!r} (rxdata writes one); re-run the convert "
+            "command (with --overwrite) to rewrite it"
+        )
     if DIGEST_KEY in entry:
         value = entry[DIGEST_KEY]
     elif _LEGACY_KEY in entry:

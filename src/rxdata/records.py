@@ -36,7 +36,8 @@ Example:
     ...     "complete": True, "layout": "kaggle", "options": {"strategy": "random",
     ...     "seed": 42, "encoding": "png", "compression": "none", "image_shape": [8, 8]},
     ...     "shards": [{"path": "random-42/train/001.tfrecord", "dataset": "train",
-    ...     "count": 2, "site_ids": ["HUVEC-01_1_B03_1", "HUVEC-01_1_B03_2"]}]}
+    ...     "count": 2, "site_ids": ["HUVEC-01_1_B03_1", "HUVEC-01_1_B03_2"],
+    ...     "digest": "xxh3_128:99aa06d3014798d86001c324468d497f", "size": 0}]}
     >>> _ = open(os.path.join(out, MANIFEST_NAME), "w").write(json.dumps(manifest))
     >>> records = open_records(out)
     >>> records.splits, records.image_shape, records.split_sizes
@@ -175,7 +176,8 @@ def read_manifest(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
             damaged: it is a symbolic link or a folder, a shard path is absolute, has
             a ``..`` part, or is not a string (:func:`check_relative`), or a shard's
             checksum is not one this rxdata knows (:func:`rxdata._io.recorded_digest`:
-            ``"digest": "xxh3_128:HEX"``, or ``"sha256": HEX`` of earlier versions).
+            ``"digest": "xxh3_128:HEX"``, or ``"sha256": HEX`` of earlier versions), or a
+            shard of a complete conversion records none.
 
     Example:
         >>> try:
@@ -225,7 +227,13 @@ def read_manifest(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
                 f"{path}: damaged manifest: shards[{i}].path {problem}; re-run the "
                 "conversion (with --overwrite) to replace it"
             )
-        _io.recorded_digest(entry, path)  # a checksum this rxdata cannot check is refused
+        # a checksum this rxdata cannot check is refused, and so is none where one is due
+        if _io.recorded_digest(entry, path) is None and manifest.get("complete") is True:
+            raise RecordError(
+                f"{path}: damaged manifest: shards[{i}] ({entry['path']!r}) records no "
+                "checksum, which every shard of a complete conversion has; re-run the "
+                "conversion (with --overwrite) to replace it"
+            )
     return manifest
 
 

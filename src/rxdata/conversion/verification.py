@@ -286,7 +286,8 @@ def _check_shard(
     # versions' manifests is checked by SHA-256.
     expected = _io.recorded_digest(entry, _io.join(out_dir, MANIFEST_NAME))
     try:
-        found = _io.file_digest(path, _io.digest_algorithm(expected or _io.DIGEST_ALGORITHM))
+        algorithm = _io.digest_algorithm(expected) if expected else _io.DIGEST_ALGORITHM
+        found = _io.file_digest(path, algorithm)
     except OSError as err:
         problems.append(f"{entry['path']}: cannot be read: {err}")
         return []
