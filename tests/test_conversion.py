@@ -693,6 +693,46 @@ def test_full_disk_is_reported_and_resumable(kaggle_root, tmp_path, monkeypatch)
     assert shard_bytes(out) == shard_bytes(reference)
 
 
+@pytest.mark.parametrize("what", ["manifest", "progress record"])
+def test_a_disk_full_at_the_manifest_or_a_progress_record_is_reported(
+    kaggle_root, tmp_path, monkeypatch, capsys, what
+) -> None:
+    """Found by the adversarial pass (a 300 KiB tmpfs): the disk filling up as the final
+    manifest was written gave a traceback (OSError) instead of a message; the same for a
+    progress record. Now a ConvertError names the cause, and re-running resumes."""
+    import errno
+
+    import rxdata._io
+    from rxdata.cli import EXIT_ERROR, main
+
+    reference = tmp_path / "reference"
+    convert(kaggle_root, reference, workers=1, sites_per_shard=3)
+    real = rxdata._io.write_bytes_atomic
+
+    def disk_fills_up(path, data):
+        full = (
+            b'"complete": true' in data
+            if what == "manifest"
+            else "_progress" in str(path) and "002" in str(path)
+        )
+        if full:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, data)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(rxdata._io, "write_bytes_atomic", disk_fills_up)
+    args = ["convert", str(kaggle_root), str(out), "--workers", "1", "--sites-per-shard", "3"]
+    assert main(args) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "No space left on device" in err
+    assert "(free space" in err and "re-run the same command" in err
+    monkeypatch.setattr(rxdata._io, "write_bytes_atomic", real)
+    again = convert(kaggle_root, out, workers=1, sites_per_shard=3)
+    # the manifest: every shard kept; a progress record: the shard before it (one worker)
+    assert again.n_reused == (len(again.shards) if what == "manifest" else 1)
+    assert shard_bytes(out) == shard_bytes(reference)
+
+
 def test_no_progress_folder_after_a_complete_run(kaggle_root, tmp_path) -> None:
     out = tmp_path / "o"
     convert(kaggle_root, out, datasets=("test",), workers=1)

@@ -467,6 +467,13 @@ def convert(
         ShardTask(s, tuple(rows[i] for i in s.site_ids), ctx, expected.get(s.path)) for s in plan
     ]
     records = _run(tasks, opts)
-    finalize(out_dir, spec, records, orphans)
+    try:
+        finalize(out_dir, spec, records, orphans)
+    except OSError as err:  # a full disk, permissions: every shard is written and kept
+        raise ConvertError(
+            f"writing the manifest of {out_dir} failed: {err}; every shard is written and "
+            "kept: fix the cause (free space, permissions) and re-run the same command to "
+            "finish"
+        ) from err
     commit(out_dir, final_dir)  # the new conversion is complete: swap it in
     return _result(final_dir, records, orphans, start)

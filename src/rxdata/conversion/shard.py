@@ -674,8 +674,15 @@ def write_shard_task(task: ShardTask) -> ShardRecord:
     )
     if record.count != len(written):
         raise ConvertError(f"shard {out}: wrote {record.count} examples for {len(written)} sites")
-    _io.makedirs(_io.join(ctx.output_dir, PROGRESS_DIR))
-    _io.write_bytes_atomic(
-        progress_path(ctx.output_dir, task.spec.path), json.dumps(record.to_json()).encode()
-    )
+    try:
+        _io.makedirs(_io.join(ctx.output_dir, PROGRESS_DIR))
+        _io.write_bytes_atomic(
+            progress_path(ctx.output_dir, task.spec.path), json.dumps(record.to_json()).encode()
+        )
+    except _write_errors() as err:
+        raise ConvertError(
+            f"recording shard {out} as done failed: {err}; complete shards are kept: fix "
+            f"the cause ({_write_failure_cause(err)}) and re-run the same command to resume "
+            "(this shard is written again)"
+        ) from err
     return record
