@@ -536,3 +536,33 @@ def test_a_bad_site_survives_pickling() -> None:
 
     copy = pickle.loads(pickle.dumps(BadSite(ImageNotFoundError("gone.png"), "gone.png")))
     assert (str(copy), copy.path, type(copy.error)) == ("gone.png", "gone.png", ImageNotFoundError)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fcntl locks")
+def test_a_lock_that_cannot_be_opened_is_explained_by_its_cause(tmp_path, monkeypatch) -> None:
+    """Found by the adversarial pass: re-running into a conversion on a read-only mount
+    said "if it is a symbolic link or not a file, remove it" about a lock that does not
+    exist; now the message says the folder is not writable. A linked lock keeps its fix."""
+    import errno
+
+    import rxdata.conversion.lock as lock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    real_open = os.open
+
+    def read_only(path, flags, *args):
+        if str(path).endswith(LOCK_NAME):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(lock.os, "open", read_only)
+    with pytest.raises(ConvertError) as err, output_lock(out):
+        pass
+    assert "(Read-only file system); the output folder is not writable" in str(err.value)
+    assert "symbolic link" not in str(err.value)
+    monkeypatch.setattr(lock.os, "open", real_open)
+    (out / LOCK_NAME).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ConvertError, match="if it is a symbolic link or not a file, remove it"):
+        with output_lock(out):
+            pass

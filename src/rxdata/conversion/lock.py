@@ -98,10 +98,11 @@ def _acquire(path: str, out_dir: str) -> int:
         try:  # never through a symbolic link: the holder's record is written into the file
             fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         except OSError as err:
-            raise ConvertError(
-                f"cannot open the lock {path} ({err.strerror}); if it is a symbolic link or "
-                "not a file, remove it"
-            ) from err
+            if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                fix = "the output folder is not writable: choose another output directory"
+            else:
+                fix = "if it is a symbolic link or not a file, remove it"
+            raise ConvertError(f"cannot open the lock {path} ({err.strerror}); {fix}") from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
