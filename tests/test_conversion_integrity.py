@@ -563,6 +563,6 @@ def test_a_lock_that_cannot_be_opened_is_explained_by_its_cause(tmp_path, monkey
     assert "symbolic link" not in str(err.value)
     monkeypatch.setattr(lock.os, "open", real_open)
     (out / LOCK_NAME).symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(ConvertError, match="if it is a symbolic link or not a file, remove it"):
-        with output_lock(out):
-            pass
+    linked = "if it is a symbolic link or not a file, remove it"
+    with pytest.raises(ConvertError, match=linked), output_lock(out):
+        pass
