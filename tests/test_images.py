@@ -649,3 +649,38 @@ def test_every_decoder_agrees_on_a_damaged_zlib_stream_with_valid_crcs(arr, leve
         except ImageDecodeError:
             results.append(None)
     assert len(set(results)) == 1
+
+
+def _adam7_scanlines(arr: np.ndarray) -> list[tuple[int, bytes]]:
+    """``(pass number, scanline)`` of ``arr`` interlaced (Adam7), every row filter type 0."""
+    return [
+        (number, b"\x00" + row.tobytes())
+        for number, (r0, c0, dr, dc) in enumerate(images._ADAM7, 1)
+        if arr[r0::dr, c0::dc].size
+        for row in arr[r0::dr, c0::dc]
+    ]
+
+
+@pytest.mark.parametrize(("shape", "target"), [((8, 8), 1), ((5, 3), 4), ((9, 17), 7)])
+def test_an_interlaced_row_with_an_unknown_filter_type_is_refused(shape, target):
+    """Found by the adversarial pass: inspect_png checked filter types in plain images
+    only, so a png-encoded conversion stored an interlaced image with a filter type of 7
+    (tf.io.decode_png refuses it at training time)."""
+    arr = np.arange(np.prod(shape), dtype=np.uint8).reshape(shape)
+    lines = _adam7_scanlines(arr)
+    good = gray_png(shape[1], shape[0], b"".join(line for _, line in lines), interlace=1)
+    np.testing.assert_array_equal(images.read_png(good), arr)
+    index = max(i for i, (number, _) in enumerate(lines) if number == target)
+    row = sum(1 for number, _ in lines[:index] if number == target)
+    bad = b"".join(b"\x07" + line[1:] if i == index else line for i, (_, line) in enumerate(lines))
+    data = gray_png(shape[1], shape[0], bad, interlace=1)
+    tf = pytest.importorskip("tensorflow")
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        tf.io.decode_png(data, channels=1)
+    message = f"Adam7 pass {target}, row {row} has filter type 7"
+    for call in (
+        lambda: images.inspect_png(data, "x.png"),
+        *(lambda d=d: images.read_png(data, decoder=d) for d in images._DECODERS),
+    ):
+        with pytest.raises(ImageDecodeError, match=message):
+            call()

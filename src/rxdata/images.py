@@ -168,6 +168,25 @@ def _image_data_size(info: PngInfo) -> int:
     )
 
 
+def _row_segments(info: PngInfo) -> tuple[tuple[int, int, int, int], ...]:
+    """Where rows lie in the decompressed ``IDAT`` stream: ``(start, row bytes, end, pass)``.
+
+    One segment for a plain image, one per non-empty Adam7 pass for an interlaced one:
+    each row starts with its filter type, checked in both (libpng, so TensorFlow, refuses
+    a type over 4 in any pass).
+    """
+    if not info.interlaced:
+        return ((0, _row_bytes(info, info.width), _image_data_size(info), 0),)
+    segments, start = [], 0
+    for number, (r0, c0, dr, dc) in enumerate(_ADAM7, 1):
+        height, width = -(-(info.height - r0) // dr), -(-(info.width - c0) // dc)
+        if width and height:
+            stride = _row_bytes(info, width)
+            segments.append((start, stride, start + height * stride, number))
+            start += height * stride
+    return tuple(segments)
+
+
 # Inflate in slices of this many output bytes: memory stays bounded whatever the header
 # or a zlib bomb claims, and the slice stays in the CPU cache (as fast as one whole-image
 # inflate on the real RxRx1 PNGs).
@@ -207,8 +226,8 @@ class _ImageData:
 
     def __init__(self, info: PngInfo, *, keep: bool = False) -> None:
         self.expected = _image_data_size(info)
-        # Each scanline starts with its filter type (0..4); checked where rows are regular.
-        self.stride = 0 if info.interlaced else _row_bytes(info, info.width)
+        # Each scanline starts with its filter type (0..4), in every Adam7 pass too.
+        self.segments = _row_segments(info)
         self.size = 0
         self._inflate = _decompressobj()
         self._header = b""  # the zlib stream's first two bytes, until checked
@@ -228,16 +247,8 @@ class _ImageData:
         try:
             while True:
                 out = self._inflate.decompress(data, _INFLATE_SLICE)
-                if self.stride and out:
-                    first = -self.size % self.stride
-                    filters = np.frombuffer(out, np.uint8)[first :: self.stride]
-                    if len(filters) and int(filters.max()) > 4:
-                        row = (self.size + first) // self.stride + int(np.argmax(filters > 4))
-                        raise _fail(
-                            source,
-                            f"row {row} has filter type {int(filters.max())} (PNG defines "
-                            "0..4): corrupt image data",
-                        )
+                if out:
+                    self._check_filters(out, source)
                 self.size += len(out)
                 if self._blocks is not None and out:
                     self._blocks += (struct.pack("<BHH", 0, len(out), len(out) ^ 0xFFFF), out)
@@ -259,6 +270,24 @@ class _ImageData:
                 f"{len(self._inflate.unused_data)} bytes after the end of the zlib stream "
                 "in IDAT: corrupt file",
             )
+
+    def _check_filters(self, out: bytes, source: str) -> None:
+        """Refuse a row of ``out`` (the bytes after ``self.size``) whose filter type is over 4."""
+        lo, hi = self.size, self.size + len(out)
+        for start, stride, end, number in self.segments:
+            first = max(start, lo)
+            first += -(first - start) % stride  # the first row start at or after lo
+            if first >= min(end, hi):
+                continue
+            filters = np.frombuffer(out, np.uint8)[first - lo : min(end, hi) - lo : stride]
+            if int(filters.max()) > 4:
+                row = (first - start) // stride + int(np.argmax(filters > 4))
+                where = f"Adam7 pass {number}, " if number else ""
+                raise _fail(
+                    source,
+                    f"{where}row {row} has filter type {int(filters.max())} (PNG defines "
+                    "0..4): corrupt image data",
+                )
 
     def stored(self) -> bytes:
         """The kept image data as a zlib stream of stored (uncompressed) deflate blocks.
