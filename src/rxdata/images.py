@@ -337,8 +337,9 @@ def inspect_png(
     exactly the bytes the header's size needs in one complete zlib stream (a file with
     valid CRCs but too few rows is refused, where Pillow and OpenCV would fill the missing
     rows with zeros and TensorFlow would refuse it at training time), that the image is
-    8-bit grayscale and, if given, its ``(height, width)``. Costs a CRC pass and an inflate (no unfiltering, and memory
-    bounded whatever the header claims): about a third of a full decode.
+    8-bit grayscale and, if given, its ``(height, width)``. Costs a CRC pass and an
+    inflate (no unfiltering, and memory bounded whatever the header claims): about a
+    third of a full decode.
 
     Args:
         data: The whole file's bytes.
