@@ -693,13 +693,14 @@ def test_full_disk_is_reported_and_resumable(kaggle_root, tmp_path, monkeypatch)
     assert shard_bytes(out) == shard_bytes(reference)
 
 
-@pytest.mark.parametrize("what", ["manifest", "progress record"])
+@pytest.mark.parametrize("what", ["plan", "manifest", "progress record"])
 def test_a_disk_full_at_the_manifest_or_a_progress_record_is_reported(
     kaggle_root, tmp_path, monkeypatch, capsys, what
 ) -> None:
-    """Found by the adversarial pass (a 300 KiB tmpfs): the disk filling up as the final
-    manifest was written gave a traceback (OSError) instead of a message; the same for a
-    progress record. Now a ConvertError names the cause, and re-running resumes."""
+    """Found by the adversarial pass (tmpfs outputs of 4 and 300 KiB): the disk filling
+    up as the plan or the final manifest was written gave a traceback (OSError) instead of
+    a message; the same for a progress record. Now a ConvertError names the cause, and
+    re-running resumes."""
     import errno
 
     import rxdata._io
@@ -710,11 +711,11 @@ def test_a_disk_full_at_the_manifest_or_a_progress_record_is_reported(
     real = rxdata._io.write_bytes_atomic
 
     def disk_fills_up(path, data):
-        full = (
-            b'"complete": true' in data
-            if what == "manifest"
-            else "_progress" in str(path) and "002" in str(path)
-        )
+        full = {
+            "plan": b'"complete": false' in data,
+            "manifest": b'"complete": true' in data,
+            "progress record": "_progress" in str(path) and "002" in str(path),
+        }[what]
         if full:
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real(path, data)
@@ -729,7 +730,7 @@ def test_a_disk_full_at_the_manifest_or_a_progress_record_is_reported(
     monkeypatch.setattr(rxdata._io, "write_bytes_atomic", real)
     again = convert(kaggle_root, out, workers=1, sites_per_shard=3)
     # the manifest: every shard kept; a progress record: the shard before it (one worker)
-    assert again.n_reused == (len(again.shards) if what == "manifest" else 1)
+    assert again.n_reused == {"plan": 0, "manifest": len(again.shards)}.get(what, 1)
     assert shard_bytes(out) == shard_bytes(reference)
 
 

@@ -462,7 +462,13 @@ def convert(
     ctx = dataclasses.replace(ctx, output_dir=out_dir)
     orphans = _checked_orphans(root, md, opts, imageless)
 
-    expected = prepare_output(out_dir, spec, orphans)
+    try:
+        expected = prepare_output(out_dir, spec, orphans)
+    except OSError as err:  # a full disk, permissions: nothing of a previous run is lost
+        raise ConvertError(
+            f"preparing the output folder {out_dir} failed: {err}; fix the cause (free "
+            "space, permissions) and re-run the same command"
+        ) from err
     tasks = [
         ShardTask(s, tuple(rows[i] for i in s.site_ids), ctx, expected.get(s.path)) for s in plan
     ]
