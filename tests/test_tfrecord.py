@@ -412,6 +412,17 @@ def test_hand_serializer_refuses_what_protobuf_refuses() -> None:
         serialize_example({"f": ("float_list", [1.0])})
 
 
+@pytest.mark.parametrize("column", ["plate", "site", "sirna_id"])
+def test_an_integer_outside_int64_names_the_site(column) -> None:
+    """Adversarial pass: the hand serializer refused it naming only the feature."""
+    site = make_site(**{column: 2**63})
+    with pytest.raises(RecordError) as err:
+        tfrecord.encode_example(site, image=np.zeros((4, 4, 6), np.uint8))
+    assert str(err.value) == (
+        f"site {site['site_id']!r}: feature {column!r}: {2**63} is outside the int64 range"
+    )
+
+
 @pytest.mark.subprocess
 def test_encoding_a_site_imports_no_tensorflow() -> None:
     import subprocess

@@ -310,7 +310,10 @@ def encode_example(
     # default map order varies between processes): a site's bytes are a pure function of
     # its content, so a resumed, parallel or Beam conversion writes byte-identical shards
     # to an uninterrupted one. No TensorFlow, and each image byte is copied once.
-    return serialize_example(feature)
+    try:
+        return serialize_example(feature)
+    except RecordError as err:  # a value outside int64: name the site it came from
+        raise RecordError(f"site {_describe(site)}: {err}") from None
 
 
 def _raw_features(
