@@ -684,3 +684,22 @@ def test_an_interlaced_row_with_an_unknown_filter_type_is_refused(shape, target)
     ):
         with pytest.raises(ImageDecodeError, match=message):
             call()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (adversarial pass): Pillow refuses a known ancillary chunk of the wrong "
+    "length (gAMA or pHYs of 3 bytes); inspect_png, the default one-inflate decoder and "
+    "tf.io.decode_png accept it, so decoder='pillow' and the default disagree. Which "
+    "way to agree (refuse like Pillow, or decode like TensorFlow) is a decision to make.",
+)
+@pytest.mark.parametrize("ancillary", [b"gAMA", b"pHYs"])
+def test_every_decoder_agrees_on_a_malformed_ancillary_chunk(ancillary):
+    data = _chunked_png(chunk(ancillary, bytes(3)), chunk(b"IDAT", _ZDATA))
+    results = set()
+    for decoder in images._DECODERS:
+        try:
+            results.add(images.read_png(data, decoder=decoder).tobytes())
+        except ImageDecodeError:
+            results.add(None)
+    assert len(results) == 1
