@@ -67,6 +67,7 @@ from rxdata.errors import (
     MetadataError,
     Option,
     OptionsError,
+    RxDataError,
 )
 from rxdata.labels import label_release_of
 from rxdata.naming import CHANNELS, DATASETS, IMAGES_FOLDER
@@ -464,6 +465,8 @@ def convert(
 
     try:
         expected = prepare_output(out_dir, spec, orphans)
+    except RxDataError:  # OutputExistsError is an OSError too: its own message stands
+        raise
     except OSError as err:  # a full disk, permissions: nothing of a previous run is lost
         raise ConvertError(
             f"preparing the output folder {out_dir} failed: {err}; fix the cause (free "
@@ -475,6 +478,8 @@ def convert(
     records = _run(tasks, opts)
     try:
         finalize(out_dir, spec, records, orphans)
+    except RxDataError:
+        raise
     except OSError as err:  # a full disk, permissions: every shard is written and kept
         raise ConvertError(
             f"writing the manifest of {out_dir} failed: {err}; every shard is written and "
