@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -292,3 +293,30 @@ def test_a_killed_run_resumes_with_what_is_missing_and_a_complete_one_is_kept(tm
     assert refused.returncode != 0
     assert "config.epochs: 1 there, 2 now" in stdout and "--restart" in stdout
     assert _files(out) == before
+
+
+def test_the_embedding_head_fits_on_one_blas_thread_with_the_same_result():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    rng = np.random.default_rng(2)
+    y = np.repeat(np.arange(4), 40)
+    x = np.maximum(rng.normal(size=(160, 64)) + np.eye(4)[y] @ rng.normal(size=(4, 64)), 0)
+    with bench.one_blas_thread():
+        inside = {i["filepath"]: i["num_threads"] for i in threadpoolctl.threadpool_info()}
+    assert inside and set(inside.values()) == {1}
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        free = bench.fit_head(x, y, 4, {"t": x}, 0.1, 1e-2)["t"]
+    np.testing.assert_allclose(bench.softmax_head(x, y, 4, {"t": x})["t"], free, atol=1e-12)
+
+
+def test_a_stopped_runs_data_and_cut_writes_are_cleared_and_its_results_kept(tmp_path):
+    out = tmp_path / "out"
+    _write(out, [(0, 0, 0)], _legacy_info(SMOKE2))
+    kept = _files(out)
+    (out / "data-0" / "images").mkdir(parents=True)
+    (out / "records-0").mkdir()
+    (out / ".run.json.tmp").write_text("{half")
+    bench.clear_data(out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(kept)
+    assert _files(out) == kept
+    assert bench.build_parser().parse_args(["--restart"]).restart
+    assert not bench.build_parser().parse_args([]).restart  # continuing is the default

@@ -286,3 +286,9 @@ def test_a_default_run_is_published_in_its_own_section_only_when_complete(tmp_pa
     assert "The default configuration: 64 px, 32 siRNAs per plate group (128 classes)" in text
     assert "s of CPU time in 2 sessions (times summed) on a 2-core machine" in text
     assert "| `global` | 4 |" in text and "projected" not in text
+
+
+def test_status_of_a_run_that_has_finished_nothing_yet(tmp_path):
+    tables = _tables()
+    (tmp_path / tables.bench.MARKER).touch()  # a run's folder before its first run.json
+    assert tables.status(tmp_path).endswith("no finished run yet (no run.json)")
