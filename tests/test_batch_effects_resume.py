@@ -320,3 +320,15 @@ def test_a_stopped_runs_data_and_cut_writes_are_cleared_and_its_results_kept(tmp
     assert _files(out) == kept
     assert bench.build_parser().parse_args(["--restart"]).restart
     assert not bench.build_parser().parse_args([]).restart  # continuing is the default
+
+
+def test_the_compiled_inference_call_gives_the_eager_outputs_with_current_weights():
+    cfg = bench.dataclasses.replace(bench.SMOKE, image_size=64)
+    model = bench.build_model(cfg, 3, seed=0)
+    x = np.random.default_rng(3).normal(size=(5, 64, 64, 6)).astype("float32")
+    call = bench.compiled(model)
+    assert bench.compiled(model) is call  # traced once per model
+    same = {"rtol": 1e-5, "atol": 1e-7}  # equal bit for bit here; rounding may differ elsewhere
+    np.testing.assert_allclose(np.asarray(call(x)), np.asarray(model(x, training=False)), **same)
+    model.set_weights([w * 0.5 for w in model.get_weights()])  # as training moves them
+    np.testing.assert_allclose(np.asarray(call(x[:2])), np.asarray(model(x[:2])), **same)
