@@ -241,3 +241,21 @@ def plate_stats() -> pd.DataFrame:
                     }
                 )
     return pd.DataFrame(rows)
+
+
+def to_legacy_manifest(out: Path) -> None:
+    """Rewrite a conversion's manifest into the form rxdata wrote before the XXH3 checksum.
+
+    Format version 1, each shard's ``"digest"`` replaced by ``"sha256"``: the hex SHA-256
+    of its file (checked against a conversion made by that version's code: the same keys).
+    """
+    import hashlib
+    import json
+
+    path = out / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["format_version"] = 1
+    for entry in manifest["shards"]:
+        entry.pop("digest")
+        entry["sha256"] = hashlib.sha256((out / entry["path"]).read_bytes()).hexdigest()
+    path.write_text(json.dumps(manifest))

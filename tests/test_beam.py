@@ -31,8 +31,8 @@ def test_beam_equals_local_shard_for_shard(root, tmp_path, encoding) -> None:
     beam = convert(
         root, tmp_path / "beam", encoding=encoding, sites_per_shard=3, workers=1, runner="beam"
     )
-    assert [(s.path, s.count, s.sha256) for s in beam.shards] == [
-        (s.path, s.count, s.sha256) for s in local.shards
+    assert [(s.path, s.count, s.digest) for s in beam.shards] == [
+        (s.path, s.count, s.digest) for s in local.shards
     ]
     assert shard_bytes(tmp_path / "beam") == shard_bytes(tmp_path / "local")
     assert (tmp_path / "beam" / MANIFEST_NAME).read_bytes() == (

@@ -137,7 +137,7 @@ def test_verify_mismatch_exits_3(root, tmp_path, capsys) -> None:
     capsys.readouterr()
     assert main(["verify", str(out)]) == EXIT_VERIFY_FAILED
     report = capsys.readouterr().out
-    assert "problem(s)" in report and shard.name in report and "sha256" in report
+    assert "problem(s)" in report and shard.name in report and "xxh3_128 checksum" in report
     assert main(["verify", str(tmp_path / "none")]) == EXIT_ERROR
 
 

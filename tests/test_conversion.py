@@ -476,7 +476,7 @@ def test_verify_reports_mismatches(kaggle_root, tmp_path) -> None:
     report = verify(out, metadata=pd.concat([md, extra], ignore_index=True))
     assert not report.ok
     text = report.summary()
-    assert "sha256" in text and "missing" in text and "corrupt or truncated" in text
+    assert "xxh3_128 checksum" in text and "missing" in text and "corrupt or truncated" in text
     assert "HEPG2-01_4_P24_1" in text
     with pytest.raises(FileNotFoundError, match="no manifest"):
         verify(tmp_path / "nothing")
@@ -486,7 +486,7 @@ def test_verify_reports_mismatches(kaggle_root, tmp_path) -> None:
 def test_workers_give_the_same_bytes(kaggle_root, tmp_path) -> None:
     one = convert(kaggle_root, tmp_path / "one", workers=1, sites_per_shard=3)
     two = convert(kaggle_root, tmp_path / "two", workers=2, sites_per_shard=3)
-    assert [s.sha256 for s in one.shards] == [s.sha256 for s in two.shards]
+    assert [s.digest for s in one.shards] == [s.digest for s in two.shards]
     assert shard_bytes(tmp_path / "one") == shard_bytes(tmp_path / "two")
 
 
@@ -606,22 +606,25 @@ def test_image_size_is_voted_not_taken_from_one_file(own_root, tmp_path) -> None
 
 
 ids = st.from_regex(r"[A-Z0-9]{2,6}-0[1-9]_[1-4]_[B-O][0-2][0-9]_[12]", fullmatch=True)
+# a shard's checksum: XXH3-128 as written, or SHA-256 as read from an earlier version's record
+digests = st.from_regex(r"xxh3_128:[0-9a-f]{32}|sha256:[0-9a-f]{64}", fullmatch=True)
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
 
 
 @settings(max_examples=50, deadline=None)
 @given(
     site_ids=st.lists(ids, max_size=5, unique=True),
+    digest=digests,
     count=st.integers(0, 10**6),
     size=st.integers(0, 2**40),
     skipped=st.lists(st.builds(SkippedSite, ids, text, text, text, text), max_size=3),
 )
-def test_shard_record_json_round_trip(site_ids, count, size, skipped) -> None:
+def test_shard_record_json_round_trip(site_ids, digest, count, size, skipped) -> None:
     record = ShardRecord(
         "random-42/train/001.tfrecord",
         "train",
         count,
-        "ab" * 32,
+        digest,
         size,
         tuple(site_ids),
         tuple(skipped),
@@ -662,7 +665,7 @@ def test_remote_paths_through_gfile(kaggle_root, tmp_path) -> None:
     again = convert(f"{base}/data", out, workers=1, sites_per_shard=4)
     assert again.n_reused == len(result.shards) > 1
     local = convert(kaggle_root, tmp_path / "local", workers=1, sites_per_shard=4)
-    assert [s.sha256 for s in result.shards] == [s.sha256 for s in local.shards]
+    assert [s.digest for s in result.shards] == [s.digest for s in local.shards]
 
 
 def test_full_disk_is_reported_and_resumable(kaggle_root, tmp_path, monkeypatch) -> None:
@@ -753,6 +756,28 @@ def test_sigterm_to_rxdata_convert_is_an_interrupt_and_resumable(own_root, tmp_p
     assert resumed.n_reused == 1
     assert shard_bytes(out) == shard_bytes(reference)
     assert (out / MANIFEST_NAME).read_bytes() == (reference / MANIFEST_NAME).read_bytes()
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("encoding", ["png", "raw"])
+def test_converting_to_local_uncompressed_shards_imports_no_tensorflow(
+    small_kaggle, tmp_path, encoding
+) -> None:
+    # rxdata encodes, frames and hashes these records itself: a worker that imported
+    # TensorFlow would pay seconds of CPU for nothing
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from rxdata import ConvertOptions, convert;"
+        f"convert({str(small_kaggle)!r}, {str(tmp_path / 'out')!r}, options=ConvertOptions("
+        f"encoding={encoding!r}, workers=1, progress=False));"
+        "print('tensorflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False"]
+    assert verify(tmp_path / "out", decode=True).ok
 
 
 def test_conversion_modules_form_no_cycle_and_share_no_private_names() -> None:

@@ -198,7 +198,9 @@ def test_a_progress_record_keeps_its_hash_name(root, tmp_path) -> None:
     """A shard kept from a run of an earlier version keeps its SHA-256 contents, named."""
     from rxdata.conversion.shard import ShardRecord
 
-    record = ShardRecord("a.tfrecord", "train", 1, "0" * 64, 1, ("s",), site_contents=("x",))
+    record = ShardRecord(
+        "a.tfrecord", "train", 1, "xxh3_128:" + "0" * 32, 1, ("s",), site_contents=("x",)
+    )
     assert ShardRecord.from_json(record.to_json()) == record
     old = {k: v for k, v in record.to_json().items() if k != "content_hash"}
     assert ShardRecord.from_json(old).content_hash == "sha256"

@@ -214,10 +214,10 @@ def test_local_beam_and_dask_write_identical_shards(root, tmp_path, cluster) -> 
         pass  # the beam extra is optional; local vs dask is still compared
     else:
         results["beam"] = convert(root, tmp_path / "beam", runner="beam", workers=1, **common)
-    expected = [(s.path, s.count, s.sha256) for s in results["local"].shards]
+    expected = [(s.path, s.count, s.digest) for s in results["local"].shards]
     assert len(expected) == 6  # 10 train + 4 test sites, 3 per shard
     for name, result in results.items():
-        assert [(s.path, s.count, s.sha256) for s in result.shards] == expected, name
+        assert [(s.path, s.count, s.digest) for s in result.shards] == expected, name
         assert shard_bytes(tmp_path / name) == shard_bytes(tmp_path / "local"), name
         manifest = (tmp_path / name / MANIFEST_NAME).read_bytes()
         assert manifest == (tmp_path / "local" / MANIFEST_NAME).read_bytes(), name
@@ -352,7 +352,7 @@ def test_local_cluster_without_address(root, tmp_path) -> None:
     pytest.importorskip("distributed")
     local = convert(root, tmp_path / "local", workers=1, datasets=("test",))
     dask = convert(root, tmp_path / "dask", workers=1, datasets=("test",), runner="dask")
-    assert [s.sha256 for s in dask.shards] == [s.sha256 for s in local.shards]
+    assert [s.digest for s in dask.shards] == [s.digest for s in local.shards]
     assert shard_bytes(tmp_path / "dask") == shard_bytes(tmp_path / "local")
 
 

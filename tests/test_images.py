@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import struct
 import zlib
 from pathlib import Path
@@ -303,6 +304,90 @@ def test_read_png_round_trip_every_decoder(arr):
     data = png_bytes(arr)
     for name in images._DECODERS:
         np.testing.assert_array_equal(images.read_png(data, decoder=name), arr)
+
+
+@pytest.mark.parametrize("filter_type", [0, 1, 2, 3, 4])
+def test_rxdata_decoder_unfilters_every_filter_over_many_blocks(filter_type):
+    # 301 rows of 300 pixels: the check's inflate keeps 91,000 bytes in two stored blocks
+    rng = np.random.default_rng(filter_type)
+    arr = rng.integers(0, 256, (301, 300), dtype=np.uint8)
+    arr[:150] //= 9  # compressible rows beside noise
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")  # Pillow's adaptive filters (mostly Paeth)
+    for data in (buf.getvalue(), filtered_png(arr, filter_type)):
+        np.testing.assert_array_equal(images.read_png(data, decoder="rxdata"), arr)
+        np.testing.assert_array_equal(images.read_png(data, decoder="pillow"), arr)
+
+
+def filtered_png(arr: np.ndarray, filter_type: int) -> bytes:
+    """``arr`` as a PNG whose every row uses ``filter_type`` (PNG spec, section 9)."""
+    a = arr.astype(np.int32)
+    rows = []
+    for r in range(a.shape[0]):
+        x = a[r]
+        left = np.concatenate([[0], x[:-1]])
+        up = a[r - 1] if r else np.zeros_like(x)
+        up_left = np.concatenate([[0], up[:-1]])
+        if filter_type == 0:
+            f = x
+        elif filter_type == 1:
+            f = x - left
+        elif filter_type == 2:
+            f = x - up
+        elif filter_type == 3:
+            f = x - (left + up) // 2
+        else:
+            p = left + up - up_left
+            pa, pb, pc = abs(p - left), abs(p - up), abs(p - up_left)
+            pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, up_left))
+            f = x - pred
+        rows.append(bytes([filter_type]) + (f % 256).astype(np.uint8).tobytes())
+    return gray_png(arr.shape[1], arr.shape[0], b"".join(rows))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    arrays(np.uint8, st.tuples(st.integers(1, 40), st.integers(1, 40))),
+    st.integers(0, 4),
+    st.lists(st.integers(0, 400), max_size=6),
+)
+def test_rxdata_decoder_over_any_idat_split(arr, filter_type, cuts):
+    # the zlib stream cut into IDAT chunks anywhere, empty chunks included
+    one = filtered_png(arr, filter_type)
+    start = one.index(b"IDAT") + 4
+    length = struct.unpack(">I", one[start - 8 : start - 4])[0]
+    stream = one[start : start + length]
+    bounds = [0, *sorted(min(c, len(stream)) for c in cuts), len(stream)]
+    idats = b"".join(chunk(b"IDAT", stream[a:b]) for a, b in itertools.pairwise(bounds))
+    data = one[: start - 8] + idats + one[start + length + 4 :]
+    for decoder in images._DECODERS:
+        np.testing.assert_array_equal(images.read_png(data, decoder=decoder), arr)
+
+
+def test_rxdata_decoder_refuses_what_the_check_refuses():
+    # the one-pass decoder uses the check's inflate: 10 of 32 rows is refused, not zero-filled
+    short = gray_png(32, 32, scanlines(32, 10))
+    for decoder in images._DECODERS:
+        with pytest.raises(ImageDecodeError, match=r"s.png: truncated image data"):
+            images.read_png(short, path="s.png", decoder=decoder)
+
+
+def test_rxdata_decoder_hands_interlaced_images_to_pillow(monkeypatch):
+    # Adam7 rows are not one grid: Pillow decodes them from the file (after the check);
+    # other images never reach a file decoder (no second inflate)
+    calls = []
+
+    def from_file(data):
+        calls.append(len(data))
+        return images._decode_pillow(data)
+
+    monkeypatch.setitem(images._DECODERS, "rxdata", from_file)
+    plain = png_bytes(np.arange(64, dtype=np.uint8).reshape(8, 8))
+    np.testing.assert_array_equal(images.read_png(plain), np.arange(64).reshape(8, 8))
+    assert calls == []
+    data = gray_png(8, 8, bytes(79), interlace=1)
+    np.testing.assert_array_equal(images.read_png(data), np.zeros((8, 8), np.uint8))
+    assert calls == [len(data)]
 
 
 def test_read_png_from_path_and_errors(tmp_path):

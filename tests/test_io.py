@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+import xxhash
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from rxdata import _io
-from rxdata.errors import MetadataError
+from rxdata.errors import MetadataError, RecordError
 from rxdata.metadata import find_metadata
 
 chunks = st.lists(st.binary(max_size=300), max_size=8)
@@ -19,14 +21,19 @@ chunks = st.lists(st.binary(max_size=300), max_size=8)
 
 @settings(max_examples=50, deadline=None)
 @given(parts=chunks)
-def test_sha256_while_writing_equals_hashlib_of_the_bytes(tmp_path_factory, parts) -> None:
+def test_checksum_while_writing_equals_xxh3_128_of_the_bytes(tmp_path_factory, parts) -> None:
     path = tmp_path_factory.mktemp("io") / "f.bin"
     with _io.atomic_writer(path) as w:
         for part in parts:
             w.write(part)
     data = b"".join(parts)
-    assert w.hexdigest() == hashlib.sha256(data).hexdigest() == _io.file_sha256(path)
-    assert w.size == len(data) == _io.sha256_and_size(path)[1]
+    expected = "xxh3_128:" + xxhash.xxh3_128_hexdigest(data)
+    assert w.digest() == expected == _io.file_digest(path)
+    assert _io.digest_and_size(path) == (expected, len(data)) == (expected, w.size)
+    assert _io.file_digests(path, ("sha256", "xxh3_128")) == [
+        "sha256:" + hashlib.sha256(data).hexdigest(),
+        expected,
+    ]
     assert _io.read_bytes(path) == data
     assert os.listdir(path.parent) == ["f.bin"]  # no temporary left
 
@@ -35,7 +42,7 @@ def test_sha256_while_writing_equals_hashlib_of_the_bytes(tmp_path_factory, part
 @given(data=st.binary(max_size=2000))
 def test_write_bytes_atomic_round_trip(tmp_path_factory, data) -> None:
     path = tmp_path_factory.mktemp("io") / "x.json"
-    assert _io.write_bytes_atomic(path, data) == hashlib.sha256(data).hexdigest()
+    assert _io.write_bytes_atomic(path, data) == "xxh3_128:" + xxhash.xxh3_128_hexdigest(data)
     assert _io.read_bytes(path) == data
 
 
@@ -100,3 +107,43 @@ def test_find_metadata_names_the_folder_it_searched(tmp_path) -> None:
     (tmp_path / "metadata").mkdir()
     (tmp_path / "metadata" / "train.csv").write_text("")
     assert find_metadata(tmp_path / "images") == str(tmp_path / "metadata")
+
+
+_WRITTEN = re.compile(r"xxh3_128:[0-9a-f]{32}|sha256:[0-9a-f]{64}")
+
+
+@settings(max_examples=50, deadline=None)
+@given(data=st.binary(max_size=3000), algorithm=st.sampled_from(_io.DIGEST_ALGORITHMS))
+def test_every_checksum_computed_is_read_back(tmp_path_factory, data, algorithm) -> None:
+    path = tmp_path_factory.mktemp("io") / "f.bin"
+    path.write_bytes(data)
+    digest = _io.file_digest(path, algorithm)
+    assert _WRITTEN.fullmatch(digest) and _io.digest_algorithm(digest) == algorithm
+    assert _io.recorded_digest({"digest": digest}, "m.json") == digest
+    with _io.open(path) as f:
+        assert _io.HashingReader(f, algorithm).drain() == digest
+    if algorithm == "sha256":  # how manifests of earlier versions hold it
+        assert _io.recorded_digest({"sha256": digest[7:]}, "m.json") == digest
+
+
+@given(value=st.text(max_size=80) | st.from_regex(r"[a-z0-9_]{1,10}:[0-9a-fA-F]{0,70}"))
+def test_a_malformed_or_unknown_checksum_is_refused_naming_the_file(value) -> None:
+    assume(not _WRITTEN.fullmatch(value))
+    with pytest.raises(RecordError):
+        _io.digest_algorithm(value)
+    with pytest.raises(RecordError) as err:
+        _io.recorded_digest({"path": "a/b.tfrecord", "digest": value}, "out/manifest.json")
+    message = str(err.value)
+    assert message.startswith("out/manifest.json: damaged manifest: shard 'a/b.tfrecord': ")
+    assert "re-run the convert command (with --overwrite)" in message
+
+
+def test_an_unknown_algorithm_is_never_hashed(tmp_path) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    for attempt in (
+        lambda: _io.file_digest(tmp_path / "f", "md5"),
+        lambda: _io.HashingWriter(_io.open(tmp_path / "g", "wb"), "md5"),
+        lambda: _io.HashingReader(_io.open(tmp_path / "f"), "md5"),
+    ):
+        with pytest.raises(RecordError, match=r"'md5' is not one this rxdata knows"):
+            attempt()

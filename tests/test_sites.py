@@ -12,6 +12,7 @@ import collections
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -223,7 +224,7 @@ def test_incomplete_conversion_read_only_when_asked(converted, tmp_path, caplog)
     for shard in kept:  # what a run that finished two train shards leaves
         (progress / (shard["path"].replace("/", "__") + ".json")).write_text(json.dumps(shard))
     for shard in manifest["shards"]:
-        shard.pop("sha256"), shard.pop("count")
+        shard.pop("digest"), shard.pop("count")
         if shard not in kept:
             (copy / shard["path"]).unlink()
     (copy / "manifest.json").write_text(json.dumps(manifest))
@@ -258,11 +259,12 @@ def test_changed_payload_is_found_by_the_manifest_hash(converted, tmp_path):
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF  # inside some image: framing and parsing still succeed
     shard.write_bytes(bytes(data))
-    with pytest.raises(RecordError, match=r"SHA-256 .* manifest says .*rxdata verify"):
+    found = r"xxh3_128 checksum is xxh3_128:.* manifest says .*rxdata verify"
+    with pytest.raises(RecordError, match=rf"{re.escape(str(shard))}: .*{found}"):
         list(Sites(copy, split="test"))
     sites = list(Sites(copy, split="test", on_error="skip"))
     assert len(sites) == len(manifest_sites(copy, "test"))  # skip: the records are read
-    unchecked = list(Sites(copy, split="test", check_sha256=False))
+    unchecked = list(Sites(copy, split="test", check_digest=False))
     assert len(unchecked) == len(sites)
     # bare files have no manifest to check against: the length CRCs only
     assert len(list(Sites(str(shard)))) == 40

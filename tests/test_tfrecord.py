@@ -107,12 +107,12 @@ def test_round_trip(
     assert int(parsed["sirna_id"][0]) == (-1 if sirna_id is None else sirna_id)
 
 
-def test_sha256_matches_file_bytes(tmp_path: Path) -> None:
-    import hashlib
+def test_checksum_matches_file_bytes(tmp_path: Path) -> None:
+    import xxhash
 
     path = tmp_path / "a.tfrecord"
     info = tfrecord.write_shard(path, [b"abc", b"def"], compression="gzip")
-    assert info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert info.digest == "xxh3_128:" + xxhash.xxh3_128_hexdigest(path.read_bytes())
     assert info.path == str(path)
 
 
@@ -221,8 +221,9 @@ def test_write_shard_replaces_only_when_complete(tmp_path: Path) -> None:
 @given(st.lists(st.binary(min_size=0, max_size=3000), max_size=6))
 def test_uncompressed_shards_are_byte_identical_to_tensorflows_writer(records) -> None:
     """The framing written by rxdata (hashed on the way) is TFRecordWriter's, byte for byte."""
-    import hashlib
     import tempfile
+
+    import xxhash
 
     with tempfile.TemporaryDirectory() as folder:
         ours, theirs = Path(folder) / "ours.tfrecord", Path(folder) / "theirs.tfrecord"
@@ -231,7 +232,7 @@ def test_uncompressed_shards_are_byte_identical_to_tensorflows_writer(records) -
             for record in records:
                 writer.write(record)
         assert ours.read_bytes() == theirs.read_bytes()
-        assert info.sha256 == hashlib.sha256(theirs.read_bytes()).hexdigest()
+        assert info.digest == "xxh3_128:" + xxhash.xxh3_128_hexdigest(theirs.read_bytes())
         assert (info.count, info.size) == (len(records), theirs.stat().st_size)
         assert [r.numpy() for r in tf.data.TFRecordDataset(str(ours))] == records
 
@@ -239,9 +240,8 @@ def test_uncompressed_shards_are_byte_identical_to_tensorflows_writer(records) -
 @pytest.mark.parametrize("fast", [True, False], ids=["rxdata-framing", "tensorflow-writer"])
 def test_both_uncompressed_writers_give_the_same_shard(tmp_path, monkeypatch, fast) -> None:
     """Without google-crc32c's C extension, TensorFlow's writer is used: same bytes."""
-    import hashlib
-
     import google_crc32c
+    import xxhash
 
     assert google_crc32c.implementation == "c"  # this environment takes the fast path
     monkeypatch.setattr(tfrecord, "_FAST_CRC32C", fast)
@@ -251,7 +251,9 @@ def test_both_uncompressed_writers_give_the_same_shard(tmp_path, monkeypatch, fa
         for record in records:
             writer.write(record)
     assert (tmp_path / "x.tfrecord").read_bytes() == (tmp_path / "tf.tfrecord").read_bytes()
-    assert info.sha256 == hashlib.sha256((tmp_path / "x.tfrecord").read_bytes()).hexdigest()
+    assert info.digest == "xxh3_128:" + xxhash.xxh3_128_hexdigest(
+        (tmp_path / "x.tfrecord").read_bytes()
+    )
     assert tfrecord.masked_crc32c(b"abc") == tfrecord._mask(google_crc32c.value(b"abc"))
 
 
@@ -361,6 +363,68 @@ def test_example_bytes_are_identical_in_a_fresh_process() -> None:
     image = np.arange(96, dtype=np.uint8).reshape(4, 4, 6)
     here = tfrecord.encode_example(make_site(plate=1, site=2), image=image)
     assert out.stdout.strip().splitlines()[-1] == hashlib.sha256(here).hexdigest()
+
+
+def _protobuf_bytes(features: dict) -> bytes:
+    example = tf.train.Example()
+    for name, (kind, values) in features.items():
+        getattr(example.features.feature[name], kind).value.extend(values)
+    return example.SerializeToString(deterministic=True)
+
+
+# names that are prefixes of each other, empty, non-ASCII; values at the varint edges
+_names = st.text(alphabet="ab_é\U0001f52c", max_size=4)
+_int64s = st.sampled_from([0, 1, 127, 128, 16383, 16384, -1, -(2**63), 2**63 - 1]) | st.integers(
+    -(2**63), 2**63 - 1
+)
+_features = st.dictionaries(
+    _names,
+    st.one_of(
+        st.tuples(st.just("bytes_list"), st.lists(st.binary(max_size=300), max_size=3)),
+        st.tuples(st.just("int64_list"), st.lists(_int64s, max_size=3)),
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(features=_features)
+def test_hand_serialized_example_is_protobufs_deterministic_bytes(features: dict) -> None:
+    from google.protobuf.internal import api_implementation
+
+    from rxdata._protobuf import example_features, serialize_example
+
+    data = serialize_example(features)
+    assert example_features(data) == {k: list(v) for k, (_, v) in features.items()}
+    assert tf.train.Example.FromString(data) == tf.train.Example.FromString(
+        _protobuf_bytes(features)
+    )
+    if api_implementation.Type() == "upb":  # protobuf's default backend: the same bytes
+        assert data == _protobuf_bytes(features)
+
+
+def test_hand_serializer_refuses_what_protobuf_refuses() -> None:
+    from rxdata._protobuf import serialize_example
+
+    with pytest.raises(RecordError, match="'n': 9223372036854775808 is outside the int64"):
+        serialize_example({"n": ("int64_list", [2**63])})
+    with pytest.raises(RecordError, match="kind 'float_list' is not one of"):
+        serialize_example({"f": ("float_list", [1.0])})
+
+
+@pytest.mark.subprocess
+def test_encoding_a_site_imports_no_tensorflow() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np; from rxdata import tfrecord;"
+        f"site = {make_site(plate=1, site=2)!r};"
+        "tfrecord.encode_example(site, image=np.zeros((4, 4, 6), np.uint8));"
+        "print('tensorflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"]
 
 
 def test_reading_names_live_in_reader_only() -> None:

@@ -1,14 +1,21 @@
-"""A hand parser of serialized ``tf.train.Example`` protos: no TensorFlow, no protobuf.
+"""``tf.train.Example`` protos by hand, both ways: no TensorFlow, no protobuf package.
 
 :func:`example_features` gives ``{feature name: values}`` exactly as protobuf's own
 parser reads the same bytes (tests/test_sites.py checks it on generated examples), so
 that :mod:`rxdata.reader` can decode records where TensorFlow is not imported.
+
+:func:`serialize_example` writes an Example byte for byte as protobuf's default (upb)
+backend does with ``deterministic=True`` (tests/test_tfrecord.py checks it on random
+features), so that :func:`rxdata.tfrecord.encode_example` needs no TensorFlow and copies
+each image byte once, into the serialized example. It also pins the bytes: protobuf's
+other backends order a map's keys differently, which would change a shard's bytes, and
+so its checksum, with the environment.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from rxdata.errors import RecordError
@@ -129,3 +136,75 @@ def example_features(serialized: bytes) -> dict[str, list[Any]]:
                 ) from None
             entries[name] = value  # a key repeated: the last entry wins
     return {key: _feature(value) for key, value in entries.items()}
+
+
+# --- writing -------------------------------------------------------------------------------
+# The value kinds serialize_example takes, and their field number in tf.train.Feature.
+_KINDS = {"bytes_list": 1, "int64_list": 3}
+
+
+def _put_varint(value: int) -> bytes:
+    """``value`` as a protobuf varint (a negative int64 as its 64-bit two's complement)."""
+    if value < 0:
+        value += 1 << 64
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _map_order(key: str) -> tuple[int, ...]:
+    """upb's deterministic order of map keys: bytewise, but a key after its extensions."""
+    return (*key.encode(), 256)
+
+
+def serialize_example(features: Mapping[str, tuple[str, Sequence[Any]]]) -> bytes:
+    """A serialized ``tf.train.Example`` of ``{name: (kind, values)}``.
+
+    Args:
+        features: Each feature's kind (``"bytes_list"``: values are bytes-like, e.g.
+            bytes or a contiguous array's memoryview; ``"int64_list"``: ints in the int64
+            range) and values.
+
+    Returns:
+        The bytes protobuf writes for the same Example with ``deterministic=True``.
+
+    Raises:
+        RecordError: An unknown kind, or an int outside the int64 range.
+
+    Example:
+        >>> features = {"site": ("int64_list", [2]), "well": ("bytes_list", [b"B02"])}
+        >>> example_features(serialize_example(features))
+        {'site': [2], 'well': [b'B02']}
+    """
+    pieces: list[Any] = []  # each entry's head, then its values' heads and bytes
+    total = 0
+    for name in sorted(features, key=_map_order):
+        kind, values = features[name]
+        if kind not in _KINDS:
+            raise RecordError(f"feature {name!r}: kind {kind!r} is not one of {sorted(_KINDS)}")
+        items: list[Any] = []
+        if kind == "bytes_list":
+            for value in values:
+                items += (b"\x0a" + _put_varint(memoryview(value).nbytes), value)
+        else:
+            for value in values:
+                if not -(1 << 63) <= value < 1 << 63:
+                    raise RecordError(f"feature {name!r}: {value} is outside the int64 range")
+            packed = b"".join(_put_varint(int(v)) for v in values)
+            if packed:  # an empty packed field is not written
+                items += (b"\x0a" + _put_varint(len(packed)), packed)
+        size = sum(memoryview(item).nbytes for item in items)
+        feature = bytes([_KINDS[kind] << 3 | _WIRE_LEN]) + _put_varint(size)
+        key = name.encode()
+        entry = b"\x0a" + _put_varint(len(key)) + key
+        value_head = b"\x12" + _put_varint(len(feature) + size)
+        entry_size = len(entry) + len(value_head) + len(feature) + size
+        head = b"\x0a" + _put_varint(entry_size) + entry + value_head + feature
+        pieces += (head, *items)
+        total += len(head) + size
+    if not features:
+        return b""  # protobuf writes nothing for an Example whose features were never set
+    return b"".join((b"\x0a" + _put_varint(total), *pieces))

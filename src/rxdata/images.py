@@ -13,8 +13,10 @@ Contract:
   a corrupt, non-8-bit-grayscale or wrongly sized one :class:`~rxdata.errors.ImageDecodeError`.
 * Paths may be local or remote (``gs://...``, through ``tf.io.gfile``, imported only then).
 
-Decoding uses OpenCV when it is installed (measured fastest on the real RxRx1 PNGs, see
-``docs/performance.md``) and Pillow otherwise; both give identical arrays.
+Decoding inflates each image once: the check's inflate (ISA-L) keeps the rows, and
+Pillow unfilters them (``decoder="rxdata"``, faster than any decoder measured on the real
+RxRx1 PNGs, see ``docs/performance.md``); ``"pillow"`` and ``"opencv"`` (when installed)
+decode the file again after the check. All give identical arrays.
 
 Data root: ``base_path`` defaults to the environment variable ``RXDATA_ROOT``, else the
 current directory. Which layout it holds (Kaggle ``{root}/{dataset}/{experiment}/...`` or
@@ -169,7 +171,7 @@ def _image_data_size(info: PngInfo) -> int:
 # Inflate in slices of this many output bytes: memory stays bounded whatever the header
 # or a zlib bomb claims, and the slice stays in the CPU cache (as fast as one whole-image
 # inflate on the real RxRx1 PNGs).
-_INFLATE_SLICE = 1 << 16
+_INFLATE_SLICE = (1 << 16) - 1  # also the most one stored deflate block holds
 # The inflate is ISA-L's (python-isal, a dependency): the same zlib format and checks
 # (header, Adler-32, stream end) as zlib's, 2.6x faster on the real RxRx1 PNGs (1.9 against
 # 4.9 ms of CPU per site of six 512x512 images, docs/performance.md), which makes it most of
@@ -177,6 +179,13 @@ _INFLATE_SLICE = 1 << 16
 _decompressobj = isal_zlib.decompressobj
 # isal's stubs declare its error class as an instance (`error: Exception`): cast it back.
 _InflateError: tuple[type[Exception], ...] = (zlib.error, cast(type[Exception], isal_zlib.error))
+_adler32 = isal_zlib.adler32
+# A zlib stream of stored deflate blocks (RFC 1950/1951): the header (deflate, 32 KiB
+# window, no dictionary, fastest level; a multiple of 31), blocks of at most 65535 bytes
+# (byte 0: not final, type "stored"; then the length and its complement), and an empty
+# final block before the Adler-32 of the data.
+_STORED_HEADER = b"\x78\x01"
+_STORED_END = struct.pack("<BHH", 1, 0, 0xFFFF)
 
 
 def _check_zlib_header(header: bytes, source: str) -> None:
@@ -196,13 +205,16 @@ def _check_zlib_header(header: bytes, source: str) -> None:
 class _ImageData:
     """Inflates ``IDAT`` chunks as they come, counting bytes; never holds the image."""
 
-    def __init__(self, info: PngInfo) -> None:
+    def __init__(self, info: PngInfo, *, keep: bool = False) -> None:
         self.expected = _image_data_size(info)
         # Each scanline starts with its filter type (0..4); checked where rows are regular.
         self.stride = 0 if info.interlaced else _row_bytes(info, info.width)
         self.size = 0
         self._inflate = _decompressobj()
         self._header = b""  # the zlib stream's first two bytes, until checked
+        # keep: the inflated bytes, already framed as stored deflate blocks (see stored())
+        self._blocks: list[bytes] | None = [_STORED_HEADER] if keep else None
+        self._adler = 1
 
     def feed(self, data: memoryview, source: str) -> None:
         if self._inflate.eof:
@@ -227,6 +239,9 @@ class _ImageData:
                             "0..4): corrupt image data",
                         )
                 self.size += len(out)
+                if self._blocks is not None and out:
+                    self._blocks += (struct.pack("<BHH", 0, len(out), len(out) ^ 0xFFFF), out)
+                    self._adler = _adler32(out, self._adler)
                 if self.size > self.expected:
                     raise _fail(
                         source,
@@ -244,6 +259,16 @@ class _ImageData:
                 f"{len(self._inflate.unused_data)} bytes after the end of the zlib stream "
                 "in IDAT: corrupt file",
             )
+
+    def stored(self) -> bytes:
+        """The kept image data as a zlib stream of stored (uncompressed) deflate blocks.
+
+        A decoder given it unfilters the rows without inflating them a second time: its
+        inflate only copies. Call after :meth:`check_complete`, on an ``_ImageData`` made
+        with ``keep=True``.
+        """
+        assert self._blocks is not None, "made without keep=True"
+        return b"".join((*self._blocks, _STORED_END, struct.pack(">I", self._adler)))
 
     def check_complete(self, source: str) -> None:
         if self.size < self.expected or not self._inflate.eof:
@@ -303,9 +328,16 @@ def inspect_png(
         >>> inspect_png(buf.getvalue(), "demo.png")
         PngInfo(width=6, height=4, bit_depth=8, color_type=0, interlaced=False)
     """
+    return _check(data, source, expected_shape)[0]
+
+
+def _check(
+    data: bytes, source: str, expected_shape: tuple[int, int] | None, *, keep: bool = False
+) -> tuple[PngInfo, _ImageData]:
+    """:func:`inspect_png`, also returning the image data (inflated and kept if ``keep``)."""
     view = memoryview(data)
     info = _parse_ihdr(bytes(view[:33]), source)
-    image_data = _ImageData(info)
+    image_data = _ImageData(info, keep=keep)
     pos, n_idat, size = 8, 0, len(view)
     while True:
         if pos + 12 > size:
@@ -342,10 +374,23 @@ def inspect_png(
         raise _fail(source, f"{size - pos} unexpected bytes after the IEND chunk")
     image_data.check_complete(source)
     _check_format(info, source, expected_shape)
-    return info
+    return info, image_data
 
 
 # --- decoders: bytes -> (H, W) uint8, or raise any exception on corrupt input ------------
+
+
+def _unfilter(info: PngInfo, image_data: _ImageData) -> npt.NDArray[np.uint8]:
+    """Pixels from image data the check inflated and kept: Pillow unfilters the rows.
+
+    Pillow's PNG decoder (zlib inflate, then unfiltering) is handed the stored copy of
+    the inflated rows, so each image is inflated once, by ISA-L in the check, and the
+    rows count is the check's: what it refuses is never decoded.
+    """
+    from PIL import Image
+
+    im = Image.frombytes("L", (info.width, info.height), image_data.stored(), "zip", "L")
+    return np.asarray(im)
 
 
 def _decode_pillow(data: bytes) -> npt.NDArray[np.uint8]:
@@ -369,7 +414,9 @@ def _decode_opencv(data: bytes) -> npt.NDArray[np.uint8]:
 
 
 def _available_decoders() -> dict[str, Callable[[bytes], npt.NDArray[np.uint8]]]:
-    decoders: dict[str, Callable[[bytes], npt.NDArray[np.uint8]]] = {}
+    # "rxdata" decodes in read_png (the check's inflate, then _unfilter); here it stands
+    # for the images that path does not take (interlaced or huge): Pillow decodes them.
+    decoders: dict[str, Callable[[bytes], npt.NDArray[np.uint8]]] = {"rxdata": _decode_pillow}
     try:
         import cv2  # noqa: F401
 
@@ -381,8 +428,13 @@ def _available_decoders() -> dict[str, Callable[[bytes], npt.NDArray[np.uint8]]]
 
 
 _DECODERS = _available_decoders()
-DECODER: str = next(iter(_DECODERS))
-"""Name of the decoder :func:`read_png` uses by default (``opencv`` if installed)."""
+DECODER: str = "rxdata"
+"""Name of the decoder :func:`read_png` uses by default: ``rxdata`` inflates each image
+once, in the check, and has Pillow unfilter the rows (faster than OpenCV or Pillow after
+the check; ``docs/performance.md``)."""
+# The one-pass path keeps the inflated rows; larger images go through Pillow, whose
+# decompression-bomb limit then applies.
+_ONE_PASS_PIXELS = 1 << 26
 
 
 def _read_file(path: str | os.PathLike[str]) -> bytes:
@@ -416,7 +468,8 @@ def read_png(
         source: A local path, a remote URL (``gs://...``) or the file's bytes.
         expected_shape: ``(height, width)`` the image must have, or ``None`` to accept any.
         path: Name used in error messages when ``source`` is bytes.
-        decoder: ``"opencv"`` or ``"pillow"``; ``None`` uses :data:`DECODER`.
+        decoder: ``"rxdata"`` (the default, :data:`DECODER`), ``"pillow"`` or
+            ``"opencv"`` (when installed); every one gives the same array.
 
     Returns:
         A ``(H, W) uint8`` array.
@@ -440,7 +493,6 @@ def read_png(
         data = _read_file(source)
     info = _parse_ihdr(data[:33], name)
     _check_format(info, name, expected_shape)  # before inflating: a wrong size fails fast
-    inspect_png(data, name, expected_shape=expected_shape)  # what decoders would zero-fill
     name_of_decoder = DECODER if decoder is None else decoder
     try:
         decode = _DECODERS[name_of_decoder]
@@ -448,8 +500,15 @@ def read_png(
         raise OptionsError(
             f"decoder={name_of_decoder!r} is not available; installed: {sorted(_DECODERS)}"
         ) from None
+    one_pass = (
+        name_of_decoder == "rxdata"
+        and not info.interlaced
+        and info.width * info.height <= _ONE_PASS_PIXELS
+    )
+    # inspect_png's checks first: what decoders would zero-fill is refused here
+    _, image_data = _check(data, name, expected_shape, keep=one_pass)
     try:
-        arr = decode(data)
+        arr = _unfilter(info, image_data) if one_pass else decode(data)
     except Exception as err:  # decoders raise assorted types; report them uniformly
         raise _fail(name, f"corrupt PNG data ({type(err).__name__}: {err})") from err
     if arr.shape != info.shape or arr.dtype != np.uint8:

@@ -407,11 +407,12 @@ def _framed(
     path: str,
     compression: str,
     bad: Callable[[int, str], None],
-    sha256: str | None = None,
+    digest: str | None = None,
 ) -> Iterator[tuple[int, bytes]]:
     """The framing loop of :func:`read_records`, reporting bad records to ``bad``."""
+    algorithm = _io.digest_algorithm(digest) if digest is not None else None
     with _io.open(path, "rb") as raw:
-        source = _io.HashingReader(raw) if sha256 is not None else raw
+        source = _io.HashingReader(raw, algorithm) if algorithm is not None else raw
         stream = _Stream(source, compression)
         index = 0
         while True:
@@ -433,12 +434,12 @@ def _framed(
                 return
             yield index, data[:length]
             index += 1
-        if isinstance(source, _io.HashingReader) and (found := source.drain()) != sha256:
+        if isinstance(source, _io.HashingReader) and (found := source.drain()) != digest:
             bad(
                 index,
-                f"the shard's SHA-256 is {found}, its manifest says {sha256}: the file "
-                "changed after the conversion (`rxdata verify` lists the damaged shards; "
-                "convert them again)",
+                f"the shard's {algorithm} checksum is {found}, its manifest says {digest}: "
+                "the file changed after the conversion (`rxdata verify` lists the damaged "
+                "shards; convert them again)",
             )
 
 
@@ -447,13 +448,13 @@ def read_records(
     *,
     on_error: OnError = "raise",
     compression: Compression | Literal["auto"] = "auto",
-    sha256: str | None = None,
+    digest: str | None = None,
 ) -> Iterator[tuple[int, bytes]]:
     """``(index, serialized example)`` of each record of a shard, in plain Python.
 
     TFRecord framing read without TensorFlow: each length header's masked CRC-32C is
     checked, the payload's is not (Python has no fast CRC-32C). Pass the shard's
-    ``sha256`` (a conversion's manifest has it) to hash the file as it is read: a
+    ``digest`` (a conversion's manifest has it) to hash the file as it is read: a
     mismatch is reported after the last record, so every byte is checked. A record that
     cannot be framed ends the file (the framing cannot be resynchronised). GZIP/ZLIB
     shards are inflated on the fly, up to their first damaged byte.
@@ -464,7 +465,9 @@ def read_records(
             file and record; ``"skip"`` (stop at bad framing, ignore a hash mismatch) or
             ``"warn"`` (the same, with a warning).
         compression: ``"auto"`` (detected) or the file's compression.
-        sha256: The hex SHA-256 the whole file must have, or ``None``.
+        digest: The checksum the whole file must have, ``ALGORITHM:HEX``
+            (``"xxh3_128:..."``, or ``"sha256:..."`` from an earlier version's manifest:
+            :func:`rxdata._io.recorded_digest` reads it from a manifest entry), or ``None``.
 
     Example:
         >>> import tempfile, os
@@ -475,7 +478,7 @@ def read_records(
         [(0, b'a'), (1, b'bc')]
     """
     path_s, found, bad = _opened(path, on_error, compression, stacklevel=4)
-    yield from _framed(path_s, found, bad, sha256)
+    yield from _framed(path_s, found, bad, digest)
 
 
 class RecordReader(Iterator[dict[str, Any]]):

@@ -91,9 +91,14 @@ log = logging.getLogger(__name__)
 
 #: File name of the manifest in a conversion's output folder.
 MANIFEST_NAME = "manifest.json"
-#: The manifest's ``format`` value and the ``format_version`` this rxdata reads.
+#: The manifest's ``format`` value and the ``format_version`` this rxdata writes. Version
+#: 2 records each shard's checksum as ``"digest": "xxh3_128:HEX"``; version 1 (earlier
+#: rxdata) as ``"sha256": HEX``, still read and checked (:func:`rxdata._io.recorded_digest`).
+#: An rxdata that reads only version 1 refuses version 2 by its number, instead of finding
+#: no ``sha256`` to check.
 MANIFEST_FORMAT = "rxdata-convert-manifest"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+_READABLE_VERSIONS = (1, MANIFEST_VERSION)
 #: Folder of the per-shard progress records of a conversion under way.
 PROGRESS_DIR = "_progress"
 #: File name of the lock a running conversion holds in its output folder.
@@ -167,8 +172,10 @@ def read_manifest(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
     Raises:
         FileNotFoundError: No manifest in ``output_dir``, or ``output_dir`` is a file.
         RecordError: The manifest is not a valid rxdata-convert manifest, or it is
-            damaged: it is a symbolic link or a folder, or a shard path is absolute, has
-            a ``..`` part, or is not a string (:func:`check_relative`).
+            damaged: it is a symbolic link or a folder, a shard path is absolute, has
+            a ``..`` part, or is not a string (:func:`check_relative`), or a shard's
+            checksum is not one this rxdata knows (:func:`rxdata._io.recorded_digest`:
+            ``"digest": "xxh3_128:HEX"``, or ``"sha256": HEX`` of earlier versions).
 
     Example:
         >>> try:
@@ -204,10 +211,11 @@ def read_manifest(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path}: not an rxdata-convert manifest (format "
             f"{manifest.get('format') if isinstance(manifest, dict) else None!r})"
         )
-    if manifest.get("format_version") != MANIFEST_VERSION:
+    if manifest.get("format_version") not in _READABLE_VERSIONS:
         raise RecordError(
             f"{path}: manifest format_version {manifest.get('format_version')!r}, "
-            f"this rxdata reads {MANIFEST_VERSION}"
+            f"this rxdata reads {' and '.join(map(str, _READABLE_VERSIONS))}: a newer rxdata "
+            "wrote it (upgrade rxdata), or re-run the convert command (with --overwrite)"
         )
     shards = manifest.get("shards")
     for i, entry in enumerate(shards if isinstance(shards, list) else [None]):
@@ -217,6 +225,7 @@ def read_manifest(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
                 f"{path}: damaged manifest: shards[{i}].path {problem}; re-run the "
                 "conversion (with --overwrite) to replace it"
             )
+        _io.recorded_digest(entry, path)  # a checksum this rxdata cannot check is refused
     return manifest
 
 
@@ -413,7 +422,9 @@ class Records:
         """:meth:`files` with each shard's manifest entry: ``(file, entry)`` pairs.
 
         The entry holds what the writer recorded of the shard: ``path``, ``dataset``,
-        ``site_ids`` and, once the conversion is complete, ``count`` and ``sha256``.
+        ``site_ids`` and, once the conversion is complete, ``count`` and ``digest`` (the
+        checksum, read with :func:`rxdata._io.recorded_digest`: manifests of earlier
+        versions hold ``sha256`` instead).
         Arguments and errors as :meth:`files`.
         """
         self._check_split(split)

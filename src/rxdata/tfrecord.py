@@ -56,6 +56,7 @@ import google_crc32c
 import numpy as np
 
 from rxdata import _io, naming
+from rxdata._protobuf import serialize_example
 from rxdata.errors import OptionsError, RecordError
 
 if TYPE_CHECKING:
@@ -194,13 +195,11 @@ def _is_missing(value: Any) -> bool:
     return type(value).__name__ in ("NAType", "NaTType")
 
 
-# A feature as (list field of tf.train.Feature, values). encode_example fills the Example
-# in place from these: nesting BytesList -> Feature -> Features -> Example deep-copies each
-# level, which is four copies of every image byte instead of one.
+# A feature as (list field of tf.train.Feature, values), what serialize_example takes.
 _Feature = tuple[str, list[Any]]
 
 
-def _bytes_feature(values: Sequence[bytes]) -> _Feature:
+def _bytes_feature(values: Sequence[bytes | memoryview]) -> _Feature:
     return ("bytes_list", list(values))
 
 
@@ -307,16 +306,11 @@ def encode_example(
         assert pngs is not None  # for the type checker; checked above
         feature = _png_features(site, list(pngs), height, width)
     feature.update(_site_features(site))
-    import tensorflow as tf  # deferred: the schema and reading need no TensorFlow
-
-    example = tf.train.Example()
-    features = example.features.feature
-    for key, (kind, values) in feature.items():
-        getattr(features[key], kind).value.extend(values)
-    # Protobuf's default map order varies between processes. Deterministic serialization
-    # (same cost) makes a site's bytes a pure function of its content, so a resumed,
-    # parallel or Beam conversion writes byte-identical shards to an uninterrupted one.
-    return bytes(example.SerializeToString(deterministic=True))
+    # Serialized by hand, as protobuf's deterministic serialization does (protobuf's
+    # default map order varies between processes): a site's bytes are a pure function of
+    # its content, so a resumed, parallel or Beam conversion writes byte-identical shards
+    # to an uninterrupted one. No TensorFlow, and each image byte is copied once.
+    return serialize_example(feature)
 
 
 def _raw_features(
@@ -336,7 +330,7 @@ def _raw_features(
             f"site {_describe(site)}: image is {h}x{w} but height={height}, width={width}"
         )
     return {
-        IMAGE: _bytes_feature([np.ascontiguousarray(image).tobytes()]),
+        IMAGE: _bytes_feature([np.ascontiguousarray(image).reshape(-1).data]),
         ENCODING: _bytes_feature([b"raw"]),
         HEIGHT: _int_feature(h),
         WIDTH: _int_feature(w),
@@ -417,13 +411,14 @@ class ShardInfo:
     Attributes:
         path: The final shard path.
         count: Number of examples in the shard.
-        sha256: Hex SHA-256 of the final file's bytes (after compression).
+        digest: The checksum of the final file's bytes (after compression),
+            ``ALGORITHM:HEX`` (:data:`rxdata._io.DIGEST_ALGORITHM`, XXH3-128).
         size: File size in bytes.
     """
 
     path: str
     count: int
-    sha256: str
+    digest: str
     size: int
 
 
@@ -463,7 +458,7 @@ def write_shard(
             ``"gzip"`` or ``"zlib"``.
 
     Returns:
-        A :class:`ShardInfo` with the count, SHA-256 and size of the final file.
+        A :class:`ShardInfo` with the count, checksum and size of the final file.
 
     Example:
         >>> import tempfile, os
@@ -487,14 +482,14 @@ def write_shard(
             for record in examples:
                 writer.write(record)
                 count += 1
-        sha256, size = _io.sha256_and_size(tmp)  # TFRecordWriter cannot hash as it writes
+        digest, size = _io.digest_and_size(tmp)  # TFRecordWriter cannot hash as it writes
         _io.rename(tmp, path_s)
     except BaseException:
         with contextlib.suppress(OSError, tf.errors.OpError):
             if _io.exists(tmp):
                 _io.remove(tmp)
         raise
-    return ShardInfo(path=path_s, count=count, sha256=sha256, size=size)
+    return ShardInfo(path=path_s, count=count, digest=digest, size=size)
 
 
 # google-crc32c falls back to pure Python where its C extension cannot load: seconds per
@@ -509,7 +504,8 @@ def _write_framed(path: str, examples: Iterable[bytes]) -> ShardInfo:
     the masked CRC-32C of those 8 bytes, the record, the masked CRC-32C of the record;
     byte-identical to ``TFRecordWriter``'s output, tested) through
     :func:`rxdata._io.atomic_writer`, which hashes the bytes on their way to the file:
-    the SHA-256 needs no second read. 0.63 against 0.84 ms of CPU per real PNG site.
+    the checksum needs no second read. 0.63 against 0.84 ms of CPU per real PNG site (with
+    SHA-256, the checksum then).
     """
     count = 0
     with _io.atomic_writer(path) as writer:
@@ -519,7 +515,7 @@ def _write_framed(path: str, examples: Iterable[bytes]) -> ShardInfo:
             writer.write(record)
             writer.write(struct.pack("<I", _mask(google_crc32c.value(record))))
             count += 1
-    return ShardInfo(path=path, count=count, sha256=writer.hexdigest(), size=writer.size)
+    return ShardInfo(path=path, count=count, digest=writer.digest(), size=writer.size)
 
 
 def _mask(crc: int) -> int:

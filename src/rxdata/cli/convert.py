@@ -36,7 +36,7 @@ def add_verify(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "verify",
         help="re-read converted shards and check them against their manifest",
         description="Re-read every shard of an `rxdata convert` output and check sizes, "
-        "sha256 checksums, example counts and site ids against its manifest.json (and the "
+        "checksums, example counts and site ids against its manifest.json (and the "
         "metadata, with --metadata). Exit code 3 and a report when anything mismatches.",
     )
     p.add_argument("output_dir", metavar="OUTPUT_DIR", help="folder written by rxdata convert")
@@ -308,7 +308,7 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
 
 _CONVERT_DESCRIPTION = (
     "Convert RxRx1 PNGs to TFRecord shards. Re-running the same command after an "
-    "interruption resumes it: complete shards are checked against their sha256 and kept, "
+    "interruption resumes it: complete shards are checked against their checksum and kept, "
     "the rest are rewritten. Exit codes: 0 done, 1 bad input (the message names the file), "
     "2 bad command line, 3 verification failed, 4 done but sites were skipped "
     "(OUTPUT_DIR/skipped.csv), 130 interrupted."

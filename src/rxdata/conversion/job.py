@@ -401,7 +401,7 @@ def convert(
     """Convert the RxRx1 PNGs under ``images_root`` to TFRecord shards in ``output_dir``.
 
     Re-running the same call resumes an interrupted run (complete shards are kept after
-    their sha256 and their inputs are checked; shards whose inputs changed are
+    their checksum and their inputs are checked; shards whose inputs changed are
     rewritten). See the module docstring for the contract and ``docs/convert.md`` for the
     output format.
 

@@ -1,10 +1,11 @@
 """The manifest of a conversion, resuming, the skipped-sites report, and output preparation.
 
 ``OUTPUT_DIR/manifest.json`` holds the options, the plan, and (when done) each shard's site
-count, size, sha256 and its sites' input identities. While a run is under way each
+count, size, checksum (``"digest": "xxh3_128:HEX"``, :data:`rxdata._io.DIGEST_ALGORITHM`)
+and its sites' input identities. While a run is under way each
 finished shard leaves a record in ``OUTPUT_DIR/_progress/`` (removed, with the folder,
 when the run completes). Re-running the same conversion re-uses every shard whose file
-matches its recorded sha256 and whose inputs are unchanged (see
+matches its recorded checksum and whose inputs are unchanged (see
 :mod:`rxdata.conversion.shard`), and rewrites the others, so an interrupted run (Ctrl-C,
 SIGTERM, ``kill -9``, a full disk) finishes with byte-identical output and an edited
 input is never served stale.
@@ -236,14 +237,32 @@ def prepare_output(
                         progress_path(out_dir, entry["path"]), json.dumps(entry).encode()
                     )
         for shard in plan:
-            record = progress_path(out_dir, shard.path)
-            if _io.exists(record):
-                expected[shard.path] = str(json.loads(_io.read_bytes(record))["sha256"])
+            digest = _recorded(progress_path(out_dir, shard.path))
+            if digest is not None:
+                expected[shard.path] = digest
     # Temporaries a killed run left (shards, progress records, manifest): found by the
     # listing, never by a glob of the folder's name (which may hold "[ab]" or "*").
     remove_files(out_dir, listing.temporaries, why="left by an interrupted run")
     _write_json(_io.join(out_dir, MANIFEST_NAME), fresh)
     return expected
+
+
+def _recorded(record: str) -> str | None:
+    """The checksum a progress record holds; None (the shard is rewritten) when it has none.
+
+    A damaged record (not JSON, or a checksum this rxdata does not know) is said in a
+    warning: its shard is rewritten, nothing is kept on its word.
+    """
+    if not _io.exists(record):
+        return None
+    try:
+        entry = json.loads(_io.read_bytes(record))
+        if not isinstance(entry, dict):
+            raise ValueError("not a JSON object")
+        return _io.recorded_digest(entry, record)
+    except ValueError as err:  # RecordError and json's errors too
+        log.warning("%s is damaged (%s); its shard is rewritten", record, err)
+        return None
 
 
 def _old_manifest(out_dir: str, overwrite: bool) -> dict[str, Any] | None:

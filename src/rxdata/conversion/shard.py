@@ -13,7 +13,8 @@ a digest of its whole metadata row (so every label, well type, cell type and dat
 value that goes into its record) and of its six channel files' size and modification
 time in nanoseconds (``mtime_ns``, the identity make and rsync use: cheap, and it changes
 whenever a file is written, copied without ``-p`` or touched). The shard's record keeps
-them; a re-run keeps a shard only when its file still matches its sha256, every site's
+them; a re-run keeps a shard only when its file still matches its checksum (its
+``digest``, :data:`rxdata._io.DIGEST_ALGORITHM`), every site's
 input identity is unchanged, and the previous run skipped none of its sites (skipped
 sites are retried). Otherwise the shard is rewritten and the run says which inputs
 changed. The local process pool, the Beam pipeline and any other runner call this same
@@ -32,6 +33,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -114,7 +116,8 @@ class ShardRecord:
         path: Path relative to the output directory.
         dataset: ``train``/``test``.
         count: Number of examples (sites) in the file.
-        sha256: Hex SHA-256 of the file.
+        digest: The file's checksum, ``ALGORITHM:HEX`` (:func:`rxdata._io.recorded_digest`):
+            XXH3-128; ``sha256:HEX`` when read from an earlier version's record.
         size: File size in bytes.
         site_ids: The sites written, in order.
         skipped: Sites of the plan left out (``on_error="skip"``).
@@ -133,7 +136,7 @@ class ShardRecord:
     path: str
     dataset: str
     count: int
-    sha256: str
+    digest: str
     size: int
     site_ids: tuple[str, ...]
     skipped: tuple[SkippedSite, ...] = ()
@@ -149,7 +152,7 @@ class ShardRecord:
             "path": self.path,
             "dataset": self.dataset,
             "count": self.count,
-            "sha256": self.sha256,
+            _io.DIGEST_KEY: self.digest,
             "size": self.size,
             "site_ids": list(self.site_ids),
             "skipped": [s.to_json() for s in self.skipped],
@@ -159,13 +162,26 @@ class ShardRecord:
         }
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> ShardRecord:
-        """Read a manifest entry (inverse of :meth:`to_json`)."""
+    def from_json(cls, d: Mapping[str, Any], where: str = "a shard record") -> ShardRecord:
+        """Read a manifest entry or progress record (inverse of :meth:`to_json`).
+
+        Entries of earlier versions (``"sha256": HEX``) are read as ``sha256:HEX``.
+
+        Raises:
+            RecordError: The entry's checksum is missing or not one this rxdata knows
+                (the message names ``where``, the file it was read from).
+        """
+        digest = _io.recorded_digest(d, where)
+        if digest is None:
+            raise RecordError(
+                f"{where}: damaged record of shard {d.get('path')!r}: no checksum; re-run "
+                "the convert command to rewrite it"
+            )
         return cls(
             path=str(d["path"]),
             dataset=str(d["dataset"]),
             count=int(d["count"]),
-            sha256=str(d["sha256"]),
+            digest=digest,
             size=int(d["size"]),
             site_ids=tuple(str(s) for s in d["site_ids"]),
             skipped=tuple(SkippedSite(**s) for s in d.get("skipped", ())),
@@ -210,13 +226,14 @@ class ShardTask:
         spec: The planned shard.
         rows: Each site's metadata row (plain JSON values), in write order.
         context: Paths and encoding.
-        expected_sha256: A previous run's checksum: re-use the file if it still matches.
+        expected_digest: A previous run's checksum (``ALGORITHM:HEX``): re-use the file
+            if it still matches.
     """
 
     spec: ShardSpec
     rows: tuple[dict[str, Any], ...]
     context: ShardContext
-    expected_sha256: str | None = None
+    expected_digest: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (for job files read by remote workers)."""
@@ -224,7 +241,7 @@ class ShardTask:
             "spec": dataclasses.asdict(self.spec),
             "rows": list(self.rows),
             "context": dataclasses.asdict(self.context),
-            "expected_sha256": self.expected_sha256,
+            "expected_digest": self.expected_digest,
         }
 
     @classmethod
@@ -236,7 +253,7 @@ class ShardTask:
             ShardSpec(spec["path"], spec["dataset"], tuple(spec["site_ids"])),
             tuple(d["rows"]),
             ShardContext(**ctx),
-            d.get("expected_sha256"),
+            d.get("expected_digest"),
         )
 
 
@@ -518,18 +535,48 @@ def _changes(task: ShardTask, previous: ShardRecord, inputs: tuple[str, ...]) ->
 
 
 def _previous(ctx: ShardContext, task: ShardTask) -> ShardRecord | None:
-    """The record a previous run left for this shard, if its file is intact; else None."""
-    if task.expected_sha256 is None:
+    """The record a previous run left for this shard, if its file is intact; else None.
+
+    A record of an earlier version (SHA-256) is checked by SHA-256 and comes back with
+    the file's :data:`rxdata._io.DIGEST_ALGORITHM` checksum, hashed in the same pass: a
+    kept shard is recorded as a new one would be.
+    """
+    if task.expected_digest is None:
         return None
     out = _io.join(ctx.output_dir, task.spec.path)
     record_path = progress_path(ctx.output_dir, task.spec.path)
     if not _io.isfile(out) or not _io.exists(record_path):
         return None
-    record = ShardRecord.from_json(json.loads(_io.read_bytes(record_path)))
-    if record.sha256 != task.expected_sha256 or _io.file_sha256(out) != record.sha256:
-        log.warning("shard %s does not match its record; rewriting it", task.spec.path)
+    try:
+        record = ShardRecord.from_json(json.loads(_io.read_bytes(record_path)), record_path)
+    except (RecordError, ValueError, KeyError, TypeError) as err:
+        log.warning("%s is damaged (%s); rewriting shard %s", record_path, err, task.spec.path)
         return None
-    return record
+    if record.digest != task.expected_digest:  # the record is not the one the manifest read
+        log.warning("%s is not the shard's recorded state; rewriting it", record_path)
+        return None
+    algorithm = _io.digest_algorithm(record.digest)
+    found = _io.file_digests(out, list(dict.fromkeys((algorithm, _io.DIGEST_ALGORITHM))))
+    if found[0] != record.digest:
+        log.warning(
+            "shard %s does not match its record (%s checksum %s, recorded %s); rewriting it",
+            task.spec.path,
+            algorithm,
+            found[0],
+            record.digest,
+        )
+        return None
+    return dataclasses.replace(record, digest=found[-1])
+
+
+def _write_errors() -> tuple[type[BaseException], ...]:
+    """What a failed shard write raises: OSError; TensorFlow's errors where it wrote.
+
+    A worker writing uncompressed local shards never imports TensorFlow (rxdata frames
+    and encodes the records): its import is seconds of CPU per worker process.
+    """
+    tf = sys.modules.get("tensorflow")
+    return (OSError,) if tf is None else (OSError, tf.errors.OpError)
 
 
 def _write_failure_cause(err: BaseException) -> str:
@@ -561,7 +608,7 @@ def write_shard_task(task: ShardTask) -> ShardRecord:
     Every runner (local processes, Beam, ...) calls this function with the tasks
     :func:`rxdata.conversion.convert` plans; it is safe to call in any process that
     reaches ``task.context.images_root`` and ``task.context.output_dir``. A shard whose
-    file still matches ``task.expected_sha256`` (a resumed run) is kept, not rewritten,
+    file still matches ``task.expected_digest`` (a resumed run) is kept, not rewritten,
     when none of its sites' inputs changed (:func:`site_input`) and none was skipped.
 
     Args:
@@ -601,15 +648,13 @@ def write_shard_task(task: ShardTask) -> ShardRecord:
     written: list[str] = []
     skipped: list[SkippedSite] = []
     contents: list[str] = []
-    import tensorflow as tf
-
     try:
         info = write_shard(
             out,
             _examples(ctx, task, paths, written, skipped, contents),
             compression=ctx.compression,  # type: ignore[arg-type]
         )
-    except (OSError, tf.errors.OpError) as err:  # a full disk, a lost bucket, permissions
+    except _write_errors() as err:  # a full disk, a lost bucket, permissions
         raise ConvertError(
             f"writing shard {out} failed: {err}; no partial shard was left and complete "
             f"shards are kept: fix the cause ({_write_failure_cause(err)}) and re-run the "
@@ -619,7 +664,7 @@ def write_shard_task(task: ShardTask) -> ShardRecord:
         path=task.spec.path,
         dataset=task.spec.dataset,
         count=int(info.count),
-        sha256=str(info.sha256),
+        digest=str(info.digest),
         size=int(info.size),
         site_ids=tuple(written),
         skipped=tuple(skipped),

@@ -17,7 +17,7 @@ from rxdata.conversion.outputs import list_output
 from rxdata.conversion.plan import load_metadata, select_sites, site_rows
 from rxdata.errors import RecordError, RxDataError
 from rxdata.naming import CHANNELS
-from rxdata.records import inside, read_manifest
+from rxdata.records import MANIFEST_NAME, inside, read_manifest
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,8 @@ def verify(
     """Re-read a conversion's shards and check them against its manifest and metadata.
 
     Checks that the conversion completed, that every shard exists with the recorded size
-    and sha256, that it holds the recorded number of examples with the recorded site ids,
+    and checksum (XXH3-128; SHA-256 in manifests of earlier versions), that it holds the
+    recorded number of examples with the recorded site ids,
     that no site appears twice, that no ``.tfrecord`` file under ``output_dir`` is missing
     from the manifest, and, with ``metadata``, that every selected site of the metadata
     is either written or reported skipped, that nothing else was written, and that each
@@ -281,15 +282,25 @@ def _check_shard(
             + ("" if what == "missing" else "; remove it and re-run the same conversion")
         )
         return []
+    # read_manifest refused a checksum this rxdata does not know; SHA-256 of earlier
+    # versions' manifests is checked by SHA-256.
+    expected = _io.recorded_digest(entry, _io.join(out_dir, MANIFEST_NAME))
     try:
-        digest = _io.file_sha256(path)
+        found = _io.file_digest(path, _io.digest_algorithm(expected or _io.DIGEST_ALGORITHM))
     except OSError as err:
         problems.append(f"{entry['path']}: cannot be read: {err}")
         return []
-    if digest != entry["sha256"]:
+    if expected is None:
         problems.append(
-            f"{entry['path']}: sha256 {digest[:12]}... differs from the "
-            f"manifest's {entry['sha256'][:12]}...: the file changed"
+            f"{entry['path']}: the manifest records no checksum for it (damaged manifest); "
+            "re-run the same conversion command to rewrite it"
+        )
+    elif found != expected:
+        algorithm, _, want = expected.partition(":")
+        problems.append(
+            f"{entry['path']}: {algorithm} checksum {found.partition(':')[2][:12]}... "
+            f"differs from the manifest's {want[:12]}...: the file changed (damaged, "
+            "truncated or replaced); re-run the same conversion command to rewrite it"
         )
     ids = _check_examples(path, entry, shape, decode, problems, rows)
     if len(ids) != entry["count"]:
