@@ -22,7 +22,7 @@ about equal) and projects the time for the full 125,510 sites.
 ``--breakdown`` instead times each step of a PNG site's conversion separately on the real
 images (CPU milliseconds per site of six files: reading, input identity, content hash and
 its alternatives, the PNG check and its inflate with zlib and with ISA-L, encoding, the
-TFRecord write with the shard's SHA-256): where a PNG conversion's time goes.
+TFRecord write with the shard's checksum, XXH3-128): where a PNG conversion's time goes.
 
 Run: ``.venv/bin/python benchmarks/bench_convert.py [--sites N] [--repeat R] [--breakdown]``.
 """
@@ -336,7 +336,7 @@ def breakdown(images_root: Path, md: pd.DataFrame, work: Path, repeat: int) -> N
             encode_example(r, pngs=s, height=512, width=512)
             for r, s in zip(rows, blobs, strict=True)
         ],
-        "TFRecord write + shard SHA-256": lambda: write_shard(work / "b.tfrecord", examples),
+        "TFRecord write + shard checksum": lambda: write_shard(work / "b.tfrecord", examples),
     }
     print(f"\nwhere a PNG site's CPU goes ({len(rows)} real sites, best of {repeat}):")
     for name, fn in steps.items():
@@ -372,7 +372,7 @@ def main() -> None:
         md = md.groupby("experiment", observed=True).head(2 * wells).reset_index(drop=True)
         results["synthetic"] = bench("synthetic 512x512", root, md, work, args.repeat)
 
-        print("\npeak memory of a conversion in a fresh process (RSS, includes TensorFlow):")
+        print("\npeak memory of a conversion in a fresh process (RSS of the whole process):")
         half = md.iloc[: len(md) // 2]
         for encoding in ("png", "raw"):
             small, large = peak_mb(root, half, work, encoding), peak_mb(root, md, work, encoding)
