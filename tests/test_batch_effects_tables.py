@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -191,3 +192,103 @@ def test_an_unfinished_run_is_not_copied_into_the_docs_unless_asked(tmp_path, mo
     assert (target / "run.json").read_text() == '{"complete": false}'
     with pytest.raises(SystemExit, match=r"lacks \['sweep.csv'\]"):
         tables.copy_results(tmp_path, (("sweep.csv", target / "s.csv"),), partial=True)
+
+
+def _default_run(folder: Path, units: list[tuple[int, int, int]], complete: bool = False) -> None:
+    """A default (`full`) run's folder in today's format: ``units`` finished, one session."""
+    bench = _tables().bench
+    rows, choices = [], []
+    for d, h, s in units:
+        key = {"data_seed": d, "heldout": h, "seed": s}
+        for m in bench.METHODS:
+            scores = dict.fromkeys(bench.COLUMNS[5:], 0.5)
+            rows.append({"method": m, "kind": bench.kind(m), **key, **scores})
+        for m, c in sorted(bench.RUN_CHOICES):
+            choices.append({"method": m, **key, "choice": c, "value": "1", "val_site_acc": 0.5})
+    folder.mkdir()
+    (folder / bench.MARKER).touch()
+    pd.DataFrame(rows, columns=list(bench.COLUMNS)).to_csv(
+        folder / "batch_effects.csv", index=False
+    )
+    pd.DataFrame(choices, columns=list(bench.CHOICES)).to_csv(folder / "choices.csv", index=False)
+    timed = {"session": 0, "wall_s": 1000.0, "cpu_s": 1800.0}
+    session = {"started": "2026-12-06T06:00:00Z", "commit": "0123456789", "units": len(units),
+               "wall_s": 1000.0 * len(units), "cpu_s": 1800.0 * len(units), "cpus": 2,
+               "load_average_at_end": [1, 1, 1]}  # fmt: skip
+    state = bench.Progress(
+        units=[{"data_seed": d, "heldout": h, "seed": s, **timed} for d, h, s in units],
+        sessions=[session],
+    )
+    what = bench.recorded("full", bench.FULL, None, None)
+    info = bench.run_info(what, state, bench.planned_units(bench.FULL), complete)
+    (folder / "run.json").write_text(json.dumps(info))
+
+
+def test_status_says_how_far_a_default_run_is_without_publishing_it(tmp_path):
+    tables = _tables()
+    out = tmp_path / "full"
+    _default_run(out, [(0, 0, 0), (0, 0, 1)])
+    line = tables.status(out)
+    assert "the `full` run, 2 of 12 runs done, in 1 session(s): 2000 s wall-clock, 3600 s CPU" in (
+        line
+    )
+    assert "1800 CPU s per run (2 run(s) timed), about 5.0 CPU hours left" in line
+    assert "not complete" in line and "not published" in line
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match=r"holds no run\.json"):
+        tables.status(tmp_path / "empty")
+
+
+def test_the_default_runs_progress_is_recorded_without_its_rows(tmp_path, monkeypatch):
+    tables = _tables()
+    out = tmp_path / "full"
+    _default_run(out, [(0, 0, 0)])
+    monkeypatch.setattr(tables, "PROGRESS_JSON", tmp_path / "docs" / "progress.json")
+    monkeypatch.setattr(tables, "ROOT", tmp_path)
+    (tmp_path / "docs").mkdir()
+    tables.copy_progress(out)
+    recorded = json.loads(tables.PROGRESS_JSON.read_text())
+    assert recorded["units_done"] == 1 and recorded["units_planned"] == 12
+    assert "rows" not in recorded and sorted(p.name for p in (tmp_path / "docs").iterdir()) == [
+        "progress.json"
+    ]
+    text = tables.render_full_cost(RUN_INFO, _frame({"controls": [0, 0, 0, 0]}), recorded)
+    assert "1 of 12 runs done, in 1 session(s)" in text and "(commits 0123456)" in text
+    assert "about 5.5 CPU hours left" in text
+    assert "the `--quick` run's stand below" in text
+    quick = tmp_path / "quick"
+    quick.mkdir()
+    config = tables.dataclasses.asdict(tables.bench.QUICK)
+    (quick / "run.json").write_text(json.dumps({**RUN_INFO, "config": config, "data": None}))
+    (quick / "batch_effects.csv").write_text(",".join(_tables().bench.COLUMNS) + "\n")
+    with pytest.raises(SystemExit, match="is a `quick` run; --progress records the default"):
+        tables.copy_progress(quick)
+
+
+def test_a_default_run_is_published_in_its_own_section_only_when_complete(tmp_path, monkeypatch):
+    tables = _tables()
+    out = tmp_path / "full"
+    _default_run(out, [(0, 0, 0), (0, 0, 1)])
+    with pytest.raises(SystemExit, match="unfinished default run: its tables are published once"):
+        tables.run_files(out, partial=True)
+    files, _ = tables.run_files(out, partial=False)
+    assert files == tables.FROM_FULL_RUN  # copy_results then refuses it: not complete
+    assert tables.run_files(tmp_path / "quick", partial=True) == (tables.FROM_RUN, True)
+    info = json.loads((out / "run.json").read_text())
+    info["sessions"] *= 2  # two sessions made it
+    frame = _frame({"controls": [0, 0, 0, 0], "global": [-0.3, -0.31, -0.29, -0.3]})
+    frame.to_csv(tmp_path / "full.csv", index=False)
+    (tmp_path / "full.json").write_text(json.dumps(info))
+    monkeypatch.setattr(tables, "FULL_CSV", tmp_path / "full.csv")
+    monkeypatch.setattr(tables, "FULL_RUN_JSON", tmp_path / "full.json")
+    text = tables.render_full_cost(RUN_INFO, frame)
+    assert text.startswith(tables.FULL_BEGIN) and text.endswith(tables.FULL_END)
+    assert "The default configuration: 64 px, 32 siRNAs per plate group (128 classes)" in text
+    assert "s of CPU time in 2 sessions (times summed) on a 2-core machine" in text
+    assert "| `global` | 4 |" in text and "projected" not in text
+
+
+def test_status_of_a_run_that_has_finished_nothing_yet(tmp_path):
+    tables = _tables()
+    (tmp_path / tables.bench.MARKER).touch()  # a run's folder before its first run.json
+    assert tables.status(tmp_path).endswith("no finished run yet (no run.json)")
