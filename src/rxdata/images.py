@@ -331,7 +331,7 @@ def inspect_png(
     TensorFlow's ``tf.io.decode_png``, Pillow and OpenCV alike. Checks the signature, that
     ``IHDR`` comes first with values PNG allows, every chunk's length and CRC-32, that
     chunk types are four ASCII letters with no unknown critical chunk and no second
-    ``IHDR``, that there is at least one ``IDAT`` chunk and they are consecutive, that
+    ``IHDR``, that the fixed-length ancillary chunks have their length, that there is at least one ``IDAT`` chunk and they are consecutive, that
     ``IEND`` closes the file with nothing after it, that every row's filter type is 0..4
     (in each Adam7 pass of an interlaced image too), that the ``IDAT`` data inflates to
     exactly the bytes the header's size needs in one complete zlib stream (a file with
@@ -367,12 +367,24 @@ def inspect_png(
 # IHDR, a chunk type that is not four ASCII letters, or IDAT chunks that are not consecutive
 # make libpng (so TensorFlow) refuse the file, and Pillow refuses the last two.
 _CRITICAL = (b"IHDR", b"PLTE", b"IDAT", b"IEND")
+# Ancillary chunks of a fixed length (PNG spec, section 11.3): Pillow refuses a short gAMA,
+# pHYs or sRGB where libpng ignores it, so a file with any of them of another length is
+# refused: what passes, every decoder reads.
+_FIXED_LENGTHS = {b"gAMA": 4, b"pHYs": 9, b"sRGB": 1, b"cHRM": 32, b"tIME": 7}
 
 
-def _check_chunk_order(ctype: bytes, pos: int, previous: bytes, n_idat: int, source: str) -> None:
-    """Refuse a chunk that libpng refuses where it stands (after the first ``IHDR``)."""
+def _check_chunk_order(
+    ctype: bytes, length: int, pos: int, previous: bytes, n_idat: int, source: str
+) -> None:
+    """Refuse a chunk that libpng or Pillow refuses where it stands (after the first IHDR)."""
     if not ctype.isalpha() or not ctype.isascii():
         raise _fail(source, f"chunk type {ctype!r} at byte {pos} is not four ASCII letters")
+    if _FIXED_LENGTHS.get(ctype, length) != length:
+        raise _fail(
+            source,
+            f"chunk {ctype!r} at byte {pos} has {length} data bytes; PNG defines "
+            f"{_FIXED_LENGTHS[ctype]}: corrupt file (Pillow refuses it)",
+        )
     if ctype == b"IHDR" and pos != 8:
         raise _fail(source, f"a second IHDR chunk at byte {pos}: corrupt file")
     if ctype[:1].isupper() and ctype not in _CRITICAL:
@@ -419,7 +431,7 @@ def _check(
                 f"CRC mismatch in chunk {ctype!r} at byte {pos} "
                 f"(stored {stored:#010x}, computed {actual:#010x}): corrupt file",
             )
-        _check_chunk_order(ctype, pos, previous, n_idat, source)
+        _check_chunk_order(ctype, length, pos, previous, n_idat, source)
         if ctype == b"IDAT":
             n_idat += 1
             image_data.feed(view[pos + 8 : end - 4], source)
