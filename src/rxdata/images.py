@@ -331,9 +331,10 @@ def inspect_png(
     TensorFlow's ``tf.io.decode_png``, Pillow and OpenCV alike. Checks the signature, that
     ``IHDR`` comes first with values PNG allows, every chunk's length and CRC-32, that
     chunk types are four ASCII letters with no unknown critical chunk and no second
-    ``IHDR``, that the fixed-length ancillary chunks have their length, that there is at least one ``IDAT`` chunk and they are consecutive, that
-    ``IEND`` closes the file with nothing after it, that every row's filter type is 0..4
-    (in each Adam7 pass of an interlaced image too), that the ``IDAT`` data inflates to
+    ``IHDR``, that the fixed-length ancillary chunks have their length, that there is at
+    least one ``IDAT`` chunk and they are consecutive, that ``IEND`` closes the file with
+    nothing after it, that every row's filter type is 0..4 (in each Adam7 pass of an
+    interlaced image too), that the ``IDAT`` data inflates to
     exactly the bytes the header's size needs in one complete zlib stream (a file with
     valid CRCs but too few rows is refused, where Pillow and OpenCV would fill the missing
     rows with zeros and TensorFlow would refuse it at training time), that the image is
