@@ -6,9 +6,12 @@ never from a table written here; :func:`find_site` finds a site in one by its me
 
 from __future__ import annotations
 
+import importlib
 import io
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
@@ -259,3 +262,13 @@ def to_legacy_manifest(out: Path) -> None:
         entry.pop("digest")
         entry["sha256"] = hashlib.sha256((out / entry["path"]).read_bytes()).hexdigest()
     path.write_text(json.dumps(manifest))
+
+
+def benchmark_module(name: str) -> ModuleType:
+    """The script ``benchmarks/<name>.py`` as a module (benchmarks/ is not a package)."""
+    folder = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    sys.path.insert(0, folder)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(folder)

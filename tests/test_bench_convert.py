@@ -5,20 +5,15 @@ The figures themselves (docs/performance.md) are not checked: timings are not te
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+
+from helpers import benchmark_module
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 def _bench():
-    """The benchmark module (benchmarks/ is not a package)."""
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import bench_convert
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return bench_convert
+    return benchmark_module("bench_convert")
 
 
 def test_the_breakdown_times_each_step_of_a_real_png_site(real_root, tmp_path, capsys, monkeypatch):

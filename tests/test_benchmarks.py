@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import benchmark_module
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "benchmarks"
 BENCH = BENCHMARKS / "bench_batch_effects.py"
@@ -30,13 +32,7 @@ _CLAIM = (
 
 
 def _bench():
-    """The benchmark module (benchmarks/ is not a package)."""
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import bench_batch_effects
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return bench_batch_effects
+    return benchmark_module("bench_batch_effects")
 
 
 def _check_results(out: Path, bench, methods=None) -> pd.DataFrame:
