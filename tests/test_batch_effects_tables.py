@@ -164,8 +164,9 @@ def test_the_sweep_section_shows_the_choice_and_every_methods_move():
     assert "| `controls+lsa` |" in text and "5 data sets" in text
 
 
-def test_the_full_run_is_projected_from_the_quick_runs_cpu_time():
+def test_the_full_run_is_projected_from_the_quick_runs_cpu_time(tmp_path, monkeypatch):
     tables = _tables()
+    monkeypatch.setattr(tables, "FULL_RUN_JSON", tmp_path / "none.json")  # not yet published
     frame = _frame({"controls": [0, 0, 0, 0]})  # 4 runs
     run = {**RUN_INFO, "cpu_s": 400.0,
            "config": {**RUN_INFO["config"], "sirnas_per_plate": 12}}  # fmt: skip
@@ -243,6 +244,7 @@ def test_the_default_runs_progress_is_recorded_without_its_rows(tmp_path, monkey
     tables = _tables()
     out = tmp_path / "full"
     _default_run(out, [(0, 0, 0)])
+    monkeypatch.setattr(tables, "FULL_RUN_JSON", tmp_path / "none.json")  # not yet published
     monkeypatch.setattr(tables, "PROGRESS_JSON", tmp_path / "docs" / "progress.json")
     monkeypatch.setattr(tables, "ROOT", tmp_path)
     (tmp_path / "docs").mkdir()
