@@ -247,3 +247,25 @@ def test_a_progress_record_with_an_unknown_checksum_rewrites_its_shard(
     reused = [s.path for s in resumed.shards if s.reused]
     assert len(reused) == 1 and damaged["path"] not in reused  # the other complete shard
     assert verify(out).ok
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("format_version", True, r"format_version True, this rxdata reads 1 and 2"),
+        ("complete", 1, r"damaged manifest: complete is 1, not true or false"),
+        ("complete", None, r"damaged manifest: complete is None, not true or false"),
+    ],
+)
+def test_a_manifest_field_of_another_type_is_damaged_not_guessed(
+    converted, field, value, message
+) -> None:
+    # JSON `true` equals 1 in Python, and 1 is truthy: neither may pass as the real value,
+    # or a "complete" conversion would be read without the checks a complete one gets
+    body = manifest(converted)
+    body[field] = value
+    (converted / MANIFEST_NAME).write_text(json.dumps(body))
+    with pytest.raises(RecordError, match=message):
+        open_records(converted)
+    report = verify(converted)
+    assert not report.ok and re.search(message, report.problems[0])

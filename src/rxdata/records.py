@@ -213,11 +213,17 @@ def read_manifest(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path}: not an rxdata-convert manifest (format "
             f"{manifest.get('format') if isinstance(manifest, dict) else None!r})"
         )
-    if manifest.get("format_version") not in _READABLE_VERSIONS:
+    version = manifest.get("format_version")
+    if type(version) is not int or version not in _READABLE_VERSIONS:  # `true` is not 1
         raise RecordError(
             f"{path}: manifest format_version {manifest.get('format_version')!r}, "
             f"this rxdata reads {' and '.join(map(str, _READABLE_VERSIONS))}: a newer rxdata "
             "wrote it (upgrade rxdata), or re-run the convert command (with --overwrite)"
+        )
+    if not isinstance(manifest.get("complete"), bool):  # every reader asks "is it done?"
+        raise RecordError(
+            f"{path}: damaged manifest: complete is {manifest.get('complete')!r}, not true "
+            "or false; re-run the conversion (with --overwrite) to replace it"
         )
     shards = manifest.get("shards")
     for i, entry in enumerate(shards if isinstance(shards, list) else [None]):
@@ -228,7 +234,7 @@ def read_manifest(output_dir: str | os.PathLike[str]) -> dict[str, Any]:
                 "conversion (with --overwrite) to replace it"
             )
         # a checksum this rxdata cannot check is refused, and so is none where one is due
-        if _io.recorded_digest(entry, path) is None and manifest.get("complete") is True:
+        if _io.recorded_digest(entry, path) is None and manifest["complete"]:
             raise RecordError(
                 f"{path}: damaged manifest: shards[{i}] ({entry['path']!r}) records no "
                 "checksum, which every shard of a complete conversion has; re-run the "

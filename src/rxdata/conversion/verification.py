@@ -282,22 +282,16 @@ def _check_shard(
             + ("" if what == "missing" else "; remove it and re-run the same conversion")
         )
         return []
-    # read_manifest refused a checksum this rxdata does not know; SHA-256 of earlier
-    # versions' manifests is checked by SHA-256.
-    expected = _io.recorded_digest(entry, _io.join(out_dir, MANIFEST_NAME))
+    # read_manifest refused a complete conversion's shard with no checksum or one this
+    # rxdata does not know; SHA-256 of earlier versions' manifests is checked by SHA-256.
+    expected = str(_io.recorded_digest(entry, _io.join(out_dir, MANIFEST_NAME)))
+    algorithm, _, want = expected.partition(":")
     try:
-        algorithm = _io.digest_algorithm(expected) if expected else _io.DIGEST_ALGORITHM
         found = _io.file_digest(path, algorithm)
     except OSError as err:
         problems.append(f"{entry['path']}: cannot be read: {err}")
         return []
-    if expected is None:
-        problems.append(
-            f"{entry['path']}: the manifest records no checksum for it (damaged manifest); "
-            "re-run the same conversion command to rewrite it"
-        )
-    elif found != expected:
-        algorithm, _, want = expected.partition(":")
+    if found != expected:
         problems.append(
             f"{entry['path']}: {algorithm} checksum {found.partition(':')[2][:12]}... "
             f"differs from the manifest's {want[:12]}...: the file changed (damaged, "
