@@ -30,11 +30,12 @@ Contract (see also ``docs/convert.md``):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,8 @@ from rxdata.conversion.shard import (
     ShardTask,
     SkippedSite,
     channel_file,
+    write_errors,
+    write_failure_cause,
 )
 from rxdata.conversion.staging import commit, work_folder
 from rxdata.errors import (
@@ -390,6 +393,24 @@ def _result(
     return result
 
 
+@contextlib.contextmanager
+def _failure_said(doing: str, kept: str) -> Iterator[None]:
+    """A failed write (a full disk, permissions) while ``doing`` as a ConvertError.
+
+    The message names the cause (:func:`~rxdata.conversion.shard.write_failure_cause`),
+    what is kept, and that the same command finishes the run.
+    """
+    try:
+        yield
+    except RxDataError:  # OutputExistsError is an OSError too: its own message stands
+        raise
+    except write_errors() as err:
+        raise ConvertError(
+            f"{doing} failed: {err}; {kept}: fix the cause ({write_failure_cause(err)}) and "
+            "re-run the same command to finish"
+        ) from err
+
+
 @holding_output_lock  # a second run into the same folder is refused at once
 def convert(
     images_root: str | os.PathLike[str],
@@ -463,28 +484,15 @@ def convert(
     ctx = dataclasses.replace(ctx, output_dir=out_dir)
     orphans = _checked_orphans(root, md, opts, imageless)
 
-    try:
+    with _failure_said(
+        f"preparing the output folder {out_dir}", "nothing of a previous run is lost"
+    ):
         expected = prepare_output(out_dir, spec, orphans)
-    except RxDataError:  # OutputExistsError is an OSError too: its own message stands
-        raise
-    except OSError as err:  # a full disk, permissions: nothing of a previous run is lost
-        raise ConvertError(
-            f"preparing the output folder {out_dir} failed: {err}; fix the cause (free "
-            "space, permissions) and re-run the same command"
-        ) from err
     tasks = [
         ShardTask(s, tuple(rows[i] for i in s.site_ids), ctx, expected.get(s.path)) for s in plan
     ]
     records = _run(tasks, opts)
-    try:
+    with _failure_said(f"writing the manifest of {out_dir}", "every shard is written and kept"):
         finalize(out_dir, spec, records, orphans)
-    except RxDataError:
-        raise
-    except OSError as err:  # a full disk, permissions: every shard is written and kept
-        raise ConvertError(
-            f"writing the manifest of {out_dir} failed: {err}; every shard is written and "
-            "kept: fix the cause (free space, permissions) and re-run the same command to "
-            "finish"
-        ) from err
     commit(out_dir, final_dir)  # the new conversion is complete: swap it in
     return _result(final_dir, records, orphans, start)

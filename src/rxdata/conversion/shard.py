@@ -569,7 +569,7 @@ def _previous(ctx: ShardContext, task: ShardTask) -> ShardRecord | None:
     return dataclasses.replace(record, digest=found[-1])
 
 
-def _write_errors() -> tuple[type[BaseException], ...]:
+def write_errors() -> tuple[type[BaseException], ...]:
     """What a failed shard write raises: OSError; TensorFlow's errors where it wrote.
 
     A worker writing uncompressed local shards never imports TensorFlow (rxdata frames
@@ -579,12 +579,12 @@ def _write_errors() -> tuple[type[BaseException], ...]:
     return (OSError,) if tf is None else (OSError, tf.errors.OpError)
 
 
-def _write_failure_cause(err: BaseException) -> str:
+def write_failure_cause(err: BaseException) -> str:
     """The likely cause of a failed shard write, in words, for the message.
 
     Example:
         >>> import errno
-        >>> _write_failure_cause(OSError(errno.ENOSPC, "No space left on device"))
+        >>> write_failure_cause(OSError(errno.ENOSPC, "No space left on device"))
         'free space'
     """
     import errno
@@ -654,10 +654,10 @@ def write_shard_task(task: ShardTask) -> ShardRecord:
             _examples(ctx, task, paths, written, skipped, contents),
             compression=ctx.compression,  # type: ignore[arg-type]
         )
-    except _write_errors() as err:  # a full disk, a lost bucket, permissions
+    except write_errors() as err:  # a full disk, a lost bucket, permissions
         raise ConvertError(
             f"writing shard {out} failed: {err}; no partial shard was left and complete "
-            f"shards are kept: fix the cause ({_write_failure_cause(err)}) and re-run the "
+            f"shards are kept: fix the cause ({write_failure_cause(err)}) and re-run the "
             "same command to resume"
         ) from err
     record = ShardRecord(
@@ -679,10 +679,10 @@ def write_shard_task(task: ShardTask) -> ShardRecord:
         _io.write_bytes_atomic(
             progress_path(ctx.output_dir, task.spec.path), json.dumps(record.to_json()).encode()
         )
-    except _write_errors() as err:
+    except write_errors() as err:
         raise ConvertError(
             f"recording shard {out} as done failed: {err}; complete shards are kept: fix "
-            f"the cause ({_write_failure_cause(err)}) and re-run the same command to resume "
+            f"the cause ({write_failure_cause(err)}) and re-run the same command to resume "
             "(this shard is written again)"
         ) from err
     return record
