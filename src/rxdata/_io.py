@@ -415,12 +415,19 @@ def file_digests(path: PathLike, algorithms: Sequence[str] = (DIGEST_ALGORITHM,)
         >>> [d[:20] for d in file_digests("x.bin", ("xxh3_128", "sha256"))]
         ['xxh3_128:06b05ab6733', 'sha256:ba7816bf8f01c']
     """
+    return _hash_file(path, algorithms)[0]
+
+
+def _hash_file(path: PathLike, algorithms: Sequence[str]) -> tuple[list[str], int]:
+    """The file's checksums by each of ``algorithms`` and its size: one read, 4 MiB blocks."""
     hashes = [_hasher(a) for a in algorithms]
+    size = 0
     with open(path, "rb") as f:
         while block := f.read(_BLOCK):
             for h in hashes:
                 h.update(block)
-    return [f"{a}:{h.hexdigest()}" for a, h in zip(algorithms, hashes, strict=True)]
+            size += len(block)
+    return [f"{a}:{h.hexdigest()}" for a, h in zip(algorithms, hashes, strict=True)], size
 
 
 def file_digest(path: PathLike, algorithm: str = DIGEST_ALGORITHM) -> str:
@@ -436,13 +443,8 @@ def file_digest(path: PathLike, algorithm: str = DIGEST_ALGORITHM) -> str:
 
 def digest_and_size(path: PathLike) -> tuple[str, int]:
     """The checksum (:data:`DIGEST_ALGORITHM`) and size in bytes of a local or remote file."""
-    h = _hasher(DIGEST_ALGORITHM)
-    size = 0
-    with open(path, "rb") as f:
-        while block := f.read(_BLOCK):
-            h.update(block)
-            size += len(block)
-    return f"{DIGEST_ALGORITHM}:{h.hexdigest()}", size
+    digests, size = _hash_file(path, (DIGEST_ALGORITHM,))
+    return digests[0], size
 
 
 def file_identity(path: PathLike) -> tuple[int, int] | None:
