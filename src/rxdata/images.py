@@ -222,7 +222,11 @@ def _check_zlib_header(header: bytes, source: str) -> None:
 
 
 class _ImageData:
-    """Inflates ``IDAT`` chunks as they come, counting bytes; never holds the image."""
+    """Inflates ``IDAT`` chunks as they come, counting bytes and checking row filters.
+
+    Memory stays bounded whatever the header claims: the image is held only with
+    ``keep`` (for :func:`read_png`, whose caller bounds its size), as stored blocks.
+    """
 
     def __init__(self, info: PngInfo, *, keep: bool = False) -> None:
         self.expected = _image_data_size(info)
@@ -248,11 +252,11 @@ class _ImageData:
             while True:
                 out = self._inflate.decompress(data, _INFLATE_SLICE)
                 if out:
-                    self._check_filters(out, source)
+                    self._check_filters(out, source)  # before self.size counts them
+                    if self._blocks is not None:
+                        self._blocks += (struct.pack("<BHH", 0, len(out), len(out) ^ 0xFFFF), out)
+                        self._adler = _adler32(out, self._adler)
                 self.size += len(out)
-                if self._blocks is not None and out:
-                    self._blocks += (struct.pack("<BHH", 0, len(out), len(out) ^ 0xFFFF), out)
-                    self._adler = _adler32(out, self._adler)
                 if self.size > self.expected:
                     raise _fail(
                         source,
@@ -374,7 +378,7 @@ _CRITICAL = (b"IHDR", b"PLTE", b"IDAT", b"IEND")
 _FIXED_LENGTHS = {b"gAMA": 4, b"pHYs": 9, b"sRGB": 1, b"cHRM": 32, b"tIME": 7}
 
 
-def _check_chunk_order(
+def _check_chunk(
     ctype: bytes, length: int, pos: int, previous: bytes, n_idat: int, source: str
 ) -> None:
     """Refuse a chunk that libpng or Pillow refuses where it stands (after the first IHDR)."""
@@ -432,7 +436,7 @@ def _check(
                 f"CRC mismatch in chunk {ctype!r} at byte {pos} "
                 f"(stored {stored:#010x}, computed {actual:#010x}): corrupt file",
             )
-        _check_chunk_order(ctype, length, pos, previous, n_idat, source)
+        _check_chunk(ctype, length, pos, previous, n_idat, source)
         if ctype == b"IDAT":
             n_idat += 1
             image_data.feed(view[pos + 8 : end - 4], source)
