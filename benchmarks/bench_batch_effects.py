@@ -263,7 +263,7 @@ def clear_data(out: Path) -> None:
         for pattern in ("data-*", "records-*"):
             for path in out.glob(pattern):
                 shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-        for path in out.glob(".*.tmp"):  # a write cut short (:func:`write_atomic`)
+        for path in out.glob(".*.tmp-*"):  # a write cut short (:func:`write_atomic`)
             path.unlink()
     except OSError as err:
         raise SystemExit(f"error: cannot clear {out} ({err.strerror or err})") from None
@@ -318,9 +318,9 @@ def planned_units(cfg: Config, real: bool = False) -> list[Unit]:
 
 def write_atomic(path: Path, text: str) -> None:
     """Write ``path`` whole or not at all (a run killed mid-write keeps the old file)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from rxdata import _io  # the converter's atomic write: a hidden temporary, fsync, rename
+
+    _io.write_bytes_atomic(path, text.encode())
 
 
 def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:

@@ -310,7 +310,9 @@ def test_a_stopped_runs_data_and_cut_writes_are_cleared_and_its_results_kept(tmp
     kept = _files(out)
     (out / "data-0" / "images").mkdir(parents=True)
     (out / "records-0").mkdir()
-    (out / ".run.json.tmp").write_text("{half")
+    from rxdata import _io
+
+    Path(_io.temporary_name(out / "run.json")).write_text("{half")  # what a kill leaves
     bench.clear_data(out)
     assert sorted(p.name for p in out.iterdir()) == sorted(kept)
     assert _files(out) == kept
